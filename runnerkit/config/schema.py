@@ -1,0 +1,102 @@
+"""The schema: every section and key runnerkit understands, with its type.
+
+The schema is data, not state: it is read by each :class:`~runnerkit.config.Configuration`
+when it is created.  Sections whose name matches a *template* (``runner.NAME``) inherit
+their keys from the template section ``[runner.defaults]``, which a layer may also set
+to change the defaults of every runner at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runnerkit.config.values import (
+    PATH_VARIABLES,
+    Converter,
+    as_bool,
+    as_count,
+    as_dotted_name,
+    as_duration,
+    as_language,
+    as_power_of_two,
+    as_text,
+    path_template,
+)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of the schema: its converter and what it is for."""
+
+    #: Turns the raw text into a typed value, raising ValueError when it cannot.
+    convert: Converter
+    #: One line for error messages and documentation.
+    doc: str
+
+
+#: Fixed sections and their keys.
+SECTIONS: dict[str, dict[str, Key]] = {
+    "runnerkit": {
+        "default_language": Key(as_language, "language of lists and senders without one"),
+    },
+    "paths": {
+        "var_dir": Key(path_template(()), "the one directory every other path derives from"),
+        "queue_dir": Key(path_template(("VAR_DIR",)), "where the queue directories live"),
+        "log_dir": Key(path_template(("VAR_DIR",)), "where log files are written"),
+        "data_dir": Key(path_template(("VAR_DIR",)), "where the database lives"),
+        "lock_dir": Key(path_template(("VAR_DIR",)), "where lock and pid files live"),
+    },
+    "logging": {
+        "level": Key(as_text, "debug, info, warning or error"),
+        "path": Key(path_template(PATH_VARIABLES), "the log file"),
+    },
+}
+
+#: The prefix of runner sections, ``[runner.NAME]``.
+RUNNER_PREFIX = "runner."
+
+#: The name of the template section every runner section inherits from.
+RUNNER_DEFAULTS = "runner.defaults"
+
+#: The keys of ``[runner.NAME]`` sections.
+RUNNER_KEYS: dict[str, Key] = {
+    "class": Key(as_dotted_name, "the Runner subclass to run, as package.module.Class"),
+    "path": Key(path_template((*PATH_VARIABLES, "name")), "the queue directory"),
+    "instances": Key(as_power_of_two, "processes, each owning one slice of the queue"),
+    "start": Key(as_bool, "whether the master starts this runner"),
+    "max_restarts": Key(as_count, "restarts allowed within the restart window"),
+    "sleep_time": Key(as_duration, "how long an idle runner sleeps between passes"),
+}
+
+#: The bottom layer: the value of every key unless a pushed layer overrides it.
+DEFAULTS = """\
+[runnerkit]
+default_language: en
+
+[paths]
+var_dir: var
+queue_dir: $VAR_DIR/queue
+log_dir: $VAR_DIR/logs
+data_dir: $VAR_DIR/data
+lock_dir: $VAR_DIR/locks
+
+[logging]
+level: info
+path: $LOG_DIR/runnerkit.log
+
+[runner.defaults]
+class: runnerkit.runner.Runner
+path: $QUEUE_DIR/$name
+instances: 1
+start: yes
+max_restarts: 10
+sleep_time: 1s
+
+# Messages that could not be read, or that failed too often, are preserved here.
+[runner.bad]
+start: no
+
+# Messages whose processing raised an exception wait here for an operator.
+[runner.shunt]
+start: no
+"""

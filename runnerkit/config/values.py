@@ -1,0 +1,135 @@
+"""Converters from configuration text to typed values.
+
+Each converter takes the raw text of one value and returns the typed value, or raises
+:class:`ValueError` with a message that says what was expected.  The configuration
+wraps that message with the layer, section and key it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from string import Template
+from typing import Any
+
+#: Converter signature: raw text in, typed value out, ValueError on bad input.
+Converter = Callable[[str], Any]
+
+_TRUE = frozenset({"yes", "true", "on", "1"})
+_FALSE = frozenset({"no", "false", "off", "0"})
+
+_DURATION_UNITS = {
+    "ms": timedelta(milliseconds=1),
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+_LANGUAGE = re.compile(r"[a-z]{2,3}([_-][A-Za-z0-9]{2,8})*")
+
+#: The substitution variables a path template may use, besides ``$name`` in runners.
+PATH_VARIABLES = ("VAR_DIR", "QUEUE_DIR", "LOG_DIR", "DATA_DIR", "LOCK_DIR")
+
+
+def as_text(value: str) -> str:
+    """Any non-empty text, stripped."""
+    text = value.strip()
+    if not text:
+        raise ValueError("expected a non-empty value")
+    return text
+
+
+def as_bool(value: str) -> bool:
+    """``yes``/``no``, ``true``/``false``, ``on``/``off`` or ``1``/``0``."""
+    word = value.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError("expected yes or no (also true/false, on/off, 1/0)")
+
+
+def as_count(value: str) -> int:
+    """A whole number, zero or more."""
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ValueError("expected a whole number, 0 or more") from None
+    if number < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return number
+
+
+def as_power_of_two(value: str) -> int:
+    """A power of two from 1 to 1024: slices split the digest space exactly."""
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ValueError("expected a power of two from 1 to 1024") from None
+    if number < 1 or number > 1024 or number & (number - 1):
+        raise ValueError("expected a power of two from 1 to 1024")
+    return number
+
+
+def as_duration(value: str) -> timedelta:
+    """A duration such as ``1s``, ``500ms``, ``2m`` or ``1m30s``; a bare number is seconds."""
+    text = value.strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if seconds < 0:
+            raise ValueError("expected a duration of 0 or more")
+        return timedelta(seconds=seconds)
+    total = timedelta()
+    position = 0
+    for match in _DURATION_PART.finditer(text.replace(" ", "")):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if position == 0 or position != len(text.replace(" ", "")):
+        raise ValueError(
+            "expected a duration such as 1s, 500ms, 2m, 1h, 1d, 1w or 1m30s"
+        )
+    return total
+
+
+def as_dotted_name(value: str) -> str:
+    """A dotted Python name such as ``package.module.Class``."""
+    name = value.strip()
+    if not _DOTTED_NAME.fullmatch(name):
+        raise ValueError("expected a dotted Python name such as package.module.Class")
+    return name
+
+
+def as_language(value: str) -> str:
+    """A language code such as ``en``, ``fr`` or ``pt_BR``."""
+    code = value.strip()
+    if not _LANGUAGE.fullmatch(code):
+        raise ValueError("expected a language code such as en, fr or pt_BR")
+    return code
+
+
+def path_template(allowed: tuple[str, ...]) -> Converter:
+    """Make a converter for path text that may use ``$VARIABLES`` from *allowed*."""
+
+    def as_path_template(value: str) -> str:
+        text = as_text(value)
+        template = Template(text)
+        if not template.is_valid():
+            raise ValueError("has a stray '$'; write $$ for a literal dollar sign")
+        unknown = sorted(set(template.get_identifiers()) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"uses unknown variable ${unknown[0]}; "
+                f"known: {', '.join('$' + name for name in allowed)}"
+            )
+        return text
+
+    return as_path_template

@@ -1,0 +1,77 @@
+"""The SQLite database that holds mailing lists and their members."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from runnerkit.errors import RunnerkitError
+from runnerkit.typing import StrPath
+
+SCHEMA = """\
+CREATE TABLE IF NOT EXISTS mailing_list (
+    id INTEGER PRIMARY KEY,
+    list_name TEXT NOT NULL,
+    mail_host TEXT NOT NULL,
+    fqdn_listname TEXT NOT NULL UNIQUE,
+    list_id TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    preferred_language TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS member (
+    id INTEGER PRIMARY KEY,
+    mailing_list INTEGER NOT NULL REFERENCES mailing_list(id) ON DELETE CASCADE,
+    email TEXT NOT NULL,
+    address TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    preferred_language TEXT,
+    role TEXT NOT NULL,
+    UNIQUE (mailing_list, email, role)
+);
+"""
+
+
+class DatabaseError(RunnerkitError):
+    """The database cannot be opened or used."""
+
+
+class Database:
+    """One connection to the SQLite file at *path*, created with its schema if new.
+
+    Work happens in a transaction that :meth:`commit` makes permanent and :meth:`abort`
+    discards.  Several processes may share the file: it uses write-ahead logging and
+    waits for a busy writer instead of failing at once.
+
+    :raises DatabaseError: the file cannot be opened or initialized.
+    """
+
+    def __init__(self, path: StrPath, *, timeout: float = 30.0) -> None:
+        #: The database file.
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+            self.connection = sqlite3.connect(self.path, timeout=timeout)
+            self.connection.execute("PRAGMA foreign_keys = ON")
+            self.connection.execute("PRAGMA journal_mode = WAL")
+            self.connection.execute("PRAGMA synchronous = NORMAL")
+            self.connection.executescript(SCHEMA)
+            self.connection.commit()
+        except (OSError, sqlite3.Error) as error:
+            raise DatabaseError(f"cannot open database {str(self.path)!r}: {error}") from error
+
+    def __repr__(self) -> str:
+        return f"<Database {str(self.path)!r}>"
+
+    def commit(self) -> None:
+        """Make the current transaction permanent."""
+        self.connection.commit()
+
+    def abort(self) -> None:
+        """Discard the current transaction."""
+        self.connection.rollback()
+
+    def close(self) -> None:
+        """Discard any open transaction and close the connection."""
+        self.connection.rollback()
+        self.connection.close()

@@ -1,0 +1,60 @@
+"""The exceptions runnerkit raises.
+
+Every error runnerkit raises on purpose is a :class:`RunnerkitError`, so callers can
+catch the whole family with one clause and still tell the cases apart by subclass.
+Messages name the bad value and what would have been accepted.
+"""
+
+from __future__ import annotations
+
+
+class RunnerkitError(Exception):
+    """The base of every error that runnerkit raises on purpose."""
+
+
+class ConfigurationError(RunnerkitError):
+    """A configuration layer, section, key or value is wrong, or the stack is misused."""
+
+
+class NoConfigurationError(ConfigurationError):
+    """Code asked for the current configuration, but none is in effect."""
+
+
+class QueueError(RunnerkitError):
+    """A switchboard operation failed."""
+
+
+class QueueFileError(QueueError):
+    """A queue file cannot be read: it is damaged, truncated, hostile or not a file."""
+
+
+class MetadataError(QueueError):
+    """Message metadata holds a value that a queue file cannot store."""
+
+
+class ListError(RunnerkitError):
+    """A mailing list operation failed."""
+
+
+class InvalidAddressError(ListError):
+    """An email address is malformed."""
+
+
+class ListAlreadyExistsError(ListError):
+    """A mailing list with that name exists already."""
+
+
+class NoSuchListError(ListError):
+    """No mailing list has that name or list id."""
+
+
+class AlreadySubscribedError(ListError):
+    """The address is already a member of the list in that role."""
+
+
+class NotAMemberError(ListError):
+    """The address is not a member of the list in that role."""
+
+
+class RunnerError(RunnerkitError):
+    """A runner cannot be built or run as configured."""

@@ -1,0 +1,136 @@
+"""Careful file operations: durable writes, and reads that refuse anything but a file."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from runnerkit.errors import QueueFileError
+
+#: Queue files are readable by the group (operators), writable only by the owner.
+FILE_MODE = 0o640
+#: Queue directories: the same rule.
+DIRECTORY_MODE = 0o750
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def fsync_directory(directory: Path) -> None:
+    """Flush *directory*'s entries to disk, so a rename in it survives a crash."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_new_file(tmp: Path, final: Path, data: bytes) -> None:
+    """Write *data* to *tmp*, fsync it, rename it to *final* and fsync the directory.
+
+    The temporary file is locked while it exists, so that a start-up clean-up can tell
+    a crashed writer's leftovers from a live writer's work.  On any failure the
+    temporary file is removed and the error propagates: a failed fsync is never retried,
+    because the kernel may already have dropped the dirty pages.
+    """
+    fd = os.open(tmp, _CREATE_FLAGS, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+        os.rename(tmp, final)
+    except BaseException:
+        os.close(fd)
+        _remove_quietly(tmp)
+        raise
+    os.close(fd)
+    fsync_directory(final.parent)
+
+
+def read_queue_file(path: Path) -> bytes:
+    """Read the regular file at *path*, never following a link or blocking on a FIFO.
+
+    :raises QueueFileError: *path* is a link, a directory, a FIFO, unreadable, or gone.
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as error:
+        reason = "it is a symbolic link" if error.errno == errno.ELOOP else error.strerror
+        raise QueueFileError(f"cannot open queue file {str(path)!r}: {reason}") from error
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise QueueFileError(
+                f"cannot read queue file {str(path)!r}: it is not a regular file "
+                f"({_kind(info.st_mode)})"
+            )
+        chunks = []
+        while chunk := os.read(fd, max(info.st_size, 65536)):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as error:
+        raise QueueFileError(f"cannot read queue file {str(path)!r}: {error.strerror}") from error
+    finally:
+        os.close(fd)
+
+
+def move(source: Path, target: Path) -> None:
+    """Rename *source* to *target*, copying across file systems when it must."""
+    try:
+        os.rename(source, target)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        shutil.copy2(source, target, follow_symlinks=False)
+        os.unlink(source)
+    fsync_directory(target.parent)
+
+
+def remove_stale_temporary(path: Path, min_age: float, now: float) -> bool:
+    """Remove a temporary file that no live writer holds and that is at least *min_age* old.
+
+    :returns: whether the file was removed.
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < min_age:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return _remove_quietly(path)
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: Path) -> bool:
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"

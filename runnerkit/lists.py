@@ -1,0 +1,296 @@
+"""Mailing lists and their members, stored in the :class:`~runnerkit.database.Database`."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from runnerkit.config.values import as_language
+from runnerkit.database import Database
+from runnerkit.errors import (
+    AlreadySubscribedError,
+    InvalidAddressError,
+    ListAlreadyExistsError,
+    ListError,
+    NoSuchListError,
+    NotAMemberError,
+)
+
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_DOMAIN = re.compile(r"([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+#: The roles a member can have on a list.
+ROLES = ("member", "owner", "moderator")
+
+
+def check_address(address: str, *, fqdn: bool = False) -> tuple[str, str]:
+    """Split a plain email address into (local part, domain), checking both.
+
+    :param fqdn: require a domain with at least one dot, as list names need.
+    :raises InvalidAddressError: the address is malformed; the message says how.
+    """
+    if not isinstance(address, str):
+        raise InvalidAddressError(f"an address must be a str, got {type(address).__name__}")
+    local, at, domain = address.rpartition("@")
+    problem = None
+    if not at:
+        problem = "it has no '@'"
+    elif not local:
+        problem = "the part before '@' is empty"
+    elif not _LOCAL_PART.fullmatch(local):
+        problem = f"the part before '@' ({local!r}) has characters an address cannot use"
+    elif len(domain) > 253 or not _DOMAIN.fullmatch(domain):
+        problem = f"the domain {domain!r} is not a valid host name"
+    elif fqdn and "." not in domain:
+        problem = f"the domain {domain!r} is not fully qualified (it needs a dot)"
+    if problem is not None:
+        hint = " (give only the address, and a display name separately)" if "<" in address else ""
+        raise InvalidAddressError(f"invalid email address {address!r}: {problem}{hint}")
+    return local, domain
+
+
+@dataclass(frozen=True)
+class Member:
+    """One subscription of an address to a list in a role."""
+
+    #: The address as it was given.
+    address: str
+    #: The address lower-cased, as it is matched.
+    email: str
+    display_name: str
+    #: The member's own language, or None to use the list's.
+    preferred_language: str | None
+    role: str
+    #: The fqdn_listname of the list.
+    list_name: str
+
+
+class MailingList:
+    """A mailing list; a view of its row in the database."""
+
+    def __init__(self, manager: ListManager, row: sqlite3.Row | tuple[object, ...]) -> None:
+        self._manager = manager
+        (
+            self._id,
+            self.list_name,
+            self.mail_host,
+            self.fqdn_listname,
+            self.list_id,
+            self.display_name,
+            self.preferred_language,
+        ) = row[:7]
+
+    #: The part of the posting address before the '@'.
+    list_name: str
+    #: The domain of the posting address.
+    mail_host: str
+    #: The posting address, ``list_name@mail_host``, lower-cased.
+    fqdn_listname: str
+    #: The RFC 2919 list identifier, ``list_name.mail_host``.
+    list_id: str
+    display_name: str
+    #: The list's language, used for senders who are not members or have none.
+    preferred_language: str
+
+    def __repr__(self) -> str:
+        return f"<MailingList {self.fqdn_listname!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MailingList) and other.list_id == self.list_id
+
+    def __hash__(self) -> int:
+        return hash(self.list_id)
+
+    @property
+    def posting_address(self) -> str:
+        """The address members post to."""
+        return self.fqdn_listname
+
+    def subscribe(
+        self,
+        address: str,
+        *,
+        display_name: str = "",
+        preferred_language: str | None = None,
+        role: str = "member",
+    ) -> Member:
+        """Subscribe *address* in *role*, and commit.
+
+        :raises InvalidAddressError: the address is malformed.
+        :raises AlreadySubscribedError: it is subscribed in that role already.
+        :raises ListError: the role or language is unknown.
+        """
+        check_address(address)
+        if role not in ROLES:
+            raise ListError(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
+        if preferred_language is not None:
+            try:
+                as_language(preferred_language)
+            except ValueError as error:
+                raise ListError(f"language {preferred_language!r}: {error}") from None
+        db = self._manager.database
+        try:
+            db.connection.execute(
+                "INSERT INTO member (mailing_list, email, address, display_name,"
+                " preferred_language, role) VALUES (?, ?, ?, ?, ?, ?)",
+                (self._id, address.lower(), address, display_name, preferred_language, role),
+            )
+        except sqlite3.IntegrityError as error:
+            db.abort()
+            raise AlreadySubscribedError(
+                f"{address!r} is already a {role} of {self.fqdn_listname}"
+            ) from error
+        db.commit()
+        return Member(
+            address, address.lower(), display_name, preferred_language, role, self.fqdn_listname
+        )
+
+    def unsubscribe(self, address: str, *, role: str = "member") -> None:
+        """Remove *address* from the list in *role*, and commit.
+
+        :raises NotAMemberError: it is not subscribed in that role.
+        """
+        db = self._manager.database
+        cursor = db.connection.execute(
+            "DELETE FROM member WHERE mailing_list = ? AND email = ? AND role = ?",
+            (self._id, address.lower(), role),
+        )
+        if cursor.rowcount == 0:
+            db.abort()
+            raise NotAMemberError(f"{address!r} is not a {role} of {self.fqdn_listname}")
+        db.commit()
+
+    def get_member(self, address: str, *, role: str = "member") -> Member | None:
+        """The subscription of *address* in *role*, or None."""
+        row = self._manager.database.connection.execute(
+            "SELECT address, email, display_name, preferred_language, role FROM member"
+            " WHERE mailing_list = ? AND email = ? AND role = ?",
+            (self._id, address.lower(), role),
+        ).fetchone()
+        return None if row is None else Member(*row, list_name=self.fqdn_listname)
+
+    def get_members(self, role: str = "member") -> list[Member]:
+        """Everyone subscribed in *role*, by address."""
+        rows = self._manager.database.connection.execute(
+            "SELECT address, email, display_name, preferred_language, role FROM member"
+            " WHERE mailing_list = ? AND role = ? ORDER BY email",
+            (self._id, role),
+        ).fetchall()
+        return [Member(*row, list_name=self.fqdn_listname) for row in rows]
+
+    @property
+    def members(self) -> list[Member]:
+        """Everyone subscribed as a plain member, by address."""
+        return self.get_members("member")
+
+    @property
+    def owners(self) -> list[Member]:
+        """The list's owners, by address."""
+        return self.get_members("owner")
+
+
+_LIST_COLUMNS = (
+    "id, list_name, mail_host, fqdn_listname, list_id, display_name, preferred_language"
+)
+
+
+class ListManager:
+    """Creates, finds and deletes mailing lists in one database."""
+
+    def __init__(self, database: Database, *, default_language: str = "en") -> None:
+        #: Where the lists live.
+        self.database = database
+        #: The language of new lists that are not given one.
+        self.default_language = default_language
+
+    def create(
+        self,
+        fqdn_listname: str,
+        *,
+        display_name: str | None = None,
+        preferred_language: str | None = None,
+    ) -> MailingList:
+        """Create the list whose posting address is *fqdn_listname*, and commit.
+
+        :raises InvalidAddressError: the name is not a fully qualified address.
+        :raises ListAlreadyExistsError: a list with that name or list id exists.
+        """
+        local, domain = check_address(fqdn_listname, fqdn=True)
+        local, domain = local.lower(), domain.lower()
+        language = preferred_language or self.default_language
+        try:
+            as_language(language)
+        except ValueError as error:
+            raise ListError(f"language {language!r}: {error}") from None
+        try:
+            self.database.connection.execute(
+                "INSERT INTO mailing_list (list_name, mail_host, fqdn_listname, list_id,"
+                " display_name, preferred_language, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    local,
+                    domain,
+                    f"{local}@{domain}",
+                    f"{local}.{domain}",
+                    display_name if display_name is not None else local.capitalize(),
+                    language,
+                    datetime.now(UTC).isoformat(),
+                ),
+            )
+        except sqlite3.IntegrityError as error:
+            self.database.abort()
+            raise ListAlreadyExistsError(
+                f"cannot create list {fqdn_listname!r}: a list with the posting address "
+                f"{local}@{domain} or the list id {local}.{domain} exists already"
+            ) from error
+        self.database.commit()
+        return self._require(f"{local}@{domain}")
+
+    def get(self, fqdn_listname: str) -> MailingList | None:
+        """The list with posting address *fqdn_listname*, or None."""
+        return self._one("fqdn_listname", fqdn_listname)
+
+    def get_by_list_id(self, list_id: str) -> MailingList | None:
+        """The list with RFC 2919 identifier *list_id*, or None."""
+        return self._one("list_id", list_id)
+
+    def delete(self, mlist: MailingList | str) -> None:
+        """Delete a list (and its members), given as a list or its posting address.
+
+        :raises NoSuchListError: there is no such list.
+        """
+        name = mlist.fqdn_listname if isinstance(mlist, MailingList) else mlist
+        cursor = self.database.connection.execute(
+            "DELETE FROM mailing_list WHERE fqdn_listname = ?", (str(name).lower(),)
+        )
+        if cursor.rowcount == 0:
+            self.database.abort()
+            raise NoSuchListError(f"no mailing list {name!r}")
+        self.database.commit()
+
+    def __iter__(self) -> Iterator[MailingList]:
+        rows = self.database.connection.execute(
+            f"SELECT {_LIST_COLUMNS} FROM mailing_list ORDER BY fqdn_listname"
+        ).fetchall()
+        return iter([MailingList(self, row) for row in rows])
+
+    @property
+    def names(self) -> list[str]:
+        """Every list's posting address, sorted."""
+        return [mlist.fqdn_listname for mlist in self]
+
+    def _require(self, fqdn_listname: str) -> MailingList:
+        mlist = self.get(fqdn_listname)
+        if mlist is None:
+            raise NoSuchListError(f"no mailing list {fqdn_listname!r}")
+        return mlist
+
+    def _one(self, column: str, value: str) -> MailingList | None:
+        if not isinstance(value, str):
+            return None
+        row = self.database.connection.execute(
+            f"SELECT {_LIST_COLUMNS} FROM mailing_list WHERE {column} = ?", (value.lower(),)
+        ).fetchone()
+        return None if row is None else MailingList(self, row)

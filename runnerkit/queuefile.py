@@ -1,0 +1,229 @@
+"""The on-disk format of one queue file: a message and its metadata, checked end to end.
+
+A queue file never holds code.  Its layout is::
+
+    RKQ1 <metadata bytes> <message bytes> <kind> <recoveries> <original size> <sha256>\\n
+    <metadata: JSON, UTF-8>
+    <message: bytes>
+    \\nRKQ-END\\n
+
+The lengths, the SHA-256 of the header fields and both payloads, and the end record let
+:func:`decode` tell a whole file from a truncated, damaged or foreign one.  ``kind`` says
+how the message was serialized: ``b`` for :meth:`~email.message.Message.as_bytes`, ``t``
+for UTF-8 text (messages whose headers hold non-ASCII text).  ``recoveries`` counts how
+often the file was recovered from a ``.bak`` after a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from runnerkit.errors import MetadataError, QueueFileError
+from runnerkit.message import Message, message_from_bytes, message_from_string
+from runnerkit.typing import MsgData
+
+MAGIC = b"RKQ1 "
+END = b"\nRKQ-END\n"
+_MAX_HEADER = 256
+_TAG = "__rk__"
+_KINDS = (b"b", b"t")
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """What a queue file holds, decoded."""
+
+    message: Message
+    metadata: MsgData
+    #: How many times the file was recovered from ``.bak`` after a crash.
+    recoveries: int
+
+
+def _checksum(fields: bytes, metadata: bytes, message: bytes) -> bytes:
+    digest = hashlib.sha256(fields)
+    digest.update(metadata)
+    digest.update(message)
+    return digest.hexdigest().encode("ascii")
+
+
+def serialize_message(message: Message | str | bytes) -> tuple[bytes, bytes, int]:
+    """Return (kind, data, original size) for *message*."""
+    if isinstance(message, bytes):
+        return b"b", message, len(message)
+    if isinstance(message, str):
+        data = message.encode("utf-8", "surrogateescape")
+        return b"t", data, len(data)
+    size = message.original_size if isinstance(message, Message) else -1
+    try:
+        data = message.as_bytes(unixfrom=True)
+        kind = b"b"
+    except UnicodeEncodeError:
+        data = message.as_string(unixfrom=True).encode("utf-8", "surrogateescape")
+        kind = b"t"
+    return kind, data, len(data) if size < 0 else size
+
+
+def encode(message: Message | str | bytes, metadata: MsgData, recoveries: int = 0) -> bytes:
+    """Serialize *message* and *metadata* into the bytes of one queue file.
+
+    :raises MetadataError: a metadata value has a type that cannot be stored.
+    """
+    kind, body, size = serialize_message(message)
+    meta = json.dumps(
+        {key: _to_json(value, key) for key, value in metadata.items()},
+        ensure_ascii=False,
+        separators=(",", ":"),
+        allow_nan=False,
+    ).encode("utf-8")
+    fields = b"%d %d %s %d %d" % (len(meta), len(body), kind, recoveries, size)
+    return b"".join(
+        (MAGIC, fields, b" ", _checksum(fields, meta, body), b"\n", meta, body, END)
+    )
+
+
+def decode(data: bytes, source: str = "queue file") -> QueueEntry:
+    """Parse the bytes of one queue file.
+
+    :param source: names the file in error messages.
+    :raises QueueFileError: the bytes are not a whole, undamaged queue file.
+    """
+
+    def bad(reason: str) -> QueueFileError:
+        return QueueFileError(f"{source} is not a valid runnerkit queue file: {reason}")
+
+    if not data.startswith(MAGIC):
+        raise bad(f"it does not start with {MAGIC!r}")
+    newline = data.find(b"\n", 0, _MAX_HEADER)
+    if newline < 0:
+        raise bad("its header line is missing or too long")
+    parts = data[len(MAGIC) : newline].split(b" ")
+    if len(parts) != 6 or parts[2] not in _KINDS:
+        raise bad("its header line is malformed")
+    try:
+        meta_len, body_len, recoveries, size = (int(parts[i]) for i in (0, 1, 3, 4))
+    except ValueError:
+        raise bad("its header line holds a bad number") from None
+    if min(meta_len, body_len, recoveries) < 0:
+        raise bad("its header line holds a negative number")
+    start = newline + 1
+    if len(data) != start + meta_len + body_len + len(END):
+        raise bad(
+            f"it is {len(data)} bytes long, but its header promises "
+            f"{start + meta_len + body_len + len(END)} (truncated or damaged)"
+        )
+    if not data.endswith(END):
+        raise bad("its end record is missing")
+    meta = data[start : start + meta_len]
+    body = data[start + meta_len : start + meta_len + body_len]
+    fields = b" ".join(parts[:5])
+    if _checksum(fields, meta, body) != parts[5]:
+        raise bad("its checksum does not match its contents (damaged)")
+    try:
+        raw = json.loads(meta.decode("utf-8"), object_hook=_from_json)
+    except (ValueError, TypeError, KeyError) as error:
+        raise bad(f"its metadata does not decode: {error}") from error
+    if not isinstance(raw, dict):
+        raise bad("its metadata is not a mapping")
+    try:
+        if parts[2] == b"b":
+            message = message_from_bytes(body)
+        else:
+            message = message_from_string(body.decode("utf-8", "surrogateescape"))
+    except Exception as error:  # the email parser is lenient; this is belt and braces
+        raise bad(f"its message does not parse: {error}") from error
+    if size >= 0:
+        message.original_size = size
+    return QueueEntry(message, raw, recoveries)
+
+
+def _to_json(value: Any, key: str) -> Any:
+    """Turn one metadata value into JSON-able data, tagging the types JSON lacks."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return {_TAG: "float", "value": repr(value)}
+        return value
+    if isinstance(value, list):
+        return [_to_json(item, key) for item in value]
+    if isinstance(value, tuple):
+        return {_TAG: "tuple", "items": [_to_json(item, key) for item in value]}
+    if isinstance(value, set | frozenset):
+        return {_TAG: "set", "items": [_to_json(item, key) for item in value]}
+    if isinstance(value, bytes):
+        return {_TAG: "bytes", "b64": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, datetime):
+        return {_TAG: "datetime", "value": value.isoformat()}
+    if isinstance(value, date):
+        return {_TAG: "date", "value": value.isoformat()}
+    if isinstance(value, timedelta):
+        return {
+            _TAG: "timedelta",
+            "value": [value.days, value.seconds, value.microseconds],
+        }
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and _TAG not in value:
+            return {k: _to_json(v, key) for k, v in value.items()}
+        return {
+            _TAG: "dict",
+            "items": [[_to_json(k, key), _to_json(v, key)] for k, v in value.items()],
+        }
+    raise MetadataError(
+        f"metadata key {key!r} holds a {type(value).__name__}, which a queue file cannot "
+        "store; use str, int, float, bool, None, list, tuple, set, dict, bytes, datetime, "
+        "date or timedelta"
+    )
+
+
+def _from_json(obj: dict[str, Any]) -> Any:
+    tag = obj.get(_TAG)
+    if tag is None:
+        return obj
+    if tag == "tuple":
+        return tuple(obj["items"])
+    if tag == "set":
+        return set(obj["items"])
+    if tag == "bytes":
+        return base64.b64decode(obj["b64"], validate=True)
+    if tag == "datetime":
+        return datetime.fromisoformat(obj["value"])
+    if tag == "date":
+        return date.fromisoformat(obj["value"])
+    if tag == "timedelta":
+        days, seconds, microseconds = obj["value"]
+        return timedelta(days=days, seconds=seconds, microseconds=microseconds)
+    if tag == "float":
+        return float(obj["value"])
+    if tag == "dict":
+        return {_hashable(k): v for k, v in obj["items"]}
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_hashable(item) for item in value)
+    return value
+
+
+def with_recoveries(data: bytes, recoveries: int) -> bytes:
+    """Return the queue file *data* with its recovery count set to *recoveries*.
+
+    The message and metadata bytes are kept exactly; only the header is rewritten.
+
+    :raises QueueFileError: *data* is not a valid queue file.
+    """
+    decode(data)
+    newline = data.index(b"\n")
+    parts = data[len(MAGIC) : newline].split(b" ")
+    parts[3] = b"%d" % recoveries
+    fields = b" ".join(parts[:5])
+    meta_len, body_len = int(parts[0]), int(parts[1])
+    meta = data[newline + 1 : newline + 1 + meta_len]
+    body = data[newline + 1 + meta_len : newline + 1 + meta_len + body_len]
+    return b"".join((MAGIC, fields, b" ", _checksum(fields, meta, body), b"\n", meta, body, END))

@@ -1,0 +1,310 @@
+"""Switchboards: durable, flat, file-based queues that many processes can share.
+
+Each queued message is one file, ``<time>+<40 hex digits>.pck``, in the queue's
+directory.  The time part orders the queue; the digest part is random, so names never
+collide, and it decides which slice of the queue, and so which runner process, owns the
+file.  Everything about a queue can be learned by listing its directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runnerkit import queuefile
+from runnerkit.config.current import current_config
+from runnerkit.errors import NoConfigurationError, QueueError, QueueFileError
+from runnerkit.fsio import (
+    DIRECTORY_MODE,
+    move,
+    read_queue_file,
+    remove_stale_temporary,
+    write_new_file,
+)
+from runnerkit.message import Message
+from runnerkit.slices import check_slice, digest_pattern, slice_of
+from runnerkit.typing import MsgData, StrPath
+
+if TYPE_CHECKING:
+    from runnerkit.config import Configuration
+
+log = logging.getLogger("runnerkit.switchboard")
+
+#: The metadata version stamped on every queued message.
+METADATA_VERSION = 3
+#: A ``.bak`` file recovered this many times is preserved in ``bad`` instead.
+MAX_RECOVERIES = 3
+#: Leftover ``.tmp`` files younger than this may belong to a live writer.
+TMP_MIN_AGE = 1.0
+
+_FILEBASE = re.compile(r"(\d+)(?:\.(\d+))?\+([0-9a-f]{40})")
+
+
+class QueueClock:
+    """Stamps queue file names with strictly increasing nanosecond times.
+
+    When the wall clock stands still (a frozen clock in a test, or a coarse one) each
+    stamp is one nanosecond after the last, so names still sort in the order the
+    messages were queued.  One clock is shared by all the switchboards of a
+    configuration.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def stamp(self) -> int:
+        """Return a time in nanoseconds, greater than any this clock returned before."""
+        now = time.time_ns()
+        with self._lock:
+            if now <= self._last:
+                now = self._last + 1
+            self._last = now
+        return now
+
+
+class Switchboard:
+    """One queue directory, or one slice of it.
+
+    :param name: the queue's name, such as ``in`` or ``shunt``.
+    :param queue_directory: the flat directory holding the queue files; created if missing.
+    :param slice: which slice this switchboard serves, or None for the whole queue.
+    :param numslices: how many slices the queue is split into.
+    :param recover: recover this slice's ``.bak`` files and clean crashed writers'
+        ``.tmp`` files now, as a runner does when it starts.
+    :param config: the configuration whose ``bad`` queue and clock to use; by default
+        the current configuration at the time of use.
+    :raises QueueError: the slice is impossible or the directory cannot be created.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        queue_directory: StrPath,
+        slice: int | None = None,
+        numslices: int = 1,
+        recover: bool = False,
+        *,
+        config: Configuration | None = None,
+    ) -> None:
+        check_slice(slice, numslices)
+        #: The queue's name.
+        self.name = name
+        #: The queue's directory.
+        self.queue_directory = Path(queue_directory)
+        #: This switchboard's slice, or None for all of them.
+        self.slice = slice
+        #: How many slices the queue has.
+        self.numslices = numslices
+        self._config = config
+        self._own_clock: QueueClock | None = None
+        pattern = digest_pattern(slice, numslices)
+        self._needs_arithmetic = pattern is None
+        self._digest_pattern = pattern or "[0-9a-f]{40}"
+        self._patterns: dict[str, re.Pattern[str]] = {}
+        try:
+            self.queue_directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+        except OSError as error:
+            raise QueueError(
+                f"cannot create queue directory {str(self.queue_directory)!r} "
+                f"for queue {name!r}: {error.strerror}"
+            ) from error
+        if recover:
+            self.recover_backup_files()
+
+    def __repr__(self) -> str:
+        where = "" if self.slice is None else f" slice {self.slice}/{self.numslices}"
+        return f"<Switchboard {self.name!r}{where} at {str(self.queue_directory)!r}>"
+
+    # Queueing.
+
+    def enqueue(self, msg: Message | str, metadata: MsgData | None = None, **kws: Any) -> str:
+        """Queue *msg* with *metadata*, and return the new file's base name.
+
+        Keyword arguments override keys of *metadata*.  Keys that start with ``_`` are
+        not stored, except ``_parsemsg``.  With ``_plaintext=True`` (or when *msg* is a
+        ``str``) the message is stored as text and ``_parsemsg`` is True.
+
+        :raises MetadataError: a metadata value cannot be stored.
+        :raises QueueError: the file could not be written; nothing is left behind.
+        """
+        data: MsgData = {} if metadata is None else dict(metadata)
+        data.update(kws)
+        plaintext = bool(data.get("_plaintext")) or isinstance(msg, str)
+        stored = {key: value for key, value in data.items() if not key.startswith("_")}
+        stored["_parsemsg"] = plaintext
+        stored["version"] = METADATA_VERSION
+        if plaintext and not isinstance(msg, str):
+            body: Message | str = msg.as_string()
+        else:
+            body = msg
+        content = queuefile.encode(body, stored)
+        stamp = self._clock().stamp()
+        filebase = f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}+{os.urandom(20).hex()}"
+        final = self.queue_directory / f"{filebase}.pck"
+        try:
+            write_new_file(final.with_name(f"{filebase}.pck.tmp"), final, content)
+        except OSError as error:
+            raise QueueError(
+                f"cannot enqueue to {self.name!r}: writing {str(final)!r} failed: "
+                f"{error.strerror or error}"
+            ) from error
+        return filebase
+
+    def dequeue(self, filebase: str) -> tuple[Message, MsgData]:
+        """Take the file *filebase* for processing and return its message and metadata.
+
+        The file is first renamed to ``.bak``, so a crash leaves it to be recovered;
+        :meth:`finish` must follow.
+
+        :raises QueueError: there is no such queued file.
+        :raises QueueFileError: the file (now ``.bak``) is not a valid queue file; the
+            caller should ``finish(filebase, preserve=True)``.
+        """
+        pck = self._path(filebase, ".pck")
+        bak = self._path(filebase, ".bak")
+        try:
+            os.rename(pck, bak)
+        except OSError as error:
+            raise QueueError(
+                f"cannot dequeue {filebase!r} from {self.name!r}: {error.strerror}"
+            ) from error
+        entry = queuefile.decode(read_queue_file(bak), source=str(bak))
+        return entry.message, entry.metadata
+
+    def finish(self, filebase: str, preserve: bool = False) -> None:
+        """Be done with a dequeued file: remove its ``.bak``, or preserve it in ``bad``.
+
+        :param preserve: move the file to the ``bad`` queue as ``<filebase>.psv``, for
+            an operator to inspect, instead of removing it.
+        :raises QueueError: there is no ``.bak`` for *filebase*, or it cannot be moved.
+        """
+        bak = self._path(filebase, ".bak")
+        try:
+            if preserve:
+                self._preserve(bak, filebase)
+            else:
+                os.unlink(bak)
+        except OSError as error:
+            action = "preserve" if preserve else "remove"
+            raise QueueError(
+                f"cannot {action} {str(bak)!r} of queue {self.name!r}: {error.strerror}"
+            ) from error
+
+    # Listing.
+
+    @property
+    def files(self) -> list[str]:
+        """This slice's queued file base names, oldest first."""
+        return self.get_files(".pck")
+
+    def get_files(self, extension: str = ".pck") -> list[str]:
+        """This slice's file base names with *extension*, oldest first.
+
+        Only names are read: no file is opened, and entries whose names are not queue
+        file names (``README.pck``, say) are ignored.
+        """
+        pattern = self._patterns.get(extension)
+        if pattern is None:
+            pattern = re.compile(
+                rf"\0((\d+)(?:\.(\d+))?\+({self._digest_pattern})){re.escape(extension)}(?=\0)"
+            )
+            self._patterns[extension] = pattern
+        try:
+            names = os.listdir(self.queue_directory)
+        except FileNotFoundError:
+            return []
+        found = pattern.findall("\0" + "\0".join(names) + "\0")
+        if self._needs_arithmetic:
+            found = [
+                match
+                for match in found
+                if slice_of(int(match[3], 16), self.numslices) == self.slice
+            ]
+        found.sort(key=_fifo_key)
+        return [match[0] for match in found]
+
+    # Recovery.
+
+    def recover_backup_files(self) -> None:
+        """Requeue this slice's ``.bak`` files, left by a crash in mid-message.
+
+        Each recovery is counted in the file.  A file that would be recovered for the
+        :data:`MAX_RECOVERIES`\\ th time, or that is damaged, is preserved in ``bad``.
+        Temporary files of crashed writers are removed.
+        """
+        now = time.time()
+        for filebase in self.get_files(".pck.tmp"):
+            path = self._path(filebase, ".pck.tmp")
+            if remove_stale_temporary(path, TMP_MIN_AGE, now):
+                log.info("removed %s, left by a crashed writer", path)
+        for filebase in self.get_files(".bak"):
+            bak = self._path(filebase, ".bak")
+            try:
+                data = read_queue_file(bak)
+                recoveries = queuefile.decode(data, source=str(bak)).recoveries + 1
+            except QueueFileError as error:
+                log.error("preserving unreadable backup %s in bad: %s", bak, error)
+                self._preserve_quietly(bak, filebase)
+                continue
+            if recoveries >= MAX_RECOVERIES:
+                log.error(
+                    "preserving %s in bad: recovered %d times, it keeps failing",
+                    bak,
+                    recoveries,
+                )
+                self._preserve_quietly(bak, filebase)
+                continue
+            pck = self._path(filebase, ".pck")
+            try:
+                write_new_file(
+                    self._path(filebase, ".pck.tmp"),
+                    pck,
+                    queuefile.with_recoveries(data, recoveries),
+                )
+                os.unlink(bak)
+            except OSError as error:
+                log.error("cannot recover %s: %s", bak, error)
+                continue
+            log.info("recovered %s (recovery %d of %d)", pck, recoveries, MAX_RECOVERIES - 1)
+
+    # Internals.
+
+    def _config_in_use(self) -> Configuration:
+        return self._config if self._config is not None else current_config()
+
+    def _clock(self) -> QueueClock:
+        if self._config is not None:
+            return self._config.clock
+        try:
+            return current_config().clock
+        except NoConfigurationError:
+            if self._own_clock is None:
+                self._own_clock = QueueClock()
+            return self._own_clock
+
+    def _path(self, filebase: str, extension: str) -> Path:
+        if not isinstance(filebase, str) or not _FILEBASE.fullmatch(filebase):
+            raise QueueError(
+                f"{filebase!r} is not a queue file base name (<time>+<40 hex digits>)"
+            )
+        return self.queue_directory / f"{filebase}{extension}"
+
+    def _preserve(self, bak: Path, filebase: str) -> None:
+        bad = self._config_in_use().switchboards["bad"]
+        move(bak, bad.queue_directory / f"{filebase}.psv")
+
+    def _preserve_quietly(self, bak: Path, filebase: str) -> None:
+        try:
+            self._preserve(bak, filebase)
+        except Exception as error:
+            log.error("cannot preserve %s in bad, leaving it in place: %s", bak, error)
+
+
+def _fifo_key(match: tuple[str, str, str, str]) -> tuple[int, str, str]:
+    return int(match[1]), match[2].ljust(9, "0"), match[3]

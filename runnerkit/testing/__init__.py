@@ -1,0 +1,27 @@
+"""The runnerkit harness: worlds, spec helpers, Sybil wiring and the pytest plugin.
+
+This package depends on the core; the core never imports it.
+"""
+
+from runnerkit.testing.documents import make_sybil, collect_specs
+from runnerkit.testing.helpers import (
+    QueueItem,
+    create_list,
+    dump_list,
+    dump_msgdata,
+    get_queue_messages,
+    make_testable_runner,
+)
+from runnerkit.testing.world import World
+
+__all__ = [
+    "QueueItem",
+    "World",
+    "create_list",
+    "dump_list",
+    "dump_msgdata",
+    "get_queue_messages",
+    "make_sybil",
+    "make_testable_runner",
+    "collect_specs",
+]

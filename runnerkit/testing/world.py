@@ -1,0 +1,100 @@
+"""A :class:`World`: one isolated runnerkit installation for one spec or test.
+
+A world owns a temporary var dir (queues, logs, database) and a :class:`Configuration`
+over it, and makes that configuration current while it is open.  Closing the world
+discards all of it, whatever layers were pushed, so nothing reaches the next spec.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextvars import Token
+from pathlib import Path
+from types import TracebackType
+
+from runnerkit.config import Configuration, reset_current_config, set_current_config
+from runnerkit.errors import RunnerkitError
+from runnerkit.typing import StrPath
+
+
+class World:
+    """An isolated var dir and configuration, current from :meth:`open` to :meth:`close`.
+
+    :param var_dir: use this directory (created if needed, kept afterwards) instead
+        of a fresh temporary one that :meth:`close` removes.
+    :param prefix: the temporary directory's name prefix.
+    """
+
+    def __init__(self, var_dir: StrPath | None = None, *, prefix: str = "runnerkit-") -> None:
+        self._given_var_dir = None if var_dir is None else Path(var_dir)
+        self._prefix = prefix
+        self._config: Configuration | None = None
+        self._token: Token[Configuration | None] | None = None
+        self._temporary: Path | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._config is not None else "closed"
+        return f"<World {state} at {str(self.var_dir) if self._config else '-'}>"
+
+    @property
+    def config(self) -> Configuration:
+        """The world's configuration.
+
+        :raises RunnerkitError: the world is not open.
+        """
+        if self._config is None:
+            raise RunnerkitError("this World is not open; call open() or use it in a with block")
+        return self._config
+
+    @property
+    def var_dir(self) -> Path:
+        """The world's var dir."""
+        return self.config.paths.var_dir
+
+    def open(self) -> World:
+        """Create the var dir and configuration, and make the configuration current.
+
+        :raises RunnerkitError: the world is open already.
+        """
+        if self._config is not None:
+            raise RunnerkitError("this World is open already")
+        if self._given_var_dir is None:
+            self._temporary = Path(tempfile.mkdtemp(prefix=self._prefix))
+            var_dir = self._temporary
+        else:
+            var_dir = self._given_var_dir
+            var_dir.mkdir(parents=True, exist_ok=True)
+        self._config = Configuration(var_dir)
+        self._token = set_current_config(self._config)
+        return self
+
+    def close(self) -> None:
+        """Stop making the configuration current, close it, and remove a temporary var dir."""
+        config, self._config = self._config, None
+        token, self._token = self._token, None
+        try:
+            if token is not None:
+                try:
+                    reset_current_config(token)
+                except ValueError:
+                    # Closed from another context than the one that opened it: at least
+                    # make sure this world's configuration is no longer current.
+                    set_current_config(None)
+            if config is not None:
+                config.close()
+        finally:
+            temporary, self._temporary = self._temporary, None
+            if temporary is not None:
+                shutil.rmtree(temporary, ignore_errors=True)
+
+    def __enter__(self) -> World:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
