@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from runnerkit.config.values import as_language
 from runnerkit.database import Database
@@ -20,7 +21,8 @@ from runnerkit.errors import (
 )
 
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_DOMAIN = re.compile(r"([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"({_LABEL}\.)*{_LABEL}")
 
 #: The roles a member can have on a list.
 ROLES = ("member", "owner", "moderator")
@@ -71,17 +73,17 @@ class Member:
 class MailingList:
     """A mailing list; a view of its row in the database."""
 
-    def __init__(self, manager: ListManager, row: sqlite3.Row | tuple[object, ...]) -> None:
+    def __init__(self, manager: ListManager, row: tuple[Any, ...]) -> None:
         self._manager = manager
+        self._id: int = row[0]
         (
-            self._id,
             self.list_name,
             self.mail_host,
             self.fqdn_listname,
             self.list_id,
             self.display_name,
             self.preferred_language,
-        ) = row[:7]
+        ) = (str(value) for value in row[1:7])
 
     #: The part of the posting address before the '@'.
     list_name: str
@@ -170,7 +172,7 @@ class MailingList:
             " WHERE mailing_list = ? AND email = ? AND role = ?",
             (self._id, address.lower(), role),
         ).fetchone()
-        return None if row is None else Member(*row, list_name=self.fqdn_listname)
+        return None if row is None else self._member(row)
 
     def get_members(self, role: str = "member") -> list[Member]:
         """Everyone subscribed in *role*, by address."""
@@ -179,7 +181,11 @@ class MailingList:
             " WHERE mailing_list = ? AND role = ? ORDER BY email",
             (self._id, role),
         ).fetchall()
-        return [Member(*row, list_name=self.fqdn_listname) for row in rows]
+        return [self._member(row) for row in rows]
+
+    def _member(self, row: tuple[Any, ...]) -> Member:
+        address, email, display_name, language, role = row
+        return Member(address, email, display_name, language, role, self.fqdn_listname)
 
     @property
     def members(self) -> list[Member]:

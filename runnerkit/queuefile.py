@@ -82,9 +82,7 @@ def encode(message: Message | str | bytes, metadata: MsgData, recoveries: int = 
         allow_nan=False,
     ).encode("utf-8")
     fields = b"%d %d %s %d %d" % (len(meta), len(body), kind, recoveries, size)
-    return b"".join(
-        (MAGIC, fields, b" ", _checksum(fields, meta, body), b"\n", meta, body, END)
-    )
+    return b"".join((MAGIC, fields, b" ", _checksum(fields, meta, body), b"\n", meta, body, END))
 
 
 def decode(data: bytes, source: str = "queue file") -> QueueEntry:

@@ -215,7 +215,9 @@ class Runner:
         try:
             self._enqueue_shunt(msg, msgdata)
         except Exception as error:
-            log.exception("%s: shunting %s failed, preserving it in bad: %s", self, filebase, error)
+            log.exception(
+                "%s: shunting %s failed, preserving it in bad: %s", self, filebase, error
+            )
             self._finish(switchboard, filebase, preserve=True)
         else:
             self._finish(switchboard, filebase)

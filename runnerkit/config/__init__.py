@@ -1,12 +1,12 @@
 """Layered INI configuration, and the current configuration of the running code."""
 
+from runnerkit.config.configuration import Configuration
 from runnerkit.config.current import (
     current_config,
     reset_current_config,
     set_current_config,
     use_config,
 )
-from runnerkit.config.configuration import Configuration
 from runnerkit.config.settings import Paths, RunnerSettings
 
 __all__ = [

@@ -127,7 +127,9 @@ class Configuration:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
-            raise ConfigurationError(f"cannot read configuration file {str(path)!r}: {error}") from error
+            raise ConfigurationError(
+                f"cannot read configuration file {str(path)!r}: {error}"
+            ) from error
         self.push(str(path) if name is None else name, text)
 
     # Reading.
@@ -202,7 +204,9 @@ class Configuration:
         """The mailing lists in this configuration's database."""
         from runnerkit.lists import ListManager
 
-        return ListManager(self.database, default_language=self.get("runnerkit", "default_language"))
+        return ListManager(
+            self.database, default_language=self.get("runnerkit", "default_language")
+        )
 
     def commit(self) -> None:
         """Commit the database transaction, if the database has been opened."""

@@ -39,9 +39,7 @@ def keys_of(section: str) -> dict[str, Key] | None:
     """The schema keys of *section*, or None when the schema has no such section."""
     if section in SECTIONS:
         return SECTIONS[section]
-    if section.startswith(RUNNER_PREFIX) and _RUNNER_NAME.fullmatch(
-        section[len(RUNNER_PREFIX) :]
-    ):
+    if section.startswith(RUNNER_PREFIX) and _RUNNER_NAME.fullmatch(section[len(RUNNER_PREFIX) :]):
         return RUNNER_KEYS
     return None
 

@@ -94,9 +94,7 @@ def as_duration(value: str) -> timedelta:
         total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
         position = match.end()
     if position == 0 or position != len(text.replace(" ", "")):
-        raise ValueError(
-            "expected a duration such as 1s, 500ms, 2m, 1h, 1d, 1w or 1m30s"
-        )
+        raise ValueError("expected a duration such as 1s, 500ms, 2m, 1h, 1d, 1w or 1m30s")
     return total
 
 

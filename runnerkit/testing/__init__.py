@@ -3,7 +3,7 @@
 This package depends on the core; the core never imports it.
 """
 
-from runnerkit.testing.documents import make_sybil, collect_specs
+from runnerkit.testing.documents import collect_specs, make_sybil
 from runnerkit.testing.helpers import (
     QueueItem,
     create_list,
@@ -17,11 +17,11 @@ from runnerkit.testing.world import World
 __all__ = [
     "QueueItem",
     "World",
+    "collect_specs",
     "create_list",
     "dump_list",
     "dump_msgdata",
     "get_queue_messages",
     "make_sybil",
     "make_testable_runner",
-    "collect_specs",
 ]
