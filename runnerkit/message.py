@@ -19,6 +19,9 @@ class Message(email.message.Message):
     """
 
     _original_size: int | None = None
+    #: True when parsed from bytes: then :meth:`as_bytes` reproduces it faithfully,
+    #: while a message parsed from text is reproduced faithfully by :meth:`as_string`.
+    parsed_from_bytes = False
 
     @property
     def original_size(self) -> int:
@@ -67,5 +70,6 @@ def message_from_bytes(data: bytes) -> Message:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"message_from_bytes() needs bytes, got {type(data).__name__}")
     message = email.message_from_bytes(bytes(data), Message)
+    message.parsed_from_bytes = True
     message.original_size = len(data)
     return message

@@ -59,13 +59,16 @@ def serialize_message(message: Message | str | bytes) -> tuple[bytes, bytes, int
     if isinstance(message, str):
         data = message.encode("utf-8", "surrogateescape")
         return b"t", data, len(data)
-    size = message.original_size if isinstance(message, Message) else -1
-    try:
+    known: int | None = getattr(message, "_original_size", None)
+    size = -1 if known is None else known
+    if getattr(message, "parsed_from_bytes", False):
         data = message.as_bytes(unixfrom=True)
-        kind = b"b"
-    except UnicodeEncodeError:
-        data = message.as_string(unixfrom=True).encode("utf-8", "surrogateescape")
-        kind = b"t"
+        return b"b", data, len(data) if size < 0 else size
+    text = message.as_string(unixfrom=True)
+    if text.isascii():
+        data, kind = text.encode("ascii"), b"b"
+    else:
+        data, kind = text.encode("utf-8", "surrogateescape"), b"t"
     return kind, data, len(data) if size < 0 else size
 
 

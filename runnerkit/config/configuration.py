@@ -10,7 +10,14 @@ from string import Template
 from typing import TYPE_CHECKING, Any
 
 from runnerkit.config.layers import Layer, parse_layer, where
-from runnerkit.config.schema import DEFAULTS, RUNNER_DEFAULTS, RUNNER_KEYS, RUNNER_PREFIX, SECTIONS
+from runnerkit.config.schema import (
+    DEFAULTS,
+    RUNNER_DEFAULTS,
+    RUNNER_KEYS,
+    RUNNER_PREFIX,
+    SECTIONS,
+    Key,
+)
 from runnerkit.config.settings import Paths, RunnerSettings
 from runnerkit.errors import ConfigurationError
 from runnerkit.typing import StrPath
@@ -139,11 +146,13 @@ class Configuration:
 
         :raises ConfigurationError: the schema has no such section or key.
         """
+        if section == "paths" and key in SECTIONS["paths"]:
+            return getattr(self._paths, key)
         if section.startswith(RUNNER_PREFIX) and section != RUNNER_DEFAULTS:
             name = section[len(RUNNER_PREFIX) :]
             return getattr(self.runner(name), "class_name" if key == "class" else key)
         if section == RUNNER_DEFAULTS:
-            schema: Mapping[str, object] = RUNNER_KEYS
+            schema: Mapping[str, Key] = RUNNER_KEYS
         elif section in SECTIONS:
             schema = SECTIONS[section]
         else:
@@ -155,7 +164,16 @@ class Configuration:
         found = self._lookup(section, key)
         if found is None:  # pragma: no cover - the defaults layer sets every key
             raise ConfigurationError(f"section [{section}] key {key!r} has no value")
-        return found[0]
+        value, layer = found
+        spec = schema[key]
+        if spec.is_path:
+            try:
+                return Path(Template(value).substitute(self._paths.substitutions())).absolute()
+            except (KeyError, ValueError) as error:
+                raise ConfigurationError(
+                    f"{where(layer, section, key, value)}: {error}"
+                ) from error
+        return value
 
     @property
     def paths(self) -> Paths:

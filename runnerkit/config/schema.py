@@ -32,6 +32,8 @@ class Key:
     convert: Converter
     #: One line for error messages and documentation.
     doc: str
+    #: Whether the value is a path template, which reads expand to an absolute path.
+    is_path: bool = False
 
 
 #: Fixed sections and their keys.
@@ -48,7 +50,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
     },
     "logging": {
         "level": Key(as_text, "debug, info, warning or error"),
-        "path": Key(path_template(PATH_VARIABLES), "the log file"),
+        "path": Key(path_template(PATH_VARIABLES), "the log file", is_path=True),
     },
 }
 

@@ -1,0 +1,52 @@
+"""Logging for runnerkit processes: one log file, reopened on SIGHUP for log rotation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from runnerkit.config import Configuration
+
+#: The format of every log line: time, process, logger, level, message.
+LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
+
+
+class ReopenableFileHandler(logging.FileHandler):
+    """A file handler whose file can be reopened, after a log rotator has moved it."""
+
+    def reopen(self) -> None:
+        """Close the file; the next record opens it again at its configured path."""
+        self.acquire()
+        try:
+            if self.stream is not None:
+                self.stream.close()
+                self.stream = None
+        finally:
+            self.release()
+
+
+def configure_logging(config: Configuration, name: str = "runnerkit") -> ReopenableFileHandler:
+    """Send the ``runnerkit`` loggers to the configured log file at the configured level.
+
+    :param name: the logger to configure; its children inherit the handler.
+    :returns: the handler, which :func:`reopen_logs` reopens.
+    """
+    path: Path = config.get("logging", "path")
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    handler = ReopenableFileHandler(path, delay=True, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    level = str(config.get("logging", "level")).upper()
+    logger.setLevel(getattr(logging, level, logging.INFO))
+    return handler
+
+
+def reopen_logs(name: str = "runnerkit") -> int:
+    """Reopen every reopenable handler of logger *name*; return how many there were."""
+    count = 0
+    for handler in logging.getLogger(name).handlers:
+        if isinstance(handler, ReopenableFileHandler):
+            handler.reopen()
+            count += 1
+    return count
