@@ -2,27 +2,39 @@
 
 The process makes its configuration current, logs to the configured file and runs the
 runner until a signal stops it: SIGTERM, SIGINT and SIGUSR1 stop the runner after the
-message it is processing (the message is finished, never shunted), and SIGHUP reopens
-the log file, for log rotation.
+message it is processing (the message is finished, never shunted); after SIGUSR1 the
+process exits with status 75, which asks the master to restart it.  SIGHUP reopens the
+log file, for log rotation.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from runnerkit.config import Configuration, use_config
 from runnerkit.errors import RunnerkitError
 from runnerkit.logs import configure_logging, reopen_logs
 from runnerkit.signals import SignalDispatcher
+from runnerkit.wakeup import watch_queue
 
 log = logging.getLogger("runnerkit.process")
 
 #: Exit status when the runner cannot be set up.
 EXIT_SETUP_FAILED = 2
+#: Exit status of a runner stopped by SIGUSR1: the master restarts it at no cost.
+EXIT_RESTART = 75
+#: How often a runner checks that its master is still alive.
+PARENT_POLL_SECONDS = 0.25
+#: prctl option: the signal to receive when the parent dies.
+PR_SET_PDEATHSIG = 1
 
 
 def parse_runner_spec(spec: str) -> tuple[str, int | None, int | None]:
@@ -46,9 +58,53 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m runnerkit.process", description="Run one runnerkit runner."
     )
     parser.add_argument("-r", "--runner", required=True, help="NAME or NAME:SLICE:COUNT")
-    parser.add_argument("-C", "--config", help="an INI file pushed over the defaults")
+    parser.add_argument(
+        "-C",
+        "--config",
+        action="append",
+        default=[],
+        help="an INI file pushed over the defaults (repeat for more layers)",
+    )
     parser.add_argument("--var-dir", help="the var dir (default: ./var)")
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        help="stop when this process (the master) dies, so no runner outlives it",
+    )
     return parser
+
+
+def watch_parent(parent_pid: int, on_death: Callable[[], object]) -> threading.Event:
+    """Call *on_death* once the process *parent_pid* is no longer this one's parent.
+
+    The kernel is also asked to send SIGTERM when the parent dies (Linux), so the
+    runner hears at once; the polling thread covers other systems and the race of a
+    parent that died before the request was made.
+
+    :returns: an event that ends the watch when set.
+    """
+    _request_parent_death_signal()
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(PARENT_POLL_SECONDS):
+            if os.getppid() != parent_pid:
+                log.warning("parent %d is gone; stopping", parent_pid)
+                on_death()
+                return
+
+    threading.Thread(target=poll, name="parent-watch", daemon=True).start()
+    return done
+
+
+def _request_parent_death_signal() -> None:
+    if not sys.platform.startswith("linux"):  # pragma: no cover - runnerkit targets Linux
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - prctl is always in glibc
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,13 +113,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         name, slice, count = parse_runner_spec(args.runner)
         config = Configuration(args.var_dir)
-        if args.config:
-            config.push_file(args.config)
+        for path in args.config:
+            config.push_file(path)
         settings = config.runner(name)
         if count is not None and count != settings.instances:
             raise RunnerkitError(
                 f"--runner {args.runner!r}: [runner.{name}] has instances: "
                 f"{settings.instances}, not {count}"
+            )
+        if slice is not None and count is not None and not 0 <= slice < count:
+            raise RunnerkitError(
+                f"--runner {args.runner!r}: SLICE must be from 0 to {count - 1}, not {slice}"
             )
         runner_class = settings.load_class()
     except RunnerkitError as error:
@@ -75,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def stop(signum: int) -> None:
             log.info("%s: stopping on %s", runner, signal.Signals(signum).name)
+            if signum == signal.SIGUSR1:
+                runner.status = EXIT_RESTART
             runner.stop()
 
         def reopen(signum: int) -> None:
@@ -87,8 +149,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.SIGUSR1: stop,
             signal.SIGHUP: reopen,
         }
-        with SignalDispatcher(actions):
-            log.info("%s: started", runner)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(SignalDispatcher(actions))
+            if args.parent_pid is not None:
+                stack.callback(watch_parent(args.parent_pid, runner.stop).set)
+            if runner.queue_directory is not None:
+                watcher = watch_queue(runner.queue_directory, runner.wake)
+                if watcher is not None:
+                    stack.callback(watcher.close)
+            log.info("%s: started (pid %d)", runner, os.getpid())
             runner.run()
             log.info("%s: stopped with status %d", runner, runner.status)
         return runner.status

@@ -67,6 +67,7 @@ class Runner:
                 name, settings.path, slice, settings.instances, recover=True, config=self.config
             )
         self._stop = threading.Event()
+        self._wake = threading.Event()
 
     def __repr__(self) -> str:
         where = "" if self.slice is None else f" slice {self.slice}"
@@ -99,10 +100,18 @@ class Runner:
     def stop(self) -> None:
         """Ask the runner to stop after the message it is processing, if any.
 
-        Safe to call from a signal handler or another thread: it only sets an event,
-        which also ends a snooze at once.
+        Safe to call from another thread: it only sets events, and it ends a snooze
+        at once.
         """
         self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """End the current snooze early, because new work may have arrived.
+
+        Safe to call from another thread, such as a :mod:`runnerkit.wakeup` watcher.
+        """
+        self._wake.set()
 
     def _one_iteration(self) -> int:
         """Process every file of this slice once, oldest first.
@@ -194,11 +203,12 @@ class Runner:
     def _snooze(self, filecnt: int) -> None:
         """Sleep up to :attr:`sleep_time` when the last pass found no files.
 
-        :meth:`stop` ends the sleep at once.
+        :meth:`stop` and :meth:`wake` end the sleep at once.
         """
         if filecnt or self.sleep_float <= 0:
             return
-        self._stop.wait(self.sleep_float)
+        self._wake.wait(self.sleep_float)
+        self._wake.clear()
 
     def _short_circuit(self) -> bool:
         """Whether to end the current pass early; by default, once stopping."""
