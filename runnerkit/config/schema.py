@@ -48,6 +48,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "data_dir": Key(path_template(("VAR_DIR",)), "where the database lives"),
         "lock_dir": Key(path_template(("VAR_DIR",)), "where lock and pid files live"),
     },
+    "master": {
+        "restart_window": Key(as_duration, "failures older than this are forgotten"),
+        "backoff_base": Key(as_duration, "pause before the first restart after a failure"),
+        "backoff_max": Key(as_duration, "longest pause between restarts"),
+        "stop_timeout": Key(as_duration, "how long to wait for runners to stop"),
+    },
     "logging": {
         "level": Key(as_text, "debug, info, warning or error"),
         "path": Key(path_template(PATH_VARIABLES), "the log file", is_path=True),
@@ -81,6 +87,12 @@ queue_dir: $VAR_DIR/queue
 log_dir: $VAR_DIR/logs
 data_dir: $VAR_DIR/data
 lock_dir: $VAR_DIR/locks
+
+[master]
+restart_window: 10m
+backoff_base: 500ms
+backoff_max: 1m
+stop_timeout: 30s
 
 [logging]
 level: info
