@@ -1,0 +1,419 @@
+"""The ``runnerkit`` command: run, inspect and feed a runnerkit installation.
+
+Every subcommand takes ``-C FILE`` (repeatable; default ``$RUNNERKIT_CONFIG``) and
+``--var-dir DIR`` (default ``$RUNNERKIT_VAR_DIR``, else ``./var``).  Exit status: 0 on
+success, 1 when the command could not do its job, 2 for bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from runnerkit import queuefile
+from runnerkit.config import Configuration, use_config
+from runnerkit.errors import RunnerkitError
+from runnerkit.fsio import read_queue_file
+from runnerkit.master import Master, lock_paths, running_master_pid
+from runnerkit.message import message_from_bytes
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit status when the command could not do its job.
+EXIT_FAILED = 1
+#: Exit status for bad usage or configuration.
+EXIT_USAGE = 2
+
+
+class CommandError(click.ClickException):
+    """A failure the user can act on: printed as ``runnerkit: error: ...`` on stderr."""
+
+    exit_code = EXIT_FAILED
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"runnerkit: error: {self.format_message()}", err=True)
+
+
+class UsageProblem(CommandError):
+    exit_code = EXIT_USAGE
+
+
+def config_options(function: F) -> F:
+    """Add ``-C/--config`` and ``--var-dir`` to a subcommand."""
+    function = click.option(
+        "--var-dir",
+        envvar="RUNNERKIT_VAR_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="The var dir (default: $RUNNERKIT_VAR_DIR, else ./var).",
+    )(function)
+    return click.option(
+        "-C",
+        "--config",
+        "config_files",
+        multiple=True,
+        envvar="RUNNERKIT_CONFIG",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="An INI file over the defaults; repeat for more layers ($RUNNERKIT_CONFIG).",
+    )(function)
+
+
+def load_config(config_files: tuple[Path, ...], var_dir: Path | None) -> Configuration:
+    """Build the configuration the options describe."""
+    try:
+        config = Configuration(var_dir if var_dir is not None else Path("var"))
+        for path in config_files:
+            config.push_file(path)
+    except RunnerkitError as error:
+        raise UsageProblem(str(error)) from error
+    return config
+
+
+@contextmanager
+def opened(config_files: tuple[Path, ...], var_dir: Path | None) -> Iterator[Configuration]:
+    """The configuration, current and closed afterwards; runnerkit errors become exits."""
+    config = load_config(config_files, var_dir)
+    try:
+        with config, use_config(config):
+            yield config
+    except RunnerkitError as error:
+        raise CommandError(str(error)) from error
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="runnerkit")
+def main() -> None:
+    """Run and inspect runnerkit queues, runners and lists."""
+
+
+# The master.
+
+
+@main.command()
+@config_options
+@click.option("--foreground", is_flag=True, help="Run the master in this process.")
+def start(config_files: tuple[Path, ...], var_dir: Path | None, foreground: bool) -> None:
+    """Start the master, which starts every runner."""
+    config = load_config(config_files, var_dir)
+    pid = running_master_pid(config)
+    if pid is not None:
+        raise CommandError(
+            f"a master is already running with pid {pid}; use 'runnerkit stop' or "
+            "'runnerkit restart'"
+        )
+    if foreground:
+        try:
+            with config:
+                sys.exit(Master(config, config_files).run())
+        except RunnerkitError as error:
+            raise CommandError(str(error)) from error
+    pid = spawn_master(config, config_files)
+    click.echo(f"master started with pid {pid}")
+
+
+def spawn_master(config: Configuration, config_files: tuple[Path, ...], wait: float = 15.0) -> int:
+    """Start a master in the background and wait until it holds its lock."""
+    command = [sys.executable, "-m", "runnerkit.master", "--var-dir", str(config.paths.var_dir)]
+    for path in config_files:
+        command += ["-C", str(Path(path).absolute())]
+    config.paths.log_dir.mkdir(parents=True, exist_ok=True)
+    with open(config.paths.log_dir / "master.err", "ab") as errors:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=errors,
+            stderr=errors,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        pid = running_master_pid(config)
+        if pid == process.pid:
+            return pid
+        if process.poll() is not None:
+            raise CommandError(
+                f"the master exited at once with status {process.returncode}; "
+                f"see {config.paths.log_dir / 'master.err'}"
+            )
+        time.sleep(0.02)
+    raise CommandError(f"the master (pid {process.pid}) did not take its lock in {wait:.0f}s")
+
+
+@main.command()
+@config_options
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait.")
+def stop(config_files: tuple[Path, ...], var_dir: Path | None, timeout: float) -> None:
+    """Stop the master and every runner, after their current messages."""
+    config = load_config(config_files, var_dir)
+    pid = require_master(config)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running_master_pid(config) is not None:
+        if time.monotonic() > deadline:
+            raise CommandError(f"the master (pid {pid}) did not stop within {timeout:.0f}s")
+        time.sleep(0.05)
+    click.echo(f"master {pid} stopped")
+
+
+@main.command()
+@config_options
+def restart(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
+    """Restart every runner (the master stays), without spending restart budgets."""
+    config = load_config(config_files, var_dir)
+    pid = require_master(config)
+    os.kill(pid, signal.SIGUSR1)
+    click.echo(f"asked master {pid} to restart its runners")
+
+
+@main.command()
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) -> None:
+    """Show the master, its runners and the depth of every queue."""
+    with opened(config_files, var_dir) as config:
+        pid = running_master_pid(config)
+        runners: list[dict[str, Any]] = []
+        status_path = lock_paths(config)[2]
+        if pid is not None and status_path.exists():
+            runners = json.loads(status_path.read_text(encoding="utf-8"))["runners"]
+        depths = queue_depths(config)
+        if as_json:
+            click.echo(json.dumps({"master_pid": pid, "runners": runners, "queues": depths}))
+            return
+        click.echo(f"master: {'not running' if pid is None else f'running, pid {pid}'}")
+        if runners:
+            click.echo(
+                f"{'runner':<12} {'slice':<7} {'pid':>8} {'state':<9} {'restarts':>8} {'queue':>7}"
+            )
+        for runner in runners:
+            where = "-" if runner["slice"] is None else f"{runner['slice']}/{runner['count']}"
+            depth = depths.get(runner["name"], "-")
+            click.echo(
+                f"{runner['name']:<12} {where:<7} {runner['pid'] or '-':>8} "
+                f"{runner['state']:<9} {runner['restarts']:>8} {depth:>7}"
+            )
+        if pid is None:
+            for name, depth in depths.items():
+                click.echo(f"{name:<12} {depth:>7}")
+
+
+def require_master(config: Configuration) -> int:
+    pid = running_master_pid(config)
+    if pid is None:
+        raise CommandError(
+            f"no master is running on {config.paths.var_dir}; start one with 'runnerkit start'"
+        )
+    return pid
+
+
+# Queues.
+
+
+def queue_depths(config: Configuration) -> dict[str, int]:
+    """Every queue's number of waiting files; ``bad`` counts preserved files too."""
+    depths = {}
+    for name, switchboard in sorted(config.switchboards.items()):
+        depth = len(switchboard.files)
+        if name == "bad":
+            depth += len(switchboard.get_files(".psv"))
+        depths[name] = depth
+    return depths
+
+
+@main.command()
+@config_options
+def queues(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
+    """Show the depth of every queue, shunt and bad included."""
+    with opened(config_files, var_dir) as config:
+        for name, depth in queue_depths(config).items():
+            click.echo(f"{name:<12} {depth:>7}")
+
+
+@main.command()
+@config_options
+@click.option("-q", "--queue", default="in", show_default=True, help="The queue.")
+@click.option("-l", "--list", "listname", help="The list the message is for.")
+@click.argument("message_file", type=click.File("rb"))
+def inject(
+    config_files: tuple[Path, ...],
+    var_dir: Path | None,
+    queue: str,
+    listname: str | None,
+    message_file: Any,
+) -> None:
+    """Queue the message in MESSAGE_FILE (or - for standard input)."""
+    with opened(config_files, var_dir) as config:
+        if queue not in config.switchboards:
+            raise UsageProblem(
+                f"no queue {queue!r}; queues are: {', '.join(sorted(config.switchboards))}"
+            )
+        metadata: dict[str, Any] = {}
+        if listname is not None:
+            mlist = config.lists.get(listname) or config.lists.get_by_list_id(listname)
+            if mlist is None:
+                raise CommandError(f"no mailing list {listname!r}; see 'runnerkit lists list'")
+            metadata.update(listid=mlist.list_id, listname=mlist.fqdn_listname)
+        msg = message_from_bytes(message_file.read())
+        filebase = config.switchboards[queue].enqueue(msg, metadata)
+        click.echo(f"queued {filebase} in {queue}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def qfile(path: Path) -> None:
+    """Print the message and metadata of the queue file PATH, without executing anything."""
+    try:
+        entry = queuefile.decode(read_queue_file(path), source=str(path))
+    except RunnerkitError as error:
+        raise CommandError(str(error)) from error
+    click.echo(entry.message.as_string())
+    click.echo("-" * 20 + " metadata " + "-" * 20)
+    width = max((len(key) for key in entry.metadata), default=0)
+    for key in sorted(entry.metadata):
+        click.echo(f"{key:{width}}: {entry.metadata[key]!r}")
+    click.echo(f"{'recoveries':{width}}: {entry.recoveries}")
+
+
+@main.command()
+@config_options
+def unshunt(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
+    """Move shunted messages back to the queues they came from."""
+    with opened(config_files, var_dir) as config:
+        shunt = config.switchboards["shunt"]
+        moved = kept = 0
+        for filebase in shunt.files:
+            msg, msgdata = shunt.dequeue(filebase)
+            target = msgdata.pop("whichq", "in")
+            if target not in config.switchboards or target == "shunt":
+                click.echo(f"{filebase}: unknown queue {target!r}, left in shunt", err=True)
+                msgdata["whichq"] = target
+                shunt.enqueue(msg, msgdata)
+                shunt.finish(filebase)
+                kept += 1
+                continue
+            config.switchboards[target].enqueue(msg, msgdata)
+            shunt.finish(filebase)
+            moved += 1
+        click.echo(f"moved {moved} message(s) back; {kept} left in shunt")
+        if kept:
+            sys.exit(EXIT_FAILED)
+
+
+# Lists and members.
+
+
+@main.group()
+def lists() -> None:
+    """Create, list and delete mailing lists."""
+
+
+@lists.command("create")
+@config_options
+@click.option("--language", help="The list's preferred language.")
+@click.option("--display-name", help="The list's display name.")
+@click.argument("fqdn_listname")
+def lists_create(
+    config_files: tuple[Path, ...],
+    var_dir: Path | None,
+    language: str | None,
+    display_name: str | None,
+    fqdn_listname: str,
+) -> None:
+    """Create the list FQDN_LISTNAME (its posting address)."""
+    with opened(config_files, var_dir) as config:
+        mlist = config.lists.create(
+            fqdn_listname, preferred_language=language, display_name=display_name
+        )
+        click.echo(f"created {mlist.fqdn_listname} (list id {mlist.list_id})")
+
+
+@lists.command("list")
+@config_options
+def lists_list(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
+    """Print every list, one a line."""
+    with opened(config_files, var_dir) as config:
+        for mlist in config.lists:
+            click.echo(f"{mlist.fqdn_listname}  {mlist.list_id}  {mlist.preferred_language}")
+
+
+@lists.command("delete")
+@config_options
+@click.argument("fqdn_listname")
+def lists_delete(config_files: tuple[Path, ...], var_dir: Path | None, fqdn_listname: str) -> None:
+    """Delete the list FQDN_LISTNAME and its members."""
+    with opened(config_files, var_dir) as config:
+        config.lists.delete(fqdn_listname)
+        click.echo(f"deleted {fqdn_listname}")
+
+
+@main.group()
+def members() -> None:
+    """Add, list and remove the members of a list."""
+
+
+def find_list(config: Configuration, name: str) -> Any:
+    mlist = config.lists.get(name) or config.lists.get_by_list_id(name)
+    if mlist is None:
+        raise CommandError(f"no mailing list {name!r}; see 'runnerkit lists list'")
+    return mlist
+
+
+@members.command("add")
+@config_options
+@click.option("--name", "display_name", default="", help="The member's display name.")
+@click.option("--language", help="The member's preferred language.")
+@click.option("--role", default="member", show_default=True, help="member, owner or moderator.")
+@click.argument("listname")
+@click.argument("address")
+def members_add(
+    config_files: tuple[Path, ...],
+    var_dir: Path | None,
+    display_name: str,
+    language: str | None,
+    role: str,
+    listname: str,
+    address: str,
+) -> None:
+    """Subscribe ADDRESS to LISTNAME."""
+    with opened(config_files, var_dir) as config:
+        find_list(config, listname).subscribe(
+            address, display_name=display_name, preferred_language=language, role=role
+        )
+        click.echo(f"subscribed {address} to {listname} as {role}")
+
+
+@members.command("list")
+@config_options
+@click.option("--role", default="member", show_default=True)
+@click.argument("listname")
+def members_list(
+    config_files: tuple[Path, ...], var_dir: Path | None, role: str, listname: str
+) -> None:
+    """Print the members of LISTNAME."""
+    with opened(config_files, var_dir) as config:
+        for member in find_list(config, listname).get_members(role):
+            language = member.preferred_language or "-"
+            click.echo(f"{member.address}  {member.display_name or '-'}  {language}")
+
+
+@members.command("remove")
+@config_options
+@click.option("--role", default="member", show_default=True)
+@click.argument("listname")
+@click.argument("address")
+def members_remove(
+    config_files: tuple[Path, ...], var_dir: Path | None, role: str, listname: str, address: str
+) -> None:
+    """Unsubscribe ADDRESS from LISTNAME."""
+    with opened(config_files, var_dir) as config:
+        find_list(config, listname).unsubscribe(address, role=role)
+        click.echo(f"removed {address} from {listname}")
