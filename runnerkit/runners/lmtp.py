@@ -1,0 +1,295 @@
+"""The LMTP runner: receives mail for the mailing lists and queues it to ``in``.
+
+An MTA hands messages to runnerkit over LMTP (RFC 2033), on ``[lmtp] host`` and
+``port``.  Only the posting address of an existing list is a valid recipient: any other
+address is refused at ``RCPT`` time with 550, so the server never relays.  After
+``DATA`` the server answers once per accepted recipient, as LMTP requires, so one list
+can accept a message while another defers it.  For each accepted list the message is
+queued to ``in`` with this metadata:
+
+``listid``
+    the list's RFC 2919 identifier;
+``listname``
+    its posting address (fqdn_listname);
+``original_sender``
+    the envelope sender from ``MAIL FROM`` (``''`` for the null sender ``<>``);
+``received_time``
+    when the message was received, in seconds since the epoch (a float);
+``original_size``
+    the size in bytes of the message as queued.
+
+Messages are queued in runnerkit's internal form: the wire's CRLF line endings become
+LF, and nothing else changes, so 8-bit content is kept byte for byte.  A message
+larger than ``[lmtp] max_message_size`` is refused with 552, when ``MAIL FROM``
+announces its ``SIZE`` or, at the latest, after its data.  A message that cannot be
+queued is answered with 451, so the client keeps it and tries again.
+
+aiosmtpd is imported only when the server starts, so that importing this module (as
+the configuration does to check ``[runner.lmtp] class``) stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from runnerkit.database import Database
+from runnerkit.errors import RunnerError
+from runnerkit.lists import ListManager, MailingList
+from runnerkit.message import Message, message_from_bytes
+from runnerkit.runner import Runner
+
+if TYPE_CHECKING:
+    from aiosmtpd.smtp import SMTP, Envelope, Session
+
+    from runnerkit.config import Configuration
+    from runnerkit.switchboard import Switchboard
+
+log = logging.getLogger("runnerkit.runner.lmtp")
+
+#: The line ending of SMTP and LMTP.
+CRLF = "\r\n"
+#: The queue every received message goes to.
+INCOMING_QUEUE = "in"
+
+# Replies.  RFC 3463 enhanced status codes follow the basic code.
+OK_RECIPIENT = "250 2.1.5 Ok"
+NO_SUCH_LIST = "550 5.1.1 {address}: no such mailing list here"
+RELAY_DENIED = "550 5.7.1 {address}: relay access denied; only list posting addresses accepted"
+LOOKUP_FAILED = "451 4.3.0 {address}: cannot check this recipient now; try again later"
+QUEUED = "250 2.0.0 {address}: Ok, queued as {filebase}"
+QUEUE_FAILED = "451 4.3.0 {address}: cannot queue the message now; try again later"
+SHUTTING_DOWN = b"421 4.3.2 runnerkit LMTP service shutting down\r\n"
+
+
+def _printable(address: str) -> str:
+    """*address* made safe for an ASCII reply line."""
+    return address.encode("ascii", "backslashreplace").decode("ascii").replace("\r", "\\r")
+
+
+class ListDelivery:
+    """The aiosmtpd handler: accepts list posting addresses, queues messages to ``in``.
+
+    :param lists: where the lists are looked up, on the server's own thread.
+    :param incoming: the ``in`` queue.
+    """
+
+    def __init__(self, lists: ListManager, incoming: Switchboard) -> None:
+        self.lists = lists
+        self.incoming = incoming
+
+    def _served_domains(self) -> set[str]:
+        return {mlist.mail_host for mlist in self.lists}
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        """Accept *address* if it is a list's posting address; refuse it otherwise."""
+        shown = _printable(address)
+        try:
+            mlist = self.lists.get(address)
+            # A local name, or another address at a list's domain, is a missing list;
+            # anything else would be relayed.
+            _, at, domain = address.rpartition("@")
+            served = mlist is not None or not at or domain.lower() in self._served_domains()
+        except Exception:
+            log.exception("cannot look up recipient %s", shown)
+            return LOOKUP_FAILED.format(address=shown)
+        if mlist is None:
+            log.info("refused recipient %s (%s)", shown, "no such list" if served else "relay")
+            return (NO_SUCH_LIST if served else RELAY_DENIED).format(address=shown)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return OK_RECIPIENT
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """Queue the message once per accepted list; one reply line per recipient."""
+        received_time = time.time()
+        content = envelope.original_content or b""
+        msg = message_from_bytes(content.replace(b"\r\n", b"\n"))
+        sender = envelope.mail_from or ""
+        if sender == "<>":
+            sender = ""
+        # A list named twice in one transaction gets the message once, and two replies.
+        replies: dict[str, str] = {}
+        lines = []
+        for address in envelope.rcpt_tos:
+            key = address.lower()
+            if key not in replies:
+                replies[key] = self._queue(msg, address, sender, received_time)
+            lines.append(replies[key])
+        return CRLF.join(lines)
+
+    def _queue(self, msg: Message, address: str, sender: str, received_time: float) -> str:
+        shown = _printable(address)
+        try:
+            mlist: MailingList | None = self.lists.get(address)
+            if mlist is None:
+                log.warning("list %s was deleted during the transaction", shown)
+                return NO_SUCH_LIST.format(address=shown)
+            filebase = self.incoming.enqueue(
+                msg,
+                listid=mlist.list_id,
+                listname=mlist.fqdn_listname,
+                original_sender=sender,
+                received_time=received_time,
+                original_size=msg.original_size,
+            )
+        except Exception:
+            log.exception("cannot queue a message for %s; the client will retry", shown)
+            return QUEUE_FAILED.format(address=shown)
+        log.debug("queued %s for %s from %r", filebase, mlist.fqdn_listname, sender)
+        return QUEUED.format(address=shown, filebase=filebase)
+
+
+def _protocol_class() -> type[Any]:
+    """The LMTP protocol class, built on first use so that aiosmtpd loads lazily."""
+    from aiosmtpd.lmtp import LMTP
+
+    class ListLMTP(LMTP):
+        """aiosmtpd's LMTP with one reply per recipient even when DATA fails.
+
+        aiosmtpd answers an oversize or malformed DATA with a single line, but an
+        LMTP client waits for one line per accepted recipient; such a one-line reply
+        is repeated for each.  Open sessions are tracked so that a stopping server can
+        end them.
+        """
+
+        def __init__(self, handler: Any, sessions: set[Any], **kws: Any) -> None:
+            super().__init__(handler, **kws)
+            self._sessions = sessions
+            self._replies_owed = 0
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            self._sessions.add(self)
+
+        def connection_lost(self, error: Exception | None) -> None:
+            self._sessions.discard(self)
+            super().connection_lost(error)
+
+        async def push(self, status: Any) -> None:
+            owed, self._replies_owed = self._replies_owed, 0
+            if owed > 1 and isinstance(status, str) and CRLF not in status:
+                status = CRLF.join([status] * owed)
+            await super().push(status)
+            if isinstance(status, str) and status.startswith("354") and self.envelope:
+                self._replies_owed = len(self.envelope.rcpt_tos)
+
+    return ListLMTP
+
+
+class LMTPRunner(Runner):
+    """Serves LMTP until stopped; see the module's documentation.
+
+    :param name: the runner's name, as in ``[runner.NAME]``.
+    :param slice: unused: the server has no queue of its own.
+    :param config: the configuration to use; by default the current one.
+    """
+
+    is_queue_runner = False
+
+    def __init__(
+        self, name: str, slice: int | None = None, *, config: Configuration | None = None
+    ) -> None:
+        super().__init__(name, slice, config=config)
+        #: The address the server listens on.
+        self.host: str = self.config.get("lmtp", "host")
+        #: The port it listens on: the configured one, or the bound one once
+        #: :attr:`ready` is set (useful with ``port: 0``).
+        self.port: int = self.config.get("lmtp", "port")
+        #: The largest message accepted, in bytes; 0 for no limit.
+        self.max_message_size: int = self.config.get("lmtp", "max_message_size")
+        #: Set while the server is listening.
+        self.ready = threading.Event()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    def run(self) -> None:
+        """Serve LMTP until :meth:`stop` is called, then end every session and return.
+
+        :raises RunnerError: the server cannot listen on its address.
+        """
+        # sqlite3 connections belong to the thread that opened them, and run() may not
+        # be on the configuration's thread: the server has a connection of its own.
+        database = Database(self.config.database_path)
+        try:
+            lists = ListManager(
+                database, default_language=self.config.get("runnerkit", "default_language")
+            )
+            handler = ListDelivery(lists, self.config.switchboards[INCOMING_QUEUE])
+            with asyncio.Runner() as runner:
+                runner.run(self._serve(handler))
+        finally:
+            database.close()
+            self._clean_up()
+
+    def stop(self) -> None:
+        """Stop serving: end the sessions and make :meth:`run` return.
+
+        Safe to call from any thread, before or while :meth:`run` runs.
+        """
+        super().stop()
+        with self._lock:
+            loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None:
+            # The loop may have closed in the meantime; then there is nothing to stop.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stopping.set)
+
+    async def _serve(self, handler: ListDelivery) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        with self._lock:
+            self._loop, self._stopping = loop, stopping
+        # stop() reads the loop after setting the flag: one of the two sees the other.
+        if self._stop.is_set():
+            stopping.set()
+        protocol_class = _protocol_class()
+        sessions: set[Any] = set()
+        hostname = socket.getfqdn()
+
+        def make_protocol() -> Any:
+            return protocol_class(
+                handler,
+                sessions,
+                data_size_limit=self.max_message_size or None,
+                hostname=hostname,
+                ident="runnerkit LMTP",
+                loop=loop,
+            )
+
+        try:
+            server = await loop.create_server(make_protocol, self.host, self.port)
+        except OSError as error:
+            raise RunnerError(
+                f"{self}: cannot listen for LMTP on {self.host}:{self.port}: "
+                f"{error.strerror or error}; set [lmtp] host and port to a free address"
+            ) from error
+        self.port = server.sockets[0].getsockname()[1]
+        log.info("%s: listening for LMTP on %s:%d", self, self.host, self.port)
+        self.ready.set()
+        try:
+            await stopping.wait()
+        finally:
+            self.ready.clear()
+            server.close()
+            for session in list(sessions):
+                if session.transport is not None:
+                    session.transport.write(SHUTTING_DOWN)
+                    session.transport.close()
+            await server.wait_closed()
+            with self._lock:
+                self._loop = self._stopping = None
+            log.info("%s: LMTP server closed", self)

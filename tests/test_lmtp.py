@@ -1,0 +1,420 @@
+"""The LMTP runner: a real aiosmtpd server, spoken to with :class:`smtplib.LMTP`.
+
+Each test runs the runner's :meth:`~LMTPRunner.run` in a thread of its own, on a port
+the system picks, and stops it at the end; one test runs it as a real process.  Every
+wait is bounded by a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from runnerkit.config import Configuration
+from runnerkit.errors import QueueError
+from runnerkit.lists import MailingList
+from runnerkit.runners.lmtp import LMTPRunner
+from runnerkit.testing.helpers import QueueItem
+
+#: The bound on every wait.  Generous for a loaded machine; a passing test waits far less.
+DEADLINE = 15.0
+
+#: The message size limit of these tests, in bytes.
+MAX_SIZE = 2000
+
+LAYER = f"""\
+[lmtp]
+port: 0
+max_message_size: {MAX_SIZE}
+"""
+
+SAMPLE = b"""\
+From: anne@example.org
+To: test@example.com
+Subject: hello
+Message-ID: <hello@example.org>
+
+Hello, list.
+"""
+
+#: 8-bit headers and body, in two charsets, and lines that SMTP dot-stuffs.
+EIGHT_BIT = (
+    "From: Zo\u00eb <zoe@example.org>\n"
+    "To: test@example.com\n"
+    "Subject: caf\u00e9 \u2014 r\u00e9sum\u00e9\n"
+    "MIME-Version: 1.0\n"
+    "Content-Type: text/plain; charset=iso-8859-1\n"
+    "Content-Transfer-Encoding: 8bit\n"
+    "\n"
+).encode() + b"Caf\xe9 cr\xe8me\n.a line with a leading dot\n.\n..\nend\n"
+
+GetQueue = Callable[..., list[QueueItem]]
+
+
+def wire(message: bytes) -> bytes:
+    """*message* as an MTA sends it, with CRLF line endings (smtplib leaves bytes as is)."""
+    return message.replace(b"\n", b"\r\n")
+
+
+class ServerThread:
+    """An LMTP runner whose run() is in a thread; any error it raised is kept."""
+
+    def __init__(self, runner: LMTPRunner) -> None:
+        self.runner = runner
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="lmtp-test")
+
+    def _run(self) -> None:
+        try:
+            self.runner.run()
+        except BaseException as error:
+            self.error = error
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + DEADLINE
+        while not self.runner.ready.wait(0.01):
+            if not self.thread.is_alive():
+                pytest.fail(f"the LMTP runner ended before listening: {self.error!r}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the LMTP runner did not listen within {DEADLINE} s")
+
+    def stop(self) -> None:
+        """Stop the runner; fail unless run() returns in time, without error."""
+        self.runner.stop()
+        self.thread.join(DEADLINE)
+        if self.thread.is_alive():
+            pytest.fail(f"run() still running {DEADLINE} s after stop()")
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def lmtp_config(config: Configuration) -> Iterator[Configuration]:
+    """The world's configuration with an LMTP server on any free port."""
+    with config.pushed("lmtp-test", LAYER):
+        yield config
+
+
+@pytest.fixture
+def lists(create_list: Callable[..., MailingList]) -> list[MailingList]:
+    return [create_list("test@example.com"), create_list("other@example.com")]
+
+
+@pytest.fixture
+def server(lmtp_config: Configuration, lists: list[MailingList]) -> Iterator[ServerThread]:
+    """A listening LMTP runner, stopped (with a bounded wait) at the end of the test."""
+    served = ServerThread(LMTPRunner("lmtp", config=lmtp_config))
+    served.start()
+    try:
+        yield served
+    finally:
+        if served.thread.is_alive():
+            served.stop()
+
+
+@pytest.fixture
+def client(server: ServerThread) -> Iterator[smtplib.LMTP]:
+    """An LMTP client connected to the server, after LHLO."""
+    lmtp = smtplib.LMTP("127.0.0.1", server.runner.port, timeout=DEADLINE)
+    lmtp.ehlo()
+    try:
+        yield lmtp
+    finally:
+        lmtp.close()
+
+
+def queued(lmtp_config: Configuration) -> int:
+    return len(lmtp_config.switchboards["in"].files)
+
+
+def test_delivery_queues_to_in_with_the_metadata(
+    client: smtplib.LMTP, get_queue_messages: GetQueue
+) -> None:
+    before = time.time()
+    refused = client.sendmail("Anne@example.org", ["test@example.com"], wire(SAMPLE))
+    after = time.time()
+    assert refused == {}
+    [item] = get_queue_messages("in", expected_count=1)
+    assert item.msg.as_bytes() == SAMPLE
+    assert item.msg["message-id"] == "<hello@example.org>"
+    data = item.msgdata
+    assert data["listid"] == "test.example.com"
+    assert data["listname"] == "test@example.com"
+    assert data["original_sender"] == "Anne@example.org"
+    assert data["original_size"] == len(SAMPLE)
+    assert isinstance(data["received_time"], float)
+    assert before <= data["received_time"] <= after
+
+
+def test_list_address_matches_in_any_case(
+    client: smtplib.LMTP, get_queue_messages: GetQueue
+) -> None:
+    assert client.sendmail("anne@example.org", ["Test@Example.COM"], wire(SAMPLE)) == {}
+    [item] = get_queue_messages("in", expected_count=1)
+    assert item.msgdata["listname"] == "test@example.com"
+
+
+def test_null_sender_is_accepted_and_recorded_as_empty(
+    client: smtplib.LMTP, get_queue_messages: GetQueue
+) -> None:
+    assert client.sendmail("<>", ["test@example.com"], wire(SAMPLE)) == {}
+    [item] = get_queue_messages("in", expected_count=1)
+    assert item.msgdata["original_sender"] == ""
+
+
+def test_unknown_list_gets_550_at_rcpt_and_the_message_is_queued_once(
+    client: smtplib.LMTP, get_queue_messages: GetQueue
+) -> None:
+    assert client.mail("anne@example.org")[0] == 250
+    assert client.rcpt("test@example.com")[0] == 250
+    code, text = client.rcpt("nosuchlist@example.com")
+    assert (code, text[:5]) == (550, b"5.1.1")
+    assert b"no such mailing list" in text
+    # One accepted recipient: one reply after DATA.
+    assert client.data(wire(SAMPLE))[0] == 250
+    assert client.noop()[0] == 250
+    [item] = get_queue_messages("in", expected_count=1)
+    assert item.msgdata["listid"] == "test.example.com"
+
+
+@pytest.mark.parametrize(
+    ("recipient", "reply"),
+    [
+        ("someone@elsewhere.org", b"5.7.1 someone@elsewhere.org: relay access denied"),
+        ("test@example.com.evil.org", b"5.7.1 test@example.com.evil.org: relay access denied"),
+        ("anne@example.com", b"5.1.1 anne@example.com: no such mailing list"),
+        ("postmaster", b"5.1.1 postmaster: no such mailing list"),
+    ],
+)
+def test_a_recipient_that_is_not_a_list_is_refused(
+    client: smtplib.LMTP, lmtp_config: Configuration, recipient: str, reply: bytes
+) -> None:
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as raised:
+        client.sendmail("anne@example.org", [recipient], wire(SAMPLE))
+    [(code, text)] = raised.value.recipients.values()
+    assert code == 550
+    assert text.startswith(reply)
+    assert queued(lmtp_config) == 0
+
+
+def test_size_parameter_over_the_limit_is_refused_at_mail(
+    client: smtplib.LMTP, lmtp_config: Configuration
+) -> None:
+    assert int(client.esmtp_features["size"]) == MAX_SIZE
+    code, _ = client.mail("anne@example.org", [f"SIZE={MAX_SIZE + 1}"])
+    assert code == 552
+    # smtplib announces the size itself when the server supports SIZE.
+    big = wire(SAMPLE + (b"x" * 69 + b"\n") * (MAX_SIZE // 70 + 1))
+    with pytest.raises(smtplib.SMTPSenderRefused) as raised:
+        client.sendmail("anne@example.org", ["test@example.com"], big)
+    assert raised.value.smtp_code == 552
+    assert queued(lmtp_config) == 0
+
+
+def test_oversize_data_is_refused_once_per_recipient(
+    client: smtplib.LMTP, lmtp_config: Configuration, get_queue_messages: GetQueue
+) -> None:
+    # No SIZE parameter: the server finds out while it reads the data.
+    assert client.mail("anne@example.org")[0] == 250
+    assert client.rcpt("test@example.com")[0] == 250
+    assert client.rcpt("other@example.com")[0] == 250
+    big = wire(SAMPLE + (b"x" * 69 + b"\n") * (MAX_SIZE // 70 + 1))
+    assert client.data(big)[0] == 552
+    assert client.getreply()[0] == 552
+    assert queued(lmtp_config) == 0
+    # The session is still in step: the next transaction goes through.
+    assert client.mail("anne@example.org")[0] == 250
+    assert client.rcpt("test@example.com")[0] == 250
+    assert client.data(wire(SAMPLE))[0] == 250
+    assert client.noop()[0] == 250
+    get_queue_messages("in", expected_count=1)
+
+
+def test_two_lists_in_one_transaction_get_a_reply_and_a_queue_entry_each(
+    client: smtplib.LMTP, get_queue_messages: GetQueue
+) -> None:
+    assert client.mail("anne@example.org")[0] == 250
+    assert client.rcpt("test@example.com")[0] == 250
+    assert client.rcpt("other@example.com")[0] == 250
+    first = client.data(wire(SAMPLE))
+    second = client.getreply()
+    assert (first[0], second[0]) == (250, 250)
+    assert first[1].startswith(b"2.0.0 test@example.com:")
+    assert second[1].startswith(b"2.0.0 other@example.com:")
+    # Exactly two replies: the next command gets its own.
+    assert client.noop()[0] == 250
+    items = get_queue_messages("in", expected_count=2)
+    assert sorted(item.msgdata["listid"] for item in items) == [
+        "other.example.com",
+        "test.example.com",
+    ]
+    assert all(item.msg.as_bytes() == SAMPLE for item in items)
+
+
+def test_a_list_named_twice_is_queued_once_and_answered_twice(
+    client: smtplib.LMTP, get_queue_messages: GetQueue
+) -> None:
+    assert client.mail("anne@example.org")[0] == 250
+    assert client.rcpt("test@example.com")[0] == 250
+    assert client.rcpt("TEST@example.com")[0] == 250
+    assert client.data(wire(SAMPLE))[0] == 250
+    assert client.getreply()[0] == 250
+    assert client.noop()[0] == 250
+    get_queue_messages("in", expected_count=1)
+
+
+def test_eight_bit_content_round_trips_byte_for_byte(
+    client: smtplib.LMTP, get_queue_messages: GetQueue
+) -> None:
+    refused = client.sendmail(
+        "zoe@example.org", ["test@example.com"], wire(EIGHT_BIT), mail_options=["BODY=8BITMIME"]
+    )
+    assert refused == {}
+    [item] = get_queue_messages("in", expected_count=1)
+    # Queued with runnerkit's LF line endings, every other byte as sent.
+    assert item.msg.as_bytes() == EIGHT_BIT
+    assert item.msgdata["original_size"] == len(EIGHT_BIT)
+
+
+def test_a_failed_enqueue_answers_451_and_the_other_list_still_gets_it(
+    client: smtplib.LMTP,
+    server: ServerThread,
+    lmtp_config: Configuration,
+    get_queue_messages: GetQueue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    incoming = lmtp_config.switchboards["in"]
+    enqueue = incoming.enqueue
+
+    def fail_for_other(msg: object, metadata: object = None, **kws: object) -> str:
+        if kws.get("listid") == "other.example.com":
+            raise QueueError("cannot enqueue to 'in': disk full")
+        return enqueue(msg, metadata, **kws)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(incoming, "enqueue", fail_for_other)
+    assert client.mail("anne@example.org")[0] == 250
+    assert client.rcpt("other@example.com")[0] == 250
+    assert client.rcpt("test@example.com")[0] == 250
+    first = client.data(wire(SAMPLE))
+    second = client.getreply()
+    assert first[0] == 451
+    assert first[1].startswith(b"4.3.0 other@example.com:")
+    assert second[0] == 250
+    [item] = get_queue_messages("in", expected_count=1)
+    assert item.msgdata["listid"] == "test.example.com"
+
+
+def test_stop_ends_run_promptly_and_closes_idle_sessions(
+    client: smtplib.LMTP, server: ServerThread
+) -> None:
+    assert client.noop()[0] == 250
+    server.stop()
+    assert not server.runner.ready.is_set()
+    code, _ = client.getreply()
+    assert code == 421
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        client.getreply()
+
+
+def test_stop_in_the_middle_of_data_queues_nothing(
+    client: smtplib.LMTP, server: ServerThread, lmtp_config: Configuration
+) -> None:
+    assert client.mail("anne@example.org")[0] == 250
+    assert client.rcpt("test@example.com")[0] == 250
+    client.putcmd("data")
+    assert client.getreply()[0] == 354
+    client.send(b"Subject: half a message\r\n\r\nand no end")
+    server.stop()
+    assert queued(lmtp_config) == 0
+
+
+def test_stop_before_run_makes_run_return(lmtp_config: Configuration) -> None:
+    served = ServerThread(LMTPRunner("lmtp", config=lmtp_config))
+    served.runner.stop()
+    served.thread.start()
+    served.stop()
+    assert not served.runner.ready.is_set()
+
+
+def test_a_port_in_use_is_a_clear_error(lmtp_config: Configuration) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with lmtp_config.pushed("taken", f"[lmtp]\nport: {port}\n"):
+            runner = LMTPRunner("lmtp", config=lmtp_config)
+        with pytest.raises(Exception, match=rf"cannot listen for LMTP on 127\.0\.0\.1:{port}"):
+            runner.run()
+
+
+# The runner as a process.
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def connect(port: int, process: subprocess.Popen[bytes], stderr: Path) -> smtplib.LMTP:
+    """Connect to the runner process once it listens; fail if it dies or never does."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        try:
+            return smtplib.LMTP("127.0.0.1", port, timeout=DEADLINE)
+        except ConnectionRefusedError:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"the LMTP process exited with {process.returncode}: "
+                    f"{stderr.read_text(errors='replace')}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(f"the LMTP process did not listen within {DEADLINE} s")
+            time.sleep(0.02)
+
+
+def test_the_runner_as_a_process_delivers_and_stops_on_sigterm(
+    config: Configuration,
+    lists: list[MailingList],
+    tmp_path: Path,
+    get_queue_messages: GetQueue,
+) -> None:
+    port = free_port()
+    ini = tmp_path / "lmtp.ini"
+    ini.write_text(f"[lmtp]\nport: {port}\n", encoding="utf-8")
+    stderr = tmp_path / "stderr"
+    args = [sys.executable, "-m", "runnerkit.process", "-r", "lmtp", "-C", str(ini)]
+    args += ["--var-dir", str(config.paths.var_dir)]
+    with stderr.open("wb") as errors:
+        process = subprocess.Popen(args, cwd=tmp_path, stdout=errors, stderr=errors)
+    try:
+        lmtp = connect(port, process, stderr)
+        try:
+            assert lmtp.sendmail("anne@example.org", ["test@example.com"], wire(SAMPLE)) == {}
+        finally:
+            lmtp.close()
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            status = process.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the LMTP process still running {DEADLINE} s after SIGTERM")
+        assert status == 0, stderr.read_text(errors="replace")
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=DEADLINE)
+    [item] = get_queue_messages("in", expected_count=1)
+    assert item.msgdata["listid"] == "test.example.com"
+    assert item.msg.as_bytes() == SAMPLE
