@@ -29,6 +29,16 @@ CREATE TABLE IF NOT EXISTS member (
     role TEXT NOT NULL,
     UNIQUE (mailing_list, email, role)
 );
+CREATE TABLE IF NOT EXISTS delivery_failure (
+    id INTEGER PRIMARY KEY,
+    list_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    code INTEGER,
+    response TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    failed_at TEXT NOT NULL
+);
 """
 
 

@@ -1,0 +1,64 @@
+"""The ``in`` runner: checks each incoming message and passes it on to ``pipeline``.
+
+A message that cannot be handled (no ``From``, no list) is not an error of runnerkit
+but of the message: it goes to the ``bad`` queue with a ``reason``, for an operator,
+instead of being shunted.
+"""
+
+from __future__ import annotations
+
+import logging
+from email.utils import getaddresses
+from typing import TYPE_CHECKING
+
+from runnerkit.message import Message
+from runnerkit.runner import Runner
+from runnerkit.typing import MsgData
+
+if TYPE_CHECKING:
+    from runnerkit.lists import MailingList
+
+log = logging.getLogger(__name__)
+
+#: The queue that accepted messages go to.
+PIPELINE_QUEUE = "pipeline"
+#: The queue that unusable messages go to.
+BAD_QUEUE = "bad"
+
+
+def check_message(mlist: MailingList | None, msg: Message) -> str | None:
+    """Why *msg* cannot be processed for *mlist*, as a sentence; None when it can."""
+    if mlist is None:
+        return "The message's metadata names no mailing list."
+    values = [str(value) for value in msg.get_all("From", [])]
+    if not values:
+        return "The message has no From header."
+    if not any(address for _, address in getaddresses(values)):
+        return "The message's From header names no address."
+    return None
+
+
+class IncomingRunner(Runner):
+    """Check messages queued to ``in`` and pass the usable ones to ``pipeline``.
+
+    The metadata travels unchanged.  An unusable message goes to ``bad`` with the
+    metadata key ``reason`` saying why, and the reason is logged.
+    """
+
+    is_queue_runner = True
+
+    def _dispose(self, mlist: MailingList | None, msg: Message, msgdata: MsgData) -> bool:
+        reason = check_message(mlist, msg)
+        if reason is None:
+            self.config.switchboards[PIPELINE_QUEUE].enqueue(msg, msgdata)
+            return False
+        filebase = self.config.switchboards[BAD_QUEUE].enqueue(msg, msgdata, reason=reason)
+        log.warning(
+            "%s: moved message %s (list %s) to bad as %s: %s",
+            self,
+            msg.get("Message-ID", "without a Message-ID"),
+            msgdata.get("listid", "-"),
+            filebase,
+            reason,
+        )
+        return False

@@ -1,0 +1,294 @@
+"""The ``out`` runner: delivers each list message to its recipients.
+
+``[delivery] method`` chooses how:
+
+``maildir``
+    One Maildir per list at ``<[delivery] maildir>/<list id>/``, holding one copy of
+    each message in ``new/``, written durably.  It stands in for the members' mailboxes
+    in the embedded default, which needs no mail server.
+
+``smtp``
+    One SMTP transaction per message to ``[delivery] smtp_host``:``smtp_port``, every
+    recipient in it, from the list's ``-bounces`` address.  Recipients refused with a
+    4xx reply, or all of them when the server cannot be reached, go to ``retry`` with
+    ``recipients`` set to just them and ``attempts`` counted up.  A 5xx reply is a
+    permanent failure, as is a temporary one on the ``[delivery] max_attempts``-th
+    attempt: it is logged and recorded in the ``delivery_failure`` table, and that
+    recipient is not tried again.
+
+The recipients are ``msgdata['recipients']`` when present, else the list's members.
+"""
+
+from __future__ import annotations
+
+import logging
+import mailbox
+import os
+import smtplib
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runnerkit.database import Database
+from runnerkit.errors import ConfigurationError, RunnerError
+from runnerkit.fsio import fsync_directory
+from runnerkit.message import Message
+from runnerkit.runner import Runner
+from runnerkit.typing import MsgData
+
+if TYPE_CHECKING:
+    from runnerkit.config import Configuration
+    from runnerkit.lists import MailingList
+
+log = logging.getLogger(__name__)
+
+#: The delivery methods ``[delivery] method`` may name.
+METHODS = ("maildir", "smtp")
+#: The queue that temporarily failed deliveries go to.
+RETRY_QUEUE = "retry"
+#: Seconds to wait for the smarthost before the attempt counts as a temporary failure.
+SMTP_TIMEOUT = 60.0
+
+#: A failed recipient's SMTP reply code (None: no reply, such as a refused connection)
+#: and the reply's text.
+Failure = tuple[int | None, str]
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """One recorded permanent delivery failure: a row of ``delivery_failure``."""
+
+    list_id: str
+    recipient: str
+    #: The SMTP reply code, or None when there was no reply.
+    code: int | None
+    response: str
+    message_id: str
+    #: Delivery attempts made, the last one included.
+    attempts: int
+    #: When it failed, in ISO 8601, UTC.
+    failed_at: str
+
+
+def record_failure(database: Database, failure: DeliveryFailure) -> None:
+    """Add *failure* to the ``delivery_failure`` table, in the current transaction."""
+    database.connection.execute(
+        "INSERT INTO delivery_failure (list_id, recipient, code, response, message_id,"
+        " attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            failure.list_id,
+            failure.recipient,
+            failure.code,
+            failure.response,
+            failure.message_id,
+            failure.attempts,
+            failure.failed_at,
+        ),
+    )
+
+
+def delivery_failures(database: Database) -> list[DeliveryFailure]:
+    """Every recorded permanent delivery failure, oldest first."""
+    rows = database.connection.execute(
+        "SELECT list_id, recipient, code, response, message_id, attempts, failed_at"
+        " FROM delivery_failure ORDER BY id"
+    ).fetchall()
+    return [DeliveryFailure(*row) for row in rows]
+
+
+def wire_bytes(msg: Message) -> bytes:
+    """*msg* as the bytes to deliver.
+
+    A message parsed from text may hold non-ASCII characters that
+    :meth:`~email.message.Message.as_bytes` cannot write; they are sent as UTF-8,
+    as the queue stores them.
+    """
+    try:
+        return msg.as_bytes()
+    except UnicodeEncodeError:
+        return msg.as_string().encode("utf-8", "surrogateescape")
+
+
+def is_permanent(code: int | None) -> bool:
+    """Whether an SMTP reply code says that trying again cannot help (5xx)."""
+    return code is not None and 500 <= code <= 599
+
+
+class OutgoingRunner(Runner):
+    """Deliver list messages by ``[delivery] method``; see the module's documentation.
+
+    :raises ConfigurationError: ``[delivery] method`` is not a known method, or
+        ``max_attempts`` is 0.
+    """
+
+    is_queue_runner = True
+
+    def __init__(
+        self, name: str, slice: int | None = None, *, config: Configuration | None = None
+    ) -> None:
+        super().__init__(name, slice, config=config)
+        method = str(self.config.get("delivery", "method")).strip().lower()
+        if method not in METHODS:
+            raise ConfigurationError(
+                f"[delivery] method {method!r} is not a delivery method; "
+                f"use one of: {', '.join(METHODS)}"
+            )
+        max_attempts = int(self.config.get("delivery", "max_attempts"))
+        if max_attempts < 1:
+            raise ConfigurationError(
+                f"[delivery] max_attempts {max_attempts} allows no delivery; use 1 or more"
+            )
+        #: ``maildir`` or ``smtp``.
+        self.method = method
+        #: Attempts after which a temporary failure counts as permanent.
+        self.max_attempts = max_attempts
+        #: The directory holding one Maildir per list.
+        self.maildir: Path = self.config.get("delivery", "maildir")
+        #: The smarthost.
+        self.smtp_host = str(self.config.get("delivery", "smtp_host"))
+        #: The smarthost's port.
+        self.smtp_port = int(self.config.get("delivery", "smtp_port"))
+
+    def _dispose(self, mlist: MailingList | None, msg: Message, msgdata: MsgData) -> bool:
+        if mlist is None:
+            raise RunnerError(f"{self}: the message's metadata names no list (no listid)")
+        recipients = self._recipients(mlist, msgdata)
+        if not recipients:
+            log.info("%s: %s has no recipients; nothing to deliver", self, _describe(msg))
+            return False
+        if self.method == "maildir":
+            self._deliver_to_maildir(mlist, msg)
+            return False
+        failures = self._deliver_by_smtp(mlist, msg, recipients)
+        if failures:
+            self._handle_failures(mlist, msg, msgdata, failures)
+        return False
+
+    def _recipients(self, mlist: MailingList, msgdata: MsgData) -> list[str]:
+        given = msgdata.get("recipients")
+        if given is None:
+            return [member.address for member in mlist.members]
+        if isinstance(given, str):
+            return [given]
+        return [str(recipient) for recipient in given]
+
+    # Maildir.
+
+    def _deliver_to_maildir(self, mlist: MailingList, msg: Message) -> None:
+        """Add one copy of *msg* to the list's Maildir, and flush it to disk."""
+        self.maildir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        box = mailbox.Maildir(self.maildir / mlist.list_id, factory=None, create=True)
+        key = box.add(wire_bytes(msg))
+        new = self.maildir / mlist.list_id / "new"
+        fd = os.open(new / key, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_directory(new)
+        log.debug("%s: delivered %s to %s", self, _describe(msg), new / key)
+
+    # SMTP.
+
+    def _deliver_by_smtp(
+        self, mlist: MailingList, msg: Message, recipients: list[str]
+    ) -> dict[str, Failure]:
+        """Send *msg* to *recipients* in one transaction; return the refused recipients."""
+        sender = f"{mlist.list_name}-bounces@{mlist.mail_host}"
+        try:
+            smtp = smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=SMTP_TIMEOUT)
+        except smtplib.SMTPResponseException as error:
+            return dict.fromkeys(recipients, (error.smtp_code, _text(error.smtp_error)))
+        except (smtplib.SMTPException, OSError) as error:
+            return dict.fromkeys(recipients, (None, _connection_problem(self, error)))
+        try:
+            refused = smtp.sendmail(sender, recipients, wire_bytes(msg))
+        except smtplib.SMTPRecipientsRefused as error:
+            refused = error.recipients
+        except smtplib.SMTPResponseException as error:
+            # The sender or the message itself was refused: every recipient shares it.
+            return dict.fromkeys(recipients, (error.smtp_code, _text(error.smtp_error)))
+        except (smtplib.SMTPException, OSError) as error:
+            return dict.fromkeys(recipients, (None, _connection_problem(self, error)))
+        finally:
+            # The message is delivered or not by now; a failing QUIT changes nothing.
+            with suppress(smtplib.SMTPException, OSError):
+                smtp.quit()
+            smtp.close()
+        return {
+            recipient: (code, _text(response)) for recipient, (code, response) in refused.items()
+        }
+
+    def _handle_failures(
+        self, mlist: MailingList, msg: Message, msgdata: MsgData, failures: dict[str, Failure]
+    ) -> None:
+        """Queue the temporary failures to ``retry``; record the permanent ones."""
+        attempts = int(msgdata.get("attempts", 0)) + 1
+        temporary = [rcpt for rcpt, (code, _) in failures.items() if not is_permanent(code)]
+        permanent = {
+            rcpt: failure for rcpt, failure in failures.items() if is_permanent(failure[0])
+        }
+        if temporary and attempts >= self.max_attempts:
+            for rcpt in temporary:
+                code, response = failures[rcpt]
+                permanent[rcpt] = (code, f"{response} (gave up after {attempts} attempts)")
+            temporary = []
+        if temporary:
+            filebase = self.config.switchboards[RETRY_QUEUE].enqueue(
+                msg, msgdata, recipients=temporary, attempts=attempts
+            )
+            log.warning(
+                "%s: %s: %d recipient(s) failed for now (attempt %d of %d), queued to "
+                "retry as %s: %s",
+                self,
+                _describe(msg),
+                len(temporary),
+                attempts,
+                self.max_attempts,
+                filebase,
+                "; ".join(f"{rcpt}: {_reply(*failures[rcpt])}" for rcpt in temporary),
+            )
+        failed_at = datetime.now(UTC).isoformat()
+        for rcpt, (code, response) in permanent.items():
+            log.error(
+                "%s: %s: delivery to %s failed permanently: %s",
+                self,
+                _describe(msg),
+                rcpt,
+                _reply(code, response),
+            )
+            record_failure(
+                self.config.database,
+                DeliveryFailure(
+                    list_id=mlist.list_id,
+                    recipient=rcpt,
+                    code=code,
+                    response=response,
+                    message_id=str(msg.get("Message-ID", "")),
+                    attempts=attempts,
+                    failed_at=failed_at,
+                ),
+            )
+
+
+def _describe(msg: Message) -> str:
+    return f"message {msg.get('Message-ID', '(without a Message-ID)')}"
+
+
+def _text(response: bytes | str) -> str:
+    if isinstance(response, bytes):
+        return response.decode("utf-8", "replace")
+    return str(response)
+
+
+def _reply(code: int | None, response: str) -> str:
+    return response if code is None else f"{code} {response}"
+
+
+def _connection_problem(runner: OutgoingRunner, error: BaseException) -> str:
+    return (
+        f"cannot deliver through {runner.smtp_host}:{runner.smtp_port}: "
+        f"{str(error) or type(error).__name__}"
+    )
