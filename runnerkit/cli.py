@@ -22,10 +22,12 @@ import click
 
 from runnerkit import queuefile
 from runnerkit.config import Configuration, use_config
-from runnerkit.errors import RunnerkitError
+from runnerkit.errors import QueueError, QueueFileError, RunnerkitError
 from runnerkit.fsio import read_queue_file
+from runnerkit.lists import ROLES
 from runnerkit.master import Master, lock_paths, running_master_pid
 from runnerkit.message import message_from_bytes
+from runnerkit.switchboard import queue_depths
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,6 +48,49 @@ class CommandError(click.ClickException):
 
 class UsageProblem(CommandError):
     exit_code = EXIT_USAGE
+
+
+class UsageMistake(UsageProblem):
+    """A usage error click found (a missing argument, an unknown option), shown like ours."""
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.format_message())
+        self.ctx = error.ctx
+
+    def show(self, file: Any = None) -> None:
+        super().show(file)
+        if self.ctx is not None:
+            click.echo(self.ctx.get_usage(), err=True)
+            click.echo(f"Try '{self.ctx.command_path} --help' for help.", err=True)
+
+
+@contextmanager
+def runnerkit_usage_errors() -> Iterator[None]:
+    """Turn click's usage errors into :class:`UsageMistake`; help stays help."""
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise
+    except click.UsageError as error:
+        raise UsageMistake(error) from error
+
+
+class RunnerkitGroup(click.Group):
+    """The ``runnerkit`` group: every error, click's own included, reads ``runnerkit: error:``."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with runnerkit_usage_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with runnerkit_usage_errors():
+            return super().invoke(ctx)
 
 
 def config_options(function: F) -> F:
@@ -89,7 +134,7 @@ def opened(config_files: tuple[Path, ...], var_dir: Path | None) -> Iterator[Con
         raise CommandError(str(error)) from error
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=RunnerkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="runnerkit")
 def main() -> None:
     """Run and inspect runnerkit queues, runners and lists."""
@@ -140,6 +185,13 @@ def spawn_master(config: Configuration, config_files: tuple[Path, ...], wait: fl
         if pid == process.pid:
             return pid
         if process.poll() is not None:
+            other = running_master_pid(config)
+            if other is not None:
+                # Another start won the race for the lock.
+                raise CommandError(
+                    f"a master is already running with pid {other}; use 'runnerkit stop' or "
+                    "'runnerkit restart'"
+                )
             raise CommandError(
                 f"the master exited at once with status {process.returncode}; "
                 f"see {config.paths.log_dir / 'master.err'}"
@@ -185,7 +237,7 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
         status_path = lock_paths(config)[2]
         if pid is not None and status_path.exists():
             runners = json.loads(status_path.read_text(encoding="utf-8"))["runners"]
-        depths = queue_depths(config)
+        depths = queue_depths(config.switchboards)
         if as_json:
             click.echo(json.dumps({"master_pid": pid, "runners": runners, "queues": depths}))
             return
@@ -197,9 +249,10 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
         for runner in runners:
             where = "-" if runner["slice"] is None else f"{runner['slice']}/{runner['count']}"
             depth = depths.get(runner["name"], "-")
+            reason = f"  ({runner['reason']})" if runner.get("reason") else ""
             click.echo(
                 f"{runner['name']:<12} {where:<7} {runner['pid'] or '-':>8} "
-                f"{runner['state']:<9} {runner['restarts']:>8} {depth:>7}"
+                f"{runner['state']:<9} {runner['restarts']:>8} {depth:>7}{reason}"
             )
         if pid is None:
             for name, depth in depths.items():
@@ -218,23 +271,12 @@ def require_master(config: Configuration) -> int:
 # Queues.
 
 
-def queue_depths(config: Configuration) -> dict[str, int]:
-    """Every queue's number of waiting files; ``bad`` counts preserved files too."""
-    depths = {}
-    for name, switchboard in sorted(config.switchboards.items()):
-        depth = len(switchboard.files)
-        if name == "bad":
-            depth += len(switchboard.get_files(".psv"))
-        depths[name] = depth
-    return depths
-
-
 @main.command()
 @config_options
 def queues(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
     """Show the depth of every queue, shunt and bad included."""
     with opened(config_files, var_dir) as config:
-        for name, depth in queue_depths(config).items():
+        for name, depth in queue_depths(config.switchboards).items():
             click.echo(f"{name:<12} {depth:>7}")
 
 
@@ -262,7 +304,13 @@ def inject(
             if mlist is None:
                 raise CommandError(f"no mailing list {listname!r}; see 'runnerkit lists list'")
             metadata.update(listid=mlist.list_id, listname=mlist.fqdn_listname)
-        msg = message_from_bytes(message_file.read())
+        data = message_file.read()
+        if not data.strip():
+            raise UsageProblem(
+                f"{getattr(message_file, 'name', '<stdin>')} is empty; give a file (or - for "
+                "standard input) that holds an email message"
+            )
+        msg = message_from_bytes(data)
         filebase = config.switchboards[queue].enqueue(msg, metadata)
         click.echo(f"queued {filebase} in {queue}")
 
@@ -277,7 +325,7 @@ def qfile(path: Path) -> None:
         raise CommandError(str(error)) from error
     click.echo(entry.message.as_string())
     click.echo("-" * 20 + " metadata " + "-" * 20)
-    width = max((len(key) for key in entry.metadata), default=0)
+    width = max(len(key) for key in [*entry.metadata, "recoveries"])
     for key in sorted(entry.metadata):
         click.echo(f"{key:{width}}: {entry.metadata[key]!r}")
     click.echo(f"{'recoveries':{width}}: {entry.recoveries}")
@@ -289,9 +337,20 @@ def unshunt(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
     """Move shunted messages back to the queues they came from."""
     with opened(config_files, var_dir) as config:
         shunt = config.switchboards["shunt"]
-        moved = kept = 0
+        moved = kept = preserved = 0
         for filebase in shunt.files:
-            msg, msgdata = shunt.dequeue(filebase)
+            try:
+                msg, msgdata = shunt.dequeue(filebase)
+            except QueueFileError as error:
+                # Damaged: moving it on would only fail again; an operator can inspect it.
+                shunt.finish(filebase, preserve=True)
+                click.echo(f"{filebase}: {error}; preserved in bad", err=True)
+                preserved += 1
+                continue
+            except QueueError as error:
+                # Gone since the listing: another unshunt took it.
+                click.echo(f"{filebase}: skipped: {error}", err=True)
+                continue
             target = msgdata.pop("whichq", "in")
             if target not in config.switchboards or target == "shunt":
                 click.echo(f"{filebase}: unknown queue {target!r}, left in shunt", err=True)
@@ -303,8 +362,11 @@ def unshunt(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
             config.switchboards[target].enqueue(msg, msgdata)
             shunt.finish(filebase)
             moved += 1
-        click.echo(f"moved {moved} message(s) back; {kept} left in shunt")
-        if kept:
+        summary = f"moved {moved} message(s) back; {kept} left in shunt"
+        if preserved:
+            summary += f"; {preserved} unreadable preserved in bad"
+        click.echo(summary)
+        if kept or preserved:
             sys.exit(EXIT_FAILED)
 
 
@@ -360,6 +422,16 @@ def members() -> None:
     """Add, list and remove the members of a list."""
 
 
+#: ``--role``: the role of a subscription.
+role_option = click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="member",
+    show_default=True,
+    help="The role on the list.",
+)
+
+
 def find_list(config: Configuration, name: str) -> Any:
     mlist = config.lists.get(name) or config.lists.get_by_list_id(name)
     if mlist is None:
@@ -371,7 +443,7 @@ def find_list(config: Configuration, name: str) -> Any:
 @config_options
 @click.option("--name", "display_name", default="", help="The member's display name.")
 @click.option("--language", help="The member's preferred language.")
-@click.option("--role", default="member", show_default=True, help="member, owner or moderator.")
+@role_option
 @click.argument("listname")
 @click.argument("address")
 def members_add(
@@ -393,7 +465,7 @@ def members_add(
 
 @members.command("list")
 @config_options
-@click.option("--role", default="member", show_default=True)
+@role_option
 @click.argument("listname")
 def members_list(
     config_files: tuple[Path, ...], var_dir: Path | None, role: str, listname: str
@@ -407,7 +479,7 @@ def members_list(
 
 @members.command("remove")
 @config_options
-@click.option("--role", default="member", show_default=True)
+@role_option
 @click.argument("listname")
 @click.argument("address")
 def members_remove(
@@ -417,3 +489,42 @@ def members_remove(
     with opened(config_files, var_dir) as config:
         find_list(config, listname).unsubscribe(address, role=role)
         click.echo(f"removed {address} from {listname}")
+
+
+# The demo.
+
+
+@main.command()
+@click.option("-n", "--count", default=1000, show_default=True, help="Messages to send.")
+@click.option(
+    "--var-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run in this (empty or new) directory instead of a fresh temporary one.",
+)
+@click.option("--members", default=3, show_default=True, help="Members of the demo list.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait at most.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def demo(count: int, var_dir: Path | None, members: int, timeout: float, as_json: bool) -> None:
+    """Start everything, send COUNT messages over LMTP, and account for each one.
+
+    Exits with status 1 if any message was lost.
+    """
+    from runnerkit.demo import Demo, print_summary
+
+    try:
+        runner = Demo(
+            count,
+            var_dir,
+            members=members,
+            timeout=timeout,
+            out=None if as_json else sys.stderr,
+        )
+        result = runner.run()
+    except RunnerkitError as error:
+        raise CommandError(str(error)) from error
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        print_summary(result)
+    if result.lost:
+        sys.exit(EXIT_FAILED)

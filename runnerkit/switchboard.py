@@ -13,6 +13,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,7 +141,7 @@ class Switchboard:
         stored["_parsemsg"] = plaintext
         stored["version"] = METADATA_VERSION
         if plaintext and not isinstance(msg, str):
-            body: Message | str = msg.as_string()
+            body: Message | str = msg.as_string(unixfrom=bool(msg.get_unixfrom()))
         else:
             body = msg
         content = queuefile.encode(body, stored)
@@ -304,6 +305,17 @@ class Switchboard:
             self._preserve(bak, filebase)
         except Exception as error:
             log.error("cannot preserve %s in bad, leaving it in place: %s", bak, error)
+
+
+def queue_depths(switchboards: Mapping[str, Switchboard]) -> dict[str, int]:
+    """Each queue's number of waiting files, by name; ``bad`` counts preserved files too."""
+    depths = {}
+    for name, switchboard in sorted(switchboards.items()):
+        depth = len(switchboard.files)
+        if name == "bad":
+            depth += len(switchboard.get_files(".psv"))
+        depths[name] = depth
+    return depths
 
 
 def _fifo_key(match: tuple[str, str, str, str]) -> tuple[int, str, str]:

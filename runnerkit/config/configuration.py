@@ -208,13 +208,22 @@ class Configuration:
         return self._clock
 
     @property
+    def database_path(self) -> Path:
+        """The SQLite database file, under the data dir."""
+        return self._paths.data_dir / "runnerkit.db"
+
+    @property
     def database(self) -> Database:
-        """The SQLite database under the data dir, opened on first use."""
+        """This thread's connection to the database, opened on first use.
+
+        SQLite connections belong to the thread that opened them; a thread of its own
+        (a server thread, say) opens another with ``Database(config.database_path)``.
+        """
         self._check_open()
         if self._database is None:
             from runnerkit.database import Database
 
-            self._database = Database(self._paths.data_dir / "runnerkit.db")
+            self._database = Database(self.database_path)
         return self._database
 
     @property

@@ -1,0 +1,1 @@
+"""The built-in runners: lmtp -> in -> pipeline -> out, with retry, and a REST status API."""

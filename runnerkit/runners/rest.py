@@ -1,0 +1,225 @@
+"""The ``rest`` runner: a read-only JSON status API over HTTP.
+
+It listens on ``[rest] host`` and ``port`` (127.0.0.1 by default; port 0 picks a free
+port, which :attr:`RESTRunner.port` then tells) and answers ``GET`` (and ``HEAD``) only:
+
+- ``/queues``: ``{"queues": {NAME: DEPTH, ...}}``, every queue, ``shunt`` and ``bad``
+  included; ``bad`` counts its preserved files too;
+- ``/runners``: the master's status file (``{"master_pid": ..., "runners": [...]}``), or
+  ``{"master_pid": null, "runners": []}`` when there is none;
+- ``/lists``: ``{"lists": [{"fqdn_listname", "list_id", "display_name",
+  "preferred_language", "members"}, ...]}``, ``members`` being the number of members;
+- ``/``: the endpoints above.
+
+Any other path is a 404, any other method a 405; both with a JSON ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from runnerkit.database import Database
+from runnerkit.errors import RunnerError
+from runnerkit.lists import ListManager
+from runnerkit.master import lock_paths
+from runnerkit.runner import Runner
+from runnerkit.switchboard import queue_depths
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from runnerkit.config import Configuration
+
+log = logging.getLogger("runnerkit.runners.rest")
+
+#: The methods the API answers; every other one gets a 405.
+ALLOWED = "GET, HEAD"
+
+
+class RESTRunner(Runner):
+    """Serve the status API until :meth:`stop`.
+
+    :param name: the runner's section name, normally ``rest``.
+    :param slice: unused: the runner reads no queue.
+    :param config: the configuration to report on; by default the current one.
+    """
+
+    is_queue_runner = False
+
+    def __init__(
+        self, name: str, slice: int | None = None, *, config: Configuration | None = None
+    ) -> None:
+        super().__init__(name, slice, config=config)
+        #: The address the server listens on.
+        self.host: str = str(self.config.get("rest", "host"))
+        #: The port: the configured one, then the bound one once :attr:`ready` is set.
+        self.port: int = int(self.config.get("rest", "port"))
+        #: Set once the server listens, so that :attr:`port` is the bound port.
+        self.ready = threading.Event()
+        # Handler threads share the configuration's switchboards; one request at a time.
+        self._lock = threading.Lock()
+        self._routes: dict[str, Callable[[], Any]] = {
+            "/": self.index,
+            "/queues": self.queues,
+            "/runners": self.runners,
+            "/lists": self.lists,
+        }
+
+    def run(self) -> None:
+        """Serve until :meth:`stop` is called, then close the server.
+
+        :raises RunnerError: the server cannot listen on the configured address.
+        """
+        try:
+            server = self._make_server()
+            thread = threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="rest-server"
+            )
+            thread.start()
+            try:
+                self.port = server.server_address[1]
+                log.info("%s: serving on http://%s:%d/", self, self.host, self.port)
+                self.ready.set()
+                self._stop.wait()
+            finally:
+                server.shutdown()
+                thread.join()
+                server.server_close()
+        finally:
+            self._clean_up()
+
+    def _make_server(self) -> ThreadingHTTPServer:
+        runner = self
+
+        class Handler(_Handler):
+            rest = runner
+
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+        class Server(ThreadingHTTPServer):
+            address_family = family
+
+        try:
+            return Server((self.host, self.port), Handler)
+        except OSError as error:
+            raise RunnerError(
+                f"{self}: cannot listen on {self.host}:{self.port} ([rest] host and port): "
+                f"{error.strerror or error}"
+            ) from error
+
+    # The resources.
+
+    def index(self) -> dict[str, Any]:
+        """``/``: the endpoints."""
+        return {"endpoints": sorted(path for path in self._routes if path != "/")}
+
+    def queues(self) -> dict[str, Any]:
+        """``/queues``: every queue's number of waiting files."""
+        with self._lock:
+            return {"queues": queue_depths(self.config.switchboards)}
+
+    def runners(self) -> dict[str, Any]:
+        """``/runners``: the master's status file, if a master wrote one."""
+        status_path = lock_paths(self.config)[2]
+        try:
+            text = status_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {"master_pid": None, "runners": []}
+        status: dict[str, Any] = json.loads(text)
+        return status
+
+    def lists(self) -> dict[str, Any]:
+        """``/lists``: every list with its number of members."""
+        # A connection of its own: SQLite connections belong to the thread that made them.
+        database = Database(self.config.database_path)
+        try:
+            manager = ListManager(
+                database, default_language=self.config.get("runnerkit", "default_language")
+            )
+            return {
+                "lists": [
+                    {
+                        "fqdn_listname": mlist.fqdn_listname,
+                        "list_id": mlist.list_id,
+                        "display_name": mlist.display_name,
+                        "preferred_language": mlist.preferred_language,
+                        "members": len(mlist.members),
+                    }
+                    for mlist in manager
+                ]
+            }
+        finally:
+            database.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Answers one request from the :class:`RESTRunner` :attr:`rest`."""
+
+    rest: RESTRunner
+    server_version = "runnerkit-rest"
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def _not_allowed(self) -> None:
+        self._send(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            {"error": f"method {self.command} not allowed: the API is read-only; use GET"},
+            extra_headers={"Allow": ALLOWED},
+        )
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+
+    def _answer(self, *, body: bool) -> None:
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        resource = self.rest._routes.get(path)
+        if resource is None:
+            known = ", ".join(sorted(self.rest._routes))
+            self._send(
+                HTTPStatus.NOT_FOUND,
+                {"error": f"no resource {path!r}; resources are: {known}"},
+                body=body,
+            )
+            return
+        try:
+            document = resource()
+        except Exception as error:
+            log.exception("%s: GET %s failed", self.rest, path)
+            self._send(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                {"error": f"GET {path} failed: {error}"},
+                body=body,
+            )
+            return
+        self._send(HTTPStatus.OK, document, body=body)
+
+    def _send(
+        self,
+        status: HTTPStatus,
+        document: Any,
+        *,
+        body: bool = True,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        payload = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for key, value in (extra_headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if body:
+            self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s: %s %s", self.rest, self.address_string(), format % args)
