@@ -54,6 +54,26 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "backoff_max": Key(as_duration, "longest pause between restarts"),
         "stop_timeout": Key(as_duration, "how long to wait for runners to stop"),
     },
+    "lmtp": {
+        "host": Key(as_text, "the address the LMTP server listens on"),
+        "port": Key(as_count, "the LMTP port (0: any free port)"),
+        "max_message_size": Key(as_count, "largest message accepted, in bytes (0: no limit)"),
+    },
+    "pipeline": {
+        "handlers": Key(as_text, "the pipeline's handlers, in order, space-separated"),
+        "subject_prefix": Key(as_text, "prefix for Subject, {list_name}/{display_name}; 'none'"),
+    },
+    "delivery": {
+        "method": Key(as_text, "maildir (a Maildir per list under the var dir) or smtp"),
+        "maildir": Key(path_template(PATH_VARIABLES), "where the Maildirs live", is_path=True),
+        "smtp_host": Key(as_text, "the smarthost"),
+        "smtp_port": Key(as_count, "the smarthost's port"),
+        "max_attempts": Key(as_count, "delivery attempts before a failure is permanent"),
+    },
+    "rest": {
+        "host": Key(as_text, "the address the REST API listens on"),
+        "port": Key(as_count, "the REST API port (0: any free port)"),
+    },
     "logging": {
         "level": Key(as_text, "debug, info, warning or error"),
         "path": Key(path_template(PATH_VARIABLES), "the log file", is_path=True),
@@ -94,6 +114,26 @@ backoff_base: 500ms
 backoff_max: 1m
 stop_timeout: 30s
 
+[lmtp]
+host: 127.0.0.1
+port: 8024
+max_message_size: 10485760
+
+[pipeline]
+handlers: list-headers subject-prefix
+subject_prefix: [{display_name}]
+
+[delivery]
+method: maildir
+maildir: $VAR_DIR/maildir
+smtp_host: 127.0.0.1
+smtp_port: 25
+max_attempts: 5
+
+[rest]
+host: 127.0.0.1
+port: 8001
+
 [logging]
 level: info
 path: $LOG_DIR/runnerkit.log
@@ -112,5 +152,26 @@ start: no
 
 # Messages whose processing raised an exception wait here for an operator.
 [runner.shunt]
+start: no
+
+# The built-in pipeline: lmtp -> in -> pipeline -> out (-> retry -> out).
+[runner.lmtp]
+class: runnerkit.runners.lmtp.LMTPRunner
+
+[runner.in]
+class: runnerkit.runners.incoming.IncomingRunner
+
+[runner.pipeline]
+class: runnerkit.runners.pipeline.PipelineRunner
+
+[runner.out]
+class: runnerkit.runners.outgoing.OutgoingRunner
+
+[runner.retry]
+class: runnerkit.runners.retry.RetryRunner
+sleep_time: 1m
+
+[runner.rest]
+class: runnerkit.runners.rest.RESTRunner
 start: no
 """
