@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import email
 import email.message
+import io
+from email.generator import Generator
 from email.utils import getaddresses
 
 #: The headers that name a message's sender, in order of preference.  ``from_`` is the
 #: envelope sender of a Unix ``From `` line.
 SENDER_HEADERS = ("from", "from_", "reply-to", "sender")
+
+
+class _VerbatimHeaderGenerator(Generator):
+    """A generator that writes non-ASCII header text as it is, not RFC 2047-encoded.
+
+    A message parsed from text keeps its header values as text; the stock generator
+    would encode any non-ASCII value, so ``From: Zoë <zoe@example.com>`` would come
+    back as an encoded word and no longer name its sender plainly.
+    """
+
+    def _write_headers(self, msg: email.message.Message) -> None:
+        newline: str = self._NL  # type: ignore[attr-defined]  # set by flatten()
+        policy = self.policy if self.policy is not None else msg.policy
+        for name, value in msg.raw_items():
+            if isinstance(value, str) and not value.isascii():
+                self.write(f"{name}: {value}{newline}")
+            else:
+                self.write(policy.fold(name, value))
+        self.write(newline)
 
 
 class Message(email.message.Message):
@@ -33,6 +54,12 @@ class Message(email.message.Message):
     @original_size.setter
     def original_size(self, size: int) -> None:
         self._original_size = size
+
+    def as_text(self, unixfrom: bool = False) -> str:
+        """The message as text, with non-ASCII header values written as they are."""
+        buffer = io.StringIO()
+        _VerbatimHeaderGenerator(buffer, mangle_from_=False).flatten(self, unixfrom=unixfrom)
+        return buffer.getvalue()
 
     @property
     def senders(self) -> list[str]:

@@ -61,10 +61,16 @@ def serialize_message(message: Message | str | bytes) -> tuple[bytes, bytes, int
         return b"t", data, len(data)
     known: int | None = getattr(message, "_original_size", None)
     size = -1 if known is None else known
+    # Write a Unix From line only when the message has one: the generator would
+    # otherwise invent "From nobody <date>", which then reads as the sender.
+    unixfrom = bool(message.get_unixfrom())
     if getattr(message, "parsed_from_bytes", False):
-        data = message.as_bytes(unixfrom=True)
+        data = message.as_bytes(unixfrom=unixfrom)
         return b"b", data, len(data) if size < 0 else size
-    text = message.as_string(unixfrom=True)
+    if isinstance(message, Message):
+        text = message.as_text(unixfrom=unixfrom)
+    else:
+        text = message.as_string(unixfrom=unixfrom)
     if text.isascii():
         data, kind = text.encode("ascii"), b"b"
     else:
@@ -127,7 +133,7 @@ def decode(data: bytes, source: str = "queue file") -> QueueEntry:
         raise bad("its checksum does not match its contents (damaged)")
     try:
         raw = json.loads(meta.decode("utf-8"), object_hook=_from_json)
-    except (ValueError, TypeError, KeyError) as error:
+    except (ValueError, TypeError, KeyError, RecursionError) as error:
         raise bad(f"its metadata does not decode: {error}") from error
     if not isinstance(raw, dict):
         raise bad("its metadata is not a mapping")
@@ -155,7 +161,9 @@ def _to_json(value: Any, key: str) -> Any:
         return [_to_json(item, key) for item in value]
     if isinstance(value, tuple):
         return {_TAG: "tuple", "items": [_to_json(item, key) for item in value]}
-    if isinstance(value, set | frozenset):
+    if isinstance(value, frozenset):
+        return {_TAG: "frozenset", "items": [_to_json(item, key) for item in value]}
+    if isinstance(value, set):
         return {_TAG: "set", "items": [_to_json(item, key) for item in value]}
     if isinstance(value, bytes):
         return {_TAG: "bytes", "b64": base64.b64encode(value).decode("ascii")}
@@ -190,6 +198,8 @@ def _from_json(obj: dict[str, Any]) -> Any:
         return tuple(obj["items"])
     if tag == "set":
         return set(obj["items"])
+    if tag == "frozenset":
+        return frozenset(obj["items"])
     if tag == "bytes":
         return base64.b64decode(obj["b64"], validate=True)
     if tag == "datetime":

@@ -65,7 +65,7 @@ class RunnerSettings:
         module_name, _, attribute = self.class_name.rpartition(".")
         try:
             module = importlib.import_module(module_name)
-        except ImportError as error:
+        except Exception as error:  # a module may raise anything while it is imported
             raise ConfigurationError(
                 f"{place}: cannot import module {module_name!r}: {error}"
             ) from error

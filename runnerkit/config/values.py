@@ -83,15 +83,21 @@ def as_duration(value: str) -> timedelta:
     except ValueError:
         pass
     else:
-        if seconds < 0:
+        if not seconds >= 0:  # also refuses nan
             raise ValueError("expected a duration of 0 or more")
-        return timedelta(seconds=seconds)
+        try:
+            return timedelta(seconds=seconds)
+        except OverflowError:
+            raise ValueError("the duration is too long") from None
     total = timedelta()
     position = 0
     for match in _DURATION_PART.finditer(text.replace(" ", "")):
         if match.start() != position:
             break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        try:
+            total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        except OverflowError:
+            raise ValueError("the duration is too long") from None
         position = match.end()
     if position == 0 or position != len(text.replace(" ", "")):
         raise ValueError("expected a duration such as 1s, 500ms, 2m, 1h, 1d, 1w or 1m30s")
