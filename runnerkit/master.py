@@ -24,7 +24,9 @@ Signals
 SIGTERM and SIGINT stop every runner after its current message, wait up to
 ``[master] stop_timeout`` for them (then kill the stragglers) and exit.  SIGUSR1
 restarts all runners without spending their budget.  SIGHUP reopens the master's log
-file and every runner's.  Runners watch the master and stop if it dies, even by SIGKILL.
+file and every runner's.  Runners watch the master and stop if it dies, even by SIGKILL;
+a runner still finishing a message then holds its slice's lock, and the new master's
+process for that slice waits for it (see :mod:`runnerkit.process`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ from runnerkit.process import EXIT_RESTART
 from runnerkit.signals import SignalDispatcher
 
 log = logging.getLogger("runnerkit.master")
+
+#: How long to retry a lock held for an instant by a process that only checks it.
+LOCK_RETRY_SECONDS = 0.25
 
 
 class MasterRunningError(RunnerkitError):
@@ -112,8 +117,15 @@ def running_master_pid(config: Configuration) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-            return int(text) if text.isdigit() else -1
+            # A master that has just taken the lock writes its pid a moment later.
+            deadline = time.monotonic() + LOCK_RETRY_SECONDS
+            while True:
+                text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+                if text.isdigit():
+                    return int(text)
+                if time.monotonic() > deadline:
+                    return -1
+                time.sleep(0.005)
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
@@ -180,7 +192,7 @@ class Master:
         lock_path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_exclusively(fd)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
@@ -392,6 +404,25 @@ class Master:
         self._status_written = text
 
 
+def _lock_exclusively(fd: int) -> None:
+    """Take an exclusive lock on *fd*, waiting a little for a passing shared lock.
+
+    :func:`running_master_pid` holds a shared lock for an instant; only a lock still
+    held after :data:`LOCK_RETRY_SECONDS` belongs to a master.
+
+    :raises BlockingIOError: the lock is still held.
+    """
+    deadline = time.monotonic() + LOCK_RETRY_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def _send(process: subprocess.Popen[bytes], signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         process.send_signal(signum)
@@ -419,6 +450,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         master = Master(config, args.config)
         with config:
             return master.run()
+    except MasterRunningError as error:
+        print(f"runnerkit: {error}", file=sys.stderr)
+        return 1
     except RunnerkitError as error:
         print(f"runnerkit: {error}", file=sys.stderr)
         return 2

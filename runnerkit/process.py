@@ -5,6 +5,11 @@ runner until a signal stops it: SIGTERM, SIGINT and SIGUSR1 stop the runner afte
 message it is processing (the message is finished, never shunted); after SIGUSR1 the
 process exits with status 75, which asks the master to restart it.  SIGHUP reopens the
 log file, for log rotation.
+
+Before it sets up its runner, the process takes the lock of its slice (a file in the lock
+dir) and holds it until it exits.  A runner left over from a master killed outright may
+still be finishing a message on that slice; the new process waits for it, so that no
+two processes ever work on one slice at once.
 """
 
 from __future__ import annotations
@@ -12,15 +17,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from runnerkit.config import Configuration, use_config
 from runnerkit.errors import RunnerkitError
+from runnerkit.fsio import FILE_MODE
 from runnerkit.logs import configure_logging, reopen_logs
 from runnerkit.signals import SignalDispatcher
 from runnerkit.wakeup import watch_queue
@@ -35,6 +43,8 @@ EXIT_RESTART = 75
 PARENT_POLL_SECONDS = 0.25
 #: prctl option: the signal to receive when the parent dies.
 PR_SET_PDEATHSIG = 1
+#: How often a process waiting for its slice's lock tries again.
+LOCK_POLL_SECONDS = 0.05
 
 
 def parse_runner_spec(spec: str) -> tuple[str, int | None, int | None]:
@@ -97,6 +107,44 @@ def watch_parent(parent_pid: int, on_death: Callable[[], object]) -> threading.E
     return done
 
 
+def lock_slice(
+    config: Configuration, name: str, slice: int | None, parent_pid: int | None
+) -> int | None:
+    """Take the lock of runner *name*'s *slice*, waiting while another process holds it.
+
+    The lock is held until the returned descriptor is closed, or the process exits.
+
+    :param parent_pid: stop waiting when this process (the master) is gone.
+    :returns: the lock's descriptor, or None if the parent died while this one waited.
+    """
+    suffix = "" if slice is None else f"-{slice}"
+    path = config.paths.lock_dir / f"runner-{name}{suffix}.lck"
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    waiting = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if parent_pid is not None and os.getppid() != parent_pid:
+                os.close(fd)
+                return None
+            if not waiting:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+                log.warning(
+                    "runner %s slice %s: process %s still works on this slice; waiting for it",
+                    name,
+                    "-" if slice is None else slice,
+                    holder,
+                )
+                waiting = True
+            time.sleep(LOCK_POLL_SECONDS)
+            continue
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        return fd
+
+
 def _request_parent_death_signal() -> None:
     if not sys.platform.startswith("linux"):  # pragma: no cover - runnerkit targets Linux
         return
@@ -131,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SETUP_FAILED
     with config, use_config(config):
         configure_logging(config)
+        lock_fd = lock_slice(config, name, slice, args.parent_pid)
+        if lock_fd is None:
+            log.warning("runner %s: the master is gone; not starting", args.runner)
+            return 0
         runner = runner_class(name, slice, config=config)
 
         def stop(signum: int) -> None:
@@ -150,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.SIGHUP: reopen,
         }
         with contextlib.ExitStack() as stack:
+            stack.callback(os.close, lock_fd)
             stack.enter_context(SignalDispatcher(actions))
             if args.parent_pid is not None:
                 stack.callback(watch_parent(args.parent_pid, runner.stop).set)

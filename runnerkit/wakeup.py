@@ -9,7 +9,6 @@ returns None and the runner falls back to polling every ``sleep_time``.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -27,11 +26,10 @@ _IN_CLOEXEC = os.O_CLOEXEC
 
 
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    # CDLL(None) is the running program, which links the C library; unlike
+    # ctypes.util.find_library it forks no helper program.
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.inotify_init1.argtypes = [ctypes.c_int]
         libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
     except (OSError, AttributeError):

@@ -1,0 +1,892 @@
+"""The master: ``runnerkit start/stop/restart/status``, driven by real processes and signals.
+
+Each test runs real masters over its world's var dir, with the runners of
+``tests/masterkit/`` on their ``PYTHONPATH``; the built-in runners are off.  The tests
+read what the processes leave behind: the status file ``var/master.json`` (names,
+slices, pids, states), the shared log, and the records of the recording runner.  Every
+wait is bounded by a deadline, and the ``masters`` fixture kills, by pid, every master
+and runner still alive when a test ends: the pids it saw in the status file and the log,
+and any process that names the test's var dir on its command line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from runnerkit.master import running_master_pid
+from runnerkit.message import message_from_string
+from runnerkit.process import EXIT_RESTART
+from runnerkit.switchboard import Switchboard
+from runnerkit.testing import World
+
+#: Where the runner classes of the children live.
+MASTERKIT = Path(__file__).parent / "masterkit"
+
+#: The ``runnerkit`` console script of the interpreter running the tests.
+RUNNERKIT = Path(sys.executable).with_name("runnerkit")
+
+#: The bound on every wait.  Generous, so that a loaded machine never fails a test; a
+#: test that passes waits far less.
+DEADLINE = 15.0
+
+#: The issue's promise: the runners of a master killed by SIGKILL exit within 2 s.
+ORPHAN_DEADLINE = 2.0
+
+#: The built-in runners are written elsewhere; these tests keep them off.
+BUILT_INS_OFF = "".join(
+    f"[runner.{name}]\nstart: no\n\n"
+    for name in ("lmtp", "in", "pipeline", "out", "retry", "rest")
+)
+
+RECORDING = """
+[runner.quiet]
+class: master_runners.RecordingRunner
+instances: 2
+sleep_time: 100ms
+"""
+
+SLOW = """
+[runner.slow]
+class: master_runners.RecordingRunner
+sleep_time: 100ms
+"""
+
+PAUSED = """
+[runner.paused]
+class: master_runners.PausedRunner
+sleep_time: 100ms
+"""
+
+SERVICE = """
+[runner.service]
+class: master_runners.ServiceRunner
+"""
+
+CRASHING = """
+[runner.crashing]
+class: master_runners.CrashingRunner
+max_restarts: 4
+"""
+
+FINISHING = """
+[runner.finishing]
+class: master_runners.FinishingRunner
+"""
+
+#: A log line: time, pid, logger, level, message (runnerkit.logs.LOG_FORMAT).
+LOG_LINE = re.compile(r"^(\S+ \S+) (\d+) (\S+) (\w+): (.*)$")
+
+
+def master_section(**overrides: str) -> str:
+    """A ``[master]`` section with short delays, so that the tests stay fast."""
+    settings = {
+        "backoff_base": "50ms",
+        "backoff_max": "200ms",
+        "restart_window": "1m",
+        "stop_timeout": "10s",
+        **overrides,
+    }
+    return "[master]\n" + "".join(f"{key}: {value}\n" for key, value in settings.items())
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
+    """Poll *condition* until it is true; fail the test after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout} s for {what}")
+        time.sleep(0.01)
+
+
+# Processes, seen through /proc: the runners are not the test's children.
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name, or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def alive(pid: int) -> bool:
+    """Whether *pid* runs: a zombie, waiting for a parent to reap it, has exited."""
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def parent_of(pid: int) -> int | None:
+    fields = proc_stat(pid)
+    return None if fields is None else int(fields[1])
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def option(args: list[str], name: str) -> str | None:
+    """The value after *name* in *args*, or None."""
+    return next((value for key, value in itertools.pairwise(args) if key == name), None)
+
+
+def processes_over(var_dir: Path) -> list[int]:
+    """The live processes whose command line names *var_dir*: masters and runners."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        pid = int(entry.name) if entry.name.isdigit() else os.getpid()
+        if pid != os.getpid() and option(command_line(pid), "--var-dir") == str(var_dir):
+            pids.append(pid)
+    return [pid for pid in pids if alive(pid)]
+
+
+def runner_processes(var_dir: Path) -> dict[str, list[int]]:
+    """The live runner processes over *var_dir*, by their ``--runner`` (name and slice).
+
+    A process forked by a runner (to run a helper program) wears the runner's command
+    line until it executes the program; it is not a runner.
+    """
+    specs: dict[int, str] = {}
+    for pid in processes_over(var_dir):
+        args = command_line(pid)
+        spec = option(args, "--runner")
+        if "runnerkit.process" in args and spec is not None:
+            specs[pid] = spec
+    found: dict[str, list[int]] = {}
+    for pid, spec in specs.items():
+        if parent_of(pid) not in specs:
+            found.setdefault(spec, []).append(pid)
+    return found
+
+
+# The harness.
+
+
+class Masters:
+    """Runs masters over one world's var dir, and reads what they leave."""
+
+    def __init__(self, world: World, tmp_path: Path) -> None:
+        self.world = world
+        self.tmp_path = tmp_path
+        self.ini = tmp_path / "runnerkit.ini"
+        python_path = [str(MASTERKIT), os.environ.get("PYTHONPATH", "")]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, python_path)))
+        for name in ("RUNNERKIT_CONFIG", "RUNNERKIT_VAR_DIR"):
+            env.pop(name, None)
+        self.env = env
+        #: Masters run in the foreground, as the test's children.
+        self.children: list[subprocess.Popen[bytes]] = []
+        self._outputs: list[IO[bytes]] = []
+        #: Every master and runner pid seen, for the clean-up.
+        self.seen: set[int] = set()
+
+    @property
+    def var_dir(self) -> Path:
+        return self.world.var_dir
+
+    def configure(self, runners: str, **master: str) -> None:
+        """Write the configuration file: short [master] delays, the built-ins off, and
+        *runners*; push it in the test's own configuration too."""
+        text = master_section(**master) + "\n" + BUILT_INS_OFF + runners
+        self.ini.write_text(text, encoding="utf-8")
+        self.world.config.push_file(self.ini)
+
+    def switchboard(self, name: str) -> Switchboard:
+        return self.world.config.switchboards[name]
+
+    # Commands.
+
+    def options(self) -> list[str]:
+        """``-C INI --var-dir VAR``: the options every command of the test takes."""
+        return ["-C", str(self.ini), "--var-dir", str(self.var_dir)]
+
+    def runnerkit(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``runnerkit ARGS -C INI --var-dir VAR`` to its end."""
+        assert RUNNERKIT.exists(), f"no runnerkit console script beside {sys.executable}"
+        command = [str(RUNNERKIT), *args, *self.options()]
+        return subprocess.run(
+            command,
+            env=self.env,
+            cwd=self.tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            check=False,
+        )
+
+    def start(self) -> int:
+        """``runnerkit start``: a master in the background; return its pid."""
+        result = self.runnerkit("start")
+        assert result.returncode == 0, result.stderr
+        match = re.fullmatch(r"master started with pid (\d+)\n", result.stdout)
+        assert match is not None, result.stdout
+        pid = int(match[1])
+        self.seen.add(pid)
+        return pid
+
+    def start_foreground(self) -> subprocess.Popen[bytes]:
+        """``runnerkit start --foreground`` as a child of the test."""
+        output = (self.tmp_path / f"foreground-{len(self.children)}.out").open("wb")
+        self._outputs.append(output)
+        command = [str(RUNNERKIT), "start", "--foreground", *self.options()]
+        child = subprocess.Popen(
+            command, env=self.env, cwd=self.tmp_path, stdout=output, stderr=subprocess.STDOUT
+        )
+        self.children.append(child)
+        self.seen.add(child.pid)
+        return child
+
+    def output(self, child: subprocess.Popen[bytes]) -> str:
+        path = self.tmp_path / f"foreground-{self.children.index(child)}.out"
+        return path.read_text(encoding="utf-8", errors="replace")
+
+    # The status file.
+
+    @property
+    def status_path(self) -> Path:
+        return self.var_dir / "master.json"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.var_dir / "master.pid"
+
+    def status(self) -> dict[str, Any]:
+        """The master's status file, or an empty status when there is none."""
+        try:
+            status: dict[str, Any] = json.loads(self.status_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"master_pid": None, "runners": []}
+        self.seen.update(runner["pid"] for runner in status["runners"] if runner["pid"])
+        return status
+
+    def slot(self, name: str, slice: int | None = 0) -> dict[str, Any]:
+        """The status of runner *name*'s *slice*."""
+        for runner in self.status()["runners"]:
+            if (runner["name"], runner["slice"]) == (name, slice):
+                return dict(runner)
+        pytest.fail(f"no {name} slice {slice} in {self.status()}")
+
+    def state(self, name: str, slice: int | None = 0) -> str | None:
+        """The state of runner *name*'s *slice*, or None while there is no status."""
+        for runner in self.status()["runners"]:
+            if (runner["name"], runner["slice"]) == (name, slice):
+                return str(runner["state"])
+        return None
+
+    def wait_running(
+        self, master: int, slots: set[tuple[str, int | None]], avoid: set[int] = frozenset()
+    ) -> dict[tuple[str, int | None], int]:
+        """Wait until master *master* runs every slot of *slots*, each in a process that
+        is not one of *avoid* and that has set up its signal handling; return the pids."""
+        pids: dict[tuple[str, int | None], int] = {}
+
+        def ready() -> bool:
+            status = self.status()
+            if status["master_pid"] != master:
+                return False
+            pids.clear()
+            for runner in status["runners"]:
+                key = (runner["name"], runner["slice"])
+                if key in slots and runner["state"] == "running":
+                    pids[key] = runner["pid"]
+            return (
+                set(pids) == slots
+                and not avoid & set(pids.values())
+                and all(self.has_started(pid) for pid in pids.values())
+            )
+
+        wait_for(ready, f"master {master} to run {sorted(slots, key=str)}")
+        return dict(pids)
+
+    # What the processes leave behind.
+
+    @property
+    def log_path(self) -> Path:
+        path: Path = self.world.config.get("logging", "path")
+        return path
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+
+    def log_records(self) -> list[tuple[datetime, int, str, str]]:
+        """(time, pid, logger, message) of each log line."""
+        records = []
+        for line in self.log_text().splitlines():
+            match = LOG_LINE.match(line)
+            if match:
+                when = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f")
+                records.append((when, int(match[2]), match[3], match[5]))
+        self.seen.update(pid for _, pid, _, _ in records)
+        return records
+
+    def messages_of(self, pid: int) -> list[str]:
+        """What process *pid* logged."""
+        return [message for _, who, _, message in self.log_records() if who == pid]
+
+    def has_started(self, pid: int) -> bool:
+        """Whether runner process *pid* logged that it started, inside its signal handling."""
+        return any(message.endswith(f": started (pid {pid})") for message in self.messages_of(pid))
+
+    def records(self, name: str) -> list[str]:
+        """The lines of the recording runner's record *name*."""
+        try:
+            return (self.var_dir / "records" / name).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+
+    def release(self, tag: str) -> None:
+        """Let the recording runner finish the gated message *tag*."""
+        (self.var_dir / "records" / f"release-{tag}").touch()
+
+    # Cleaning up.
+
+    def kill_all(self) -> None:
+        """Kill, by pid, every master and runner of this var dir that still runs."""
+        self.status()
+        self.log_records()
+        # Masters first, so that none restarts a runner killed after it.
+        for pid in sorted(self.seen | set(processes_over(self.var_dir)), key=self._is_runner):
+            if alive(pid) and option(command_line(pid), "--var-dir") == str(self.var_dir):
+                os.kill(pid, signal.SIGKILL)
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+            child.wait(timeout=DEADLINE)
+        for output in self._outputs:
+            output.close()
+
+    def _is_runner(self, pid: int) -> bool:
+        return "runnerkit.process" in command_line(pid)
+
+
+@pytest.fixture
+def masters(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Masters]:
+    """Run masters; kill, by pid, every master and runner left when the test ends."""
+    # The test's own configuration loads the runner classes too, to find the queues.
+    monkeypatch.syspath_prepend(str(MASTERKIT))
+    started = Masters(world, tmp_path)
+    try:
+        yield started
+    finally:
+        started.kill_all()
+
+
+def enqueue(switchboard: Switchboard, tag: str, **metadata: Any) -> str:
+    msg = message_from_string(f"From: a@example.com\nSubject: {tag}\n\nMessage {tag}.\n")
+    return switchboard.enqueue(msg, tag=tag, **metadata)
+
+
+def status_rows(text: str) -> dict[tuple[str, str], list[str]]:
+    """The runner rows of ``runnerkit status``, by (name, slice): the other columns."""
+    rows = {}
+    for line in text.splitlines()[2:]:
+        name, where, *rest = line.split(maxsplit=6)
+        rows[name, where] = rest
+    return rows
+
+
+# Starting.
+
+
+@pytest.mark.slow
+def test_start_in_the_background_runs_one_process_per_slice(masters: Masters) -> None:
+    masters.configure(RECORDING + PAUSED + SERVICE)
+    for tag in ("a", "b", "c"):
+        enqueue(masters.switchboard("paused"), tag)
+
+    master = masters.start()
+    assert running_master_pid(masters.world.config) == master
+    assert masters.pid_path.read_text(encoding="ascii") == f"{master}\n"
+    slots = {("paused", 0), ("quiet", 0), ("quiet", 1), ("service", None)}
+    pids = masters.wait_running(master, slots)
+
+    # One process per slice of each queue runner, one for the runner without a queue;
+    # the built-in runners are off.
+    runners = masters.status()["runners"]
+    assert [(r["name"], r["slice"], r["count"]) for r in runners] == [
+        ("paused", 0, 1),
+        ("quiet", 0, 2),
+        ("quiet", 1, 2),
+        ("service", None, 1),
+    ]
+    assert len(set(pids.values())) == 4
+    specs = {("paused", 0): "paused:0:1", ("quiet", 0): "quiet:0:2", ("quiet", 1): "quiet:1:2"}
+    specs["service", None] = "service"
+    for key, pid in pids.items():
+        assert alive(pid)
+        assert parent_of(pid) == master
+        assert option(command_line(pid), "--runner") == specs[key]
+    assert runner_processes(masters.var_dir) == {specs[key]: [pid] for key, pid in pids.items()}
+
+    result = masters.runnerkit("status")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"master: running, pid {master}"
+    assert lines[1].split() == ["runner", "slice", "pid", "state", "restarts", "queue"]
+    assert status_rows(result.stdout) == {
+        ("paused", "0/1"): [str(pids["paused", 0]), "running", "0", "3"],
+        ("quiet", "0/2"): [str(pids["quiet", 0]), "running", "0", "0"],
+        ("quiet", "1/2"): [str(pids["quiet", 1]), "running", "0", "0"],
+        ("service", "-"): [str(pids["service", None]), "running", "0", "-"],
+    }
+
+    result = masters.runnerkit("stop")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"master {master} stopped\n"
+    wait_for(lambda: not any(alive(pid) for pid in [master, *pids.values()]), "all to exit")
+    assert not masters.pid_path.exists()
+    assert not masters.status_path.exists()
+    result = masters.runnerkit("status")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "master: not running"
+
+
+@pytest.mark.slow
+def test_start_in_the_foreground_runs_the_master_in_that_process(masters: Masters) -> None:
+    masters.configure(RECORDING)
+    child = masters.start_foreground()
+    pids = masters.wait_running(child.pid, {("quiet", 0), ("quiet", 1)})
+    assert running_master_pid(masters.world.config) == child.pid
+    assert all(parent_of(pid) == child.pid for pid in pids.values())
+    result = masters.runnerkit("status")
+    assert result.stdout.splitlines()[0] == f"master: running, pid {child.pid}"
+
+    result = masters.runnerkit("stop")
+    assert result.returncode == 0, result.stderr
+    assert child.wait(timeout=DEADLINE) == 0, masters.output(child)
+    wait_for(lambda: not any(alive(pid) for pid in pids.values()), "the runners to exit")
+    assert masters.output(child) == ""
+
+
+def test_stop_and_restart_without_a_master_fail_and_say_what_to_do(masters: Masters) -> None:
+    masters.configure(RECORDING)
+    for command in ("stop", "restart"):
+        result = masters.runnerkit(command)
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"runnerkit: error: no master is running on {masters.var_dir}; "
+            "start one with 'runnerkit start'\n"
+        )
+
+
+# The lock.
+
+
+@pytest.mark.slow
+def test_a_second_start_fails_and_names_the_running_master(masters: Masters) -> None:
+    masters.configure(RECORDING)
+    master = masters.start()
+    pids = masters.wait_running(master, {("quiet", 0), ("quiet", 1)})
+
+    for args in (["start"], ["start", "--foreground"]):
+        result = masters.runnerkit(*args)
+        assert result.returncode == 1, args
+        assert result.stderr.startswith("runnerkit: error: "), result.stderr
+        assert f"already running with pid {master};" in result.stderr
+        assert "'runnerkit stop'" in result.stderr
+
+    # The master itself refuses too, whatever a caller checked before starting it.
+    result = subprocess.run(
+        [sys.executable, "-m", "runnerkit.master", *masters.options()],
+        env=masters.env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"already running with pid {master} " in result.stderr
+
+    # The first master goes on, with the same runners.
+    assert running_master_pid(masters.world.config) == master
+    assert masters.wait_running(master, set(pids)) == pids
+    assert masters.pid_path.read_text(encoding="ascii") == f"{master}\n"
+
+
+@pytest.mark.slow
+def test_of_two_starts_at_once_one_wins_and_the_other_names_it(masters: Masters) -> None:
+    masters.configure(RECORDING)
+    command = [str(RUNNERKIT), "start", *masters.options()]
+    both = [
+        subprocess.Popen(
+            command, env=masters.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=DEADLINE) for process in both]
+    results = [
+        (process.returncode, out, err) for process, (out, err) in zip(both, outputs, strict=True)
+    ]
+    assert sorted(status for status, _, _ in results) == [0, 1], results
+    (_, out, _), (_, _, err) = sorted(results)
+    master = int(out.split()[-1])
+    masters.seen.add(master)
+    assert f"already running with pid {master};" in err
+    masters.wait_running(master, {("quiet", 0), ("quiet", 1)})
+    assert len(runner_processes(masters.var_dir)) == 2
+
+
+STALE_PIDS: dict[str, Callable[[], int]] = {
+    "of a dead process": lambda: dead_pid(),
+    "of a live process that is no master": os.getpid,
+}
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait(timeout=DEADLINE)
+    return process.pid
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stale", STALE_PIDS.values(), ids=STALE_PIDS)
+def test_a_stale_lock_is_taken_over(masters: Masters, stale: Callable[[], int]) -> None:
+    masters.configure(RECORDING)
+    lock = masters.var_dir / "locks" / "master.lck"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    stale_pid = stale()
+    lock.write_text(f"{stale_pid}\n", encoding="ascii")
+    masters.pid_path.write_text(f"{stale_pid}\n", encoding="ascii")
+    assert running_master_pid(masters.world.config) is None
+
+    master = masters.start()
+    assert master != stale_pid
+    assert lock.read_text(encoding="ascii") == f"{master}\n"
+    assert masters.pid_path.read_text(encoding="ascii") == f"{master}\n"
+    masters.wait_running(master, {("quiet", 0), ("quiet", 1)})
+    assert masters.runnerkit("stop").returncode == 0
+    assert alive(os.getpid())
+
+
+# Restarts.
+
+
+@pytest.mark.slow
+def test_a_crash_loop_backs_off_and_then_the_slice_stays_down(masters: Masters) -> None:
+    masters.configure(RECORDING + CRASHING, backoff_base="50ms", backoff_max="150ms")
+    master = masters.start()
+    wait_for(lambda: masters.state("crashing") == "down", "the master to give up")
+
+    crashing = masters.slot("crashing")
+    assert crashing["pid"] is None
+    assert crashing["restarts"] == 4
+    assert crashing["reason"] == "failed 5 times within the restart window"
+
+    # Each failure waits twice as long as the one before, up to backoff_max; the fifth,
+    # one more than max_restarts, ends it.
+    records = [(when, message) for when, pid, _, message in masters.log_records() if pid == master]
+    starts = [(when, m) for when, m in records if m.startswith("master: started crashing:0:1")]
+    deaths = [(when, m) for when, m in records if m.startswith("master: crashing:0:1 (pid ")]
+    assert len(starts) == len(deaths) == 5
+    delays = [re.search(r"died with status 1; restart (\d) of 4 in (\S+)s$", m) for _, m in deaths]
+    assert [(d[1], d[2]) for d in delays[:4] if d] == [
+        ("1", "0.05"),
+        ("2", "0.10"),
+        ("3", "0.15"),
+        ("4", "0.15"),
+    ]
+    assert deaths[4][1].endswith(
+        "died with status 1; it failed 5 times within 60.0s, more than max_restarts=4: "
+        "giving up, the slice stays down"
+    )
+    # Each restart came after its pause (log times are in milliseconds; leave a margin).
+    pauses = (0.05, 0.10, 0.15, 0.15)
+    for (died, _), (restarted, _), delay in zip(deaths[:4], starts[1:], pauses, strict=True):
+        assert (restarted - died).total_seconds() >= delay - 0.02
+
+    result = masters.runnerkit("status")
+    rows = status_rows(result.stdout)
+    assert rows["crashing", "0/1"] == [
+        "-",
+        "down",
+        "4",
+        "0",
+        "(failed 5 times within the restart window)",
+    ]
+    # The other runners do not suffer.
+    assert rows["quiet", "0/2"][1:3] == ["running", "0"]
+    assert rows["quiet", "1/2"][1:3] == ["running", "0"]
+
+
+@pytest.mark.slow
+def test_a_runner_killed_by_sigkill_is_restarted(masters: Masters) -> None:
+    masters.configure(RECORDING)
+    master = masters.start()
+    pids = masters.wait_running(master, {("quiet", 0), ("quiet", 1)})
+    killed = pids["quiet", 0]
+
+    os.kill(killed, signal.SIGKILL)
+    after = masters.wait_running(master, set(pids), avoid={killed})
+    assert after["quiet", 1] == pids["quiet", 1]
+    assert not alive(killed)
+    assert parent_of(after["quiet", 0]) == master
+    assert masters.slot("quiet", 0)["restarts"] == 1
+    assert masters.slot("quiet", 1)["restarts"] == 0
+    assert f"master: quiet:0:2 (pid {killed}) died with signal 9; restart 1 of 10 in 0.05s" in (
+        masters.messages_of(master)
+    )
+
+
+@pytest.mark.slow
+def test_a_runner_that_exits_0_stays_down(masters: Masters) -> None:
+    masters.configure(RECORDING + FINISHING)
+    master = masters.start()
+    wait_for(lambda: masters.state("finishing") == "down", "the runner to stop")
+    finishing = masters.slot("finishing")
+    assert (finishing["pid"], finishing["restarts"], finishing["reason"]) == (None, 0, "stopped")
+    assert any(
+        message.startswith("master: finishing:0:1 (pid ")
+        and message.endswith("stopped on its own; not restarting")
+        for message in masters.messages_of(master)
+    )
+
+    # Later events, handled by the same master, do not bring it back.
+    pids = masters.wait_running(master, {("quiet", 0), ("quiet", 1)})
+    os.kill(pids["quiet", 1], signal.SIGKILL)
+    masters.wait_running(master, set(pids), avoid={pids["quiet", 1]})
+    assert masters.slot("finishing")["state"] == "down"
+    started = [m for m in masters.messages_of(master) if m.startswith("master: started finishing")]
+    assert len(started) == 1
+    assert runner_processes(masters.var_dir).keys() == {"quiet:0:2", "quiet:1:2"}
+
+
+# Signals.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_stop_signal_stops_every_runner_after_its_current_message(
+    masters: Masters, signum: signal.Signals
+) -> None:
+    masters.configure(SLOW + RECORDING)
+    slow = masters.switchboard("slow")
+    child = masters.start_foreground()
+    pids = masters.wait_running(child.pid, {("slow", 0), ("quiet", 0), ("quiet", 1)})
+    first = enqueue(slow, "m1", gate=True)
+    wait_for(lambda: masters.records("started-m1"), "the slow runner to start m1")
+    waiting = enqueue(slow, "m2")
+
+    os.kill(child.pid, signum)
+    # The slow runner has heard the stop in the middle of m1; the others are gone.
+    wait_for(
+        lambda: any(
+            message.endswith("stopping on SIGTERM")
+            for message in masters.messages_of(pids["slow", 0])
+        ),
+        "the slow runner to hear the stop",
+    )
+    wait_for(
+        lambda: not alive(pids["quiet", 0]) and not alive(pids["quiet", 1]),
+        "the idle runners to stop",
+    )
+    assert masters.records("done-m1") == []
+    assert child.poll() is None, "the master must wait for the slow runner"
+    masters.release("m1")
+
+    assert child.wait(timeout=DEADLINE) == 0, masters.output(child)
+    slow_pid = pids["slow", 0]
+    assert masters.records("done-m1") == [f"pid {slow_pid} slice 0"]
+    assert masters.records("started-m2") == []
+    # m1 was finished, not shunted nor left half-done; m2 waits for the next start.
+    assert first not in slow.get_files(".bak")
+    assert slow.files == [waiting]
+    assert masters.switchboard("shunt").files == []
+    assert "stopped with status 0" in masters.messages_of(slow_pid)[-1]
+    assert f"master: {signum.name}, stopping all runners" in masters.messages_of(child.pid)
+    assert masters.messages_of(child.pid)[-1] == f"master {child.pid}: stopped"
+    assert not any(alive(pid) for pid in pids.values())
+    assert not masters.pid_path.exists()
+    assert not masters.status_path.exists()
+    assert running_master_pid(masters.world.config) is None
+    assert masters.output(child) == ""
+
+
+@pytest.mark.slow
+def test_sigusr1_restarts_every_runner_without_spending_the_budget(masters: Masters) -> None:
+    masters.configure(RECORDING.replace("instances: 2", "instances: 2\nmax_restarts: 1"))
+    master = masters.start()
+    slots = {("quiet", 0), ("quiet", 1)}
+    pids = masters.wait_running(master, slots)
+    every = set(pids.values())
+
+    # Twice: once by the signal, once by 'runnerkit restart', which sends it.
+    for round in (1, 2):
+        if round == 1:
+            os.kill(master, signal.SIGUSR1)
+        else:
+            result = masters.runnerkit("restart")
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == f"asked master {master} to restart its runners\n"
+        new = masters.wait_running(master, slots, avoid=every)
+        for key, old in pids.items():
+            assert f"stopped with status {EXIT_RESTART}" in masters.messages_of(old)[-1]
+            spec = f"quiet:{key[1]}:2"
+            assert f"master: {spec} (pid {old}) restarting on request" in masters.messages_of(
+                master
+            )
+            assert masters.slot(*key)["restarts"] == round
+        assert not any(alive(pid) for pid in every)
+        pids = new
+        every |= set(new.values())
+
+    # The budget is whole: max_restarts is 1, and one failure is restarted ...
+    killed = pids["quiet", 0]
+    os.kill(killed, signal.SIGKILL)
+    pids = masters.wait_running(master, slots, avoid={killed})
+    every |= set(pids.values())
+    died = f"master: quiet:0:2 (pid {killed}) died with signal 9;"
+    assert f"{died} restart 1 of 1 in 0.05s" in masters.messages_of(master)
+    # ... but a second one, within the window, is one too many.
+    killed = pids["quiet", 0]
+    os.kill(killed, signal.SIGKILL)
+    wait_for(lambda: masters.state("quiet", 0) == "down", "the master to give up")
+    died = f"master: quiet:0:2 (pid {killed}) died with signal 9;"
+    assert any(
+        message.startswith(died) and message.endswith("giving up, the slice stays down")
+        for message in masters.messages_of(master)
+    )
+
+    # SIGUSR1 also brings back a slice that was given up, with a fresh budget.
+    os.kill(master, signal.SIGUSR1)
+    masters.wait_running(master, slots, avoid=every)
+    assert masters.slot("quiet", 0)["reason"] == ""
+
+
+@pytest.mark.slow
+def test_sighup_reopens_the_logs_of_the_master_and_every_runner(masters: Masters) -> None:
+    masters.configure(RECORDING + SERVICE)
+    master = masters.start()
+    slots = {("quiet", 0), ("quiet", 1), ("service", None)}
+    pids = masters.wait_running(master, slots)
+    rotated = masters.log_path.with_name("runnerkit.log.1")
+    masters.log_path.rename(rotated)
+
+    os.kill(master, signal.SIGHUP)
+    expected = {master: "master: log files reopened on SIGHUP"}
+    expected.update({pid: "log files reopened on SIGHUP" for pid in pids.values()})
+    wait_for(
+        lambda: all(
+            any(message.endswith(text) for message in masters.messages_of(pid))
+            for pid, text in expected.items()
+        ),
+        "a reopen line from the master and each runner in the new log",
+    )
+    assert "reopened" not in rotated.read_text(encoding="utf-8")
+    # Nobody stopped: same master, same runners, and they still work.
+    runners = masters.status()["runners"]
+    assert {(r["name"], r["slice"]): r["pid"] for r in runners} == pids
+    assert all(alive(pid) for pid in [master, *pids.values()])
+    enqueue(masters.switchboard("quiet"), "after-hup")
+    wait_for(lambda: masters.records("done-after-hup"), "a runner to process a message")
+    assert masters.runnerkit("stop").returncode == 0
+    assert masters.messages_of(master)[-1] == f"master {master}: stopped"
+
+
+# Master death.
+
+
+@pytest.mark.slow
+def test_runners_of_a_killed_master_exit_and_a_new_master_never_doubles_a_slice(
+    masters: Masters,
+) -> None:
+    masters.configure(RECORDING + SERVICE)
+    slots = {("quiet", 0), ("quiet", 1), ("service", None)}
+    old_master = masters.start()
+    old = masters.wait_running(old_master, slots)
+
+    os.kill(old_master, signal.SIGKILL)
+    wait_for(
+        lambda: not any(alive(pid) for pid in old.values()),
+        "the runners of the killed master to exit",
+        timeout=ORPHAN_DEADLINE,
+    )
+    for pid in old.values():
+        assert any(m.endswith("stopped with status 0") for m in masters.messages_of(pid))
+
+    new_master = masters.start()
+    # Watch every runner process over the var dir while the new master starts them.
+    samples: list[dict[str, list[int]]] = []
+
+    def all_running() -> bool:
+        samples.append(runner_processes(masters.var_dir))
+        status = masters.status()
+        return status["master_pid"] == new_master and all(
+            runner["state"] == "running" and masters.has_started(runner["pid"])
+            for runner in status["runners"]
+        )
+
+    wait_for(all_running, "the new master to run every runner")
+    samples.append(runner_processes(masters.var_dir))
+    for sample in samples:
+        assert all(len(found) == 1 for found in sample.values()), sample
+    final = samples[-1]
+    assert final.keys() == {"quiet:0:2", "quiet:1:2", "service"}
+    assert all(parent_of(pid) == new_master for [pid] in final.values())
+    assert not set(old.values()) & {pid for [pid] in final.values()}
+
+
+@pytest.mark.slow
+def test_a_new_master_waits_for_a_leftover_runner_to_finish_its_message(
+    masters: Masters,
+) -> None:
+    masters.configure(SLOW)
+    slow = masters.switchboard("slow")
+    old_master = masters.start()
+    old = masters.wait_running(old_master, {("slow", 0)})["slow", 0]
+    enqueue(slow, "m1", gate=True)
+    wait_for(lambda: masters.records("started-m1"), "the runner to start m1")
+
+    # The master dies while its runner is in the middle of m1: the runner hears it, but
+    # finishes m1 first, however long that takes.
+    os.kill(old_master, signal.SIGKILL)
+    wait_for(
+        lambda: any(m.endswith("stopping on SIGTERM") for m in masters.messages_of(old)),
+        "the leftover runner to hear that its master died",
+    )
+    new_master = masters.start()
+
+    # The new master's process for the slice waits for the leftover one ...
+    waiting = f"runner slow slice 0: process {old} still works on this slice; waiting for it"
+    new: list[int] = []
+
+    def new_one_waits() -> bool:
+        new[:] = [r["pid"] for r in masters.status()["runners"] if r["pid"] not in (None, old)]
+        return bool(new) and waiting in masters.messages_of(new[0])
+
+    wait_for(new_one_waits, "the new runner process to wait for the slice")
+    [new_pid] = new
+    assert masters.status()["master_pid"] == new_master
+    assert not masters.has_started(new_pid)
+    assert masters.records("started-m1") == [f"pid {old} slice 0"]
+
+    # ... and takes over once m1 is done: m1 was processed once, by the leftover.
+    masters.release("m1")
+    wait_for(lambda: masters.has_started(new_pid), "the new runner process to start")
+    wait_for(lambda: not alive(old), "the leftover runner to exit")
+    assert masters.records("started-m1") == [f"pid {old} slice 0"]
+    assert masters.records("done-m1") == [f"pid {old} slice 0"]
+    enqueue(slow, "m2")
+    wait_for(lambda: masters.records("done-m2"), "the new runner to process m2")
+    assert masters.records("done-m2") == [f"pid {new_pid} slice 0"]
+    assert slow.files == []
+    assert slow.get_files(".bak") == []
