@@ -115,9 +115,7 @@ def config_options(function: F) -> F:
 def load_config(config_files: tuple[Path, ...], var_dir: Path | None) -> Configuration:
     """Build the configuration the options describe."""
     try:
-        config = Configuration(var_dir if var_dir is not None else Path("var"))
-        for path in config_files:
-            config.push_file(path)
+        config = Configuration.load(config_files, var_dir)
     except RunnerkitError as error:
         raise UsageProblem(str(error)) from error
     return config

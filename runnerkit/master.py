@@ -444,9 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--var-dir")
     args = parser.parse_args(argv)
     try:
-        config = Configuration(args.var_dir)
-        for path in args.config:
-            config.push_file(path)
+        config = Configuration.load(args.config, args.var_dir)
         master = Master(config, args.config)
         with config:
             return master.run()

@@ -160,9 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         name, slice, count = parse_runner_spec(args.runner)
-        config = Configuration(args.var_dir)
-        for path in args.config:
-            config.push_file(path)
+        config = Configuration.load(args.config, args.var_dir)
         settings = config.runner(name)
         if count is not None and count != settings.instances:
             raise RunnerkitError(

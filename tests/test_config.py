@@ -553,3 +553,16 @@ def test_a_closed_configuration_refuses_work(tmp_path: Path) -> None:
         with pytest.raises(ConfigurationError, match="is closed"):
             use()
     assert config.layers == ()
+
+
+def test_load_pushes_files_in_order_and_an_explicit_var_dir_wins(tmp_path: Path) -> None:
+    first = tmp_path / "first.ini"
+    first.write_text(f"[paths]\nvar_dir: {tmp_path / 'from-file'}\n[runner.work]\ninstances: 2\n")
+    second = tmp_path / "second.ini"
+    second.write_text("[runner.work]\ninstances: 4\n")
+    with Configuration.load([first, second]) as from_files:
+        assert from_files.paths.var_dir == tmp_path / "from-file"
+        assert from_files.runner("work").instances == 4
+    with Configuration.load([first, second], tmp_path / "typed") as typed:
+        assert typed.paths.var_dir == tmp_path / "typed"
+        assert typed.layers == (str(first), str(second), "--var-dir")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from string import Template
@@ -138,6 +138,26 @@ class Configuration:
                 f"cannot read configuration file {str(path)!r}: {error}"
             ) from error
         self.push(str(path) if name is None else name, text)
+
+    @classmethod
+    def load(
+        cls, config_files: Sequence[StrPath] = (), var_dir: StrPath | None = None
+    ) -> Configuration:
+        """Build a configuration from files, as a command line describes it.
+
+        The files are pushed in order over the defaults.  An explicit *var_dir* wins
+        over a ``[paths] var_dir`` that a file sets: it is what the user typed last.
+
+        :raises ConfigurationError: a file cannot be read or holds a bad layer.
+        """
+        config = cls(var_dir)
+        for path in config_files:
+            config.push_file(path)
+        if var_dir is not None:
+            wanted = Path(var_dir).expanduser().absolute()
+            if config.paths.var_dir != wanted:
+                config.push("--var-dir", f"[paths]\nvar_dir: {wanted}\n")
+        return config
 
     # Reading.
 
