@@ -146,6 +146,11 @@ class Runner:
             self.config.abort()
             log.exception("%s: shunting %s after an error: %s", self, filebase, error)
             self._shunt(switchboard, filebase, msg, msgdata)
+        except BaseException:
+            # An interrupt is not the message's fault: roll back, and leave the .bak
+            # for recovery instead of shunting the message.
+            self.config.abort()
+            raise
         else:
             self._finish(switchboard, filebase)
 

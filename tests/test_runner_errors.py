@@ -222,7 +222,13 @@ def test_keyboard_interrupt_is_not_shunted(
     runner: RecordingRunner,
     make_testable_runner: MakeRunner,
 ) -> None:
+    create_list = config.lists.create
+    create_list("kept@example.com")
+
     def interrupt(mlist: MailingList | None, msg: Message, msgdata: MsgData) -> bool:
+        config.database.connection.execute(
+            "UPDATE mailing_list SET display_name = 'half done' WHERE list_name = 'kept'"
+        )
         raise KeyboardInterrupt
 
     runner.action = interrupt
@@ -230,6 +236,9 @@ def test_keyboard_interrupt_is_not_shunted(
     with pytest.raises(KeyboardInterrupt):
         runner.run()
     assert runner.cleaned_up
+    # The interrupted message's database work was rolled back, not left pending.
+    config.commit()
+    assert config.lists.get("kept@example.com").display_name == "Kept"
     assert test_queue.get_files(".bak") == [filebase]
     assert test_queue.files == []
     assert shunted(config) == []
