@@ -30,6 +30,7 @@ from runnerkit.config import Configuration, use_config
 from runnerkit.errors import RunnerkitError
 from runnerkit.fsio import FILE_MODE
 from runnerkit.logs import configure_logging, reopen_logs
+from runnerkit.runner import Runner
 from runnerkit.signals import SignalDispatcher
 from runnerkit.wakeup import watch_queue
 
@@ -108,14 +109,19 @@ def watch_parent(parent_pid: int, on_death: Callable[[], object]) -> threading.E
 
 
 def lock_slice(
-    config: Configuration, name: str, slice: int | None, parent_pid: int | None
+    config: Configuration,
+    name: str,
+    slice: int | None,
+    parent_pid: int | None,
+    give_up: Callable[[], bool] = lambda: False,
 ) -> int | None:
     """Take the lock of runner *name*'s *slice*, waiting while another process holds it.
 
     The lock is held until the returned descriptor is closed, or the process exits.
 
     :param parent_pid: stop waiting when this process (the master) is gone.
-    :returns: the lock's descriptor, or None if the parent died while this one waited.
+    :param give_up: stop waiting when this returns true (a stop signal arrived).
+    :returns: the lock's descriptor, or None if the wait was given up.
     """
     suffix = "" if slice is None else f"-{slice}"
     path = config.paths.lock_dir / f"runner-{name}{suffix}.lck"
@@ -126,7 +132,7 @@ def lock_slice(
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            if parent_pid is not None and os.getppid() != parent_pid:
+            if give_up() or (parent_pid is not None and os.getppid() != parent_pid):
                 os.close(fd)
                 return None
             if not waiting:
@@ -175,43 +181,72 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunnerkitError as error:
         print(f"runnerkit: {error}", file=sys.stderr)
         return EXIT_SETUP_FAILED
-    with config, use_config(config):
+    with config, use_config(config), contextlib.ExitStack() as stack:
         configure_logging(config)
-        lock_fd = lock_slice(config, name, slice, args.parent_pid)
+        control = _Control(args.runner)
+        # Signals are handled from here on, so that one arriving while the slice lock
+        # is awaited or the runner is built stops the process cleanly.
+        stack.enter_context(SignalDispatcher(control.actions()))
+        lock_fd = lock_slice(config, name, slice, args.parent_pid, control.stopping.is_set)
         if lock_fd is None:
-            log.warning("runner %s: the master is gone; not starting", args.runner)
+            log.warning("runner %s: stopped or orphaned before it started", args.runner)
             return 0
+        stack.callback(os.close, lock_fd)
         runner = runner_class(name, slice, config=config)
-
-        def stop(signum: int) -> None:
-            log.info("%s: stopping on %s", runner, signal.Signals(signum).name)
-            if signum == signal.SIGUSR1:
-                runner.status = EXIT_RESTART
-            runner.stop()
-
-        def reopen(signum: int) -> None:
-            reopen_logs()
-            log.info("%s: log files reopened on SIGHUP", runner)
-
-        actions: dict[int, Callable[[int], object]] = {
-            signal.SIGTERM: stop,
-            signal.SIGINT: stop,
-            signal.SIGUSR1: stop,
-            signal.SIGHUP: reopen,
-        }
-        with contextlib.ExitStack() as stack:
-            stack.callback(os.close, lock_fd)
-            stack.enter_context(SignalDispatcher(actions))
-            if args.parent_pid is not None:
-                stack.callback(watch_parent(args.parent_pid, runner.stop).set)
-            if runner.queue_directory is not None:
-                watcher = watch_queue(runner.queue_directory, runner.wake)
-                if watcher is not None:
-                    stack.callback(watcher.close)
-            log.info("%s: started (pid %d)", runner, os.getpid())
-            runner.run()
-            log.info("%s: stopped with status %d", runner, runner.status)
+        control.attach(runner)
+        if args.parent_pid is not None:
+            stack.callback(watch_parent(args.parent_pid, runner.stop).set)
+        if runner.queue_directory is not None:
+            watcher = watch_queue(runner.queue_directory, runner.wake)
+            if watcher is not None:
+                stack.callback(watcher.close)
+        log.info("%s: started (pid %d)", runner, os.getpid())
+        runner.run()
+        log.info("%s: stopped with status %d", runner, runner.status)
         return runner.status
+
+
+class _Control:
+    """What the signal actions act on: the runner, once there is one."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.runner: Runner | None = None
+        #: Set by the first stop signal, even before the runner exists.
+        self.stopping = threading.Event()
+        self._restart = False
+
+    def actions(self) -> dict[int, Callable[[int], object]]:
+        return {
+            signal.SIGTERM: self.stop,
+            signal.SIGINT: self.stop,
+            signal.SIGUSR1: self.stop,
+            signal.SIGHUP: self.reopen,
+        }
+
+    def attach(self, runner: Runner) -> None:
+        """Hand the runner to the actions, applying a stop that came before it."""
+        self.runner = runner
+        if self.stopping.is_set():
+            self._apply()
+
+    def stop(self, signum: int) -> None:
+        log.info("%s: stopping on %s", self.runner or self.spec, signal.Signals(signum).name)
+        self._restart = self._restart or signum == signal.SIGUSR1
+        self.stopping.set()
+        if self.runner is not None:
+            self._apply()
+
+    def _apply(self) -> None:
+        if self.runner is None:
+            return
+        if self._restart:
+            self.runner.status = EXIT_RESTART
+        self.runner.stop()
+
+    def reopen(self, signum: int) -> None:
+        reopen_logs()
+        log.info("%s: log files reopened on SIGHUP", self.runner or self.spec)
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ BAD_VALUES = [
     # path templates
     ("paths", "queue_dir", "$NOPE/queue", "unknown variable $NOPE"),
     ("paths", "queue_dir", "$QUEUE_DIR/again", "unknown variable $QUEUE_DIR"),
-    ("paths", "var_dir", "$VAR_DIR/var", "unknown variable $VAR_DIR"),
+    ("paths", "var_dir", "$VAR_DIR/var", "uses $VAR_DIR, but this path cannot use variables"),
     ("paths", "log_dir", "/srv/$", "stray '$'"),
     ("paths", "log_dir", "/srv/${VAR_DIR", "stray '$'"),
     ("paths", "data_dir", "/srv/$1", "stray '$'"),
@@ -566,3 +566,11 @@ def test_load_pushes_files_in_order_and_an_explicit_var_dir_wins(tmp_path: Path)
     with Configuration.load([first, second], tmp_path / "typed") as typed:
         assert typed.paths.var_dir == tmp_path / "typed"
         assert typed.layers == (str(first), str(second), "--var-dir")
+
+
+def test_a_closed_configuration_refuses_pop(tmp_path: Path) -> None:
+    config = Configuration(tmp_path)
+    config.push("layer", "[runner.work]\n")
+    config.close()
+    with pytest.raises(ConfigurationError, match="is closed"):
+        config.pop("layer")

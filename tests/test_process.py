@@ -9,6 +9,7 @@ running when a test ends.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -254,6 +255,31 @@ def test_idle_runner_stops_promptly(children: Children) -> None:
     child.send_signal(signal.SIGTERM)
     # Well under the 10 s snooze: the stop ends the snooze at once.
     assert child.wait_exit(timeout=3) == 0, child.stderr
+
+
+def test_a_stop_signal_while_waiting_for_the_slice_lock_ends_the_process_cleanly(
+    children: Children,
+) -> None:
+    switchboard = children.configure(RECORDING)
+    filebase = enqueue(switchboard, "m1")
+    lock_path = children.var_dir / "locks" / "runner-slow.lck"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    # This test holds the slice's lock, as a leftover runner would.
+    holder = os.open(lock_path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        child = children.start("slow")
+        wait_for(
+            lambda: "still works on this slice; waiting for it" in children.log_text(),
+            "the runner to wait for the slice lock",
+        )
+        child.send_signal(signal.SIGTERM)
+        assert child.wait_exit() == 0, child.stderr
+    finally:
+        os.close(holder)
+    assert "stopping on SIGTERM" in children.log_text()
+    assert children.records("started-m1") == []
+    assert switchboard.files == [filebase]
 
 
 def test_sighup_reopens_the_log_and_the_runner_goes_on(children: Children) -> None:

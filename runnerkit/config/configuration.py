@@ -96,6 +96,7 @@ class Configuration:
 
         :raises ConfigurationError: *name* is not the top layer.
         """
+        self._check_open()
         if not self._layers:
             raise ConfigurationError(f"cannot pop layer {name!r}: no layer has been pushed")
         top = self._layers[-1].name

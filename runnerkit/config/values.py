@@ -129,6 +129,8 @@ def path_template(allowed: tuple[str, ...]) -> Converter:
         if not template.is_valid():
             raise ValueError("has a stray '$'; write $$ for a literal dollar sign")
         unknown = sorted(set(template.get_identifiers()) - set(allowed))
+        if unknown and not allowed:
+            raise ValueError(f"uses ${unknown[0]}, but this path cannot use variables")
         if unknown:
             raise ValueError(
                 f"uses unknown variable ${unknown[0]}; "
