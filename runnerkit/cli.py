@@ -23,7 +23,7 @@ import click
 from runnerkit import queuefile
 from runnerkit.config import Configuration, use_config
 from runnerkit.errors import QueueError, QueueFileError, RunnerkitError
-from runnerkit.fsio import read_queue_file
+from runnerkit.fsio import make_directories, read_queue_file
 from runnerkit.lists import ROLES
 from runnerkit.master import Master, lock_paths, running_master_pid
 from runnerkit.message import message_from_bytes
@@ -168,7 +168,7 @@ def spawn_master(config: Configuration, config_files: tuple[Path, ...], wait: fl
     command = [sys.executable, "-m", "runnerkit.master", "--var-dir", str(config.paths.var_dir)]
     for path in config_files:
         command += ["-C", str(Path(path).absolute())]
-    config.paths.log_dir.mkdir(parents=True, exist_ok=True)
+    make_directories(config.paths.log_dir)
     with open(config.paths.log_dir / "master.err", "ab") as errors:
         process = subprocess.Popen(
             command,

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from runnerkit.errors import RunnerkitError
+from runnerkit.fsio import make_directories
 from runnerkit.typing import StrPath
 
 SCHEMA = """\
@@ -60,7 +61,7 @@ class Database:
         #: The database file.
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+            make_directories(self.path.parent)
             self.connection = sqlite3.connect(self.path, timeout=timeout)
             self.connection.execute("PRAGMA foreign_keys = ON")
             self.connection.execute("PRAGMA journal_mode = WAL")

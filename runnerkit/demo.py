@@ -24,7 +24,7 @@ from typing import TextIO
 from runnerkit import queuefile
 from runnerkit.config import Configuration
 from runnerkit.errors import RunnerkitError
-from runnerkit.fsio import read_queue_file
+from runnerkit.fsio import make_directories, read_queue_file
 
 #: The list the demo posts to.
 DEMO_LIST = "demo@example.com"
@@ -113,7 +113,7 @@ class Demo:
         """Run the demo from start to clean stop, and account for every message."""
         from runnerkit.cli import spawn_master
 
-        self.var_dir.mkdir(parents=True, exist_ok=True)
+        make_directories(self.var_dir)
         self.config_file.write_text(demo_config_text(self.port), encoding="utf-8")
         config = Configuration(self.var_dir)
         config.push_file(self.config_file)

@@ -29,6 +29,26 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def make_directories(directory: Path, mode: int = DIRECTORY_MODE) -> None:
+    """Create *directory*, and any missing parents, each with *mode* (less the umask).
+
+    ``Path.mkdir(mode, parents=True)`` gives the parents it creates the default mode,
+    ``0o777`` less the umask: under a loose umask, directories anyone could write to.
+
+    :raises OSError: a directory cannot be created, or a file is in the way.
+    """
+    try:
+        directory.mkdir(mode)
+    except FileNotFoundError:
+        if directory.parent == directory:
+            raise
+        make_directories(directory.parent, mode)
+        make_directories(directory, mode)
+    except FileExistsError:
+        if not directory.is_dir():
+            raise
+
+
 def write_new_file(tmp: Path, final: Path, data: bytes) -> None:
     """Write *data* to *tmp*, fsync it, rename it to *final* and fsync the directory.
 
@@ -36,6 +56,11 @@ def write_new_file(tmp: Path, final: Path, data: bytes) -> None:
     a crashed writer's leftovers from a live writer's work.  On any failure the
     temporary file is removed and the error propagates: a failed fsync is never retried,
     because the kernel may already have dropped the dirty pages.
+
+    If only the directory's fsync fails, the rename has already published *final*, but
+    it may not survive a crash.  *final* is removed again, so that an error always means
+    "not written".  If it is already gone, a reader took it in the meantime: the data
+    was delivered, and the error is a false alarm that can at worst cause a duplicate.
     """
     fd = os.open(tmp, _CREATE_FLAGS, FILE_MODE)
     try:
@@ -51,7 +76,11 @@ def write_new_file(tmp: Path, final: Path, data: bytes) -> None:
         _remove_quietly(tmp)
         raise
     os.close(fd)
-    fsync_directory(final.parent)
+    try:
+        fsync_directory(final.parent)
+    except BaseException:
+        _remove_quietly(final)
+        raise
 
 
 def read_queue_file(path: Path) -> bytes:

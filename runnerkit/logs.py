@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from runnerkit.config import Configuration
+from runnerkit.fsio import make_directories
 
 #: The format of every log line: time, process, logger, level, message.
 LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
@@ -32,7 +33,7 @@ def configure_logging(config: Configuration, name: str = "runnerkit") -> Reopena
     :returns: the handler, which :func:`reopen_logs` reopens.
     """
     path: Path = config.get("logging", "path")
-    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    make_directories(path.parent)
     handler = ReopenableFileHandler(path, delay=True, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logger = logging.getLogger(name)

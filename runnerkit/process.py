@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 from runnerkit.config import Configuration, use_config
 from runnerkit.errors import RunnerkitError
-from runnerkit.fsio import FILE_MODE
+from runnerkit.fsio import FILE_MODE, make_directories
 from runnerkit.logs import configure_logging, reopen_logs
 from runnerkit.runner import Runner
 from runnerkit.signals import SignalDispatcher
@@ -125,7 +125,7 @@ def lock_slice(
     """
     suffix = "" if slice is None else f"-{slice}"
     path = config.paths.lock_dir / f"runner-{name}{suffix}.lck"
-    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    make_directories(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
     waiting = False
     while True:

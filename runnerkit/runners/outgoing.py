@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from runnerkit.database import Database
 from runnerkit.errors import ConfigurationError, RunnerError
-from runnerkit.fsio import fsync_directory
+from runnerkit.fsio import fsync_directory, make_directories
 from runnerkit.message import Message
 from runnerkit.runner import Runner
 from runnerkit.typing import MsgData
@@ -178,7 +178,7 @@ class OutgoingRunner(Runner):
 
     def _deliver_to_maildir(self, mlist: MailingList, msg: Message) -> None:
         """Add one copy of *msg* to the list's Maildir, and flush it to disk."""
-        self.maildir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        make_directories(self.maildir)
         box = mailbox.Maildir(self.maildir / mlist.list_id, factory=None, create=True)
         key = box.add(wire_bytes(msg))
         new = self.maildir / mlist.list_id / "new"
