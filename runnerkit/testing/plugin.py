@@ -1,19 +1,42 @@
-"""runnerkit's pytest plugin: fixtures for plain tests, and specs kept whole under xdist."""
+"""runnerkit's pytest plugin, registered through the ``pytest11`` entry point.
+
+Installing runnerkit gives every project:
+
+* fixtures for plain tests: ``world``, ``config``, ``create_list``, ``get_queue_messages``,
+  ``make_testable_runner``, ``message_from_string``, ``message_from_bytes``,
+  ``dump_msgdata``, ``dump_list`` and ``freeze_time``;
+* specs kept whole: under ``pytest -n N`` in every ``--dist`` mode
+  (:mod:`runnerkit.testing.scheduling`), when tests are shuffled, and when only some
+  examples are selected (:mod:`runnerkit.testing.ordering`);
+* each spec collected once, by Sybil, even when it is named on the command line and
+  pytest's doctest plugin would collect it too;
+* truthful ``--durations`` while a test freezes the clock
+  (:mod:`runnerkit.testing.timecontrol`).
+
+Specs themselves are collected by one line in a ``conftest.py``; see
+:func:`runnerkit.testing.collect_specs`.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sybil.integration.pytest import SybilFile
 
 from runnerkit.config import Configuration
 from runnerkit.lists import MailingList
 from runnerkit.testing import helpers
+from runnerkit.testing.ordering import DocumentOrder
+from runnerkit.testing.timecontrol import TimeFactory, TimeFreezer, keep_pytest_timing_real
 from runnerkit.testing.world import World
 
-_SYBIL_EXAMPLE = re.compile(r"line:\d+,column:\d+")
+pytest_plugins = ["runnerkit.testing.accept"]
+
+#: The name under which the plugin registers its :class:`DocumentOrder`.
+_DOCUMENT_ORDER = "runnerkit-document-order"
 
 
 @pytest.fixture
@@ -79,23 +102,60 @@ def dump_list() -> Callable[..., None]:
     return helpers.dump_list
 
 
-def document_scope(nodeid: str) -> str:
-    """The scheduling scope of a test: its document for a Sybil example, else itself."""
-    path, _, rest = nodeid.partition("::")
-    return path if _SYBIL_EXAMPLE.fullmatch(rest) else nodeid
+@pytest.fixture
+def message_from_bytes() -> Callable[..., Any]:
+    """runnerkit's parser for messages as bytes."""
+    from runnerkit.message import message_from_bytes as parse
+
+    return parse
+
+
+@pytest.fixture
+def freeze_time() -> Iterator[Callable[..., TimeFactory]]:
+    """Freeze the clock until the test ends: ``freeze_time('2024-05-01 12:00')``.
+
+    It takes :func:`freezegun.freeze_time`'s arguments and returns the time factory,
+    to ``tick()`` or ``move_to()`` the clock.  pytest's own timing stays real.
+    """
+    freezer = TimeFreezer()
+    try:
+        yield freezer
+    finally:
+        freezer.thaw()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep pytest's clocks real, and keep documents whole and in order.
+
+    :class:`DocumentOrder` is registered here, late, so that its collection hook wraps
+    those of the plugins registered before it (``--lf``, ``--ff``, shufflers).
+    """
+    keep_pytest_timing_real()
+    if not config.pluginmanager.has_plugin(_DOCUMENT_ORDER):
+        config.pluginmanager.register(DocumentOrder(), _DOCUMENT_ORDER)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collect_file(file_path: Path) -> Generator[None, list[Any], list[Any]]:
+    """Collect a spec once: a file Sybil collects is not a doctest file for pytest too.
+
+    pytest's doctest plugin collects any ``.rst`` file named on the command line, so
+    ``pytest docs/spec.rst`` would run the spec twice, once without its world.
+    """
+    collectors = yield
+    if any(isinstance(collector, SybilFile) for collector in collectors):
+        from _pytest.doctest import DoctestModule, DoctestTextfile
+
+        doctests = (DoctestModule, DoctestTextfile)
+        collectors = [each for each in collectors if not isinstance(each, doctests)]
+    return collectors
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under ``--dist load`` or ``worksteal``, never split a document across workers."""
-    if config.getoption("dist", None) not in ("load", "worksteal"):
-        return None
-    from xdist.scheduler import LoadScopeScheduling
+    """Never split a document across workers, whatever the ``--dist`` mode."""
+    # Imported here: it needs xdist, which only runs this hook when it is installed.
+    from runnerkit.testing.scheduling import make_scheduler
 
-    class DocumentScheduling(LoadScopeScheduling):  # type: ignore[misc]
-        """Load-balance tests one by one, but each document's examples as one unit."""
-
-        def _split_scope(self, nodeid: str) -> str:
-            return document_scope(nodeid)
-
-    return DocumentScheduling(config, log)
+    return make_scheduler(config, log)

@@ -1,0 +1,141 @@
+"""Which Sybil parsers read a spec, chosen by name and by the document's file suffix.
+
+A spec names the kinds of example it holds (``doctest``, ``codeblock``, ``skip``,
+``clear-namespace``); :class:`SpecParser` turns those names into Sybil's reStructuredText
+parsers for ``.rst`` (and any other suffix) and its Markdown parsers for ``.md``, so one
+Sybil, with one set of patterns, reads both kinds of document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sybil import Document, Example, Region
+from sybil.evaluators.doctest import DocTestEvaluator
+from sybil.parsers import markdown, rest
+from sybil.parsers.abstract import AbstractClearNamespaceParser
+from sybil.parsers.markdown.lexers import DirectiveInHTMLCommentLexer
+from sybil.parsers.rest.lexers import DirectiveInCommentLexer
+from sybil.typing import Parser
+
+from runnerkit.errors import RunnerkitError
+
+#: The kinds of example a spec can hold, in the order Sybil is given their parsers.
+PARSER_NAMES = ("doctest", "codeblock", "skip", "clear-namespace")
+
+#: File suffixes read as Markdown; every other suffix is read as reStructuredText.
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
+
+#: Where a document keeps the names it started with, for ``clear-namespace``.
+BASE_NAMESPACE = "__runnerkit_base_namespace__"
+
+
+class ClearToBaseParser(AbstractClearNamespaceParser):
+    """``clear-namespace`` that forgets what the document defined, but not its world.
+
+    Sybil's own version empties the namespace, which would drop ``config``, ``cleanups``
+    and the world itself.  This one puts back the names the document started with
+    (the world's helpers, extra names), so the document goes on in the same world
+    with none of its own names.
+    """
+
+    @staticmethod
+    def evaluate(example: Example) -> None:
+        namespace = example.document.namespace
+        base = namespace.get(BASE_NAMESPACE, {})
+        namespace.clear()
+        namespace.update(base)
+        namespace[BASE_NAMESPACE] = base
+
+
+def _only_doctests(parser: Parser, keep_doctests: bool) -> Parser:
+    """Keep only the doctest regions of *parser*, or only the others."""
+
+    def parse(document: Document) -> Iterator[Region]:
+        for region in parser(document):
+            if isinstance(region.evaluator, DocTestEvaluator) == keep_doctests:
+                yield region
+
+    return parse
+
+
+def rest_parsers(names: Sequence[str], optionflags: int) -> list[Parser]:
+    """Sybil's reStructuredText parsers for the example kinds *names*."""
+    made: dict[str, Parser] = {
+        "doctest": rest.DocTestParser(optionflags=optionflags),
+        "codeblock": rest.PythonCodeBlockParser(),
+        "skip": rest.SkipParser(),
+        "clear-namespace": ClearToBaseParser([DirectiveInCommentLexer("clear-namespace")]),
+    }
+    return [made[name] for name in PARSER_NAMES if name in names]
+
+
+def markdown_parsers(names: Sequence[str], optionflags: int) -> list[Parser]:
+    """Sybil's Markdown parsers for the example kinds *names*.
+
+    In Markdown, doctests live in fenced ``python`` blocks that start with ``>>>``, and
+    one Sybil parser reads both kinds of ``python`` block; it is split here, so that
+    ``doctest`` and ``codeblock`` can be chosen apart.
+    """
+    python = markdown.PythonCodeBlockParser(doctest_optionflags=optionflags)
+    made: dict[str, Parser] = {
+        "skip": markdown.SkipParser(),
+        "clear-namespace": ClearToBaseParser([DirectiveInHTMLCommentLexer("clear-namespace")]),
+    }
+    wanted = [name for name in PARSER_NAMES if name in names]
+    if "doctest" in wanted and "codeblock" in wanted:
+        made["doctest"] = python
+        wanted.remove("codeblock")
+    else:
+        made["doctest"] = _only_doctests(python, keep_doctests=True)
+        made["codeblock"] = _only_doctests(python, keep_doctests=False)
+    return [made[name] for name in wanted]
+
+
+class SpecParser:
+    """One Sybil parser that reads ``.md`` documents as Markdown and others as reST.
+
+    :param parsers: example kinds from :data:`PARSER_NAMES`, or parser callables of
+        your own, which are given every document whatever its suffix.
+    :param optionflags: doctest option flags for ``>>>`` examples.
+    :raises RunnerkitError: a name is not one of :data:`PARSER_NAMES`.
+    """
+
+    def __init__(self, parsers: Iterable[str | Parser], optionflags: int) -> None:
+        names: list[str] = []
+        custom: list[Parser] = []
+        for parser in parsers:
+            if isinstance(parser, str):
+                if parser not in PARSER_NAMES:
+                    allowed = ", ".join(repr(name) for name in PARSER_NAMES)
+                    raise RunnerkitError(
+                        f"unknown spec parser {parser!r}: use one of {allowed},"
+                        " or pass a Sybil parser object"
+                    )
+                names.append(parser)
+            else:
+                custom.append(parser)
+        self.names: tuple[str, ...] = tuple(names)
+        self._rest = [*rest_parsers(names, optionflags), *custom]
+        self._markdown = [*markdown_parsers(names, optionflags), *custom]
+
+    def __repr__(self) -> str:
+        return f"<SpecParser {', '.join(self.names)}>"
+
+    def parsers_for(self, path: str) -> list[Parser]:
+        """The parsers that read the document at *path*."""
+        markdown = Path(path).suffix.lower() in MARKDOWN_SUFFIXES
+        return self._markdown if markdown else self._rest
+
+    def __call__(self, document: Document) -> Iterator[Region]:
+        for parser in self.parsers_for(document.path):
+            yield from parser(document)
+
+
+def remember_base_namespace(namespace: dict[str, Any]) -> None:
+    """Record *namespace* as what ``clear-namespace`` goes back to."""
+    namespace[BASE_NAMESPACE] = {
+        name: value for name, value in namespace.items() if name != BASE_NAMESPACE
+    }
