@@ -19,6 +19,21 @@ Unlike a cumulative budget, which leaves a slice dead for good after enough spor
 crashes over weeks, the window forgives old failures; unlike immediate restarts, the
 backoff gives a broken dependency time to come back.
 
+Stuck runners
+-------------
+A runner takes a message by renaming its file to ``.bak``, which sets the file's ctime;
+it removes the ``.bak`` when it is done.  So a ``.bak`` in a slice's queue directory that
+is older than ``[master] stuck_after`` (and older than the process itself, which
+recovered its slice's ``.bak`` files when it started) means the slice's runner has been
+on one message for too long.  Once a second the master looks for such files; for each
+one it logs an error naming the runner, the slice, the pid and the file, shows the
+process as ``stuck`` in the status file, and kills it with SIGKILL.  That is a failure
+like any other, so the process is restarted; the restarted runner recovers the message
+and counts the recovery in the file, and a message that is stuck every time ends in
+``bad`` after three attempts.  ``stuck_after: 0`` turns the watchdog off.  A ``.bak``
+held by a leftover process of a killed master (which still holds the slice's lock) is
+only logged: the master kills only its own children.
+
 Signals
 -------
 SIGTERM and SIGINT stop every runner after its current message, wait up to
@@ -36,6 +51,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,11 +68,17 @@ from runnerkit.fsio import FILE_MODE, write_new_file
 from runnerkit.logs import configure_logging, reopen_logs
 from runnerkit.process import EXIT_RESTART
 from runnerkit.signals import SignalDispatcher
+from runnerkit.slices import slice_of
 
 log = logging.getLogger("runnerkit.master")
 
 #: How long to retry a lock held for an instant by a process that only checks it.
 LOCK_RETRY_SECONDS = 0.25
+#: How often the master looks for runners stuck on one message, at most.
+STUCK_CHECK_SECONDS = 1.0
+
+#: A queue file taken for processing: its base name, whose last 40 hex digits are the digest.
+_BACKUP_NAME = re.compile(r"(\d+(?:\.\d+)?\+([0-9a-f]{40}))\.bak")
 
 
 class MasterRunningError(RunnerkitError):
@@ -82,6 +104,10 @@ class Slot:
     down_reason: str = ""
     #: The master asked this process to stop so that it can be restarted.
     restart_requested: bool = False
+    #: When the current process was started (wall clock), for the stuck-runner watchdog.
+    started: float = 0.0
+    #: The file base the current process was found stuck on; it is being killed.
+    stuck_on: str = ""
 
     @property
     def spec(self) -> str:
@@ -91,7 +117,7 @@ class Slot:
     @property
     def state(self) -> str:
         if self.process is not None:
-            return "running"
+            return "stuck" if self.stuck_on else "running"
         if self.start_at is not None:
             return "starting"
         return "down"
@@ -156,6 +182,7 @@ class Master:
         self.backoff_base: float = config.get("master", "backoff_base").total_seconds()
         self.backoff_max: float = config.get("master", "backoff_max").total_seconds()
         self.stop_timeout: float = config.get("master", "stop_timeout").total_seconds()
+        self.stuck_after: float = config.get("master", "stuck_after").total_seconds()
         self.slots = self._plan()
         self._lock_fd: int | None = None
         self._stopping = False
@@ -163,6 +190,9 @@ class Master:
         self._hangup = False
         self._wake = threading.Event()
         self._status_written = ""
+        self._next_stuck_check = 0.0
+        #: Stuck files held by processes that are not this master's, already logged.
+        self._foreign_stuck: set[str] = set()
 
     def _plan(self) -> list[Slot]:
         slots: list[Slot] = []
@@ -283,6 +313,9 @@ class Master:
                     self._exited(slot, status, now)
             if slot.process is None and slot.start_at is not None and now >= slot.start_at:
                 self._spawn(slot)
+        if self.stuck_after > 0 and now >= self._next_stuck_check:
+            self._next_stuck_check = now + STUCK_CHECK_SECONDS
+            self.kill_stuck(time.time())
         self.write_status()
 
     def seconds_to_next_start(self, now: float, longest: float = 0.5) -> float:
@@ -290,9 +323,76 @@ class Master:
         due = [slot.start_at for slot in self.slots if slot.start_at is not None]
         return max(0.0, min([longest, *(start - now for start in due)]))
 
+    def kill_stuck(self, now: float) -> list[Slot]:
+        """Kill every runner process that has been on one message for over ``stuck_after``.
+
+        :param now: the wall-clock time, as :func:`time.time` gives it (file ctimes are
+            wall-clock times).
+        :returns: the slots whose processes were found stuck and killed.
+        """
+        by_queue: dict[str, dict[int, Slot]] = {}
+        for candidate in self.slots:
+            if candidate.slice is not None:
+                by_queue.setdefault(candidate.name, {})[candidate.slice] = candidate
+        stuck: list[Slot] = []
+        for name, slices in by_queue.items():
+            count = next(iter(slices.values())).count
+            for filebase, digest, changed in _backups(self.config.runner(name).path):
+                owner = slice_of(digest, count)
+                slot = slices.get(owner)
+                if slot is None or slot.process is None or slot.stuck_on:
+                    continue
+                held = now - max(changed, slot.started)
+                if held <= self.stuck_after:
+                    continue
+                holder = self._slice_holder(slot)
+                if holder != slot.process.pid:
+                    if filebase not in self._foreign_stuck:
+                        self._foreign_stuck.add(filebase)
+                        log.error(
+                            "master: runner %s slice %d: %s has been taken for %.1fs by "
+                            "process %s, which this master did not start; pid %d waits for it",
+                            name,
+                            owner,
+                            filebase,
+                            held,
+                            holder,
+                            slot.process.pid,
+                        )
+                    continue
+                slot.stuck_on = filebase
+                stuck.append(slot)
+                log.error(
+                    "master: runner %s slice %d (pid %d) is stuck on %s: no progress for "
+                    "%.1fs, more than stuck_after=%ss; killing it",
+                    name,
+                    owner,
+                    slot.process.pid,
+                    filebase,
+                    held,
+                    self.stuck_after,
+                )
+        if stuck:
+            # Show the state before the kill: the process is reaped on the next pass.
+            self.write_status()
+            for slot in stuck:
+                if slot.process is not None:
+                    _send(slot.process, signal.SIGKILL)
+        return stuck
+
+    def _slice_holder(self, slot: Slot) -> int | None:
+        """The pid written in *slot*'s slice lock (see :func:`runnerkit.process.lock_slice`)."""
+        path = self.config.paths.lock_dir / f"runner-{slot.name}-{slot.slice}.lck"
+        try:
+            text = path.read_text(encoding="ascii", errors="replace").strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
     def _exited(self, slot: Slot, status: int, now: float) -> None:
         pid = slot.process.pid if slot.process else "?"
         slot.process = None
+        slot.stuck_on = ""
         if slot.restart_requested or status == EXIT_RESTART:
             slot.restart_requested = False
             slot.start_at = now
@@ -346,6 +446,7 @@ class Master:
             slot.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, close_fds=True
             )
+        slot.started = time.time()
         slot.start_at = None
         slot.down_reason = ""
         log.info("master: started %s as pid %d", slot.spec, slot.process.pid)
@@ -388,7 +489,7 @@ class Master:
                     "pid": slot.process.pid if slot.process else None,
                     "state": slot.state,
                     "restarts": slot.restarts,
-                    "reason": slot.down_reason,
+                    "reason": f"stuck on {slot.stuck_on}" if slot.stuck_on else slot.down_reason,
                 }
                 for slot in self.slots
             ],
@@ -421,6 +522,25 @@ def _lock_exclusively(fd: int) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.005)
+
+
+def _backups(directory: Path) -> list[tuple[str, int, float]]:
+    """(file base, digest, ctime) of each ``.bak`` file in the queue *directory*."""
+    found = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    for entry in entries:
+        match = _BACKUP_NAME.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            changed = entry.stat(follow_symlinks=False).st_ctime
+        except OSError:
+            continue
+        found.append((match[1], int(match[2], 16), changed))
+    return found
 
 
 def _send(process: subprocess.Popen[bytes], signum: int) -> None:

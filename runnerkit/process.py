@@ -164,6 +164,12 @@ def _request_parent_death_signal() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the runner named on the command line; return the process's exit status."""
     args = build_parser().parse_args(argv)
+    if args.parent_pid is not None:
+        # Hear the master's death from the start, not only once the runner is set up: a
+        # process still setting up (no message taken yet) then simply ends at once.
+        _request_parent_death_signal()
+        if os.getppid() != args.parent_pid:
+            return 0
     try:
         name, slice, count = parse_runner_spec(args.runner)
         config = Configuration.load(args.config, args.var_dir)

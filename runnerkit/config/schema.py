@@ -53,6 +53,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "backoff_base": Key(as_duration, "pause before the first restart after a failure"),
         "backoff_max": Key(as_duration, "longest pause between restarts"),
         "stop_timeout": Key(as_duration, "how long to wait for runners to stop"),
+        "stuck_after": Key(as_duration, "a runner on one message this long is killed (0: never)"),
     },
     "lmtp": {
         "host": Key(as_text, "the address the LMTP server listens on"),
@@ -113,6 +114,7 @@ restart_window: 10m
 backoff_base: 500ms
 backoff_max: 1m
 stop_timeout: 30s
+stuck_after: 10m
 
 [lmtp]
 host: 127.0.0.1
