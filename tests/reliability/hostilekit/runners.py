@@ -9,6 +9,7 @@ process.
 from __future__ import annotations
 
 import os
+import time
 
 from runnerkit.lists import MailingList
 from runnerkit.message import Message
@@ -33,3 +34,14 @@ class TallyRunner(Runner):
         finally:
             os.close(fd)
         return False
+
+
+class SlowTallyRunner(TallyRunner):
+    """A :class:`TallyRunner` whose every message takes a while: signals land mid-message."""
+
+    #: Seconds each message takes.
+    work_seconds = 0.05
+
+    def _dispose(self, mlist: MailingList | None, msg: Message, msgdata: MsgData) -> bool:
+        time.sleep(self.work_seconds)
+        return super()._dispose(mlist, msg, msgdata)
