@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +22,14 @@ from runnerkit import queuefile
 from runnerkit.config.current import current_config
 from runnerkit.errors import NoConfigurationError, QueueError, QueueFileError
 from runnerkit.fsio import (
-    DIRECTORY_MODE,
+    make_directories,
     move,
     read_queue_file,
     remove_stale_temporary,
     write_new_file,
 )
 from runnerkit.message import Message
-from runnerkit.slices import check_slice, digest_pattern, slice_of
+from runnerkit.slices import DIGEST_BITS, DIGEST_HEX, check_slice, digest_pattern, slice_of
 from runnerkit.typing import MsgData, StrPath
 
 if TYPE_CHECKING:
@@ -107,9 +108,11 @@ class Switchboard:
         pattern = digest_pattern(slice, numslices)
         self._needs_arithmetic = pattern is None
         self._digest_pattern = pattern or "[0-9a-f]{40}"
-        self._patterns: dict[str, re.Pattern[str]] = {}
+        self._digest_prefixes = _digest_prefixes(slice, numslices)
+        self._patterns: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {}
+        self._records: dict[tuple[int, str], re.Pattern[str]] = {}
         try:
-            self.queue_directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+            make_directories(self.queue_directory)
         except OSError as error:
             raise QueueError(
                 f"cannot create queue directory {str(self.queue_directory)!r} "
@@ -210,25 +213,70 @@ class Switchboard:
         Only names are read: no file is opened, and entries whose names are not queue
         file names (``README.pck``, say) are ignored.
         """
-        pattern = self._patterns.get(extension)
-        if pattern is None:
-            pattern = re.compile(
-                rf"\0((\d+)(?:\.(\d+))?\+({self._digest_pattern})){re.escape(extension)}(?=\0)"
+        patterns = self._patterns.get(extension)
+        if patterns is None:
+            # One pattern only checks a name, and fast: possessive, nothing captured.
+            # The other takes a name apart, for the rare names that need it.
+            tail = f"\\+{self._digest_pattern}{re.escape(extension)}"
+            patterns = (
+                re.compile(rf"\d++(?:\.\d++)?+{tail}"),
+                re.compile(
+                    rf"((\d+)(?:\.(\d+))?\+({self._digest_pattern})){re.escape(extension)}"
+                ),
             )
-            self._patterns[extension] = pattern
+            self._patterns[extension] = patterns
+        check, parse = patterns
         try:
             names = os.listdir(self.queue_directory)
         except FileNotFoundError:
             return []
-        found = pattern.findall("\0" + "\0".join(names) + "\0")
+        if self._digest_prefixes is not None:
+            # A first cut that costs less than any regular expression: most names
+            # belong to other slices, and the first digits of the digest tell.
+            prefixes, width = self._digest_prefixes
+            names = _with_digest_prefix(names, -len(extension) - DIGEST_HEX, width, prefixes)
+        if not self._needs_arithmetic:
+            in_order = self._in_own_layout(names, extension)
+            if in_order is not None:
+                return in_order
+        names = list(filter(check.fullmatch, names))
         if self._needs_arithmetic:
-            found = [
-                match
-                for match in found
-                if slice_of(int(match[3], 16), self.numslices) == self.slice
+            cut = len(extension) + DIGEST_HEX
+            names = [
+                name
+                for name in names
+                if slice_of(
+                    int(name[len(name) - cut : len(name) - len(extension)], 16), self.numslices
+                )
+                == self.slice
             ]
-        found.sort(key=_fifo_key)
-        return [match[0] for match in found]
+        return _fifo_order(names, parse)
+
+    def _in_own_layout(self, names: list[str], extension: str) -> list[str] | None:
+        """The file bases of *names*, oldest first, if all are in runnerkit's layout.
+
+        runnerkit writes every name in one layout: the seconds, a dot, nine digits of
+        nanoseconds, ``+`` and the digest.  Names of one length in that layout sort by
+        time when sorted as text, ties broken by digest, and one regular expression
+        checks them all at once, as fixed-width records.  None if any name differs.
+        """
+        lengths = set(map(len, names))
+        if len(lengths) != 1:
+            return None
+        seconds = lengths.pop() - len(extension) - DIGEST_HEX - 11
+        if not 1 <= seconds <= 20:
+            return None
+        records = self._records.get((seconds, extension))
+        if records is None:
+            record = (
+                rf"[0-9]{{{seconds}}}\.[0-9]{{9}}\+{self._digest_pattern}{re.escape(extension)}"
+            )
+            records = re.compile(f"(?:{record})*")
+            self._records[seconds, extension] = records
+        if not records.fullmatch("".join(names)):
+            return None
+        names.sort()
+        return list(map(itemgetter(slice(None, -len(extension) or None)), names))
 
     # Recovery.
 
@@ -262,9 +310,13 @@ class Switchboard:
                 self._preserve_quietly(bak, filebase)
                 continue
             pck = self._path(filebase, ".pck")
+            tmp = self._path(filebase, ".pck.tmp")
+            # A recovery killed half-way leaves this name behind, however young; only the
+            # runner of this slice writes it, so no live writer holds it now.
+            remove_stale_temporary(tmp, 0.0, time.time())
             try:
                 write_new_file(
-                    self._path(filebase, ".pck.tmp"),
+                    tmp,
                     pck,
                     queuefile.with_recoveries(data, recoveries),
                 )
@@ -318,5 +370,41 @@ def queue_depths(switchboards: Mapping[str, Switchboard]) -> dict[str, int]:
     return depths
 
 
-def _fifo_key(match: tuple[str, str, str, str]) -> tuple[int, str, str]:
+def _fifo_key(match: tuple[str, ...]) -> tuple[int, str, str]:
     return int(match[1]), match[2].ljust(9, "0"), match[3]
+
+
+def _fifo_order(names: list[str], pattern: re.Pattern[str]) -> list[str]:
+    """The file bases of *names*, queue file names that *pattern* takes apart, oldest first."""
+    matches = [match.groups("") for match in map(pattern.fullmatch, names) if match]
+    matches.sort(key=_fifo_key)
+    return [match[0] for match in matches]
+
+
+def _with_digest_prefix(
+    names: list[str], start: int, width: int, prefixes: frozenset[str]
+) -> list[str]:
+    """The *names* whose digest, *start* characters from the end, begins with a prefix."""
+    if width == 1:
+        try:
+            return [name for name in names if name[start] in prefixes]
+        except IndexError:  # a name too short to hold a digest; slicing copes with it
+            pass
+    where = slice(start, start + width)  # made once, not once per name
+    return [name for name in names if name[where] in prefixes]
+
+
+def _digest_prefixes(slice: int | None, numslices: int) -> tuple[frozenset[str], int] | None:
+    """The first hex digits of the digests that *slice* owns, and how many digits that is.
+
+    With a power-of-two number of slices, up to 256, one or two digits decide the slice.
+    Otherwise None: every name is checked in full.
+    """
+    if slice is None or numslices == 1 or numslices & (numslices - 1) or numslices > 256:
+        return None
+    width = 1 if numslices <= 16 else 2
+    shift = DIGEST_BITS - 4 * width
+    owned = (
+        f"{p:0{width}x}" for p in range(16**width) if slice_of(p << shift, numslices) == slice
+    )
+    return frozenset(owned), width
