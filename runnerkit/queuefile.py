@@ -23,10 +23,11 @@ import io
 import json
 import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.generator import BytesGenerator
-from email.policy import compat32
+from email.policy import Compat32, compat32
 from typing import Any
 
 from runnerkit.errors import MetadataError, QueueFileError
@@ -38,6 +39,8 @@ END = b"\nRKQ-END\n"
 _MAX_HEADER = 256
 _TAG = "__rk__"
 _KINDS = (b"b", b"t")
+#: A line end inside a folded header that does not continue it: a header of its own.
+_BARE_NEWLINE = re.compile(rb"\r\n[^ \t]|\r[^ \n\t]|\n[^ \t]")
 #: Header text that compat32 leaves as it is: printable ASCII lines without trailing
 #: white space, each line after the first starting with a space or a tab.
 _FOLDED = re.compile(r"[\t\x20-\x7e]*[\x21-\x7e](?:\n[ \t][\t\x20-\x7e]*[\x21-\x7e])*")
@@ -59,28 +62,45 @@ def _folds_to_itself(name: str, value: object, limit: int) -> bool:
     return len(name) + 2 + len(first) <= limit and max(map(len, rest), default=0) <= limit
 
 
+def _header_block(message: email.message.Message, policy: Compat32) -> bytes | None:
+    """The message's header lines and the blank line after them, as the generator writes them.
+
+    Headers that fold to themselves are written as they are, without the folding
+    algorithm; *policy* folds the others.  None when a folded header fails the check
+    that newer Pythons' generators make (``verify_generated_headers``): the stock
+    generator then raises its own error.
+    """
+    limit = policy.max_line_length or 1_000_000  # compat32's own "no limit"
+    verify = getattr(policy, "verify_generated_headers", False)
+    parts = []
+    for name, value in message.raw_items():
+        if _folds_to_itself(name, value, limit):
+            parts.append(f"{name}: {value}\n".encode("ascii", "surrogateescape"))
+            continue
+        folded = policy.fold_binary(name, value)
+        if verify and not (folded.endswith(b"\n") and not _BARE_NEWLINE.search(folded[:-1])):
+            return None
+        parts.append(folded)
+    parts.append(b"\n")
+    return b"".join(parts)
+
+
 class _QueueGenerator(BytesGenerator):
     """A BytesGenerator that skips work whose result it knows: the same bytes, sooner.
 
-    Headers that fold to themselves are written as they are, and text without a
-    carriage return in one piece instead of line by line, when the line end is
-    ``\\n``.  Everything else goes the stock way.
+    It writes headers with :func:`_header_block`, and text without a carriage return
+    in one piece instead of line by line, when the line end is ``\\n``.
     """
 
     def _write_headers(self, msg: email.message.Message) -> None:
         policy = self.policy
-        if policy is None or policy.linesep != "\n":  # not as _as_bytes uses it
+        block = None
+        if isinstance(policy, Compat32) and policy.linesep == "\n":  # as _as_bytes uses it
+            block = _header_block(msg, policy)
+        if block is None:
             super()._write_headers(msg)  # type: ignore[misc]
             return
-        limit = policy.max_line_length or 1_000_000  # compat32's own "no limit"
-        parts = [
-            f"{name}: {value}\n".encode("ascii", "surrogateescape")
-            if _folds_to_itself(name, value, limit)
-            else policy.fold_binary(name, value)
-            for name, value in msg.raw_items()
-        ]
-        parts.append(b"\n")
-        self._fp.write(b"".join(parts))  # type: ignore[attr-defined]
+        self._fp.write(block)  # type: ignore[attr-defined]
 
     def _write_lines(self, lines: str) -> None:
         if self._NL == "\n" and "\r" not in lines:  # type: ignore[attr-defined]
@@ -91,9 +111,29 @@ class _QueueGenerator(BytesGenerator):
 
 
 def _as_bytes(message: Message, unixfrom: bool) -> bytes:
-    """``message.as_bytes(unixfrom)``: the same bytes, written faster under compat32."""
+    """``message.as_bytes(unixfrom)``: the same bytes, written faster under compat32.
+
+    A message of one part whose text has no carriage return is written directly: the
+    generator would write its headers, a blank line and the text as it is.
+    """
     if message.policy is not compat32:
         return message.as_bytes(unixfrom=unixfrom)
+    payload = message._payload  # type: ignore[attr-defined]
+    if (
+        isinstance(payload, str)
+        and "\r" not in payload
+        and message.get_content_maintype() not in ("multipart", "message")
+    ):
+        # In the generator's order, so that a message it cannot write fails the same way.
+        ufrom = b""
+        if unixfrom:
+            line = message.get_unixfrom() or f"From nobody {time.ctime(time.time())}"
+            ufrom = f"{line}\n".encode("ascii", "surrogateescape")
+        body = payload.encode("ascii", "surrogateescape")
+        headers = _header_block(message, compat32)
+        if headers is None:
+            return message.as_bytes(unixfrom=unixfrom)
+        return b"".join((ufrom, headers, body))
     buffer = io.BytesIO()
     _QueueGenerator(buffer, mangle_from_=False, policy=compat32).flatten(
         message, unixfrom=unixfrom

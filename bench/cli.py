@@ -1,0 +1,261 @@
+"""``python -m bench``: run the measurements, print the table, optionally update README."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.mailman import Mailman, load_mailman
+from bench.places import Place, default_disk_directory
+from bench.report import format_figure, notes, table, update_readme
+from bench.stats import Measurement
+
+if TYPE_CHECKING:
+    from bench.queues import Contestants
+
+#: Every section, in the order they run.
+SECTIONS = ("enqueue", "drain", "listing", "ties", "wakeup", "world", "suite", "demo")
+#: The repository's README, which ``--update-readme`` rewrites.
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=(
+            "Measure runnerkit's queues, runners and harness on this machine, against "
+            "the file-system floor and, when it is installed, GNU Mailman's switchboard. "
+            "The defaults take about a minute on two cores."
+        ),
+    )
+    size = parser.add_argument_group("sizes")
+    size.add_argument(
+        "--messages", type=int, default=1000, help="messages per tmpfs trial (default 1000)"
+    )
+    size.add_argument(
+        "--disk-messages", type=int, default=100, help="messages per disk trial (default 100)"
+    )
+    size.add_argument(
+        "--rounds", type=int, default=7, help="rounds per tmpfs measurement (default 7)"
+    )
+    size.add_argument(
+        "--disk-rounds",
+        type=int,
+        default=21,
+        help="rounds per disk measurement: short, many, to spread the disk's noise (default 21)",
+    )
+    size.add_argument(
+        "--listing-files", type=int, default=100_000, help="files to list (default 100000)"
+    )
+    size.add_argument("--ties", type=int, default=4000, help="files sharing one timestamp")
+    size.add_argument(
+        "--wakeup-samples", type=int, default=12, help="messages to each idle runner (default 12)"
+    )
+    size.add_argument(
+        "--poll-sleep",
+        type=float,
+        default=1.0,
+        help="both runners' sleep_time in seconds (default 1, Mailman's default)",
+    )
+    size.add_argument("--world-samples", type=int, default=200, help="worlds set up and torn down")
+    size.add_argument("--suite-runs", type=int, default=1, help="runs of the spec suite")
+    size.add_argument("--demo-count", type=int, default=1000, help="messages the demo sends")
+    size.add_argument("--demo-runs", type=int, default=1, help="runs of the demo")
+    where = parser.add_argument_group("places")
+    where.add_argument(
+        "--disk-dir",
+        type=Path,
+        help="where to measure the disk (default: the temporary directory, if not tmpfs)",
+    )
+    where.add_argument(
+        "--tmpfs-dir", type=Path, default=Path("/dev/shm"), help="tmpfs (default /dev/shm)"
+    )
+    what = parser.add_argument_group("what to run")
+    what.add_argument(
+        "--only", action="append", choices=SECTIONS, default=[], help="run only this section"
+    )
+    what.add_argument(
+        "--skip", action="append", choices=SECTIONS, default=[], help="leave this section out"
+    )
+    what.add_argument(
+        "--no-mailman", action="store_true", help="do not measure Mailman even if installed"
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    out.add_argument(
+        "--update-readme", action="store_true", help="rewrite the README's results table"
+    )
+    out.add_argument("--readme", type=Path, default=README, help="the README to update")
+    return parser
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for name in ("messages", "disk_messages", "rounds", "disk_rounds", "listing_files", "ties"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("wakeup_samples", "world_samples", "suite_runs", "demo_count", "demo_runs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.poll_sleep <= 0:
+        parser.error("--poll-sleep must be positive")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    sections = [
+        name for name in SECTIONS if (not args.only or name in args.only) and name not in args.skip
+    ]
+    mailman, why_not = (None, "--no-mailman") if args.no_mailman else load_mailman()
+    started = time.perf_counter()
+
+    def progress(section: str) -> Callable[[str], None]:
+        def say(text: str) -> None:
+            elapsed = time.perf_counter() - started
+            print(f"[{elapsed:6.1f} s] {section}: {text}", file=sys.stderr, flush=True)
+
+        return say
+
+    disk = Place("disk", args.disk_dir or default_disk_directory())
+    tmpfs = Place("tmpfs", args.tmpfs_dir)
+    measurements: list[Measurement] = []
+    try:
+        measurements = run_sections(sections, args, disk, tmpfs, mailman, progress)
+    finally:
+        disk.close()
+        tmpfs.close()
+    elapsed = time.perf_counter() - started
+    header = describe(args, disk, tmpfs, mailman, why_not, elapsed)
+    block = f"{header}\n\n{table(measurements)}\n"
+    found = notes(measurements)
+    if found:
+        block += "\n" + "\n".join(f"- {note}" for note in found) + "\n"
+    print(block)
+    print(summarize(measurements))
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "header": header,
+                    "mailman": None if mailman is None else mailman.version,
+                    "seconds": elapsed,
+                    "measurements": [m.as_dict() for m in measurements],
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
+    if args.update_readme:
+        update_readme(args.readme, block)
+        print(f"updated {args.readme}", file=sys.stderr)
+    return 0
+
+
+def run_sections(
+    sections: Sequence[str],
+    args: argparse.Namespace,
+    disk: Place,
+    tmpfs: Place,
+    mailman: Mailman | None,
+    progress: Callable[[str], Callable[[str], None]],
+) -> list[Measurement]:
+    from bench import harness, queues, wakeup
+
+    results: list[Measurement] = []
+    if {"enqueue", "drain", "listing", "ties"} & set(sections):
+        memory = queues.Contestants(args.messages, mailman, tmpfs.fresh("var"))
+        disk_queues = queues.Contestants(args.disk_messages, mailman, disk.fresh("var"))
+        try:
+            results += _queue_sections(sections, args, disk, tmpfs, memory, disk_queues, progress)
+        finally:
+            memory.close()
+            disk_queues.close()
+    if "wakeup" in sections:
+        say = progress("idle wake-up")
+        results.append(wakeup.measure_wakeup(disk, args.wakeup_samples, args.poll_sleep, say))
+    if "world" in sections:
+        results.append(harness.measure_world(args.world_samples, progress("worlds")))
+    if "suite" in sections:
+        results.append(harness.measure_suite(args.suite_runs, progress("spec suite")))
+    if "demo" in sections:
+        results.append(
+            harness.measure_demo(disk, args.demo_count, args.demo_runs, progress("demo"))
+        )
+    return results
+
+
+def _queue_sections(
+    sections: Sequence[str],
+    args: argparse.Namespace,
+    disk: Place,
+    tmpfs: Place,
+    memory: Contestants,
+    on_disk: Contestants,
+    progress: Callable[[str], Callable[[str], None]],
+) -> list[Measurement]:
+    from bench import queues
+
+    results = []
+    places = ((tmpfs, memory, args.rounds), (disk, on_disk, args.disk_rounds))
+    if "enqueue" in sections:
+        for place, contestants, rounds in places:
+            say = progress(f"enqueue on {place.label}")
+            results.append(queues.measure_enqueue(place, contestants, rounds, say))
+    if "drain" in sections:
+        for place, contestants, rounds in places:
+            for numslices in (1, 8):
+                say = progress(f"drain on {place.label}, {numslices} slice(s)")
+                results.append(queues.measure_drain(place, contestants, numslices, rounds, say))
+    if "listing" in sections:
+        say = progress(f"listing {args.listing_files} files")
+        rounds = 2 * args.rounds + 1
+        results.append(queues.measure_listing(disk, on_disk, args.listing_files, rounds, say))
+    if "ties" in sections:
+        say = progress(f"listing {args.ties} tied files")
+        results.append(queues.measure_ties(disk, on_disk, args.ties, args.rounds, say))
+    return results
+
+
+def describe(
+    args: argparse.Namespace,
+    disk: Place,
+    tmpfs: Place,
+    mailman: Mailman | None,
+    why_not: str,
+    elapsed: float,
+) -> str:
+    """What was measured where: the line above the table."""
+    compared = f"GNU Mailman {mailman.version}" if mailman else f"no Mailman ({why_not})"
+    today = datetime.date.today().isoformat()
+    return (
+        f"Measured {today} by `python -m bench` in {elapsed:.0f} s: Python "
+        f"{platform.python_version()}, {os.cpu_count()} cores, disk {disk.kind} on "
+        f"{disk.device}, tmpfs {tmpfs.parent}; {compared}; {args.rounds} rounds on tmpfs, "
+        f"{args.disk_rounds} on disk, {2 * args.rounds + 1} for the listing."
+    )
+
+
+def summarize(measurements: Sequence[Measurement]) -> str:
+    """Each target, met or not, one per line."""
+    lines = []
+    for measurement in measurements:
+        for target in measurement.targets:
+            met = target.met(measurement)
+            verdict = {True: "met", False: "MISSED", None: "not measured"}[met]
+            if target.on == "ratio" and target.reference in measurement.figures:
+                figure = f"{measurement.ratio(target.reference):.2f}x"
+            else:
+                figure = format_figure(
+                    measurement.median(measurement.subject), measurement.unit
+                ).strip()
+            lines.append(f"{verdict:>12}: {measurement.title}: {figure} (target {target.text})")
+    return "\n".join(lines)

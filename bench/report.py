@@ -1,0 +1,108 @@
+"""The results as a Markdown table, and the README section that holds it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.stats import Measurement
+
+#: The comments between which ``--update-readme`` writes the table.
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+#: The README section written the first time; later runs only replace the table.
+SECTION = f"""\
+## Performance
+
+`python -m bench` measures the queues, the runners and the harness on the machine it
+runs on; `python -m bench --update-readme` rewrites the table below. With the `bench`
+extra installed (`pip install -e '.[bench]'`, which brings GNU Mailman 3.3.10) it also
+measures Mailman's `Switchboard` in the same run. Each round runs every contestant once,
+in an order that rotates from round to round; a figure is the median over the rounds
+and a ratio (runnerkit ÷ the other) is the median of the per-round ratios, so load from
+other work on the machine falls on both sides. Rates are higher-is-better, times
+lower-is-better. The enqueue "floor" is a bare `os.open`/`write`/`fsync`/`rename` of a
+file of the same size, "+ dir fsync" also fsyncs the directory, as a durable queue
+must; the drain "floor" lists, renames, reads and removes each file, parsing nothing.
+The listing test lists empty files: a listing reads names, never contents.
+
+{BEGIN}
+{END}
+"""
+
+
+def format_figure(value: float, unit: str) -> str:
+    """*value* rounded for reading: whole numbers from 100 up, then 3 digits."""
+    if value >= 100:
+        text = f"{value:,.0f}"
+    elif value >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return f"{text} {unit}"
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "yes", False: "**no**", None: "not measured"}[met]
+
+
+def table(measurements: Sequence[Measurement]) -> str:
+    """One row per measurement: runnerkit's median, the others' with ratios, targets."""
+    rows = [
+        "| measurement | runnerkit | compared with: median (runnerkit ÷ it) | target | met |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for measurement in measurements:
+        subject = measurement.subject
+        others = " · ".join(
+            f"{name} {format_figure(measurement.median(name), measurement.unit)} "
+            f"({measurement.ratio(name):.2f}x)"
+            for name in measurement.figures
+            if name != subject
+        )
+        title = measurement.title
+        if measurement.note:
+            title += f" ({measurement.note})"
+        figure = format_figure(measurement.median(subject), measurement.unit)
+        if subject != "runnerkit":
+            figure = f"{subject}: {figure}"
+        targets = "; ".join(target.text for target in measurement.targets) or "—"
+        met = "; ".join(_verdict(target.met(measurement)) for target in measurement.targets)
+        rows.append(f"| {title} | {figure} | {others or '—'} | {targets} | {met or '—'} |")
+    return "\n".join(rows)
+
+
+def notes(measurements: Sequence[Measurement]) -> list[str]:
+    """What the figures of this run say about targets set against Mailman."""
+    found = []
+    for measurement in measurements:
+        mailman = next((name for name in measurement.figures if name.startswith("Mailman")), None)
+        if mailman is None or "floor" not in measurement.figures or "tmpfs" not in measurement.key:
+            continue
+        floor = measurement.paired("floor", mailman)
+        if measurement.key.startswith("enqueue"):
+            found.append(
+                f"On tmpfs the enqueue floor, which serializes nothing and skips the directory "
+                f"fsync, runs at {floor:.2f}x {mailman}, so 2x {mailman} is {2 / floor:.0%} of "
+                "the floor. Mailman pickles the message object and does not fsync the "
+                "directory; runnerkit writes the message text, JSON metadata and a SHA-256, "
+                "and fsyncs the directory."
+            )
+        else:
+            found.append(
+                f"{measurement.title}: the drain floor runs at {floor:.2f}x {mailman}, so 1.5x "
+                f"{mailman} is {1.5 / floor:.0%} of the floor. Mailman unpickles message "
+                "objects, at almost no cost; runnerkit never unpickles, so it checks the "
+                "SHA-256 and parses the message text."
+            )
+    return found
+
+
+def update_readme(path: Path, block: str) -> None:
+    """Put *block* between the markers of *path*, adding the section if it is missing."""
+    text = path.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        text = text.rstrip("\n") + "\n\n" + SECTION
+    before, rest = text.split(BEGIN, 1)
+    _, after = rest.split(END, 1)
+    path.write_text(f"{before}{BEGIN}\n{block.strip()}\n{END}{after}", encoding="utf-8")

@@ -1,0 +1,282 @@
+"""The benchmark command works: ``python -m bench`` at tiny sizes, and its pieces.
+
+These tests prove that the command runs, measures every section and writes its table;
+they assert nothing about speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.report import BEGIN, END, update_readme
+from bench.stats import Measurement, Target, alternate, paired_ratio
+from runnerkit import queuefile
+from runnerkit.message import message_from_bytes
+from runnerkit.slices import slice_of
+from runnerkit.switchboard import Switchboard
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Every section at the smallest sizes that still exercise it.
+TINY = [
+    "--messages", "12",
+    "--disk-messages", "4",
+    "--rounds", "2",
+    "--disk-rounds", "2",
+    "--listing-files", "64",
+    "--ties", "16",
+    "--wakeup-samples", "2",
+    "--poll-sleep", "0.2",
+    "--world-samples", "3",
+    "--demo-count", "3",
+]  # fmt: skip
+
+#: What the tiny run must measure, by key.
+EXPECTED_KEYS = [
+    "enqueue-tmpfs",
+    "enqueue-disk",
+    "drain-1-tmpfs",
+    "drain-8-tmpfs",
+    "drain-1-disk",
+    "drain-8-disk",
+    "listing",
+    "ties",
+    "wakeup",
+    "world",
+    "demo",
+]
+
+
+def run_bench(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_the_command_measures_every_section_and_updates_the_readme(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# project\n\nSome text.\n", encoding="utf-8")
+    results = tmp_path / "results.json"
+    tmpfs = Path("/dev/shm") if Path("/dev/shm").is_dir() else tmp_path
+    args = [*TINY, "--skip", "suite", "--disk-dir", str(tmp_path), "--tmpfs-dir", str(tmpfs)]
+    args += ["--json", str(results), "--update-readme", "--readme", str(readme)]
+
+    done = run_bench(*args)
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(results.read_text(encoding="utf-8"))
+    measurements = {item["key"]: item for item in report["measurements"]}
+    assert list(measurements) == EXPECTED_KEYS
+    for item in measurements.values():
+        for name, figures in item["figures"].items():
+            assert figures, (item["key"], name)
+            assert all(value > 0 for value in figures), (item["key"], name, figures)
+    enqueue = measurements["enqueue-tmpfs"]
+    assert {"runnerkit", "floor", "floor + dir fsync"} <= set(enqueue["medians"])
+    assert measurements["demo"]["note"] == "3/3 delivered"
+    # Mailman is compared where it is installed, and said to be missing elsewhere.
+    if report["mailman"] is None:
+        assert "no Mailman" in report["header"]
+        assert {"target": "≥ 2x Mailman", "met": None} in enqueue["targets"]
+    else:
+        assert f"Mailman {report['mailman']}" in enqueue["ratios"]
+    # The table went between the markers, after the README's own text.
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("# project\n\nSome text.\n\n## Performance\n")
+    assert text.count(BEGIN) == text.count(END) == 1
+    table = text[text.index(BEGIN) : text.index(END)]
+    assert "| measurement | runnerkit |" in table
+    assert "idle wake-up" in table
+    assert "| idle wake-up" in done.stdout
+    # Nothing is left behind in the directories the benchmark wrote to.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["README.md", "results.json"]
+
+
+def test_bad_sizes_are_refused() -> None:
+    done = run_bench("--rounds", "0")
+
+    assert done.returncode == 2
+    assert "--rounds must be at least 1" in done.stderr
+
+
+def test_help_lists_the_sections() -> None:
+    done = run_bench("--help")
+
+    assert done.returncode == 0
+    for word in ("--update-readme", "--only", "enqueue", "wakeup", "--disk-dir"):
+        assert word in done.stdout
+
+
+def test_update_readme_replaces_only_the_table(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n", encoding="utf-8")
+
+    update_readme(readme, "first table")
+    first = readme.read_text(encoding="utf-8")
+    readme.write_text(first + "\n## After\n\nkept\n", encoding="utf-8")
+    update_readme(readme, "second table")
+
+    text = readme.read_text(encoding="utf-8")
+    assert text.count("## Performance") == 1
+    assert "first table" not in text
+    assert f"{BEGIN}\nsecond table\n{END}" in text
+    assert text.endswith("## After\n\nkept\n")
+
+
+def test_alternate_rotates_and_reverses_the_order() -> None:
+    calls: list[str] = []
+
+    def trial(name: str) -> float:
+        calls.append(name)
+        return float(len(calls))
+
+    figures = alternate({name: lambda n=name: trial(n) for name in "abc"}, 6)
+
+    assert "".join(calls) == "abcbcacabcbaacbbac"
+    assert figures["a"] == [1.0, 6.0, 8.0, 12.0, 13.0, 17.0]
+    calls.clear()
+    alternate({name: lambda n=name: trial(n) for name in "ab"}, 4)
+    assert "".join(calls) == "abbabaab"
+
+
+def test_ratios_are_paired_by_round() -> None:
+    # Each round is slowed alike on both sides; the paired ratio sees through it.
+    assert paired_ratio([10, 100, 1000], [5, 50, 500]) == 2.0
+    measurement = Measurement(
+        "x",
+        "x",
+        "msg/s",
+        {"runnerkit": [10.0, 100.0, 1000.0], "other": [5.0, 50.0, 500.0]},
+        [
+            Target("≥ 2x other", "ratio", 2.0, True, "other"),
+            Target("≥ 3x other", "ratio", 3.0, True, "other"),
+            Target("≤ 50 msg/s", "value", 50.0, False),
+            Target("≥ 2x absent", "ratio", 2.0, True, "absent"),
+        ],
+    )
+
+    assert [target.met(measurement) for target in measurement.targets] == [
+        True,
+        False,
+        False,
+        None,
+    ]
+
+
+def test_the_polling_runner_process_never_watches_its_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runnerkit.process
+    from bench import polling
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(runnerkit.process, "main", lambda argv: seen.append(list(argv)) or 0)
+    monkeypatch.setattr(runnerkit.process, "watch_queue", runnerkit.process.watch_queue)
+
+    assert polling.main(["-r", "poll"]) == 0
+
+    assert seen == [["-r", "poll"]]
+    assert runnerkit.process.watch_queue(tmp_path, lambda: None) is None
+
+
+# The speed-ups the benchmark led to must not change a single byte or a single order.
+
+
+def _reference_listing(
+    directory: Path, slice: int | None, numslices: int, extension: str
+) -> list[str]:
+    """The plain way to list a slice: parse every name, keep the slice's, sort by time."""
+    pattern = re.compile(rf"(\d+)(?:\.(\d+))?\+([0-9a-f]{{40}}){re.escape(extension)}")
+    found = []
+    for name in os.listdir(directory):
+        match = pattern.fullmatch(name)
+        if match is None:
+            continue
+        seconds, fraction, digest = match.groups("")
+        if slice is not None and slice_of(int(digest, 16), numslices) != slice:
+            continue
+        found.append(((int(seconds), fraction.ljust(9, "0"), digest), name[: -len(extension)]))
+    return [filebase for _, filebase in sorted(found)]
+
+
+def _names(rng: random.Random) -> list[str]:
+    def digest() -> str:
+        return "".join(rng.choice("0123456789abcdef") for _ in range(40))
+
+    canonical = [f"17000000{rng.randrange(100):02d}.{rng.randrange(10**9):09d}" for _ in "abcd"]
+    tied = [f"1700000000.000000000+{digest()}" for _ in range(5)]
+    return [
+        *(f"{stamp}+{digest()}" for stamp in canonical),
+        *tied,
+        f"1700000000.123456+{digest()}",  # another writer's six-digit fraction
+        f"1700000000+{digest()}",  # no fraction at all
+        f"0001700000000.000000001+{digest()}",  # leading zeros
+        f"170000000\u0661.000000000+{digest()}",  # a non-ASCII digit
+        f"1700000000.000000000+{digest().upper()}",  # not a digest: upper case
+        f"1700000000x000000000+{digest()}",  # same length, not a time
+        "README",
+        "x",
+    ]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_listings_equal_the_plain_reference(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    names = _names(rng)
+    uniform = seed % 2 == 0  # half the runs: only runnerkit's own layout, ties included
+    if uniform:
+        names = [name for name in names if re.fullmatch(r"\d{10}\.\d{9}\+[0-9a-f]{40}", name)]
+    for name in names:
+        for extension in rng.sample([".pck", ".bak", ".psv", ".pck.tmp"], 2):
+            (tmp_path / f"{name}{extension}").touch()
+
+    for numslices in (1, 2, 3, 8, 32, 512):
+        for slice in [None] if numslices == 1 else sorted({0, 1, numslices - 1}):
+            switchboard = Switchboard("test", tmp_path, slice, numslices)
+            for extension in (".pck", ".bak", ".psv", ".pck.tmp", ""):
+                assert switchboard.get_files(extension) == _reference_listing(
+                    tmp_path, slice, numslices, extension
+                ), (numslices, slice, extension)
+
+
+_SAMPLES = [
+    b"From: a@example.com\nSubject: short\n\nbody\n",
+    b"Subject: " + b"word " * 30 + b"\nX: trailing space \n\nbody",
+    b"Received: from a\n\tby b; Mon, 1 Jan 2024\nTo: b@example.com\n\n",
+    b"Subject: caf\xc3\xa9\nX-Bin: \xff\xfe\n\n\xe9t\xe9\r\nline\r\n",
+    b"From: a@example.com\r\nSubject: crlf\r\n\r\nline one\r\nline two\r\n",
+    b"Content-Type: multipart/mixed; boundary=XX\n\npre\n--XX\nContent-Type: text/plain\n\n"
+    b"one\n--XX\nContent-Type: message/rfc822\n\nSubject: inner\n\ninner body\n--XX--\nepi\n",
+    b"Content-Type: multipart/mixed\n\nno boundary at all\n",
+    b"Subject: =?utf-8?q?encoded?=\nX-Long: " + b"a," * 60 + b"\n\n" + b"x" * 200,
+    b"Subject: only headers\n",
+]
+
+
+@pytest.mark.parametrize("data", _SAMPLES)
+def test_queue_files_hold_what_as_bytes_writes(data: bytes) -> None:
+    for unixfrom in (None, "From sender@example.com Mon Jan  1 00:00:00 2024"):
+        msg = message_from_bytes(data)
+        msg.set_unixfrom(unixfrom)
+        assert queuefile.serialize_message(msg)[1] == msg.as_bytes(unixfrom=bool(unixfrom))
+        msg["X-Added"] = "a value set by a handler"
+        msg["X-Folded"] = "first line\n second line"
+        msg["X-Long"] = "v" * 120
+        if "Subject" in msg:
+            msg.replace_header("Subject", "[list] " + str(msg["Subject"]))
+        assert queuefile.serialize_message(msg)[1] == msg.as_bytes(unixfrom=bool(unixfrom))
