@@ -154,29 +154,35 @@ def test_in_sends_a_message_for_no_list_to_bad(
 # pipeline
 
 
-def run_pipeline(
+@pytest.fixture
+def pipeline(
     config: Configuration,
     mlist: MailingList,
     make_testable_runner: Callable[..., Any],
     get_queue_messages: Callable[..., Any],
-    text: str = POST,
-) -> Message:
-    enqueue(config, "pipeline", text, **list_metadata(mlist))
-    make_testable_runner(PipelineRunner).run()
-    (item,) = get_queue_messages("out", expected_count=1)
-    for key, value in list_metadata(mlist).items():
-        assert item.msgdata[key] == value
-    msg: Message = item.msg
-    return msg
+) -> Callable[..., Message]:
+    """Run a message through the pipeline runner; return what it queues for out.
+
+    The message is *text*, for the list *to* (``test@example.com`` unless given), and
+    the metadata the pipeline passes on must be the lmtp runner's.
+    """
+
+    def run(text: str = POST, to: MailingList = mlist) -> Message:
+        enqueue(config, "pipeline", text, **list_metadata(to))
+        make_testable_runner(PipelineRunner).run()
+        (item,) = get_queue_messages("out", expected_count=1)
+        for key, value in list_metadata(to).items():
+            assert item.msgdata[key] == value
+        msg: Message = item.msg
+        return msg
+
+    return run
 
 
 def test_pipeline_adds_the_list_headers_and_the_subject_prefix(
-    config: Configuration,
-    mlist: MailingList,
-    make_testable_runner: Callable[..., Any],
-    get_queue_messages: Callable[..., Any],
+    pipeline: Callable[..., Message],
 ) -> None:
-    msg = run_pipeline(config, mlist, make_testable_runner, get_queue_messages)
+    msg = pipeline()
     assert msg.get_all("List-Id") == ["Test <test.example.com>"]
     assert msg.get_all("List-Post") == ["<mailto:test@example.com>"]
     assert len(msg.get_all("X-Runnerkit-Version", [])) == 1
@@ -185,63 +191,40 @@ def test_pipeline_adds_the_list_headers_and_the_subject_prefix(
     assert msg.get_all("Subject") == ["[Test] a test"]
 
 
-def test_pipeline_twice_prefixes_and_adds_headers_once(
-    config: Configuration,
-    mlist: MailingList,
-    make_testable_runner: Callable[..., Any],
-    get_queue_messages: Callable[..., Any],
-) -> None:
-    once = run_pipeline(config, mlist, make_testable_runner, get_queue_messages)
-    twice = run_pipeline(
-        config, mlist, make_testable_runner, get_queue_messages, text=once.as_string()
-    )
+def test_pipeline_twice_prefixes_and_adds_headers_once(pipeline: Callable[..., Message]) -> None:
+    once = pipeline()
+    twice = pipeline(text=once.as_string())
     assert twice.get_all("Subject") == ["[Test] a test"]
     for name in ("List-Id", "List-Post", "X-Runnerkit-Version", "Precedence"):
         assert len(twice.get_all(name, [])) == 1, name
 
 
-def test_pipeline_leaves_a_reply_that_carries_the_prefix(
-    config: Configuration,
-    mlist: MailingList,
-    make_testable_runner: Callable[..., Any],
-    get_queue_messages: Callable[..., Any],
-) -> None:
+def test_pipeline_leaves_a_reply_that_carries_the_prefix(pipeline: Callable[..., Message]) -> None:
     reply = POST.replace("Subject: a test", "Subject: Re: [test] a test")
-    msg = run_pipeline(config, mlist, make_testable_runner, get_queue_messages, text=reply)
+    msg = pipeline(text=reply)
     assert msg["Subject"] == "Re: [test] a test"
 
 
-def test_pipeline_prefixes_a_missing_subject(
-    config: Configuration,
-    mlist: MailingList,
-    make_testable_runner: Callable[..., Any],
-    get_queue_messages: Callable[..., Any],
-) -> None:
+def test_pipeline_prefixes_a_missing_subject(pipeline: Callable[..., Message]) -> None:
     text = POST.replace("Subject: a test\n", "")
-    msg = run_pipeline(config, mlist, make_testable_runner, get_queue_messages, text=text)
+    msg = pipeline(text=text)
     assert msg["Subject"] == "[Test] (no subject)"
 
 
-def test_pipeline_keeps_a_senders_precedence(
-    config: Configuration,
-    mlist: MailingList,
-    make_testable_runner: Callable[..., Any],
-    get_queue_messages: Callable[..., Any],
-) -> None:
+def test_pipeline_keeps_a_senders_precedence(pipeline: Callable[..., Message]) -> None:
     text = POST.replace("Subject:", "Precedence: bulk\nSubject:")
-    msg = run_pipeline(config, mlist, make_testable_runner, get_queue_messages, text=text)
+    msg = pipeline(text=text)
     assert msg.get_all("Precedence") == ["bulk"]
 
 
 def test_pipeline_prefix_uses_the_configured_template(
     config: Configuration,
     create_list: Callable[..., MailingList],
-    make_testable_runner: Callable[..., Any],
-    get_queue_messages: Callable[..., Any],
+    pipeline: Callable[..., Message],
 ) -> None:
     mlist = create_list("cafe@example.com", display_name="Café Crème")
     config.push("prefix", "[pipeline]\nsubject_prefix: ({list_name}|{display_name})\n")
-    msg = run_pipeline(config, mlist, make_testable_runner, get_queue_messages)
+    msg = pipeline(to=mlist)
     assert subject_of(msg) == "(cafe|Café Crème) a test"
     assert str(msg["List-Id"]).endswith(" <cafe.example.com>")
     assert str(make_header(decode_header(str(msg["List-Id"])))) == "Café Crème <cafe.example.com>"
@@ -249,24 +232,20 @@ def test_pipeline_prefix_uses_the_configured_template(
 
 def test_pipeline_prefix_none_leaves_the_subject(
     config: Configuration,
-    mlist: MailingList,
-    make_testable_runner: Callable[..., Any],
-    get_queue_messages: Callable[..., Any],
+    pipeline: Callable[..., Message],
 ) -> None:
     config.push("no-prefix", "[pipeline]\nsubject_prefix: none\n")
-    msg = run_pipeline(config, mlist, make_testable_runner, get_queue_messages)
+    msg = pipeline()
     assert msg["Subject"] == "a test"
     assert msg["List-Id"] == "Test <test.example.com>"
 
 
 def test_pipeline_runs_only_the_configured_handlers(
     config: Configuration,
-    mlist: MailingList,
-    make_testable_runner: Callable[..., Any],
-    get_queue_messages: Callable[..., Any],
+    pipeline: Callable[..., Message],
 ) -> None:
     config.push("only-prefix", "[pipeline]\nhandlers: subject-prefix\n")
-    msg = run_pipeline(config, mlist, make_testable_runner, get_queue_messages)
+    msg = pipeline()
     assert msg["Subject"] == "[Test] a test"
     for name in ("List-Id", "List-Post", "X-Runnerkit-Version", "Precedence"):
         assert msg[name] is None, name
@@ -344,6 +323,20 @@ def test_pipeline_shunts_a_message_for_no_list(
 # out, to a Maildir
 
 
+@pytest.fixture
+def deliver(
+    config: Configuration, mlist: MailingList, make_testable_runner: Callable[..., Any]
+) -> Callable[..., None]:
+    """Queue *text* for out to ``test@example.com``, with *msgdata* in its metadata,
+    and run the out runner over it."""
+
+    def run(text: str = POST, **msgdata: Any) -> None:
+        enqueue(config, "out", text, **msgdata, **list_metadata(mlist))
+        make_testable_runner(OutgoingRunner, "out").run()
+
+    return run
+
+
 def test_out_delivers_one_maildir_file_per_message(
     config: Configuration,
     mlist: MailingList,
@@ -367,10 +360,9 @@ def test_out_delivers_one_maildir_file_per_message(
 def test_out_delivers_non_ascii_text_to_the_maildir_as_utf8(
     config: Configuration,
     mlist: MailingList,
-    make_testable_runner: Callable[..., Any],
+    deliver: Callable[..., None],
 ) -> None:
-    enqueue(config, "out", EIGHT_BIT, **list_metadata(mlist))
-    make_testable_runner(OutgoingRunner, "out").run()
+    deliver(EIGHT_BIT)
     (path,) = maildir_files(config, mlist)
     data = path.read_bytes()
     assert subject_of(email.message_from_bytes(data)) == "café"
@@ -475,11 +467,10 @@ def test_out_delivers_by_smtp_to_every_member(
     config: Configuration,
     mlist: MailingList,
     smtpd: RecordingHandler,
-    make_testable_runner: Callable[..., Any],
     get_queue_messages: Callable[..., Any],
+    deliver: Callable[..., None],
 ) -> None:
-    enqueue(config, "out", POST, **list_metadata(mlist))
-    make_testable_runner(OutgoingRunner, "out").run()
+    deliver()
     (received,) = smtpd.received
     assert sorted(received.rcpt_tos) == sorted(MEMBERS)
     assert received.mail_from == "test-bounces@example.com"
@@ -490,25 +481,19 @@ def test_out_delivers_by_smtp_to_every_member(
 
 
 def test_out_delivers_non_ascii_text_by_smtp_as_utf8(
-    config: Configuration,
-    mlist: MailingList,
     smtpd: RecordingHandler,
-    make_testable_runner: Callable[..., Any],
+    deliver: Callable[..., None],
 ) -> None:
-    enqueue(config, "out", EIGHT_BIT, **list_metadata(mlist))
-    make_testable_runner(OutgoingRunner, "out").run()
+    deliver(EIGHT_BIT)
     (received,) = smtpd.received
     assert "Crème brûlée.".encode() in received.content
 
 
 def test_out_delivers_to_the_recipients_in_the_metadata(
-    config: Configuration,
-    mlist: MailingList,
     smtpd: RecordingHandler,
-    make_testable_runner: Callable[..., Any],
+    deliver: Callable[..., None],
 ) -> None:
-    enqueue(config, "out", POST, recipients=["zoe@example.com"], **list_metadata(mlist))
-    make_testable_runner(OutgoingRunner, "out").run()
+    deliver(recipients=["zoe@example.com"])
     (received,) = smtpd.received
     assert received.rcpt_tos == ["zoe@example.com"]
 
@@ -517,12 +502,11 @@ def test_out_retries_only_the_temporarily_refused_recipients(
     config: Configuration,
     mlist: MailingList,
     smtpd: RecordingHandler,
-    make_testable_runner: Callable[..., Any],
     get_queue_messages: Callable[..., Any],
+    deliver: Callable[..., None],
 ) -> None:
     smtpd.refuse["cris@example.org"] = "451 4.3.0 try again later"
-    enqueue(config, "out", POST, **list_metadata(mlist))
-    make_testable_runner(OutgoingRunner, "out").run()
+    deliver()
     (received,) = smtpd.received
     assert sorted(received.rcpt_tos) == ["bart@example.com", "dave@example.net"]
     (item,) = get_queue_messages("retry", expected_count=1)
@@ -534,17 +518,12 @@ def test_out_retries_only_the_temporarily_refused_recipients(
 
 
 def test_out_counts_attempts_up_on_each_temporary_failure(
-    config: Configuration,
-    mlist: MailingList,
     smtpd: RecordingHandler,
-    make_testable_runner: Callable[..., Any],
     get_queue_messages: Callable[..., Any],
+    deliver: Callable[..., None],
 ) -> None:
     smtpd.refuse["cris@example.org"] = "452 4.2.2 mailbox full"
-    enqueue(
-        config, "out", POST, recipients=["cris@example.org"], attempts=2, **list_metadata(mlist)
-    )
-    make_testable_runner(OutgoingRunner, "out").run()
+    deliver(recipients=["cris@example.org"], attempts=2)
     assert smtpd.received == []
     (item,) = get_queue_messages("retry", expected_count=1)
     assert item.msgdata["recipients"] == ["cris@example.org"]
@@ -553,13 +532,11 @@ def test_out_counts_attempts_up_on_each_temporary_failure(
 
 def test_out_retries_every_recipient_when_the_server_is_down(
     config: Configuration,
-    mlist: MailingList,
-    make_testable_runner: Callable[..., Any],
     get_queue_messages: Callable[..., Any],
+    deliver: Callable[..., None],
 ) -> None:
     config.push("down", f"[delivery]\nmethod: smtp\nsmtp_port: {closed_port()}\n")
-    enqueue(config, "out", POST, **list_metadata(mlist))
-    make_testable_runner(OutgoingRunner, "out").run()
+    deliver()
     (item,) = get_queue_messages("retry", expected_count=1)
     assert sorted(item.msgdata["recipients"]) == sorted(MEMBERS)
     assert item.msgdata["attempts"] == 1
@@ -569,14 +546,12 @@ def test_out_retries_every_recipient_when_the_server_is_down(
 
 def test_out_records_a_permanent_failure_and_does_not_retry(
     config: Configuration,
-    mlist: MailingList,
     smtpd: RecordingHandler,
-    make_testable_runner: Callable[..., Any],
     get_queue_messages: Callable[..., Any],
+    deliver: Callable[..., None],
 ) -> None:
     smtpd.refuse["dave@example.net"] = "550 5.1.1 no such user"
-    enqueue(config, "out", POST, **list_metadata(mlist))
-    make_testable_runner(OutgoingRunner, "out").run()
+    deliver()
     (received,) = smtpd.received
     assert sorted(received.rcpt_tos) == ["bart@example.com", "cris@example.org"]
     get_queue_messages("retry", expected_count=0)
@@ -593,15 +568,13 @@ def test_out_records_a_permanent_failure_and_does_not_retry(
 
 def test_out_records_a_refused_message_for_every_recipient(
     config: Configuration,
-    mlist: MailingList,
     smtpd: RecordingHandler,
-    make_testable_runner: Callable[..., Any],
     get_queue_messages: Callable[..., Any],
+    deliver: Callable[..., None],
 ) -> None:
     for address in MEMBERS:
         smtpd.refuse[address] = "554 5.7.1 go away"
-    enqueue(config, "out", POST, **list_metadata(mlist))
-    make_testable_runner(OutgoingRunner, "out").run()
+    deliver()
     get_queue_messages("retry", expected_count=0)
     failures = delivery_failures(config.database)
     assert sorted(failure.recipient for failure in failures) == sorted(MEMBERS)
@@ -610,17 +583,13 @@ def test_out_records_a_refused_message_for_every_recipient(
 
 def test_out_gives_up_after_max_attempts(
     config: Configuration,
-    mlist: MailingList,
     smtpd: RecordingHandler,
-    make_testable_runner: Callable[..., Any],
     get_queue_messages: Callable[..., Any],
+    deliver: Callable[..., None],
 ) -> None:
     config.push("two-attempts", "[delivery]\nmax_attempts: 2\n")
     smtpd.refuse["cris@example.org"] = "451 4.3.0 try again later"
-    enqueue(
-        config, "out", POST, recipients=["cris@example.org"], attempts=1, **list_metadata(mlist)
-    )
-    make_testable_runner(OutgoingRunner, "out").run()
+    deliver(recipients=["cris@example.org"], attempts=1)
     get_queue_messages("retry", expected_count=0)
     (failure,) = delivery_failures(config.database)
     assert (failure.recipient, failure.code, failure.attempts) == ("cris@example.org", 451, 2)
@@ -656,15 +625,13 @@ def test_retry_moves_every_message_back_to_out(
 
 
 def test_retry_then_out_delivers_once_the_server_accepts(
-    config: Configuration,
-    mlist: MailingList,
     smtpd: RecordingHandler,
     make_testable_runner: Callable[..., Any],
     get_queue_messages: Callable[..., Any],
+    deliver: Callable[..., None],
 ) -> None:
     smtpd.refuse["cris@example.org"] = "451 4.3.0 try again later"
-    enqueue(config, "out", POST, **list_metadata(mlist))
-    make_testable_runner(OutgoingRunner, "out").run()
+    deliver()
     del smtpd.refuse["cris@example.org"]
     make_testable_runner(RetryRunner).run()
     make_testable_runner(OutgoingRunner, "out").run()

@@ -1,7 +1,7 @@
 """The master: ``runnerkit start/stop/restart/status``, driven by real processes and signals.
 
 Each test runs real masters over its world's var dir, with the runners of
-``tests/masterkit/`` on their ``PYTHONPATH``; the built-in runners are off.  The tests
+``tests/processes/`` on their ``PYTHONPATH``; the built-in runners are off.  The tests
 read what the processes leave behind: the status file ``var/master.json`` (names,
 slices, pids, states), the shared log, and the records of the recording runner.  Every
 wait is bounded by a deadline, and the ``masters`` fixture kills, by pid, every master
@@ -11,225 +11,94 @@ and any process that names the test's var dir on its command line.
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
 
 import pytest
+from child_processes import (
+    DEADLINE,
+    MasterGroup,
+    Recordings,
+    alive,
+    command_line,
+    enqueue,
+    kill_at_end,
+    option,
+    parent_of,
+    run_to_end,
+    runner_processes,
+    wait_for,
+)
 
 from runnerkit.master import running_master_pid
-from runnerkit.message import message_from_string
 from runnerkit.process import EXIT_RESTART
-from runnerkit.switchboard import Switchboard
 from runnerkit.testing import World
 
 #: Where the runner classes of the children live.
-MASTERKIT = Path(__file__).parent / "masterkit"
+PROCESSES_DIR = Path(__file__).parent / "processes"
 
 #: The ``runnerkit`` console script of the interpreter running the tests.
 RUNNERKIT = Path(sys.executable).with_name("runnerkit")
 
-#: The bound on every wait.  Generous, so that a loaded machine never fails a test; a
-#: test that passes waits far less.
-DEADLINE = 15.0
-
 #: The issue's promise: the runners of a master killed by SIGKILL exit within 2 s.
 ORPHAN_DEADLINE = 2.0
 
-#: The built-in runners are written elsewhere; these tests keep them off.
-BUILT_INS_OFF = "".join(
-    f"[runner.{name}]\nstart: no\n\n"
-    for name in ("lmtp", "in", "pipeline", "out", "retry", "rest")
-)
-
 RECORDING = """
 [runner.quiet]
-class: master_runners.RecordingRunner
+class: process_runners.RecordingRunner
 instances: 2
 sleep_time: 100ms
 """
 
 SLOW = """
 [runner.slow]
-class: master_runners.RecordingRunner
+class: process_runners.RecordingRunner
 sleep_time: 100ms
 """
 
 PAUSED = """
 [runner.paused]
-class: master_runners.PausedRunner
+class: process_runners.PausedRunner
 sleep_time: 100ms
 """
 
 SERVICE = """
 [runner.service]
-class: master_runners.ServiceRunner
+class: process_runners.ServiceRunner
 """
 
 CRASHING = """
 [runner.crashing]
-class: master_runners.CrashingRunner
+class: process_runners.CrashingRunner
 max_restarts: 4
 """
 
 FINISHING = """
 [runner.finishing]
-class: master_runners.FinishingRunner
+class: process_runners.FinishingRunner
 """
 
-#: A log line: time, pid, logger, level, message (runnerkit.logs.LOG_FORMAT).
-LOG_LINE = re.compile(r"^(\S+ \S+) (\d+) (\S+) (\w+): (.*)$")
 
-
-def master_section(**overrides: str) -> str:
-    """A ``[master]`` section with short delays, so that the tests stay fast."""
-    settings = {
-        "backoff_base": "50ms",
-        "backoff_max": "200ms",
-        "restart_window": "1m",
-        "stop_timeout": "10s",
-        **overrides,
-    }
-    return "[master]\n" + "".join(f"{key}: {value}\n" for key, value in settings.items())
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
-    """Poll *condition* until it is true; fail the test after *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout} s for {what}")
-        time.sleep(0.01)
-
-
-# Processes, seen through /proc: the runners are not the test's children.
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    """The fields of ``/proc/PID/stat`` after the command name, or None."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return text.rpartition(")")[2].split()
-
-
-def alive(pid: int) -> bool:
-    """Whether *pid* runs: a zombie, waiting for a parent to reap it, has exited."""
-    fields = proc_stat(pid)
-    return fields is not None and fields[0] not in ("Z", "X")
-
-
-def parent_of(pid: int) -> int | None:
-    fields = proc_stat(pid)
-    return None if fields is None else int(fields[1])
-
-
-def command_line(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def option(args: list[str], name: str) -> str | None:
-    """The value after *name* in *args*, or None."""
-    return next((value for key, value in itertools.pairwise(args) if key == name), None)
-
-
-def processes_over(var_dir: Path) -> list[int]:
-    """The live processes whose command line names *var_dir*: masters and runners."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        pid = int(entry.name) if entry.name.isdigit() else os.getpid()
-        if pid != os.getpid() and option(command_line(pid), "--var-dir") == str(var_dir):
-            pids.append(pid)
-    return [pid for pid in pids if alive(pid)]
-
-
-def runner_processes(var_dir: Path) -> dict[str, list[int]]:
-    """The live runner processes over *var_dir*, by their ``--runner`` (name and slice).
-
-    A process forked by a runner (to run a helper program) wears the runner's command
-    line until it executes the program; it is not a runner.
-    """
-    specs: dict[int, str] = {}
-    for pid in processes_over(var_dir):
-        args = command_line(pid)
-        spec = option(args, "--runner")
-        if "runnerkit.process" in args and spec is not None:
-            specs[pid] = spec
-    found: dict[str, list[int]] = {}
-    for pid, spec in specs.items():
-        if parent_of(pid) not in specs:
-            found.setdefault(spec, []).append(pid)
-    return found
-
-
-# The harness.
-
-
-class Masters:
+class Masters(MasterGroup, Recordings):
     """Runs masters over one world's var dir, and reads what they leave."""
 
     def __init__(self, world: World, tmp_path: Path) -> None:
+        super().__init__(world.config, tmp_path, PROCESSES_DIR)
         self.world = world
         self.tmp_path = tmp_path
-        self.ini = tmp_path / "runnerkit.ini"
-        python_path = [str(MASTERKIT), os.environ.get("PYTHONPATH", "")]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, python_path)))
-        for name in ("RUNNERKIT_CONFIG", "RUNNERKIT_VAR_DIR"):
-            env.pop(name, None)
-        self.env = env
-        #: Masters run in the foreground, as the test's children.
-        self.children: list[subprocess.Popen[bytes]] = []
-        self._outputs: list[IO[bytes]] = []
-        #: Every master and runner pid seen, for the clean-up.
-        self.seen: set[int] = set()
-
-    @property
-    def var_dir(self) -> Path:
-        return self.world.var_dir
-
-    def configure(self, runners: str, **master: str) -> None:
-        """Write the configuration file: short [master] delays, the built-ins off, and
-        *runners*; push it in the test's own configuration too."""
-        text = master_section(**master) + "\n" + BUILT_INS_OFF + runners
-        self.ini.write_text(text, encoding="utf-8")
-        self.world.config.push_file(self.ini)
-
-    def switchboard(self, name: str) -> Switchboard:
-        return self.world.config.switchboards[name]
 
     # Commands.
-
-    def options(self) -> list[str]:
-        """``-C INI --var-dir VAR``: the options every command of the test takes."""
-        return ["-C", str(self.ini), "--var-dir", str(self.var_dir)]
 
     def runnerkit(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``runnerkit ARGS -C INI --var-dir VAR`` to its end."""
         assert RUNNERKIT.exists(), f"no runnerkit console script beside {sys.executable}"
-        command = [str(RUNNERKIT), *args, *self.options()]
-        return subprocess.run(
-            command,
-            env=self.env,
-            cwd=self.tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE,
-            check=False,
-        )
+        return run_to_end([str(RUNNERKIT), *args, *self.options()], self.env, self.tmp_path)
 
     def start(self) -> int:
         """``runnerkit start``: a master in the background; return its pid."""
@@ -243,45 +112,11 @@ class Masters:
 
     def start_foreground(self) -> subprocess.Popen[bytes]:
         """``runnerkit start --foreground`` as a child of the test."""
-        output = (self.tmp_path / f"foreground-{len(self.children)}.out").open("wb")
-        self._outputs.append(output)
-        command = [str(RUNNERKIT), "start", "--foreground", *self.options()]
-        child = subprocess.Popen(
-            command, env=self.env, cwd=self.tmp_path, stdout=output, stderr=subprocess.STDOUT
-        )
-        self.children.append(child)
-        self.seen.add(child.pid)
-        return child
-
-    def output(self, child: subprocess.Popen[bytes]) -> str:
-        path = self.tmp_path / f"foreground-{self.children.index(child)}.out"
-        return path.read_text(encoding="utf-8", errors="replace")
-
-    # The status file.
-
-    @property
-    def status_path(self) -> Path:
-        return self.var_dir / "master.json"
+        return self.spawn([str(RUNNERKIT), "start", "--foreground", *self.options()])
 
     @property
     def pid_path(self) -> Path:
         return self.var_dir / "master.pid"
-
-    def status(self) -> dict[str, Any]:
-        """The master's status file, or an empty status when there is none."""
-        try:
-            status: dict[str, Any] = json.loads(self.status_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {"master_pid": None, "runners": []}
-        self.seen.update(runner["pid"] for runner in status["runners"] if runner["pid"])
-        return status
-
-    def slot(self, name: str, slice: int | None = 0) -> dict[str, Any]:
-        """The status of runner *name*'s *slice*."""
-        for runner in self.status()["runners"]:
-            if (runner["name"], runner["slice"]) == (name, slice):
-                return dict(runner)
-        pytest.fail(f"no {name} slice {slice} in {self.status()}")
 
     def state(self, name: str, slice: int | None = 0) -> str | None:
         """The state of runner *name*'s *slice*, or None while there is no status."""
@@ -290,110 +125,17 @@ class Masters:
                 return str(runner["state"])
         return None
 
-    def wait_running(
-        self, master: int, slots: set[tuple[str, int | None]], avoid: set[int] = frozenset()
-    ) -> dict[tuple[str, int | None], int]:
-        """Wait until master *master* runs every slot of *slots*, each in a process that
-        is not one of *avoid* and that has set up its signal handling; return the pids."""
-        pids: dict[tuple[str, int | None], int] = {}
-
-        def ready() -> bool:
-            status = self.status()
-            if status["master_pid"] != master:
-                return False
-            pids.clear()
-            for runner in status["runners"]:
-                key = (runner["name"], runner["slice"])
-                if key in slots and runner["state"] == "running":
-                    pids[key] = runner["pid"]
-            return (
-                set(pids) == slots
-                and not avoid & set(pids.values())
-                and all(self.has_started(pid) for pid in pids.values())
-            )
-
-        wait_for(ready, f"master {master} to run {sorted(slots, key=str)}")
-        return dict(pids)
-
-    # What the processes leave behind.
-
-    @property
-    def log_path(self) -> Path:
-        path: Path = self.world.config.get("logging", "path")
-        return path
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return ""
-
     def log_records(self) -> list[tuple[datetime, int, str, str]]:
         """(time, pid, logger, message) of each log line."""
-        records = []
-        for line in self.log_text().splitlines():
-            match = LOG_LINE.match(line)
-            if match:
-                when = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f")
-                records.append((when, int(match[2]), match[3], match[5]))
-        self.seen.update(pid for _, pid, _, _ in records)
-        return records
-
-    def messages_of(self, pid: int) -> list[str]:
-        """What process *pid* logged."""
-        return [message for _, who, _, message in self.log_records() if who == pid]
-
-    def has_started(self, pid: int) -> bool:
-        """Whether runner process *pid* logged that it started, inside its signal handling."""
-        return any(message.endswith(f": started (pid {pid})") for message in self.messages_of(pid))
-
-    def records(self, name: str) -> list[str]:
-        """The lines of the recording runner's record *name*."""
-        try:
-            return (self.var_dir / "records" / name).read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-
-    def release(self, tag: str) -> None:
-        """Let the recording runner finish the gated message *tag*."""
-        (self.var_dir / "records" / f"release-{tag}").touch()
-
-    # Cleaning up.
-
-    def kill_all(self) -> None:
-        """Kill, by pid, every master and runner of this var dir that still runs."""
-        self.status()
-        self.log_records()
-        # Masters first, so that none restarts a runner killed after it.
-        for pid in sorted(self.seen | set(processes_over(self.var_dir)), key=self._is_runner):
-            if alive(pid) and option(command_line(pid), "--var-dir") == str(self.var_dir):
-                os.kill(pid, signal.SIGKILL)
-        for child in self.children:
-            if child.poll() is None:
-                child.kill()
-            child.wait(timeout=DEADLINE)
-        for output in self._outputs:
-            output.close()
-
-    def _is_runner(self, pid: int) -> bool:
-        return "runnerkit.process" in command_line(pid)
+        return [(r.when, r.pid, r.logger, r.message) for r in self.log_entries()]
 
 
 @pytest.fixture
 def masters(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Masters]:
     """Run masters; kill, by pid, every master and runner left when the test ends."""
     # The test's own configuration loads the runner classes too, to find the queues.
-    monkeypatch.syspath_prepend(str(MASTERKIT))
-    started = Masters(world, tmp_path)
-    try:
-        yield started
-    finally:
-        started.kill_all()
-
-
-def enqueue(switchboard: Switchboard, tag: str, **metadata: Any) -> str:
-    msg = message_from_string(f"From: a@example.com\nSubject: {tag}\n\nMessage {tag}.\n")
-    return switchboard.enqueue(msg, tag=tag, **metadata)
+    monkeypatch.syspath_prepend(str(PROCESSES_DIR))
+    yield from kill_at_end(Masters(world, tmp_path))
 
 
 def status_rows(text: str) -> dict[tuple[str, str], list[str]]:

@@ -14,14 +14,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
 
 import pytest
+from child_processes import (
+    Recordings,
+    RunnerGroup,
+    enqueue,
+    kill_at_end,
+    run_to_end,
+    wait_for,
+)
 
-from runnerkit.message import message_from_string
 from runnerkit.process import EXIT_RESTART
 from runnerkit.slices import slice_of
 from runnerkit.switchboard import Switchboard
@@ -29,10 +34,6 @@ from runnerkit.testing import World
 
 #: Where the children's runner classes live.
 PROCESSES_DIR = Path(__file__).parent / "processes"
-
-#: The bound on every wait for a child.  Generous, so that a loaded machine never
-#: fails a test; a test that passes waits far less.
-DEADLINE = 15.0
 
 #: Signals that stop a runner after the message it is processing, and the exit status
 #: each leads to: SIGUSR1 asks the master for a restart.
@@ -45,151 +46,22 @@ sleep_time: 100ms
 """
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
-    """Poll *condition* until it is true; fail the test after *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout} s for {what}")
-        time.sleep(0.01)
-
-
-class Child:
-    """One runner process, with its output in files (a pipe could fill up and block it)."""
-
-    def __init__(self, args: list[str], env: dict[str, str], directory: Path) -> None:
-        directory.mkdir(parents=True)
-        self.stdout_path = directory / "stdout"
-        self.stderr_path = directory / "stderr"
-        self._files: list[IO[bytes]] = [
-            self.stdout_path.open("wb"),
-            self.stderr_path.open("wb"),
-        ]
-        self.process = subprocess.Popen(
-            args, env=env, cwd=directory, stdout=self._files[0], stderr=self._files[1]
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def send_signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
-
-    def wait_exit(self, timeout: float = DEADLINE) -> int:
-        """Wait for the child to exit and return its status; fail if it does not."""
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"runner process {self.pid} still running after {timeout} s")
-
-    def kill(self) -> None:
-        """Kill the child if it still runs, reap it, and close its output files."""
-        try:
-            if self.process.poll() is None:
-                os.kill(self.pid, signal.SIGKILL)
-            self.process.wait(timeout=DEADLINE)
-        finally:
-            for file in self._files:
-                file.close()
-
-
-class Children:
+class Children(RunnerGroup, Recordings):
     """Starts runner processes over one world's var dir, and reads what they leave."""
 
     def __init__(self, world: World, tmp_path: Path) -> None:
-        self.world = world
+        super().__init__(world, tmp_path, PROCESSES_DIR)
         self.tmp_path = tmp_path
-        self.ini = tmp_path / "runnerkit.ini"
-        self.started: list[Child] = []
-        python_path = [str(PROCESSES_DIR), os.environ.get("PYTHONPATH", "")]
-        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, python_path)))
-
-    @property
-    def var_dir(self) -> Path:
-        return self.world.var_dir
 
     def configure(self, text: str, name: str = "slow") -> Switchboard:
-        """Write *text* as the children's configuration file, push it in the test's own
-        configuration too, and return the switchboard of runner *name*."""
-        self.ini.write_text(text, encoding="utf-8")
-        self.world.config.push_file(self.ini)
-        return self.world.config.switchboards[name]
+        return super().configure(text, name)
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "runnerkit.process", *args]
 
-    def start(self, runner: str) -> Child:
-        """Start ``python -m runnerkit.process -r RUNNER`` over the world."""
-        args = self.command("-r", runner, "-C", str(self.ini), "--var-dir", str(self.var_dir))
-        child = Child(args, self.env, self.tmp_path / f"child-{len(self.started)}")
-        self.started.append(child)
-        return child
-
-    def start_ready(self, runner: str) -> Child:
-        """Start a runner process and wait until its signal handling is in place."""
-        child = self.start(runner)
-        wait_for(
-            lambda: self.has_started(child) or not child.running(),
-            f"runner process {child.pid} to start",
-        )
-        assert child.running(), child.stderr
-        return child
-
-    def has_started(self, child: Child) -> bool:
-        """Whether *child* has logged that it started, inside its signal handling."""
-        marker = f" {child.pid} runnerkit.process INFO: "
-        return any(marker in line and ": started" in line for line in self.log_lines())
-
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run a runner process to its end with *args*, capturing its output."""
-        return subprocess.run(
-            self.command(*args),
-            env=self.env,
-            cwd=self.tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE,
-            check=False,
-        )
-
-    def kill_all(self) -> None:
-        for child in self.started:
-            child.kill()
-
-    # What the children leave behind.
-
-    @property
-    def log_path(self) -> Path:
-        path: Path = self.world.config.get("logging", "path")
-        return path
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return ""
-
-    def log_lines(self) -> list[str]:
-        return self.log_text().splitlines()
-
-    def records(self, name: str) -> list[str]:
-        """The lines of record *name*: one per attempt, naming the process and slice."""
-        try:
-            return (self.var_dir / "records" / name).read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-
-    def release(self, tag: str) -> None:
-        """Let the runner finish the gated message *tag*."""
-        (self.var_dir / "records" / f"release-{tag}").touch()
+        return run_to_end(self.command(*args), self.env, self.tmp_path)
 
 
 @pytest.fixture
@@ -197,16 +69,7 @@ def children(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     """Start runner processes; kill, by pid, those still running when the test ends."""
     # The test's own configuration loads the runner classes too, when it reads the file.
     monkeypatch.syspath_prepend(str(PROCESSES_DIR))
-    started = Children(world, tmp_path)
-    try:
-        yield started
-    finally:
-        started.kill_all()
-
-
-def enqueue(switchboard: Switchboard, tag: str, **metadata: Any) -> str:
-    msg = message_from_string(f"From: a@example.com\nSubject: {tag}\n\nMessage {tag}.\n")
-    return switchboard.enqueue(msg, tag=tag, **metadata)
+    yield from kill_at_end(Children(world, tmp_path))
 
 
 # Stopping.

@@ -1,8 +1,9 @@
-"""Runners for the child processes of ``tests/test_process.py``.
+"""Runners for the child processes of ``tests/test_process.py`` and ``tests/test_master.py``.
 
-The tests put this directory on the children's ``PYTHONPATH`` and name these classes in
-``[runner.NAME] class``.  A runner leaves *records* under ``<var dir>/records/`` so that
-the test, in another process, can see what happened and when:
+The tests put this directory on the children's ``PYTHONPATH`` (a master passes it on to
+its runner processes) and name these classes in ``[runner.NAME] class``.
+:class:`RecordingRunner` leaves *records* under ``<var dir>/records/`` so that the test,
+in another process, can see what happened and when:
 
 - ``started-<tag>`` and ``done-<tag>`` get one line per attempt at the message tagged
   *tag* (the ``tag`` key of its metadata), naming the process and its slice;
@@ -13,6 +14,13 @@ Metadata keys the runners obey:
 - ``gate``: after recording the start, wait until the test creates ``release-<tag>``, so
   that the test controls exactly what happens in the middle of a message;
 - ``poison``: die at once with ``os._exit(1)``, as a crash in mid-message would.
+
+The other classes each behave in one way a master must cope with:
+
+- :class:`PausedRunner` never takes a message, so its queue keeps its depth.
+- :class:`ServiceRunner` reads no queue; it serves until stopped, as LMTP would.
+- :class:`CrashingRunner` dies with ``os._exit(1)`` as soon as it runs.
+- :class:`FinishingRunner` returns from :meth:`run` at once: its process exits 0.
 """
 
 from __future__ import annotations
@@ -73,3 +81,33 @@ class RecordingRunner(Runner):
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
         super()._snooze(filecnt)
+
+
+class PausedRunner(Runner):
+    """A queue runner that leaves its queue alone: what waits there stays."""
+
+    def _one_iteration(self) -> int:
+        return 0
+
+
+class ServiceRunner(Runner):
+    """A runner without a queue, serving until it is stopped."""
+
+    is_queue_runner = False
+
+    def run(self) -> None:
+        self._stop.wait()
+
+
+class CrashingRunner(Runner):
+    """Dies at once, as a runner with a broken dependency would."""
+
+    def run(self) -> None:
+        os._exit(1)
+
+
+class FinishingRunner(Runner):
+    """Returns at once: its process exits with status 0, which means 'stopped on purpose'."""
+
+    def run(self) -> None:
+        return

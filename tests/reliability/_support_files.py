@@ -3,7 +3,8 @@
 :class:`RunnerProcesses` starts real runner processes, ``python -m runnerkit.process``,
 over a test's var dir, running :class:`hostilekit.runners.TallyRunner`, which records every
 message it disposes of.  Every wait is bounded by a deadline, and every process started
-is killed by pid when the test ends.  The other helpers craft queue files by hand and
+is killed by pid when the test ends (``tests/support/child_processes.py`` holds what
+this shares with the other tests of processes).  The other helpers craft queue files by hand and
 watch a file for opens.
 """
 
@@ -13,15 +14,13 @@ import ctypes
 import functools
 import hashlib
 import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import pytest
+from child_processes import DEADLINE, RunnerGroup, env_with_path, wait_for
+from child_processes import ChildProcess as RunnerProcess
 
 import runnerkit
 from runnerkit import queuefile
@@ -35,10 +34,6 @@ RELIABILITY = Path(__file__).parent
 #: The project's root, which holds the ``runnerkit`` package.
 PROJECT = Path(runnerkit.__file__).resolve().parents[1]
 
-#: The bound on every wait for a child.  Generous, so that a loaded machine never fails
-#: a test; a test that passes waits far less.
-DEADLINE = 15.0
-
 #: The configuration of the ``tally`` runner.  The short sleep is only a fallback: the
 #: runner process watches its queue with inotify and wakes at once.
 TALLY = """\
@@ -48,24 +43,10 @@ sleep_time: 100ms
 """
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = DEADLINE) -> float:
-    """Poll *condition* until it is true and return the seconds it took.
-
-    Fails the test after *timeout* seconds.
-    """
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"waited {timeout} s for {what}")
-        time.sleep(0.005)
-    return time.monotonic() - start
-
-
 def child_env() -> dict[str, str]:
     """The environment of a child process: this one's, with ``hostilekit`` and
     ``runnerkit`` importable (from the source tree, for an interpreter other than this)."""
-    python_path = [str(RELIABILITY), str(PROJECT), os.environ.get("PYTHONPATH", "")]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, python_path)))
+    return env_with_path(RELIABILITY, PROJECT)
 
 
 @functools.cache
@@ -178,52 +159,7 @@ class OpenWatch:
         os.close(self._fd)
 
 
-class RunnerProcess:
-    """One runner process, with its output in files (a pipe could fill up and block it)."""
-
-    def __init__(self, args: list[str], directory: Path, **popen: Any) -> None:
-        directory.mkdir(parents=True)
-        self.stdout_path = directory / "stdout"
-        self.stderr_path = directory / "stderr"
-        self._files: list[IO[bytes]] = [
-            self.stdout_path.open("wb"),
-            self.stderr_path.open("wb"),
-        ]
-        self.process = subprocess.Popen(
-            args, env=child_env(), stdout=self._files[0], stderr=self._files[1], **popen
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> int:
-        """Stop the runner with SIGTERM and return its exit status."""
-        os.kill(self.pid, signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=DEADLINE)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"runner process {self.pid} still running {DEADLINE} s after SIGTERM")
-
-    def kill(self) -> None:
-        """Kill the process, by pid, if it still runs; reap it and close its files."""
-        try:
-            if self.process.poll() is None:
-                os.kill(self.pid, signal.SIGKILL)
-            self.process.wait(timeout=DEADLINE)
-        finally:
-            for file in self._files:
-                file.close()
-
-
-class RunnerProcesses:
+class RunnerProcesses(RunnerGroup):
     """Starts tally runner processes over one world's var dir, and reads what they leave.
 
     :param workdir: where the configuration file and the processes' output go.
@@ -231,64 +167,24 @@ class RunnerProcesses:
     """
 
     def __init__(self, world: World, workdir: Path, user: int | None = None) -> None:
-        self.world = world
+        super().__init__(world, workdir, RELIABILITY, PROJECT)
         self.workdir = workdir
         self.user = user
-        self.ini = workdir / "runnerkit.ini"
-        self.started: list[RunnerProcess] = []
-
-    @property
-    def var_dir(self) -> Path:
-        return self.world.var_dir
 
     def configure(self, text: str = TALLY, name: str = "tally") -> Switchboard:
-        """Write *text* as the processes' configuration, push it in the test's own
-        configuration too, and return the switchboard of runner *name*."""
-        self.ini.write_text(text, encoding="utf-8")
-        self.world.config.push_file(self.ini)
-        return self.world.config.switchboards[name]
+        return super().configure(text, name)
 
-    def start(self, runner: str = "tally") -> RunnerProcess:
-        """Start ``python -m runnerkit.process -r RUNNER`` over the world."""
-        python = sys.executable if self.user is None else python_for(self.user)
-        args = [python, "-m", "runnerkit.process", "-r", runner]
-        args += ["-C", str(self.ini), "--var-dir", str(self.var_dir)]
-        directory = self.workdir / f"process-{len(self.started)}"
-        popen: dict[str, Any] = {"cwd": self.workdir}
+    def start(
+        self, runner: str = "tally", python: str = sys.executable, **popen: Any
+    ) -> RunnerProcess:
+        """Start ``python -m runnerkit.process -r RUNNER`` over the world, as :attr:`user`."""
         if self.user is not None:
+            python = python_for(self.user)
             popen.update(user=self.user, group=self.user, extra_groups=[])
-        process = RunnerProcess(args, directory, **popen)
-        self.started.append(process)
-        return process
+        return super().start(runner, python, **popen)
 
     def start_ready(self, runner: str = "tally") -> RunnerProcess:
-        """Start a runner process and wait until it has set itself up and runs."""
-        process = self.start(runner)
-        wait_for(
-            lambda: self.has_started(process) or not process.running(),
-            f"runner process {process.pid} to start",
-        )
-        assert process.running(), process.stderr
-        return process
-
-    def has_started(self, process: RunnerProcess) -> bool:
-        marker = f" {process.pid} runnerkit.process INFO: "
-        return any(marker in line and ": started" in line for line in self.log_lines())
-
-    def kill_all(self) -> None:
-        for process in self.started:
-            process.kill()
-
-    @property
-    def log_path(self) -> Path:
-        path: Path = self.world.config.get("logging", "path")
-        return path
-
-    def log_lines(self) -> list[str]:
-        try:
-            return self.log_path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
+        return super().start_ready(runner)
 
     def disposed(self) -> list[tuple[int, str]]:
         """``(pid, tag)`` for every message a runner process disposed of, in order."""

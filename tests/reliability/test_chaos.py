@@ -32,13 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from chaoskit.harness import (
-    MasterRun,
-    alive,
-    is_runner_of,
-    runner_processes,
-    wait_for,
-)
+from chaoskit.harness import MasterRun, wait_for
+from child_processes import alive, is_runner_of, runner_processes
 
 from runnerkit.config import Configuration
 from runnerkit.message import message_from_string

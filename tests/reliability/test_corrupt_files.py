@@ -11,9 +11,7 @@ preserves every one in ``bad`` without ever handing it to ``_dispose``.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +32,6 @@ from runnerkit.errors import QueueFileError
 from runnerkit.lists import MailingList
 from runnerkit.message import Message, message_from_string
 from runnerkit.switchboard import Switchboard
-from runnerkit.testing import World
 from runnerkit.typing import MsgData
 
 #: The seed of the bit flips, so that a failure can be replayed.
@@ -161,19 +158,6 @@ def test_a_runner_preserves_every_corrupt_file_in_bad_and_disposes_of_none(
     assert tally.files == []
     assert tally.get_files(".bak") == []
     assert config.switchboards["shunt"].files == []
-
-
-@pytest.fixture
-def processes(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[RunnerProcesses]:
-    """Tally runner processes over the world; killed by pid when the test ends."""
-    monkeypatch.syspath_prepend(str(RELIABILITY))
-    started = RunnerProcesses(world, tmp_path)
-    try:
-        yield started
-    finally:
-        started.kill_all()
 
 
 @pytest.mark.slow

@@ -15,12 +15,10 @@ import pickle
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from _support_files import (
-    RELIABILITY,
     RunnerProcesses,
     drop,
     enqueue,
@@ -32,7 +30,6 @@ from _support_files import (
 
 from runnerkit import queuefile
 from runnerkit.errors import QueueFileError
-from runnerkit.testing import World
 
 #: How soon a hostile file must be in ``bad``, as the issue asks.
 BAD_WITHIN = 2.0
@@ -108,19 +105,6 @@ def test_a_framed_hostile_file_gets_past_the_checksum_and_is_refused_for_its_con
     with pytest.raises(QueueFileError, match="metadata does not decode"):
         queuefile.decode(hostile_files(marker)[kind])
     assert not marker.exists()
-
-
-@pytest.fixture
-def processes(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[RunnerProcesses]:
-    """Tally runner processes over the world; killed by pid when the test ends."""
-    monkeypatch.syspath_prepend(str(RELIABILITY))
-    started = RunnerProcesses(world, tmp_path)
-    try:
-        yield started
-    finally:
-        started.kill_all()
 
 
 @pytest.mark.slow

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from _support_files import (
     DEADLINE,
-    RELIABILITY,
     RunnerProcesses,
     child_env,
     enqueue,
@@ -31,20 +30,6 @@ from _support_files import (
 
 from runnerkit import queuefile
 from runnerkit.switchboard import TMP_MIN_AGE
-from runnerkit.testing import World
-
-
-@pytest.fixture
-def processes(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[RunnerProcesses]:
-    """Tally runner processes over the world; killed by pid when the test ends."""
-    monkeypatch.syspath_prepend(str(RELIABILITY))
-    started = RunnerProcesses(world, tmp_path)
-    try:
-        yield started
-    finally:
-        started.kill_all()
 
 
 @pytest.fixture

@@ -14,13 +14,9 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from _support_files import RELIABILITY, RunnerProcesses, enqueue, wait_for
-
-from runnerkit.testing import World
+from _support_files import RunnerProcesses, enqueue, wait_for
 
 SLOW = """\
 [runner.tally]
@@ -30,18 +26,6 @@ sleep_time: 100ms
 
 #: The bound the issue sets on reopening the logs after SIGHUP.
 REOPEN_WITHIN = 1.0
-
-
-@pytest.fixture
-def processes(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[RunnerProcesses]:
-    monkeypatch.syspath_prepend(str(RELIABILITY))
-    started = RunnerProcesses(world, tmp_path)
-    try:
-        yield started
-    finally:
-        started.kill_all()
 
 
 @pytest.mark.slow
