@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 from runnerkit.errors import RunnerkitError
-from runnerkit.fsio import make_directories
+from runnerkit.fsio import FILE_MODE, make_directories
 from runnerkit.typing import StrPath
 
 SCHEMA = """\
@@ -62,6 +63,8 @@ class Database:
         self.path = Path(path)
         try:
             make_directories(self.path.parent)
+            # Created with FILE_MODE, not SQLite's default; its -wal and -shm files follow.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
             self.connection = sqlite3.connect(self.path, timeout=timeout)
             self.connection.execute("PRAGMA foreign_keys = ON")
             self.connection.execute("PRAGMA journal_mode = WAL")

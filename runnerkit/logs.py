@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 from pathlib import Path
 
 from runnerkit.config import Configuration
-from runnerkit.fsio import make_directories
+from runnerkit.fsio import FILE_MODE, make_directories
 
 #: The format of every log line: time, process, logger, level, message.
 LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
@@ -14,6 +16,13 @@ LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
 
 class ReopenableFileHandler(logging.FileHandler):
     """A file handler whose file can be reopened, after a log rotator has moved it."""
+
+    def _open(self) -> io.TextIOWrapper:
+        # Created readable by the group, writable only by the owner, whatever the umask.
+        fd = os.open(
+            self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE
+        )
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def reopen(self) -> None:
         """Close the file; the next record opens it again at its configured path."""
