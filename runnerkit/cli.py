@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +21,15 @@ import click
 from runnerkit import queuefile
 from runnerkit.config import Configuration, use_config
 from runnerkit.errors import QueueError, QueueFileError, RunnerkitError
-from runnerkit.fsio import make_directories, read_queue_file
-from runnerkit.lists import ROLES
-from runnerkit.master import Master, lock_paths, running_master_pid
+from runnerkit.fsio import read_queue_file
+from runnerkit.lists import ROLES, MailingList
+from runnerkit.master import (
+    Master,
+    lock_paths,
+    running_master_pid,
+    start_in_background,
+    stop_master,
+)
 from runnerkit.message import message_from_bytes
 from runnerkit.switchboard import queue_depths
 
@@ -159,43 +163,11 @@ def start(config_files: tuple[Path, ...], var_dir: Path | None, foreground: bool
                 sys.exit(Master(config, config_files).run())
         except RunnerkitError as error:
             raise CommandError(str(error)) from error
-    pid = spawn_master(config, config_files)
+    try:
+        pid = start_in_background(config, config_files)
+    except RunnerkitError as error:
+        raise CommandError(str(error)) from error
     click.echo(f"master started with pid {pid}")
-
-
-def spawn_master(config: Configuration, config_files: tuple[Path, ...], wait: float = 15.0) -> int:
-    """Start a master in the background and wait until it holds its lock."""
-    command = [sys.executable, "-m", "runnerkit.master", "--var-dir", str(config.paths.var_dir)]
-    for path in config_files:
-        command += ["-C", str(Path(path).absolute())]
-    make_directories(config.paths.log_dir)
-    with open(config.paths.log_dir / "master.err", "ab") as errors:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=errors,
-            stderr=errors,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        pid = running_master_pid(config)
-        if pid == process.pid:
-            return pid
-        if process.poll() is not None:
-            other = running_master_pid(config)
-            if other is not None:
-                # Another start won the race for the lock.
-                raise CommandError(
-                    f"a master is already running with pid {other}; use 'runnerkit stop' or "
-                    "'runnerkit restart'"
-                )
-            raise CommandError(
-                f"the master exited at once with status {process.returncode}; "
-                f"see {config.paths.log_dir / 'master.err'}"
-            )
-        time.sleep(0.02)
-    raise CommandError(f"the master (pid {process.pid}) did not take its lock in {wait:.0f}s")
 
 
 @main.command()
@@ -205,12 +177,8 @@ def stop(config_files: tuple[Path, ...], var_dir: Path | None, timeout: float) -
     """Stop the master and every runner, after their current messages."""
     config = load_config(config_files, var_dir)
     pid = require_master(config)
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while running_master_pid(config) is not None:
-        if time.monotonic() > deadline:
-            raise CommandError(f"the master (pid {pid}) did not stop within {timeout:.0f}s")
-        time.sleep(0.05)
+    if not stop_master(config, pid, timeout):
+        raise CommandError(f"the master (pid {pid}) did not stop within {timeout:.0f}s")
     click.echo(f"master {pid} stopped")
 
 
@@ -298,9 +266,7 @@ def inject(
             )
         metadata: dict[str, Any] = {}
         if listname is not None:
-            mlist = config.lists.get(listname) or config.lists.get_by_list_id(listname)
-            if mlist is None:
-                raise CommandError(f"no mailing list {listname!r}; see 'runnerkit lists list'")
+            mlist = find_list(config, listname)
             metadata.update(listid=mlist.list_id, listname=mlist.fqdn_listname)
         data = message_file.read()
         if not data.strip():
@@ -430,8 +396,8 @@ role_option = click.option(
 )
 
 
-def find_list(config: Configuration, name: str) -> Any:
-    mlist = config.lists.get(name) or config.lists.get_by_list_id(name)
+def find_list(config: Configuration, name: str) -> MailingList:
+    mlist = config.lists.find(name)
     if mlist is None:
         raise CommandError(f"no mailing list {name!r}; see 'runnerkit lists list'")
     return mlist

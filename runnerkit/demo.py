@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import smtplib
 import socket
 import sys
@@ -25,6 +24,7 @@ from runnerkit import queuefile
 from runnerkit.config import Configuration
 from runnerkit.errors import RunnerkitError
 from runnerkit.fsio import make_directories, read_queue_file
+from runnerkit.master import start_in_background, stop_master
 
 #: The list the demo posts to.
 DEMO_LIST = "demo@example.com"
@@ -111,8 +111,6 @@ class Demo:
 
     def run(self) -> DemoResult:
         """Run the demo from start to clean stop, and account for every message."""
-        from runnerkit.cli import spawn_master
-
         make_directories(self.var_dir)
         self.config_file.write_text(demo_config_text(self.port), encoding="utf-8")
         config = Configuration(self.var_dir)
@@ -124,7 +122,7 @@ class Demo:
                     f"member{index + 1}@example.com", display_name=f"Member {index + 1}"
                 )
             maildir = Path(config.get("delivery", "maildir")) / mlist.list_id / "new"
-            master_pid = spawn_master(config, (self.config_file,))
+            master_pid = start_in_background(config, (self.config_file,))
             try:
                 self._wait_for_lmtp()
                 started = time.monotonic()
@@ -132,7 +130,7 @@ class Demo:
                 sender.start()
                 result = self._watch(config, maildir, started, sender)
             finally:
-                self._stop_master(master_pid, config)
+                stop_master(config, master_pid, timeout=60.0)
             found: set[int] = set()
             result.queued = self._account(config, FLOW_QUEUES, found)
             result.shunted = self._account(config, ("shunt",), found)
@@ -221,17 +219,6 @@ class Demo:
             f"delivered {delivered} | {flow} | {rate:.0f} msg/s "
         )
         self.out.flush()
-
-    def _stop_master(self, pid: int, config: Configuration, wait: float = 60.0) -> None:
-        from runnerkit.master import running_master_pid
-
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while running_master_pid(config) is not None and time.monotonic() < deadline:
-            time.sleep(0.05)
 
     def _account(
         self, config: Configuration, names: tuple[str, ...], found: set[int], *extra: str

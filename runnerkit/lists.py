@@ -262,6 +262,10 @@ class ListManager:
         """The list with RFC 2919 identifier *list_id*, or None."""
         return self._one("list_id", list_id)
 
+    def find(self, name: str) -> MailingList | None:
+        """The list whose posting address or list id is *name*, or None."""
+        return self.get(name) or self.get_by_list_id(name)
+
     def delete(self, mlist: MailingList | str) -> None:
         """Delete a list (and its members), given as a list or its posting address.
 

@@ -64,7 +64,7 @@ from pathlib import Path
 
 from runnerkit.config import Configuration
 from runnerkit.errors import RunnerkitError
-from runnerkit.fsio import FILE_MODE, write_new_file
+from runnerkit.fsio import FILE_MODE, make_directories, write_new_file
 from runnerkit.logs import configure_logging, reopen_logs
 from runnerkit.process import EXIT_RESTART
 from runnerkit.signals import SignalDispatcher
@@ -553,6 +553,65 @@ def _write_atomically(path: Path, text: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     write_new_file(tmp, path, text.encode("utf-8"))
+
+
+def start_in_background(
+    config: Configuration, config_files: Sequence[Path] = (), wait: float = 15.0
+) -> int:
+    """Start a master on *config*'s var dir in a new session, and wait until it holds its lock.
+
+    :returns: the master's pid.
+    :raises MasterRunningError: another master holds the lock (it may have won a race).
+    :raises RunnerkitError: the master exited at once, or did not take its lock in time.
+    """
+    command = [sys.executable, "-m", "runnerkit.master", "--var-dir", str(config.paths.var_dir)]
+    for path in config_files:
+        command += ["-C", str(Path(path).absolute())]
+    make_directories(config.paths.log_dir)
+    with open(config.paths.log_dir / "master.err", "ab") as errors:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=errors,
+            stderr=errors,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        pid = running_master_pid(config)
+        if pid == process.pid:
+            return pid
+        if process.poll() is not None:
+            other = running_master_pid(config)
+            if other is not None:
+                # Another start won the race for the lock.
+                raise MasterRunningError(
+                    f"a master is already running with pid {other}; use 'runnerkit stop' or "
+                    "'runnerkit restart'"
+                )
+            raise RunnerkitError(
+                f"the master exited at once with status {process.returncode}; "
+                f"see {config.paths.log_dir / 'master.err'}"
+            )
+        time.sleep(0.02)
+    raise RunnerkitError(f"the master (pid {process.pid}) did not take its lock in {wait:.0f}s")
+
+
+def stop_master(config: Configuration, pid: int, timeout: float) -> bool:
+    """Send SIGTERM to the master *pid* and wait until *config*'s lock is free.
+
+    :returns: whether the master stopped within *timeout* seconds.
+    """
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return running_master_pid(config) is None
+    deadline = time.monotonic() + timeout
+    while running_master_pid(config) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
