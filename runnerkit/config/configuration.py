@@ -54,7 +54,7 @@ class Configuration:
         self._database: Database | None = None
         self._clock: QueueClock | None = None
         self._closed = False
-        self._paths, self._runners = self._resolve()
+        self._paths, self._runners, self._queues = self._resolve()
         #: Every queue runner's switchboard by name, ``bad`` and ``shunt`` included.
         self.switchboards: Mapping[str, Switchboard] = _Switchboards(self)
 
@@ -86,7 +86,7 @@ class Configuration:
             )
         self._layers.append(layer)
         try:
-            self._paths, self._runners = self._resolve()
+            self._paths, self._runners, self._queues = self._resolve()
         except ConfigurationError:
             self._layers.pop()
             raise
@@ -110,7 +110,7 @@ class Configuration:
             )
         layer = self._layers.pop()
         try:
-            self._paths, self._runners = self._resolve()
+            self._paths, self._runners, self._queues = self._resolve()
         except ConfigurationError:
             self._layers.append(layer)
             raise
@@ -296,8 +296,12 @@ class Configuration:
                 return values[key][0], layer.name
         return None
 
-    def _resolve(self) -> tuple[Paths, dict[str, RunnerSettings]]:
-        """Compute the paths and runner settings the stack describes, checking them."""
+    def _resolve(self) -> tuple[Paths, dict[str, RunnerSettings], tuple[str, ...]]:
+        """Compute the paths, runner settings and queue names the stack describes.
+
+        Every runner's class is imported here, once per push or pop, so a bad class is
+        an error at once and reading ``switchboards`` imports nothing.
+        """
         var_dir_text, _ = self._lookup("paths", "var_dir") or ("var", "defaults")
         var_dir = Path(os.path.expanduser(var_dir_text)).absolute()
         derived = {}
@@ -313,6 +317,7 @@ class Configuration:
             if section.startswith(RUNNER_PREFIX) and section != RUNNER_DEFAULTS
         }
         runners = {}
+        queues: list[str] = []
         for name in sorted(names):
             values: dict[str, tuple[Any, str]] = {}
             for key in RUNNER_KEYS:
@@ -339,16 +344,13 @@ class Configuration:
                 sleep_time=values["sleep_time"][0],
                 class_layer=values["class"][1],
             )
-            settings.load_class()
+            if settings.load_class().is_queue_runner or name in CORE_QUEUES:
+                queues.append(name)
             runners[name] = settings
-        return paths, runners
+        return paths, runners, tuple(queues)
 
-    def _queue_names(self) -> list[str]:
-        return [
-            name
-            for name, settings in self._runners.items()
-            if name in CORE_QUEUES or settings.is_queue_runner
-        ]
+    def _queue_names(self) -> tuple[str, ...]:
+        return self._queues
 
     def _switchboard(self, name: str) -> Switchboard:
         from runnerkit.switchboard import Switchboard
