@@ -19,9 +19,8 @@ from bench.payload import METADATA, message_bytes
 from bench.places import Place
 from bench.stats import Measurement, Target, Trial, alternate
 from runnerkit import queuefile
-from runnerkit.config import Configuration
 from runnerkit.message import message_from_bytes
-from runnerkit.switchboard import Switchboard
+from runnerkit.switchboard import QueueClock, Switchboard
 
 #: The slice of 8 whose listing is measured.
 LISTED_SLICE = 1
@@ -40,12 +39,13 @@ class Contestants:
 
     :param count: how many distinct messages each trial queues.
     :param mailman: Mailman's adapter, or None to measure runnerkit alone.
-    :param var_dir: the var dir of runnerkit's configuration (its clock and ``bad``).
+    :param var_dir: the var dir whose ``queue/bad`` runnerkit's queues preserve to.
     """
 
     def __init__(self, count: int, mailman: Mailman | None, var_dir: Path) -> None:
         raw = [message_bytes(number) for number in range(count)]
-        self.config = Configuration(var_dir)
+        self.bad = var_dir / "queue" / "bad"
+        self.clock = QueueClock()
         self.messages = [message_from_bytes(data) for data in raw]
         self.mailman = mailman
         self.mailman_messages = [] if mailman is None else [mailman.parse(d) for d in raw]
@@ -55,12 +55,12 @@ class Contestants:
         self.file_size = len(queuefile.encode(self.messages[0], METADATA))
 
     def close(self) -> None:
-        self.config.close()
+        """Nothing to release: the queues are plain directories."""
 
     # One slice or all of a queue, for each contestant.
 
     def runnerkit(self, directory: Path, slice: int | None = None, numslices: int = 1) -> Any:
-        return Switchboard("bench", directory, slice, numslices, config=self.config)
+        return Switchboard("bench", directory, slice, numslices, bad=self.bad, clock=self.clock)
 
     def mailman_switchboard(
         self, directory: Path, slice: int | None = None, numslices: int = 1

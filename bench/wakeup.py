@@ -25,10 +25,10 @@ from bench.payload import message_bytes
 from bench.places import Place
 from bench.queues import BenchError
 from bench.stats import Measurement, Target, alternate
-from runnerkit.config import Configuration
 from runnerkit.lists import MailingList
 from runnerkit.message import Message, message_from_bytes
 from runnerkit.runner import Runner
+from runnerkit.site import Site
 from runnerkit.switchboard import Switchboard
 from runnerkit.typing import MsgData
 
@@ -116,7 +116,7 @@ def measure_wakeup(
     ini = var_dir / "bench.ini"
     ini.write_text(config_text(sleep_time), encoding="utf-8")
     root = Path(__file__).resolve().parent.parent
-    config = Configuration.load([ini], var_dir)
+    config = Site.load([ini], var_dir)
     message = message_from_bytes(message_bytes(0))
     processes: list[RunnerProcess] = []
     try:

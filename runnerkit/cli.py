@@ -31,6 +31,7 @@ from runnerkit.master import (
     stop_master,
 )
 from runnerkit.message import message_from_bytes
+from runnerkit.site import Site
 from runnerkit.switchboard import queue_depths
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -116,18 +117,18 @@ def config_options(function: F) -> F:
     )(function)
 
 
-def load_config(config_files: tuple[Path, ...], var_dir: Path | None) -> Configuration:
-    """Build the configuration the options describe."""
+def load_config(config_files: tuple[Path, ...], var_dir: Path | None) -> Site:
+    """Build the site the options describe."""
     try:
-        config = Configuration.load(config_files, var_dir)
+        config = Site.load(config_files, var_dir)
     except RunnerkitError as error:
         raise UsageProblem(str(error)) from error
     return config
 
 
 @contextmanager
-def opened(config_files: tuple[Path, ...], var_dir: Path | None) -> Iterator[Configuration]:
-    """The configuration, current and closed afterwards; runnerkit errors become exits."""
+def opened(config_files: tuple[Path, ...], var_dir: Path | None) -> Iterator[Site]:
+    """The site, current and closed afterwards; runnerkit errors become exits."""
     config = load_config(config_files, var_dir)
     try:
         with config, use_config(config):
@@ -396,7 +397,7 @@ role_option = click.option(
 )
 
 
-def find_list(config: Configuration, name: str) -> MailingList:
+def find_list(config: Site, name: str) -> MailingList:
     mlist = config.lists.find(name)
     if mlist is None:
         raise CommandError(f"no mailing list {name!r}; see 'runnerkit lists list'")

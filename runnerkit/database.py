@@ -6,7 +6,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from runnerkit.errors import RunnerkitError
+from runnerkit.errors import DatabaseError
 from runnerkit.fsio import FILE_MODE, make_directories
 from runnerkit.typing import StrPath
 
@@ -42,10 +42,6 @@ CREATE TABLE IF NOT EXISTS delivery_failure (
     failed_at TEXT NOT NULL
 );
 """
-
-
-class DatabaseError(RunnerkitError):
-    """The database cannot be opened or used."""
 
 
 class Database:

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TextIO
 
 from runnerkit import queuefile
-from runnerkit.config import Configuration
-from runnerkit.errors import RunnerkitError
+from runnerkit.errors import DemoError, RunnerkitError
 from runnerkit.fsio import make_directories, read_queue_file
 from runnerkit.master import start_in_background, stop_master
+from runnerkit.site import Site
 
 #: The list the demo posts to.
 DEMO_LIST = "demo@example.com"
@@ -91,13 +91,13 @@ class Demo:
         out: TextIO | None = None,
     ) -> None:
         if count < 1:
-            raise RunnerkitError(f"the demo needs at least 1 message, got {count}")
+            raise DemoError(f"the demo needs at least 1 message, got {count}")
         self.count = count
         self.var_dir = (
             Path(var_dir) if var_dir else Path(tempfile.mkdtemp(prefix="runnerkit-demo-"))
         )
         if var_dir is not None and self.var_dir.exists() and any(self.var_dir.iterdir()):
-            raise RunnerkitError(
+            raise DemoError(
                 f"--var-dir {str(self.var_dir)!r} is not empty; the demo needs a fresh one"
             )
         self.members = members
@@ -113,7 +113,7 @@ class Demo:
         """Run the demo from start to clean stop, and account for every message."""
         make_directories(self.var_dir)
         self.config_file.write_text(demo_config_text(self.port), encoding="utf-8")
-        config = Configuration(self.var_dir)
+        config = Site(self.var_dir)
         config.push_file(self.config_file)
         with config:
             mlist = config.lists.create(DEMO_LIST, display_name="Demo")
@@ -121,7 +121,7 @@ class Demo:
                 mlist.subscribe(
                     f"member{index + 1}@example.com", display_name=f"Member {index + 1}"
                 )
-            maildir = Path(config.get("delivery", "maildir")) / mlist.list_id / "new"
+            maildir = config.delivery.maildir / mlist.list_id / "new"
             master_pid = start_in_background(config, (self.config_file,))
             try:
                 self._wait_for_lmtp()
@@ -151,7 +151,7 @@ class Demo:
                     return
             except OSError:
                 time.sleep(0.05)
-        raise RunnerkitError(f"the LMTP runner did not listen on port {self.port} in {wait:.0f}s")
+        raise DemoError(f"the LMTP runner did not listen on port {self.port} in {wait:.0f}s")
 
     def _send_all(self) -> None:
         client = smtplib.LMTP("127.0.0.1", self.port)
@@ -177,7 +177,7 @@ class Demo:
                 client.close()
 
     def _watch(
-        self, config: Configuration, maildir: Path, started: float, sender: threading.Thread
+        self, config: Site, maildir: Path, started: float, sender: threading.Thread
     ) -> DemoResult:
         deadline = started + self.timeout
         delivered = 0
@@ -201,7 +201,7 @@ class Demo:
             send_errors=list(self._send_errors),
         )
 
-    def _stuck(self, config: Configuration) -> int:
+    def _stuck(self, config: Site) -> int:
         bad = config.switchboards["bad"]
         return (
             len(config.switchboards["shunt"].files) + len(bad.files) + len(bad.get_files(".psv"))
@@ -221,7 +221,7 @@ class Demo:
         self.out.flush()
 
     def _account(
-        self, config: Configuration, names: tuple[str, ...], found: set[int], *extra: str
+        self, config: Site, names: tuple[str, ...], found: set[int], *extra: str
     ) -> int:
         """Count the files left in queues *names*, adding their demo numbers to *found*."""
         total = 0

@@ -32,6 +32,10 @@ class MetadataError(QueueError):
     """Message metadata holds a value that a queue file cannot store."""
 
 
+class QueueCountError(QueueError):
+    """A queue held another number of messages than a spec or test expected."""
+
+
 class ListError(RunnerkitError):
     """A mailing list operation failed."""
 
@@ -58,3 +62,43 @@ class NotAMemberError(ListError):
 
 class RunnerError(RunnerkitError):
     """A runner cannot be built or run as configured."""
+
+
+class RunnerSpecError(RunnerError):
+    """A ``--runner NAME[:SLICE:COUNT]`` argument is malformed or does not match the section."""
+
+
+class DatabaseError(RunnerkitError):
+    """The SQLite database cannot be opened, or holds something runnerkit cannot read."""
+
+
+class MasterError(RunnerkitError):
+    """A master cannot be started, found or stopped."""
+
+
+class MasterRunningError(MasterError):
+    """Another master holds the lock of this var dir."""
+
+
+class MasterStartError(MasterError):
+    """A master started in the background exited at once, or did not take its lock in time."""
+
+
+class StatusFileError(MasterError):
+    """The master's status file cannot be read, or is not what a master writes."""
+
+
+class DemoError(RunnerkitError):
+    """The demo was asked for something it cannot do."""
+
+
+class HarnessError(RunnerkitError):
+    """The harness (:mod:`runnerkit.testing`) was used in a way it cannot serve."""
+
+
+class WorldError(HarnessError):
+    """A :class:`~runnerkit.testing.World` was used while closed, or opened twice."""
+
+
+class UnknownParserError(HarnessError):
+    """``collect_specs`` was given a parser name it does not know."""

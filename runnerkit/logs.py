@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-from pathlib import Path
 
 from runnerkit.config import Configuration
 from runnerkit.fsio import FILE_MODE, make_directories
@@ -41,14 +40,13 @@ def configure_logging(config: Configuration, name: str = "runnerkit") -> Reopena
     :param name: the logger to configure; its children inherit the handler.
     :returns: the handler, which :func:`reopen_logs` reopens.
     """
-    path: Path = config.get("logging", "path")
+    path = config.logging.path
     make_directories(path.parent)
     handler = ReopenableFileHandler(path, delay=True, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logger = logging.getLogger(name)
     logger.addHandler(handler)
-    level = str(config.get("logging", "level")).upper()
-    logger.setLevel(getattr(logging, level, logging.INFO))
+    logger.setLevel(getattr(logging, config.logging.level.upper()))
     return handler
 
 

@@ -27,11 +27,13 @@ import time
 from collections.abc import Callable, Sequence
 
 from runnerkit.config import Configuration, use_config
-from runnerkit.errors import RunnerkitError
+from runnerkit.errors import RunnerkitError, RunnerSpecError
 from runnerkit.fsio import FILE_MODE, make_directories
+from runnerkit.locks import slice_lock_path
 from runnerkit.logs import configure_logging, reopen_logs
-from runnerkit.runner import Runner
+from runnerkit.runner import Runner, load_runner_class
 from runnerkit.signals import SignalDispatcher
+from runnerkit.site import Site
 from runnerkit.wakeup import watch_queue
 
 log = logging.getLogger("runnerkit.process")
@@ -51,7 +53,7 @@ LOCK_POLL_SECONDS = 0.05
 def parse_runner_spec(spec: str) -> tuple[str, int | None, int | None]:
     """Split ``NAME`` or ``NAME:SLICE:COUNT`` into its parts.
 
-    :raises RunnerkitError: the text is neither.
+    :raises RunnerSpecError: the text is neither.
     """
     parts = spec.split(":")
     if len(parts) == 1 and parts[0]:
@@ -61,7 +63,7 @@ def parse_runner_spec(spec: str) -> tuple[str, int | None, int | None]:
             return parts[0], int(parts[1]), int(parts[2])
         except ValueError:
             pass
-    raise RunnerkitError(f"--runner {spec!r}: expected NAME or NAME:SLICE:COUNT, e.g. in:0:4")
+    raise RunnerSpecError(f"--runner {spec!r}: expected NAME or NAME:SLICE:COUNT, e.g. in:0:4")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,8 +125,7 @@ def lock_slice(
     :param give_up: stop waiting when this returns true (a stop signal arrived).
     :returns: the lock's descriptor, or None if the wait was given up.
     """
-    suffix = "" if slice is None else f"-{slice}"
-    path = config.paths.lock_dir / f"runner-{name}{suffix}.lck"
+    path = slice_lock_path(config.paths.lock_dir, name, slice)
     make_directories(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
     waiting = False
@@ -172,18 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     try:
         name, slice, count = parse_runner_spec(args.runner)
-        config = Configuration.load(args.config, args.var_dir)
+        config = Site.load(args.config, args.var_dir)
         settings = config.runner(name)
         if count is not None and count != settings.instances:
-            raise RunnerkitError(
+            raise RunnerSpecError(
                 f"--runner {args.runner!r}: [runner.{name}] has instances: "
                 f"{settings.instances}, not {count}"
             )
         if slice is not None and count is not None and not 0 <= slice < count:
-            raise RunnerkitError(
+            raise RunnerSpecError(
                 f"--runner {args.runner!r}: SLICE must be from 0 to {count - 1}, not {slice}"
             )
-        runner_class = settings.load_class()
+        runner_class = load_runner_class(settings)
     except RunnerkitError as error:
         print(f"runnerkit: {error}", file=sys.stderr)
         return EXIT_SETUP_FAILED

@@ -7,23 +7,91 @@ Subclasses override :meth:`Runner._dispose`, and optionally the other hooks.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from runnerkit.config.current import current_config
-from runnerkit.errors import QueueError, QueueFileError
+from runnerkit.backend import QueueBackend
+from runnerkit.config import Configuration, RunnerSettings
+from runnerkit.errors import ConfigurationError, QueueError, QueueFileError, RunnerError
 from runnerkit.message import Message
-from runnerkit.switchboard import Switchboard
+from runnerkit.site import Site, current_site
 from runnerkit.typing import MsgData
 
 if TYPE_CHECKING:
-    from runnerkit.config import Configuration, RunnerSettings
     from runnerkit.lists import MailingList
 
 log = logging.getLogger("runnerkit.runner")
+
+#: A condition on a runner, checked after every message and every pass.
+Until = Callable[["Runner"], bool]
+
+
+def load_runner_class(settings: RunnerSettings) -> type[Runner]:
+    """Import and return the runner class that *settings* names in its ``class`` key.
+
+    Configuration never imports runner classes; this is the one place that does, when a
+    runner is about to be built (by a runner process, or by a check before starting).
+
+    :raises ConfigurationError: the class cannot be imported, is not a Runner, or its
+        ``is_queue_runner`` disagrees with the section's ``queue`` key (the message
+        names layer, section, key and value).
+    """
+    place = (
+        f"layer {settings.class_layer!r}, section [runner.{settings.name}], "
+        f"key 'class', value {settings.class_name!r}"
+    )
+    module_name, _, attribute = settings.class_name.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # a module may raise anything while it is imported
+        raise ConfigurationError(
+            f"{place}: cannot import module {module_name!r}: {error}"
+        ) from error
+    try:
+        cls = getattr(module, attribute)
+    except AttributeError as error:
+        raise ConfigurationError(
+            f"{place}: module {module_name!r} has no attribute {attribute!r}"
+        ) from error
+    if not (isinstance(cls, type) and issubclass(cls, Runner)):
+        raise ConfigurationError(f"{place}: not a subclass of runnerkit.runner.Runner")
+    _check_queue_key(cls, settings)
+    return cls
+
+
+def refuse_until(runner: Runner, until: Until | None) -> None:
+    """For servers, whose :meth:`~Runner.run` serves until stopped: refuse a condition.
+
+    :raises RunnerError: *until* was given.
+    """
+    if until is not None:
+        raise RunnerError(
+            f"{runner!r} serves until stop() is called; it takes no until= condition"
+        )
+
+
+def _check_queue_key(cls: type[Runner], settings: RunnerSettings) -> None:
+    """Refuse a class whose ``is_queue_runner`` disagrees with its section's ``queue`` key.
+
+    The key is what the site and the master go by (a switchboard, one process a slice);
+    the class is what the process runs.  They must say the same.
+    """
+    if cls.is_queue_runner == settings.queue:
+        return
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if cls.is_queue_runner:
+        problem = f"class {name} reads a queue; set queue: yes"
+    else:
+        problem = f"class {name} reads no queue (is_queue_runner = False); set queue: no"
+    raise ConfigurationError(
+        f"section [runner.{settings.name}], key 'queue', value "
+        f"{'yes' if settings.queue else 'no'!r}: {problem}"
+    )
 
 
 class Runner:
@@ -32,19 +100,30 @@ class Runner:
     :param name: the runner's name; its settings come from ``[runner.NAME]``.
     :param slice: the slice of the queue this runner owns, of as many slices as the
         section's ``instances``; None for the whole queue.
-    :param config: the configuration to use; by default the current one.
-    :raises ConfigurationError: there is no ``[runner.NAME]`` section.
+    :param config: the :class:`~runnerkit.site.Site` to use; by default the current one.
+    :raises ConfigurationError: there is no ``[runner.NAME]`` section, its ``queue``
+        key disagrees with :attr:`is_queue_runner`, or *config* is a plain
+        :class:`~runnerkit.config.Configuration` (settings only) instead of a site.
     """
 
-    #: Whether the runner reads a queue.  Runners that serve a protocol set it False.
+    #: Whether the runner reads a queue.  Runners that serve a protocol set it False,
+    #: and their sections say ``queue: no``.
     is_queue_runner: ClassVar[bool] = True
 
     def __init__(
         self, name: str, slice: int | None = None, *, config: Configuration | None = None
     ) -> None:
-        #: The configuration this runner belongs to.
-        self.config = config if config is not None else current_config()
+        if config is None:
+            config = current_site()
+        elif not isinstance(config, Site):
+            raise ConfigurationError(
+                f"a runner needs a runnerkit.site.Site, not the settings-only {config!r}: "
+                "build it with Site(var_dir) instead of Configuration(var_dir)"
+            )
+        #: The site this runner belongs to: its configuration, queues and database.
+        self.config: Site = config
         settings: RunnerSettings = self.config.runner(name)
+        _check_queue_key(type(self), settings)
         #: The runner's name, as in ``[runner.NAME]``.
         self.name = name
         #: The slice this runner owns, or None for the whole queue.
@@ -57,17 +136,20 @@ class Runner:
         self.start: bool = settings.start
         #: The exit status the runner's process should report.
         self.status = 0
+        #: When set, :meth:`run` returns once this is true of the runner.
+        self.until: Until | None = None
         #: The queue directory, or None for a runner without a queue.
         self.queue_directory: Path | None = None
         #: The switchboard of this runner's slice, or None for a runner without a queue.
-        self.switchboard: Switchboard | None = None
+        self.switchboard: QueueBackend | None = None
         if self.is_queue_runner:
             self.queue_directory = settings.path
-            self.switchboard = Switchboard(
-                name, settings.path, slice, settings.instances, recover=True, config=self.config
+            self.switchboard = self.config.switchboard(
+                name, slice, settings.instances, recover=True
             )
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._until: Until | None = None
 
     def __repr__(self) -> str:
         where = "" if self.slice is None else f" slice {self.slice}"
@@ -85,17 +167,40 @@ class Runner:
 
     # The loop.
 
-    def run(self) -> None:
-        """Process the queue until :meth:`stop` is called, then clean up."""
+    def run(self, until: Until | None = None) -> None:
+        """Process the queue until :meth:`stop` is called, then clean up.
+
+        :param until: also stop once this returns true of the runner; it is checked
+            after every message and after every pass (default: :attr:`until`).  Tests
+            and specs drive a runner this way, instead of overriding its hooks.
+        """
+        condition = until if until is not None else self.until
         try:
             while True:
-                filecnt = self._one_iteration()
-                self._do_periodic()
+                filecnt = self.run_once(condition)
                 if self._stop.is_set():
                     break
                 self._snooze(filecnt)
         finally:
             self._clean_up()
+
+    def run_once(self, until: Until | None = None) -> int:
+        """Make one pass over this slice, oldest file first, then do the periodic work.
+
+        The pass ends early when :meth:`_short_circuit` says so (by default, once
+        stopping).  If *until* is given and true after a message or after the pass, the
+        runner is stopped.
+
+        :returns: how many files there were when the pass began.
+        """
+        self._until = until
+        try:
+            filecnt = self._one_iteration()
+            self._do_periodic()
+            self._check_until()
+        finally:
+            self._until = None
+        return filecnt
 
     def stop(self) -> None:
         """Ask the runner to stop after the message it is processing, if any.
@@ -124,11 +229,16 @@ class Runner:
         for filebase in files:
             self._process_filebase(self.switchboard, filebase)
             self._do_periodic()
+            self._check_until()
             if self._short_circuit():
                 break
         return len(files)
 
-    def _process_filebase(self, switchboard: Switchboard, filebase: str) -> None:
+    def _check_until(self) -> None:
+        if self._until is not None and not self._stop.is_set() and self._until(self):
+            self.stop()
+
+    def _process_filebase(self, switchboard: QueueBackend, filebase: str) -> None:
         """Dequeue, process and finish one file, shunting or preserving on failure."""
         try:
             msg, msgdata = switchboard.dequeue(filebase)
@@ -186,7 +296,7 @@ class Runner:
     def _language(self, mlist: MailingList | None, msg: Message) -> str:
         """The sender's language as a member of *mlist*, else the list's, else the default."""
         if mlist is None:
-            return str(self.config.get("runnerkit", "default_language"))
+            return self.config.general.default_language
         sender = msg.sender
         member = mlist.get_member(sender) if sender else None
         if member is not None and member.preferred_language:
@@ -225,7 +335,7 @@ class Runner:
     # Failure handling.
 
     def _shunt(
-        self, switchboard: Switchboard, filebase: str, msg: Message, msgdata: MsgData
+        self, switchboard: QueueBackend, filebase: str, msg: Message, msgdata: MsgData
     ) -> None:
         try:
             self._enqueue_shunt(msg, msgdata)
@@ -242,7 +352,7 @@ class Runner:
         filebase = self.config.switchboards["shunt"].enqueue(msg, msgdata)
         log.error("%s: shunted as %s", self, filebase)
 
-    def _finish(self, switchboard: Switchboard, filebase: str, preserve: bool = False) -> None:
+    def _finish(self, switchboard: QueueBackend, filebase: str, preserve: bool = False) -> None:
         try:
             switchboard.finish(filebase, preserve=preserve)
         except QueueError as error:

@@ -16,11 +16,11 @@ import time
 from collections.abc import Mapping
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runnerkit import queuefile
-from runnerkit.config.current import current_config
-from runnerkit.errors import NoConfigurationError, QueueError, QueueFileError
+from runnerkit.backend import QueueBackend
+from runnerkit.errors import QueueError, QueueFileError
 from runnerkit.fsio import (
     make_directories,
     move,
@@ -31,9 +31,6 @@ from runnerkit.fsio import (
 from runnerkit.message import Message
 from runnerkit.slices import DIGEST_BITS, DIGEST_HEX, check_slice, digest_pattern, slice_of
 from runnerkit.typing import MsgData, StrPath
-
-if TYPE_CHECKING:
-    from runnerkit.config import Configuration
 
 log = logging.getLogger("runnerkit.switchboard")
 
@@ -52,8 +49,8 @@ class QueueClock:
 
     When the wall clock stands still (a frozen clock in a test, or a coarse one) each
     stamp is one nanosecond after the last, so names still sort in the order the
-    messages were queued.  One clock is shared by all the switchboards of a
-    configuration.
+    messages were queued.  A :class:`~runnerkit.site.Site` gives one clock to all of
+    its switchboards.
     """
 
     def __init__(self) -> None:
@@ -79,8 +76,11 @@ class Switchboard:
     :param numslices: how many slices the queue is split into.
     :param recover: recover this slice's ``.bak`` files and clean crashed writers'
         ``.tmp`` files now, as a runner does when it starts.
-    :param config: the configuration whose ``bad`` queue and clock to use; by default
-        the current configuration at the time of use.
+    :param bad: the directory of the ``bad`` queue, where :meth:`finish` preserves
+        files; by default ``bad`` beside *queue_directory* (as ``$QUEUE_DIR/bad``), and
+        created when a file is first preserved.
+    :param clock: the clock that stamps file names; by default one of its own.  Queues
+        that must keep FIFO order among each other share one.
     :raises QueueError: the slice is impossible or the directory cannot be created.
     """
 
@@ -92,7 +92,8 @@ class Switchboard:
         numslices: int = 1,
         recover: bool = False,
         *,
-        config: Configuration | None = None,
+        bad: StrPath | None = None,
+        clock: QueueClock | None = None,
     ) -> None:
         check_slice(slice, numslices)
         #: The queue's name.
@@ -103,8 +104,11 @@ class Switchboard:
         self.slice = slice
         #: How many slices the queue has.
         self.numslices = numslices
-        self._config = config
-        self._own_clock: QueueClock | None = None
+        #: Where :meth:`finish` preserves files: the ``bad`` queue's directory.
+        self.bad_directory = (
+            self.queue_directory.parent / "bad" if bad is None else Path(bad)
+        )
+        self._clock = clock if clock is not None else QueueClock()
         pattern = digest_pattern(slice, numslices)
         self._needs_arithmetic = pattern is None
         self._digest_pattern = pattern or "[0-9a-f]{40}"
@@ -148,7 +152,7 @@ class Switchboard:
         else:
             body = msg
         content = queuefile.encode(body, stored)
-        stamp = self._clock().stamp()
+        stamp = self._clock.stamp()
         filebase = f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}+{os.urandom(20).hex()}"
         final = self.queue_directory / f"{filebase}.pck"
         try:
@@ -278,6 +282,10 @@ class Switchboard:
         names.sort()
         return list(map(itemgetter(slice(None, -len(extension) or None)), names))
 
+    def depth(self) -> int:
+        """How many files wait in this slice, preserved (``.psv``) files included."""
+        return len(self.files) + len(self.get_files(".psv"))
+
     # Recovery.
 
     def recover_backup_files(self) -> None:
@@ -328,19 +336,6 @@ class Switchboard:
 
     # Internals.
 
-    def _config_in_use(self) -> Configuration:
-        return self._config if self._config is not None else current_config()
-
-    def _clock(self) -> QueueClock:
-        if self._config is not None:
-            return self._config.clock
-        try:
-            return current_config().clock
-        except NoConfigurationError:
-            if self._own_clock is None:
-                self._own_clock = QueueClock()
-            return self._own_clock
-
     def _path(self, filebase: str, extension: str) -> Path:
         if not isinstance(filebase, str) or not _FILEBASE.fullmatch(filebase):
             raise QueueError(
@@ -349,8 +344,8 @@ class Switchboard:
         return self.queue_directory / f"{filebase}{extension}"
 
     def _preserve(self, bak: Path, filebase: str) -> None:
-        bad = self._config_in_use().switchboards["bad"]
-        move(bak, bad.queue_directory / f"{filebase}.psv")
+        make_directories(self.bad_directory)
+        move(bak, self.bad_directory / f"{filebase}.psv")
 
     def _preserve_quietly(self, bak: Path, filebase: str) -> None:
         try:
@@ -359,15 +354,9 @@ class Switchboard:
             log.error("cannot preserve %s in bad, leaving it in place: %s", bak, error)
 
 
-def queue_depths(switchboards: Mapping[str, Switchboard]) -> dict[str, int]:
-    """Each queue's number of waiting files, by name; ``bad`` counts preserved files too."""
-    depths = {}
-    for name, switchboard in sorted(switchboards.items()):
-        depth = len(switchboard.files)
-        if name == "bad":
-            depth += len(switchboard.get_files(".psv"))
-        depths[name] = depth
-    return depths
+def queue_depths(switchboards: Mapping[str, QueueBackend]) -> dict[str, int]:
+    """Each queue's number of waiting messages, by name; ``bad`` counts preserved ones too."""
+    return {name: switchboard.depth() for name, switchboard in sorted(switchboards.items())}
 
 
 def _fifo_key(match: tuple[str, ...]) -> tuple[int, str, str]:

@@ -382,20 +382,14 @@ def test_out_delivers_nothing_for_a_list_without_members(
     get_queue_messages("out", expected_count=0)
 
 
-def test_out_refuses_an_unknown_method_when_built(
-    config: Configuration, make_testable_runner: Callable[..., Any]
-) -> None:
-    config.push("pigeon", "[delivery]\nmethod: pigeon\n")
-    with pytest.raises(ConfigurationError, match=r"method 'pigeon'.*maildir, smtp"):
-        make_testable_runner(OutgoingRunner, "out")
-
-
-def test_out_refuses_zero_attempts_when_built(
-    config: Configuration, make_testable_runner: Callable[..., Any]
-) -> None:
-    config.push("never", "[delivery]\nmax_attempts: 0\n")
-    with pytest.raises(ConfigurationError, match="max_attempts 0"):
-        make_testable_runner(OutgoingRunner, "out")
+def test_out_settings_are_refused_when_their_layer_is_pushed(config: Configuration) -> None:
+    # The schema checks [delivery] before any runner is built: a bad method or a number
+    # of attempts that allows no delivery never reaches the outgoing runner.
+    with pytest.raises(ConfigurationError, match=r"key 'method', value 'pigeon'.*maildir, smtp"):
+        config.push("pigeon", "[delivery]\nmethod: pigeon\n")
+    with pytest.raises(ConfigurationError, match=r"key 'max_attempts', value '0'.*1 or more"):
+        config.push("never", "[delivery]\nmax_attempts: 0\n")
+    assert config.layers == ()
 
 
 # out, by SMTP

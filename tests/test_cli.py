@@ -29,6 +29,7 @@ from runnerkit import queuefile
 from runnerkit.cli import main
 from runnerkit.config import Configuration
 from runnerkit.message import Message, message_from_string
+from runnerkit.site import Site
 from runnerkit.switchboard import METADATA_VERSION
 
 #: The bound on every child process.
@@ -123,7 +124,7 @@ class Commands:
 
     def configuration(self, var_dir: Path | None = None) -> Configuration:
         """A configuration over the var dir, to look at what a command did; close it."""
-        return Configuration(var_dir or self.var_dir)
+        return Site(var_dir or self.var_dir)
 
     def queued(self, queue: str, var_dir: Path | None = None) -> list[tuple[Message, Any]]:
         """The messages and metadata in *queue*, oldest first, left in place."""

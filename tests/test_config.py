@@ -15,7 +15,8 @@ import pytest
 import runnerkit
 from runnerkit.config import Configuration, current_config, use_config
 from runnerkit.errors import ConfigurationError, NoConfigurationError
-from runnerkit.runner import Runner
+from runnerkit.runner import Runner, load_runner_class
+from runnerkit.site import Site
 
 #: The project root, so that subprocesses import this checkout of runnerkit.
 PROJECT_ROOT = Path(runnerkit.__file__).resolve().parents[1]
@@ -163,7 +164,19 @@ BAD_VALUES = [
     ("runner.test", "path", "$QUEUE_DIR/$nam", "unknown variable $nam"),
     ("runner.test", "path", "$queue_dir/x", "unknown variable $queue_dir"),
     ("logging", "path", "$QUEUE_DIR/$name.log", "unknown variable $name"),
-    ("logging", "level", "", "non-empty"),
+    ("logging", "level", "", "expected one of debug, info, warning, error"),
+    ("logging", "level", "verbose", "expected one of debug, info, warning, error"),
+    # ports and other ranges
+    ("lmtp", "port", "70000", "port number from 1 to 65535, or 0 for any free port"),
+    ("lmtp", "port", "-1", "port number from 1 to 65535, or 0 for any free port"),
+    ("lmtp", "port", "80.5", "port number from 1 to 65535, or 0 for any free port"),
+    ("rest", "port", "65536", "port number from 1 to 65535, or 0 for any free port"),
+    ("delivery", "smtp_port", "0", "port number from 1 to 65535"),
+    ("delivery", "smtp_port", "65536", "port number from 1 to 65535"),
+    ("delivery", "max_attempts", "0", "whole number, 1 or more"),
+    ("delivery", "method", "pigeon", "expected one of maildir, smtp"),
+    ("lmtp", "max_message_size", "-5", "whole number, 0 or more"),
+    ("runner.test", "queue", "sometimes", "expected yes or no"),
 ]
 
 
@@ -281,27 +294,20 @@ def test_push_and_pop_return_none(config: Configuration) -> None:
         ("runnerkit.runner.log", "not a subclass of runnerkit.runner.Runner"),
     ],
 )
-def test_push_of_a_bad_runner_class_is_rolled_back(
+def test_a_bad_runner_class_is_refused_when_it_is_loaded(
     config: Configuration, class_name: str, expected: str
 ) -> None:
-    config.push("first", "[runner.keep]\n")
+    # Pushing imports nothing: the class is checked when a runner is about to be built.
+    config.push("bad-class", f"[runner.test]\nclass: {class_name}\n")
     with pytest.raises(ConfigurationError) as info:
-        config.push("bad-class", f"[runner.test]\nclass: {class_name}\n")
+        load_runner_class(config.runner("test"))
     message = str(info.value)
     assert place("bad-class", "runner.test", "class", class_name) in message
     assert expected in message
-    assert config.layers == ("first",)
-    assert "test" not in config.runners
-    assert "test" not in config.switchboards
-    # The stack still works: the next push and the pops succeed.
-    config.push("second", "[runner.test]\n")
-    assert "test" in config.switchboards
-    config.pop("second")
-    config.pop("first")
 
 
 def test_a_module_that_fails_at_import_is_a_configuration_error(
-    config: Configuration, before: State, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    config: Configuration, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     modules = tmp_path / "modules"
     modules.mkdir()
@@ -309,23 +315,61 @@ def test_a_module_that_fails_at_import_is_a_configuration_error(
     (modules / "rk_bad_syntax.py").write_text("def broken(:\n")
     monkeypatch.syspath_prepend(str(modules))
     for module, expected in (("rk_raises_at_import", "boom"), ("rk_bad_syntax", "syntax")):
-        with pytest.raises(ConfigurationError) as info:
-            config.push("import-fails", f"[runner.test]\nclass: {module}.Runner\n")
+        with config.pushed("import-fails", f"[runner.test]\nclass: {module}.Runner\n"):
+            assert module not in sys.modules
+            with pytest.raises(ConfigurationError) as info:
+                load_runner_class(config.runner("test"))
         assert "cannot import module" in str(info.value)
         assert expected in str(info.value)
-        assert state(config) == before
     assert "rk_raises_at_import" not in sys.modules
 
 
-def test_bad_class_in_runner_defaults_is_rolled_back(
-    config: Configuration,
-    before: State,
-) -> None:
+def test_a_bad_class_in_runner_defaults_names_the_layer(config: Configuration) -> None:
+    config.push("everyone", "[runner.defaults]\nclass: runnerkit.runner.Nope\n")
     with pytest.raises(ConfigurationError) as info:
-        config.push("everyone", "[runner.defaults]\nclass: runnerkit.runner.Nope\n")
+        load_runner_class(config.runner("bad"))
     assert "layer 'everyone'" in str(info.value)
     assert "runnerkit.runner.Nope" in str(info.value)
-    assert state(config) == before
+
+
+def test_queue_key_decides_the_switchboards_without_importing(config: Configuration) -> None:
+    config.push("servers", "[runner.server]\nclass: rk_never_imported.Server\nqueue: no\n")
+    assert "server" in config.runners
+    assert "server" not in config.switchboards
+    assert "rk_never_imported" not in sys.modules
+    assert not config.runner("lmtp").queue
+    assert not config.runner("rest").queue
+    assert {"in", "pipeline", "out", "retry", "bad", "shunt"} <= set(config.switchboards)
+
+
+def test_a_queue_runner_class_refuses_queue_no(config: Configuration) -> None:
+    config.push("confused", "[runner.confused]\nqueue: no\n")
+    with pytest.raises(
+        ConfigurationError, match=r"\[runner.confused\], key 'queue'.*reads a queue"
+    ):
+        Runner("confused")
+    with pytest.raises(ConfigurationError, match=r"reads a queue"):
+        load_runner_class(config.runner("confused"))
+
+
+def test_a_runner_needs_a_site_not_settings_only(tmp_path: Path) -> None:
+    with Configuration(tmp_path) as settings:
+        settings.push("plain", "[runner.plain]\n")
+        with pytest.raises(ConfigurationError, match=r"needs a runnerkit.site.Site"):
+            Runner("plain", config=settings)
+        with use_config(settings), pytest.raises(NoConfigurationError, match="settings only"):
+            Runner("plain")
+
+
+def test_typed_sections_follow_the_stack(config: Configuration) -> None:
+    assert config.lmtp.port == 8024
+    assert config.master.stuck_after == timedelta(minutes=10)
+    with config.pushed("site", "[lmtp]\nport: 0\n[pipeline]\nhandlers: list-headers\n"):
+        assert config.lmtp.port == 0
+        assert config.pipeline.handlers == ("list-headers",)
+    assert config.pipeline.handlers == ("list-headers", "subject-prefix")
+    assert config.delivery.maildir == config.paths.var_dir / "maildir"
+    assert config.logging.path == config.paths.log_dir / "runnerkit.log"
 
 
 def test_path_template_with_an_unknown_variable_in_runner_defaults(
@@ -525,20 +569,24 @@ def test_switchboards_follow_the_queue_dir(config: Configuration) -> None:
 
 
 def test_runners_without_a_queue_have_no_switchboard(config: Configuration) -> None:
-    config.push("noqueue", f"[runner.noqueue]\nclass: {__name__}.NoQueueRunner\n")
+    config.push("noqueue", f"[runner.noqueue]\nclass: {__name__}.NoQueueRunner\nqueue: no\n")
     assert "noqueue" in config.runners
     assert "noqueue" not in config.switchboards
     runner = NoQueueRunner("noqueue", config=config)
     assert runner.switchboard is None
     assert runner.queue_directory is None
     assert runner._one_iteration() == 0
+    # A section that does not say queue: no would give it a queue it never reads.
+    config.push("forgot", "[runner.forgot]\n")
+    with pytest.raises(ConfigurationError, match=r"reads no queue.*set queue: no"):
+        NoQueueRunner("forgot", config=config)
 
 
 # A closed configuration.
 
 
-def test_a_closed_configuration_refuses_work(tmp_path: Path) -> None:
-    config = Configuration(tmp_path / "var")
+def test_a_closed_site_refuses_work(tmp_path: Path) -> None:
+    config = Site(tmp_path / "var")
     site = tmp_path / "site.cfg"
     site.write_text("[runner.test]\n")
     assert config.lists.names == []

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runnerkit.config import Configuration
 from runnerkit.master import running_master_pid
+from runnerkit.site import Site
 
 
 def run_demo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -38,7 +38,7 @@ def test_the_demo_delivers_every_message_and_stops_everything(tmp_path: Path) ->
     delivered = sorted(path.read_bytes() for path in maildir.iterdir())
     assert len(delivered) == 40
     assert all(b"List-Id: Demo <demo.example.com>" in text for text in delivered)
-    with Configuration(var_dir) as config:
+    with Site(var_dir) as config:
         assert running_master_pid(config) is None
 
 

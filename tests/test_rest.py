@@ -27,6 +27,7 @@ from runnerkit.errors import RunnerError
 from runnerkit.lists import MailingList
 from runnerkit.master import lock_paths
 from runnerkit.message import Message
+from runnerkit.runner import load_runner_class
 from runnerkit.runners.rest import RESTRunner
 
 #: The bound on every wait.  Generous for a loaded machine; a passing test waits far less.
@@ -336,8 +337,8 @@ def test_a_port_in_use_is_a_clear_error(config: Configuration) -> None:
 
 def test_rest_is_not_a_queue_runner_and_is_off_by_default(config: Configuration) -> None:
     settings = config.runner("rest")
-    assert settings.load_class() is RESTRunner
-    assert not settings.is_queue_runner
+    assert load_runner_class(settings) is RESTRunner
+    assert not settings.queue
     assert not settings.start
     assert "rest" not in config.switchboards
     assert RESTRunner("rest", config=config).switchboard is None

@@ -561,7 +561,13 @@ def test_the_third_recovery_goes_to_bad(
     for recovery in (1, 2):
         test_queue.dequeue(filebase)  # ... and the process crashes: the .bak stays
         assert test_queue.get_files(".bak") == [filebase]
-        Switchboard("test", test_queue.queue_directory, recover=True, config=config)
+        Switchboard(
+            "test",
+            test_queue.queue_directory,
+            recover=True,
+            bad=config.runner("bad").path,
+            clock=config.clock,
+        )
         assert test_queue.files == [filebase]
         assert test_queue.get_files(".bak") == []
         assert recoveries_of(pck) == recovery
@@ -615,7 +621,9 @@ def open_umask() -> Iterator[None]:
 def test_created_files_are_not_group_or_world_writable(
     open_umask: None, config: Configuration, tmp_path: Path, msg: Message
 ) -> None:
-    queue = Switchboard("perm", tmp_path / "perm", config=config)
+    queue = Switchboard(
+        "perm", tmp_path / "perm", bad=config.runner("bad").path, clock=config.clock
+    )
     first = queue.enqueue(msg)
     second = queue.enqueue(msg)
     queue.dequeue(first)

@@ -1,17 +1,35 @@
-"""Layered INI configuration, and the current configuration of the running code."""
+"""Layered INI configuration (settings only), and the current configuration of the running code."""
 
-from runnerkit.config.configuration import Configuration
+from runnerkit.config.configuration import CORE_QUEUES, Configuration
 from runnerkit.config.current import (
     current_config,
     reset_current_config,
     set_current_config,
     use_config,
 )
-from runnerkit.config.settings import Paths, RunnerSettings
+from runnerkit.config.settings import (
+    DeliverySettings,
+    GeneralSettings,
+    LMTPSettings,
+    LoggingSettings,
+    MasterSettings,
+    Paths,
+    PipelineSettings,
+    RESTSettings,
+    RunnerSettings,
+)
 
 __all__ = [
+    "CORE_QUEUES",
     "Configuration",
+    "DeliverySettings",
+    "GeneralSettings",
+    "LMTPSettings",
+    "LoggingSettings",
+    "MasterSettings",
     "Paths",
+    "PipelineSettings",
+    "RESTSettings",
     "RunnerSettings",
     "current_config",
     "reset_current_config",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import TYPE_CHECKING, Any
+from typing import Any, Self
 
 from runnerkit.config.layers import Layer, parse_layer, where
 from runnerkit.config.schema import (
@@ -18,26 +19,54 @@ from runnerkit.config.schema import (
     SECTIONS,
     Key,
 )
-from runnerkit.config.settings import Paths, RunnerSettings
+from runnerkit.config.settings import (
+    DeliverySettings,
+    GeneralSettings,
+    LMTPSettings,
+    LoggingSettings,
+    MasterSettings,
+    Paths,
+    PipelineSettings,
+    RESTSettings,
+    RunnerSettings,
+)
 from runnerkit.errors import ConfigurationError
 from runnerkit.typing import StrPath
-
-if TYPE_CHECKING:
-    from runnerkit.database import Database
-    from runnerkit.lists import ListManager
-    from runnerkit.switchboard import QueueClock, Switchboard
 
 #: The queues that exist in every configuration, whatever runners it names.
 CORE_QUEUES = ("bad", "shunt")
 
 
+@dataclass(frozen=True)
+class _Resolved:
+    """Everything the stack describes, computed once per push or pop."""
+
+    paths: Paths
+    runners: dict[str, RunnerSettings]
+    queue_names: tuple[str, ...]
+    general: GeneralSettings
+    master: MasterSettings
+    lmtp: LMTPSettings
+    pipeline: PipelineSettings
+    delivery: DeliverySettings
+    rest: RESTSettings
+    logging: LoggingSettings
+
+
 class Configuration:
-    """Layered configuration for one world or one process.
+    """Layered settings for one site or one process.
 
     The bottom layer holds the schema's defaults; :meth:`push` adds named layers of INI
     text on top and :meth:`pop` removes them, last in first out.  Every read sees the
-    topmost layer that sets a key.  A configuration owns what is built from it (its
-    switchboards, its database connection) and releases them in :meth:`close`.
+    topmost layer that sets a key.  A configuration is settings only: it never imports
+    a runner class and owns no queue, database or file.  A
+    :class:`~runnerkit.site.Site` is the configuration of a running system, and owns
+    those.
+
+    Each fixed section is read through a typed, frozen object (:attr:`master`,
+    :attr:`lmtp`, :attr:`delivery` ...), and each ``[runner.NAME]`` through
+    :meth:`runner`.  Every value was converted and range-checked when its layer was
+    pushed.
 
     :param var_dir: the directory every path derives from; by default ``var`` in the
         current directory, or whatever a layer sets as ``[paths] var_dir``.
@@ -50,16 +79,14 @@ class Configuration:
             defaults.sections["paths"]["var_dir"] = (text, text)
         self._defaults = defaults
         self._layers: list[Layer] = []
-        self._switchboard_cache: dict[tuple[str, Path], Switchboard] = {}
-        self._database: Database | None = None
-        self._clock: QueueClock | None = None
         self._closed = False
-        self._paths, self._runners, self._queues = self._resolve()
-        #: Every queue runner's switchboard by name, ``bad`` and ``shunt`` included.
-        self.switchboards: Mapping[str, Switchboard] = _Switchboards(self)
+        self._resolved = self._resolve()
 
     def __repr__(self) -> str:
-        return f"<Configuration var_dir={str(self._paths.var_dir)!r} layers={self.layers!r}>"
+        return (
+            f"<{type(self).__name__} var_dir={str(self.paths.var_dir)!r} "
+            f"layers={self.layers!r}>"
+        )
 
     # The stack.
 
@@ -71,8 +98,10 @@ class Configuration:
     def push(self, name: str, text: str) -> None:
         """Push INI *text* as a layer called *name*.
 
-        The push is all or nothing: when the new layer leaves any runner section
-        unusable (say, a ``class`` that cannot be imported), it is removed again.
+        The push is all or nothing: when the new layer leaves the stack unusable (say,
+        a path template that cannot be expanded), it is removed again.  A runner's
+        ``class`` is only checked to be a dotted name here; it is imported when a runner
+        is built (:func:`runnerkit.runner.load_runner_class`).
 
         :raises ConfigurationError: the name is taken, or the text is bad (the message
             names the layer, section, key and value).
@@ -86,7 +115,7 @@ class Configuration:
             )
         self._layers.append(layer)
         try:
-            self._paths, self._runners, self._queues = self._resolve()
+            self._resolved = self._resolve()
         except ConfigurationError:
             self._layers.pop()
             raise
@@ -110,13 +139,13 @@ class Configuration:
             )
         layer = self._layers.pop()
         try:
-            self._paths, self._runners, self._queues = self._resolve()
+            self._resolved = self._resolve()
         except ConfigurationError:
             self._layers.append(layer)
             raise
 
     @contextmanager
-    def pushed(self, name: str, text: str) -> Iterator[Configuration]:
+    def pushed(self, name: str, text: str) -> Iterator[Self]:
         """Push a layer for the ``with`` block and pop it afterwards, even on error.
 
         :raises ConfigurationError: the block left other layers above this one.
@@ -143,7 +172,7 @@ class Configuration:
     @classmethod
     def load(
         cls, config_files: Sequence[StrPath] = (), var_dir: StrPath | None = None
-    ) -> Configuration:
+    ) -> Self:
         """Build a configuration from files, as a command line describes it.
 
         The files are pushed in order over the defaults.  An explicit *var_dir* wins
@@ -168,7 +197,7 @@ class Configuration:
         :raises ConfigurationError: the schema has no such section or key.
         """
         if section == "paths" and key in SECTIONS["paths"]:
-            return getattr(self._paths, key)
+            return getattr(self.paths, key)
         if section.startswith(RUNNER_PREFIX) and section != RUNNER_DEFAULTS:
             name = section[len(RUNNER_PREFIX) :]
             return getattr(self.runner(name), "class_name" if key == "class" else key)
@@ -182,29 +211,17 @@ class Configuration:
             raise ConfigurationError(
                 f"section [{section}] has no key {key!r}; known keys: {', '.join(sorted(schema))}"
             )
-        found = self._lookup(section, key)
-        if found is None:  # pragma: no cover - the defaults layer sets every key
-            raise ConfigurationError(f"section [{section}] key {key!r} has no value")
-        value, layer = found
-        spec = schema[key]
-        if spec.is_path:
-            try:
-                return Path(Template(value).substitute(self._paths.substitutions())).absolute()
-            except (KeyError, ValueError) as error:
-                raise ConfigurationError(
-                    f"{where(layer, section, key, value)}: {error}"
-                ) from error
-        return value
+        return self._value(section, key, schema[key], self.paths)
 
     @property
     def paths(self) -> Paths:
         """The resolved directories."""
-        return self._paths
+        return self._resolved.paths
 
     @property
     def runners(self) -> Mapping[str, RunnerSettings]:
         """Every ``[runner.NAME]`` section, resolved, by name."""
-        return dict(self._runners)
+        return dict(self._resolved.runners)
 
     def runner(self, name: str) -> RunnerSettings:
         """The resolved settings of runner *name*.
@@ -212,71 +229,70 @@ class Configuration:
         :raises ConfigurationError: there is no ``[runner.NAME]`` section.
         """
         try:
-            return self._runners[name]
+            return self._resolved.runners[name]
         except KeyError:
             raise ConfigurationError(
                 f"no [runner.{name}] section in the configuration; "
-                f"known runners: {', '.join(sorted(self._runners))}"
+                f"known runners: {', '.join(sorted(self._resolved.runners))}"
             ) from None
 
     @property
-    def clock(self) -> QueueClock:
-        """The clock that stamps queue file names, shared by all of this config's queues."""
-        if self._clock is None:
-            from runnerkit.switchboard import QueueClock
+    def queue_names(self) -> tuple[str, ...]:
+        """The names of the queues: ``bad``, ``shunt`` and every runner with ``queue: yes``."""
+        return self._resolved.queue_names
 
-            self._clock = QueueClock()
-        return self._clock
+    @property
+    def general(self) -> GeneralSettings:
+        """The ``[runnerkit]`` section."""
+        return self._resolved.general
+
+    @property
+    def master(self) -> MasterSettings:
+        """The ``[master]`` section."""
+        return self._resolved.master
+
+    @property
+    def lmtp(self) -> LMTPSettings:
+        """The ``[lmtp]`` section."""
+        return self._resolved.lmtp
+
+    @property
+    def pipeline(self) -> PipelineSettings:
+        """The ``[pipeline]`` section."""
+        return self._resolved.pipeline
+
+    @property
+    def delivery(self) -> DeliverySettings:
+        """The ``[delivery]`` section."""
+        return self._resolved.delivery
+
+    @property
+    def rest(self) -> RESTSettings:
+        """The ``[rest]`` section."""
+        return self._resolved.rest
+
+    @property
+    def logging(self) -> LoggingSettings:
+        """The ``[logging]`` section."""
+        return self._resolved.logging
 
     @property
     def database_path(self) -> Path:
         """The SQLite database file, under the data dir."""
-        return self._paths.data_dir / "runnerkit.db"
-
-    @property
-    def database(self) -> Database:
-        """This thread's connection to the database, opened on first use.
-
-        SQLite connections belong to the thread that opened them; a thread of its own
-        (a server thread, say) opens another with ``Database(config.database_path)``.
-        """
-        self._check_open()
-        if self._database is None:
-            from runnerkit.database import Database
-
-            self._database = Database(self.database_path)
-        return self._database
-
-    @property
-    def lists(self) -> ListManager:
-        """The mailing lists in this configuration's database."""
-        from runnerkit.lists import ListManager
-
-        return ListManager(
-            self.database, default_language=self.get("runnerkit", "default_language")
-        )
-
-    def commit(self) -> None:
-        """Commit the database transaction, if the database has been opened."""
-        if self._database is not None:
-            self._database.commit()
-
-    def abort(self) -> None:
-        """Roll back the database transaction, if the database has been opened."""
-        if self._database is not None:
-            self._database.abort()
+        return self.paths.data_dir / "runnerkit.db"
 
     # Life cycle.
 
     def close(self) -> None:
-        """Release the database connection; the configuration cannot be used afterwards."""
-        if self._database is not None:
-            self._database.close()
-            self._database = None
-        self._switchboard_cache.clear()
+        """Mark the configuration closed: it cannot be pushed or popped afterwards."""
         self._closed = True
 
-    def __enter__(self) -> Configuration:
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -296,11 +312,31 @@ class Configuration:
                 return values[key][0], layer.name
         return None
 
-    def _resolve(self) -> tuple[Paths, dict[str, RunnerSettings], tuple[str, ...]]:
-        """Compute the paths, runner settings and queue names the stack describes.
+    def _value(self, section: str, key: str, spec: Key, paths: Paths) -> Any:
+        """The typed value of *key* in *section*; path templates expanded over *paths*."""
+        found = self._lookup(section, key)
+        if found is None:  # pragma: no cover - the defaults layer sets every key
+            raise ConfigurationError(f"section [{section}] key {key!r} has no value")
+        value, layer = found
+        if not spec.is_path:
+            return value
+        try:
+            return Path(Template(value).substitute(paths.substitutions())).absolute()
+        except (KeyError, ValueError) as error:
+            raise ConfigurationError(f"{where(layer, section, key, value)}: {error}") from error
 
-        Every runner's class is imported here, once per push or pop, so a bad class is
-        an error at once and reading ``switchboards`` imports nothing.
+    def _section(self, section: str, paths: Paths) -> dict[str, Any]:
+        """Every key of the fixed *section*, typed."""
+        return {
+            key: self._value(section, key, spec, paths) for key, spec in SECTIONS[section].items()
+        }
+
+    def _resolve(self) -> _Resolved:
+        """Compute everything the stack describes: paths, runners, queues, sections.
+
+        Nothing is imported and nothing is created on disk.
+
+        :raises ConfigurationError: a path template cannot be expanded.
         """
         var_dir_text, _ = self._lookup("paths", "var_dir") or ("var", "defaults")
         var_dir = Path(os.path.expanduser(var_dir_text)).absolute()
@@ -342,44 +378,23 @@ class Configuration:
                 start=values["start"][0],
                 max_restarts=values["max_restarts"][0],
                 sleep_time=values["sleep_time"][0],
+                queue=values["queue"][0],
                 class_layer=values["class"][1],
             )
-            if settings.load_class().is_queue_runner or name in CORE_QUEUES:
+            if settings.queue or name in CORE_QUEUES:
                 queues.append(name)
             runners[name] = settings
-        return paths, runners, tuple(queues)
-
-    def _queue_names(self) -> tuple[str, ...]:
-        return self._queues
-
-    def _switchboard(self, name: str) -> Switchboard:
-        from runnerkit.switchboard import Switchboard
-
-        settings = self.runner(name)
-        key = (name, settings.path)
-        switchboard = self._switchboard_cache.get(key)
-        if switchboard is None:
-            switchboard = Switchboard(name, settings.path, config=self)
-            self._switchboard_cache[key] = switchboard
-        return switchboard
-
-
-class _Switchboards(Mapping[str, "Switchboard"]):
-    """A live view of a configuration's switchboards, in step with its stack."""
-
-    def __init__(self, config: Configuration) -> None:
-        self._config = config
-
-    def __getitem__(self, name: str) -> Switchboard:
-        if name not in self._config._queue_names():
-            raise KeyError(name)
-        return self._config._switchboard(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._config._queue_names())
-
-    def __len__(self) -> int:
-        return len(self._config._queue_names())
-
-    def __repr__(self) -> str:
-        return f"<switchboards {sorted(self)!r}>"
+        pipeline = self._section("pipeline", paths)
+        pipeline["handlers"] = tuple(pipeline["handlers"].split())
+        return _Resolved(
+            paths=paths,
+            runners=runners,
+            queue_names=tuple(queues),
+            general=GeneralSettings(**self._section("runnerkit", paths)),
+            master=MasterSettings(**self._section("master", paths)),
+            lmtp=LMTPSettings(**self._section("lmtp", paths)),
+            pipeline=PipelineSettings(**pipeline),
+            delivery=DeliverySettings(**self._section("delivery", paths)),
+            rest=RESTSettings(**self._section("rest", paths)),
+            logging=LoggingSettings(**self._section("logging", paths)),
+        )

@@ -18,8 +18,12 @@ from runnerkit.config.values import (
     as_dotted_name,
     as_duration,
     as_language,
+    as_listen_port,
+    as_port,
+    as_positive_count,
     as_power_of_two,
     as_text,
+    one_of,
     path_template,
 )
 
@@ -57,7 +61,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
     },
     "lmtp": {
         "host": Key(as_text, "the address the LMTP server listens on"),
-        "port": Key(as_count, "the LMTP port (0: any free port)"),
+        "port": Key(as_listen_port, "the LMTP port (0: any free port)"),
         "max_message_size": Key(as_count, "largest message accepted, in bytes (0: no limit)"),
     },
     "pipeline": {
@@ -65,18 +69,22 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "subject_prefix": Key(as_text, "prefix for Subject, {list_name}/{display_name}; 'none'"),
     },
     "delivery": {
-        "method": Key(as_text, "maildir (a Maildir per list under the var dir) or smtp"),
+        "method": Key(
+            one_of("maildir", "smtp"), "maildir (a Maildir per list under the var dir) or smtp"
+        ),
         "maildir": Key(path_template(PATH_VARIABLES), "where the Maildirs live", is_path=True),
         "smtp_host": Key(as_text, "the smarthost"),
-        "smtp_port": Key(as_count, "the smarthost's port"),
-        "max_attempts": Key(as_count, "delivery attempts before a failure is permanent"),
+        "smtp_port": Key(as_port, "the smarthost's port"),
+        "max_attempts": Key(
+            as_positive_count, "delivery attempts before a failure is permanent"
+        ),
     },
     "rest": {
         "host": Key(as_text, "the address the REST API listens on"),
-        "port": Key(as_count, "the REST API port (0: any free port)"),
+        "port": Key(as_listen_port, "the REST API port (0: any free port)"),
     },
     "logging": {
-        "level": Key(as_text, "debug, info, warning or error"),
+        "level": Key(one_of("debug", "info", "warning", "error"), "debug, info, warning or error"),
         "path": Key(path_template(PATH_VARIABLES), "the log file", is_path=True),
     },
 }
@@ -95,6 +103,7 @@ RUNNER_KEYS: dict[str, Key] = {
     "start": Key(as_bool, "whether the master starts this runner"),
     "max_restarts": Key(as_count, "restarts allowed within the restart window"),
     "sleep_time": Key(as_duration, "how long an idle runner sleeps between passes"),
+    "queue": Key(as_bool, "whether the runner reads a queue (no for protocol servers)"),
 }
 
 #: The bottom layer: the value of every key unless a pushed layer overrides it.
@@ -147,6 +156,7 @@ instances: 1
 start: yes
 max_restarts: 10
 sleep_time: 1s
+queue: yes
 
 # Messages that could not be read, or that failed too often, are preserved here.
 [runner.bad]
@@ -159,6 +169,7 @@ start: no
 # The built-in pipeline: lmtp -> in -> pipeline -> out (-> retry -> out).
 [runner.lmtp]
 class: runnerkit.runners.lmtp.LMTPRunner
+queue: no
 
 [runner.in]
 class: runnerkit.runners.incoming.IncomingRunner
@@ -176,4 +187,5 @@ sleep_time: 1m
 [runner.rest]
 class: runnerkit.runners.rest.RESTRunner
 start: no
+queue: no
 """

@@ -1,17 +1,15 @@
-"""Typed views of resolved configuration: the paths, and each runner's settings."""
+"""Typed views of resolved configuration: the paths, each runner, and each fixed section.
+
+A :class:`~runnerkit.config.Configuration` builds these once per push or pop, from the
+values its layers hold (already converted and range-checked by the schema), so code that
+reads a setting gets a typed attribute, never ``Any`` from a string look-up.
+"""
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from runnerkit.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from runnerkit.runner import Runner
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class RunnerSettings:
     """The resolved ``[runner.NAME]`` section of one runner."""
 
     name: str
-    #: Dotted name of the Runner subclass.
+    #: Dotted name of the Runner subclass; imported only when a runner is built.
     class_name: str
     #: The runner's queue directory, whether or not it is a queue runner.
     path: Path
@@ -48,38 +46,91 @@ class RunnerSettings:
     start: bool
     max_restarts: int
     sleep_time: timedelta
+    #: Whether the runner reads a queue (``queue: yes``, the default); the LMTP and
+    #: REST runners serve a protocol instead.  Known without importing the class.
+    queue: bool = True
     #: The layer that set ``class``, for error messages.
     class_layer: str = "defaults"
 
-    def load_class(self) -> type[Runner]:
-        """Import and return the runner class named by ``class``.
-
-        :raises ConfigurationError: the class cannot be imported or is not a Runner.
-        """
-        from runnerkit.runner import Runner
-
-        place = (
-            f"layer {self.class_layer!r}, section [runner.{self.name}], "
-            f"key 'class', value {self.class_name!r}"
-        )
-        module_name, _, attribute = self.class_name.rpartition(".")
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as error:  # a module may raise anything while it is imported
-            raise ConfigurationError(
-                f"{place}: cannot import module {module_name!r}: {error}"
-            ) from error
-        try:
-            cls = getattr(module, attribute)
-        except AttributeError as error:
-            raise ConfigurationError(
-                f"{place}: module {module_name!r} has no attribute {attribute!r}"
-            ) from error
-        if not (isinstance(cls, type) and issubclass(cls, Runner)):
-            raise ConfigurationError(f"{place}: not a subclass of runnerkit.runner.Runner")
-        return cls
-
     @property
     def is_queue_runner(self) -> bool:
-        """Whether the runner's class reads a queue (LMTP and REST runners do not)."""
-        return self.load_class().is_queue_runner
+        """Whether the runner reads a queue: the section's ``queue`` key."""
+        return self.queue
+
+
+@dataclass(frozen=True)
+class GeneralSettings:
+    """``[runnerkit]``: settings of the whole site."""
+
+    #: Language of lists and senders that set none, such as ``en``.
+    default_language: str
+
+
+@dataclass(frozen=True)
+class MasterSettings:
+    """``[master]``: how the master restarts and watches its runner processes."""
+
+    #: Failures older than this are forgotten.
+    restart_window: timedelta
+    #: Pause before the first restart after a failure; doubled for each further one.
+    backoff_base: timedelta
+    #: Longest pause between restarts.
+    backoff_max: timedelta
+    #: How long to wait for runners to stop before killing them.
+    stop_timeout: timedelta
+    #: A runner on one message this long is killed; zero turns the watchdog off.
+    stuck_after: timedelta
+
+
+@dataclass(frozen=True)
+class LMTPSettings:
+    """``[lmtp]``: the LMTP server (RFC 2033) that accepts mail into the ``in`` queue."""
+
+    host: str
+    #: 1 to 65535, or 0 for any free port.
+    port: int
+    #: Largest message accepted, in bytes; 0 for no limit.
+    max_message_size: int
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """``[pipeline]``: what the pipeline runner does to each message."""
+
+    #: Handler names, in order.
+    handlers: tuple[str, ...]
+    #: Subject prefix template with ``{list_name}``/``{display_name}``, or ``none``.
+    subject_prefix: str
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """``[delivery]``: how the outgoing runner delivers."""
+
+    #: ``maildir`` or ``smtp``.
+    method: str
+    #: Where the Maildirs live, one per list.
+    maildir: Path
+    smtp_host: str
+    #: 1 to 65535.
+    smtp_port: int
+    #: Delivery attempts before a failure is permanent, 1 or more.
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class RESTSettings:
+    """``[rest]``: the REST status API."""
+
+    host: str
+    #: 1 to 65535, or 0 for any free port.
+    port: int
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """``[logging]``: the log file and its level."""
+
+    #: ``debug``, ``info``, ``warning`` or ``error``.
+    level: str
+    path: Path

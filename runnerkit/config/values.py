@@ -64,6 +64,52 @@ def as_count(value: str) -> int:
     return number
 
 
+def as_positive_count(value: str) -> int:
+    """A whole number, 1 or more."""
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ValueError("expected a whole number, 1 or more") from None
+    if number < 1:
+        raise ValueError("expected a whole number, 1 or more")
+    return number
+
+
+def as_port(value: str) -> int:
+    """A TCP port to connect to: 1 to 65535 (RFC 6335, section 6)."""
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ValueError("expected a port number from 1 to 65535") from None
+    if not 1 <= number <= 65535:
+        raise ValueError("expected a port number from 1 to 65535")
+    return number
+
+
+def as_listen_port(value: str) -> int:
+    """A TCP port to listen on: 1 to 65535, or 0 for any free port the system picks."""
+    expected = "expected a port number from 1 to 65535, or 0 for any free port"
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ValueError(expected) from None
+    if not 0 <= number <= 65535:
+        raise ValueError(expected)
+    return number
+
+
+def one_of(*choices: str) -> Converter:
+    """Make a converter that accepts one of *choices*, case-insensitively, as lower case."""
+
+    def as_choice(value: str) -> str:
+        word = value.strip().lower()
+        if word not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return word
+
+    return as_choice
+
+
 def as_power_of_two(value: str) -> int:
     """A power of two from 1 to 1024: slices split the digest space exactly."""
     try:

@@ -63,7 +63,7 @@ def subject_prefix(config: Configuration) -> Handler:
 
     :raises ConfigurationError: the prefix uses another field or is not a valid format.
     """
-    template = str(config.get("pipeline", "subject_prefix")).strip()
+    template = config.pipeline.subject_prefix.strip()
     if template.lower() == NO_PREFIX:
         template = ""
     try:
@@ -100,7 +100,7 @@ def load_handlers(config: Configuration) -> list[tuple[str, Handler]]:
     :raises ConfigurationError: a name is not a known handler, or a handler's own
         settings are wrong.
     """
-    names = str(config.get("pipeline", "handlers")).split()
+    names = config.pipeline.handlers
     unknown = [name for name in names if name not in HANDLERS]
     if unknown:
         raise ConfigurationError(

@@ -42,7 +42,7 @@ from runnerkit.database import Database
 from runnerkit.errors import RunnerError
 from runnerkit.lists import ListManager, MailingList
 from runnerkit.message import Message, message_from_bytes
-from runnerkit.runner import Runner
+from runnerkit.runner import Runner, Until, refuse_until
 
 if TYPE_CHECKING:
     from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -204,30 +204,30 @@ class LMTPRunner(Runner):
     ) -> None:
         super().__init__(name, slice, config=config)
         #: The address the server listens on.
-        self.host: str = self.config.get("lmtp", "host")
+        self.host: str = self.config.lmtp.host
         #: The port it listens on: the configured one, or the bound one once
         #: :attr:`ready` is set (useful with ``port: 0``).
-        self.port: int = self.config.get("lmtp", "port")
+        self.port: int = self.config.lmtp.port
         #: The largest message accepted, in bytes; 0 for no limit.
-        self.max_message_size: int = self.config.get("lmtp", "max_message_size")
+        self.max_message_size: int = self.config.lmtp.max_message_size
         #: Set while the server is listening.
         self.ready = threading.Event()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
 
-    def run(self) -> None:
+    def run(self, until: Until | None = None) -> None:
         """Serve LMTP until :meth:`stop` is called, then end every session and return.
 
-        :raises RunnerError: the server cannot listen on its address.
+        :raises RunnerError: the server cannot listen on its address, or *until* was
+            given (a server takes no condition).
         """
+        refuse_until(self, until)
         # sqlite3 connections belong to the thread that opened them, and run() may not
         # be on the configuration's thread: the server has a connection of its own.
         database = Database(self.config.database_path)
         try:
-            lists = ListManager(
-                database, default_language=self.config.get("runnerkit", "default_language")
-            )
+            lists = self.config.lists_in(database)
             handler = ListDelivery(lists, self.config.switchboards[INCOMING_QUEUE])
             with asyncio.Runner() as runner:
                 runner.run(self._serve(handler))

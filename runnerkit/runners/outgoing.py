@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runnerkit.database import Database
-from runnerkit.errors import ConfigurationError, RunnerError
+from runnerkit.errors import RunnerError
 from runnerkit.fsio import fsync_directory, make_directories
 from runnerkit.message import Message
 from runnerkit.runner import Runner
@@ -119,8 +119,8 @@ def is_permanent(code: int | None) -> bool:
 class OutgoingRunner(Runner):
     """Deliver list messages by ``[delivery] method``; see the module's documentation.
 
-    :raises ConfigurationError: ``[delivery] method`` is not a known method, or
-        ``max_attempts`` is 0.
+    The settings come from ``[delivery]``, whose method and attempts the schema checked
+    when their layer was pushed.
     """
 
     is_queue_runner = True
@@ -129,27 +129,17 @@ class OutgoingRunner(Runner):
         self, name: str, slice: int | None = None, *, config: Configuration | None = None
     ) -> None:
         super().__init__(name, slice, config=config)
-        method = str(self.config.get("delivery", "method")).strip().lower()
-        if method not in METHODS:
-            raise ConfigurationError(
-                f"[delivery] method {method!r} is not a delivery method; "
-                f"use one of: {', '.join(METHODS)}"
-            )
-        max_attempts = int(self.config.get("delivery", "max_attempts"))
-        if max_attempts < 1:
-            raise ConfigurationError(
-                f"[delivery] max_attempts {max_attempts} allows no delivery; use 1 or more"
-            )
+        delivery = self.config.delivery
         #: ``maildir`` or ``smtp``.
-        self.method = method
+        self.method = delivery.method
         #: Attempts after which a temporary failure counts as permanent.
-        self.max_attempts = max_attempts
+        self.max_attempts = delivery.max_attempts
         #: The directory holding one Maildir per list.
-        self.maildir: Path = self.config.get("delivery", "maildir")
+        self.maildir: Path = delivery.maildir
         #: The smarthost.
-        self.smtp_host = str(self.config.get("delivery", "smtp_host"))
+        self.smtp_host = delivery.smtp_host
         #: The smarthost's port.
-        self.smtp_port = int(self.config.get("delivery", "smtp_port"))
+        self.smtp_port = delivery.smtp_port
 
     def _dispose(self, mlist: MailingList | None, msg: Message, msgdata: MsgData) -> bool:
         if mlist is None:

@@ -27,9 +27,8 @@ from urllib.parse import urlsplit
 
 from runnerkit.database import Database
 from runnerkit.errors import RunnerError
-from runnerkit.lists import ListManager
 from runnerkit.master import lock_paths
-from runnerkit.runner import Runner
+from runnerkit.runner import Runner, Until, refuse_until
 from runnerkit.switchboard import queue_depths
 
 if TYPE_CHECKING:
@@ -58,9 +57,9 @@ class RESTRunner(Runner):
     ) -> None:
         super().__init__(name, slice, config=config)
         #: The address the server listens on.
-        self.host: str = str(self.config.get("rest", "host"))
+        self.host: str = self.config.rest.host
         #: The port: the configured one, then the bound one once :attr:`ready` is set.
-        self.port: int = int(self.config.get("rest", "port"))
+        self.port: int = self.config.rest.port
         #: Set once the server listens, so that :attr:`port` is the bound port.
         self.ready = threading.Event()
         # Handler threads share the configuration's switchboards; one request at a time.
@@ -72,11 +71,13 @@ class RESTRunner(Runner):
             "/lists": self.lists,
         }
 
-    def run(self) -> None:
+    def run(self, until: Until | None = None) -> None:
         """Serve until :meth:`stop` is called, then close the server.
 
-        :raises RunnerError: the server cannot listen on the configured address.
+        :raises RunnerError: the server cannot listen on the configured address, or
+            *until* was given (a server takes no condition).
         """
+        refuse_until(self, until)
         try:
             server = self._make_server()
             thread = threading.Thread(
@@ -140,9 +141,7 @@ class RESTRunner(Runner):
         # A connection of its own: SQLite connections belong to the thread that made them.
         database = Database(self.config.database_path)
         try:
-            manager = ListManager(
-                database, default_language=self.config.get("runnerkit", "default_language")
-            )
+            manager = self.config.lists_in(database)
             return {
                 "lists": [
                     {

@@ -96,7 +96,7 @@ def make_sybil(
     :param fixtures: pytest fixtures to put in every document's namespace.
     :param path: the directory *patterns* are relative to; by default the directory
         of the file that called this function (your ``conftest.py``).
-    :raises RunnerkitError: a parser name is unknown.
+    :raises UnknownParserError: a parser name is unknown.
     """
     if path is None:
         path = _caller_directory()

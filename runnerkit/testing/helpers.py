@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import Any, NamedTuple, TypeVar
 
-from runnerkit.config import Configuration, current_config
-from runnerkit.errors import RunnerkitError
+from runnerkit.errors import QueueCountError
 from runnerkit.lists import MailingList
 from runnerkit.message import Message
 from runnerkit.runner import Runner
+from runnerkit.site import Site, current_site
 from runnerkit.typing import MsgData
 
 R = TypeVar("R", bound=Runner)
@@ -46,13 +47,13 @@ def dump_list(items: Iterable[Any], key: Callable[[Any], Any] | None = None) -> 
 
 
 def create_list(
-    fqdn_listname: str, *, config: Configuration | None = None, **kws: Any
+    fqdn_listname: str, *, config: Site | None = None, **kws: Any
 ) -> MailingList:
     """Create a mailing list in the current (or given) configuration's database.
 
     Keyword arguments go to :meth:`runnerkit.lists.ListManager.create`.
     """
-    return (config or current_config()).lists.create(fqdn_listname, **kws)
+    return (config or current_site()).lists.create(fqdn_listname, **kws)
 
 
 def get_queue_messages(
@@ -60,22 +61,22 @@ def get_queue_messages(
     *,
     sort_on: str | None = None,
     expected_count: int | None = None,
-    config: Configuration | None = None,
+    config: Site | None = None,
 ) -> list[QueueItem]:
     """Take every message out of queue *name* and return them, oldest first.
 
     :param sort_on: sort by the value of this header instead.
     :param expected_count: check that there were exactly this many.
-    :raises RunnerkitError: the count is not the expected one.
+    :raises QueueCountError: the count is not the expected one.
     """
-    switchboard = (config or current_config()).switchboards[name]
+    switchboard = (config or current_site()).switchboards[name]
     items = []
     for filebase in switchboard.files:
         msg, msgdata = switchboard.dequeue(filebase)
         switchboard.finish(filebase)
         items.append(QueueItem(msg, msgdata))
     if expected_count is not None and len(items) != expected_count:
-        raise RunnerkitError(
+        raise QueueCountError(
             f"queue {name!r} held {len(items)} messages, expected {expected_count}"
         )
     if sort_on is not None:
@@ -88,33 +89,24 @@ def make_testable_runner(
     name: str | None = None,
     predicate: Callable[[R], bool] | None = None,
     *,
-    config: Configuration | None = None,
+    config: Site | None = None,
 ) -> R:
     """Build a runner whose :meth:`~Runner.run` returns once its work is done.
 
-    The runner never sleeps.  It stops when *predicate* (called with the runner after
-    every message and every pass) returns true; by default, when its queue is empty.
+    The runner is an ordinary instance of *runner_class*: it never sleeps
+    (``sleep_time`` is zero) and its :attr:`~Runner.until` is *predicate*, called with
+    the runner after every message and every pass; by default, the queue is empty.
 
     :param name: the runner's section name; by default the class name, lower-cased,
         without a ``Runner`` suffix.
     """
     if name is None:
         name = runner_class.__name__.removesuffix("Runner").lower() or "runner"
-
-    def queue_is_empty(runner: R) -> bool:
-        return runner.switchboard is None or not runner.switchboard.files
-
-    stop_when = predicate or queue_is_empty
-
-    class TestableRunner(runner_class):  # type: ignore[valid-type, misc]
-        def _do_periodic(self) -> None:
-            super()._do_periodic()
-            if stop_when(self):
-                self.stop()
-
-        def _snooze(self, filecnt: int) -> None:
-            return
-
-    TestableRunner.__name__ = TestableRunner.__qualname__ = f"Testable{runner_class.__name__}"
-    runner: R = TestableRunner(name, config=config)
+    runner = runner_class(name, config=config)
+    runner.sleep_time = timedelta(0)
+    runner.until = predicate or _queue_is_empty  # type: ignore[assignment]
     return runner
+
+
+def _queue_is_empty(runner: Runner) -> bool:
+    return runner.switchboard is None or not runner.switchboard.files

@@ -20,7 +20,7 @@ from sybil.parsers.markdown.lexers import DirectiveInHTMLCommentLexer
 from sybil.parsers.rest.lexers import DirectiveInCommentLexer
 from sybil.typing import Parser
 
-from runnerkit.errors import RunnerkitError
+from runnerkit.errors import UnknownParserError
 
 #: The kinds of example a spec can hold, in the order Sybil is given their parsers.
 PARSER_NAMES = ("doctest", "codeblock", "skip", "clear-namespace")
@@ -100,7 +100,7 @@ class SpecParser:
     :param parsers: example kinds from :data:`PARSER_NAMES`, or parser callables of
         your own, which are given every document whatever its suffix.
     :param optionflags: doctest option flags for ``>>>`` examples.
-    :raises RunnerkitError: a name is not one of :data:`PARSER_NAMES`.
+    :raises UnknownParserError: a name is not one of :data:`PARSER_NAMES`.
     """
 
     def __init__(self, parsers: Iterable[str | Parser], optionflags: int) -> None:
@@ -110,7 +110,7 @@ class SpecParser:
             if isinstance(parser, str):
                 if parser not in PARSER_NAMES:
                     allowed = ", ".join(repr(name) for name in PARSER_NAMES)
-                    raise RunnerkitError(
+                    raise UnknownParserError(
                         f"unknown spec parser {parser!r}: use one of {allowed},"
                         " or pass a Sybil parser object"
                     )

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from sybil.integration.pytest import SybilFile
 
-from runnerkit.config import Configuration
 from runnerkit.lists import MailingList
+from runnerkit.site import Site
 from runnerkit.testing import helpers
 from runnerkit.testing.ordering import DocumentOrder
 from runnerkit.testing.timecontrol import TimeFactory, TimeFreezer, keep_pytest_timing_real
@@ -47,7 +47,7 @@ def world(tmp_path: Any) -> Iterator[World]:
 
 
 @pytest.fixture
-def config(world: World) -> Configuration:
+def config(world: World) -> Site:
     """The world's configuration."""
     return world.config
 

@@ -1,8 +1,9 @@
 """A :class:`World`: one isolated runnerkit installation for one spec or test.
 
-A world owns a temporary var dir (queues, logs, database) and a :class:`Configuration`
-over it, and makes that configuration current while it is open.  Closing the world
-discards all of it, whatever layers were pushed, so nothing reaches the next spec.
+A world owns a temporary var dir (queues, logs, database) and a
+:class:`~runnerkit.site.Site` over it, and makes that site current while it is open.
+Closing the world discards all of it, whatever layers were pushed, so nothing reaches
+the next spec.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from types import TracebackType
 
 from runnerkit.config import Configuration, reset_current_config, set_current_config
-from runnerkit.errors import RunnerkitError
+from runnerkit.errors import WorldError
+from runnerkit.site import Site
 from runnerkit.typing import StrPath
 
 
@@ -29,7 +31,7 @@ class World:
     def __init__(self, var_dir: StrPath | None = None, *, prefix: str = "runnerkit-") -> None:
         self._given_var_dir = None if var_dir is None else Path(var_dir)
         self._prefix = prefix
-        self._config: Configuration | None = None
+        self._config: Site | None = None
         self._token: Token[Configuration | None] | None = None
         self._temporary: Path | None = None
 
@@ -38,13 +40,13 @@ class World:
         return f"<World {state} at {str(self.var_dir) if self._config else '-'}>"
 
     @property
-    def config(self) -> Configuration:
+    def config(self) -> Site:
         """The world's configuration.
 
-        :raises RunnerkitError: the world is not open.
+        :raises WorldError: the world is not open.
         """
         if self._config is None:
-            raise RunnerkitError("this World is not open; call open() or use it in a with block")
+            raise WorldError("this World is not open; call open() or use it in a with block")
         return self._config
 
     @property
@@ -55,17 +57,17 @@ class World:
     def open(self) -> World:
         """Create the var dir and configuration, and make the configuration current.
 
-        :raises RunnerkitError: the world is open already.
+        :raises WorldError: the world is open already.
         """
         if self._config is not None:
-            raise RunnerkitError("this World is open already")
+            raise WorldError("this World is open already")
         if self._given_var_dir is None:
             self._temporary = Path(tempfile.mkdtemp(prefix=self._prefix))
             var_dir = self._temporary
         else:
             var_dir = self._given_var_dir
             var_dir.mkdir(parents=True, exist_ok=True)
-        self._config = Configuration(var_dir)
+        self._config = Site(var_dir)
         self._token = set_current_config(self._config)
         return self
 

@@ -225,12 +225,20 @@ def test_a_recovery_killed_half_way_does_not_strand_its_message(
     # beside it.  The next runner, starting a moment later, must recover the message
     # anyway, not wait for the leftover to grow old: under chaos, a message that waits
     # for a later restart may wait for ever.
-    queue = Switchboard("chaos", tmp_path / "chaos", config=config)
+    queue = Switchboard(
+        "chaos", tmp_path / "chaos", bad=config.runner("bad").path, clock=config.clock
+    )
     filebase = queue.enqueue(message_from_string(MESSAGE), mid=1)
     queue.dequeue(filebase)
     (queue.queue_directory / f"{filebase}.pck.tmp").write_bytes(b"RKQ1 half")
 
-    Switchboard("chaos", queue.queue_directory, recover=True, config=config)
+    Switchboard(
+        "chaos",
+        queue.queue_directory,
+        recover=True,
+        bad=config.runner("bad").path,
+        clock=config.clock,
+    )
     assert queue_entries(queue.queue_directory) == [f"{filebase}.pck"]
     message, metadata = queue.dequeue(filebase)
     assert metadata["mid"] == 1

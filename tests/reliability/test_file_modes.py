@@ -15,9 +15,9 @@ from pathlib import Path
 CHILD = """
 import logging, os, sys
 os.umask(0)
-from runnerkit.config import Configuration
+from runnerkit.site import Site
 from runnerkit.logs import configure_logging
-with Configuration(sys.argv[1]) as config:
+with Site(sys.argv[1]) as config:
     configure_logging(config)
     logging.getLogger("runnerkit.test").warning("a line")
     config.lists.create("ants@example.com")

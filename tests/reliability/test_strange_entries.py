@@ -54,7 +54,12 @@ def enqueue_for(processes: RunnerProcesses, tally: Switchboard, tag: str) -> Non
     *tally*, so the runner never sees a file that its user does not own.
     """
     config = processes.world.config
-    staging = Switchboard("staging", processes.workdir.parent / "staging", config=config)
+    staging = Switchboard(
+        "staging",
+        processes.workdir.parent / "staging",
+        bad=config.runner("bad").path,
+        clock=config.clock,
+    )
     filebase = enqueue(staging, tag)
     path = staging.queue_directory / f"{filebase}.pck"
     if processes.user is not None:

@@ -12,18 +12,24 @@ import os
 import sys
 from pathlib import Path
 
-from runnerkit.config import Configuration, use_config
+from runnerkit.config import use_config
 from runnerkit.message import message_from_string
+from runnerkit.site import Site
 from runnerkit.switchboard import Switchboard
 
 
 def main() -> int:
     os.umask(0)
     base = Path(sys.argv[1])
-    with Configuration(base / "deep" / "var") as config, use_config(config):
+    with Site(base / "deep" / "var") as config, use_config(config):
         # A queue at a path of its own, with missing parents; preserving a file in bad
         # creates a queue of the configuration, var/queue/bad, and its parents.
-        queue = Switchboard("modes", base / "elsewhere" / "a" / "b" / "modes", config=config)
+        queue = Switchboard(
+            "modes",
+            base / "elsewhere" / "a" / "b" / "modes",
+            bad=config.runner("bad").path,
+            clock=config.clock,
+        )
         msg = message_from_string("From: a@example.com\nSubject: modes\n\nModes.\n")
         _kept, preserved, recovered, taken = (queue.enqueue(msg, tag=tag) for tag in range(4))
         queue.dequeue(preserved)

@@ -1,0 +1,151 @@
+"""The :class:`Site`: one running system, its configuration and everything built from it.
+
+A configuration is settings only.  A site is a configuration put to work over its var
+dir: it owns the switchboards of its queues (all stamped by one clock, so FIFO holds
+across them), this thread's connection to the SQLite database, the mailing lists in it,
+and the transaction that a runner commits or aborts once per message.  Whoever runs
+code against a var dir makes one site and closes it: a world in the harness, a runner
+process, the master and each CLI command.
+
+The site whose code is running is the *current* one (:func:`current_site`); runners
+built without ``config=`` use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from runnerkit.config import Configuration, current_config
+from runnerkit.database import Database
+from runnerkit.errors import NoConfigurationError
+from runnerkit.lists import ListManager
+from runnerkit.switchboard import QueueClock, Switchboard
+from runnerkit.typing import StrPath
+
+
+class Site(Configuration):
+    """A configuration and the running system over its var dir.
+
+    Everything a :class:`~runnerkit.config.Configuration` does (``push``, ``pop``,
+    typed sections, ``runner(name)``) works the same; a site adds what is built from it.
+    Nothing is created on disk until it is used: a switchboard's directory when the
+    switchboard is first looked up, the database when it is first opened.
+
+    :param var_dir: as for :class:`~runnerkit.config.Configuration`.
+    """
+
+    def __init__(self, var_dir: StrPath | None = None) -> None:
+        super().__init__(var_dir)
+        self._switchboard_cache: dict[tuple[str, Path], Switchboard] = {}
+        self._database: Database | None = None
+        #: The clock that stamps queue file names, shared by all of this site's queues.
+        self.clock = QueueClock()
+        #: Every queue's switchboard by name, ``bad`` and ``shunt`` included; a live
+        #: view, in step with the stack.
+        self.switchboards: Mapping[str, Switchboard] = _Switchboards(self)
+
+    def switchboard(
+        self, name: str, slice: int | None = None, numslices: int = 1, *, recover: bool = False
+    ) -> Switchboard:
+        """A new switchboard over queue *name*'s directory, for one *slice* of it.
+
+        It shares this site's clock and ``bad`` queue.  A runner builds its own this way.
+
+        :raises ConfigurationError: there is no ``[runner.NAME]`` section.
+        :raises QueueError: the slice is impossible, or the directory cannot be created.
+        """
+        return Switchboard(
+            name,
+            self.runner(name).path,
+            slice,
+            numslices,
+            recover=recover,
+            bad=self.runner("bad").path,
+            clock=self.clock,
+        )
+
+    @property
+    def database(self) -> Database:
+        """This thread's connection to the database, opened on first use.
+
+        SQLite connections belong to the thread that opened them; a thread of its own
+        (a server thread, say) opens another with ``Database(site.database_path)``.
+
+        :raises ConfigurationError: the site is closed.
+        :raises DatabaseError: the database cannot be opened.
+        """
+        self._check_open()
+        if self._database is None:
+            self._database = Database(self.database_path)
+        return self._database
+
+    @property
+    def lists(self) -> ListManager:
+        """The mailing lists in this site's database."""
+        return self.lists_in(self.database)
+
+    def lists_in(self, database: Database) -> ListManager:
+        """The mailing lists in *database*, a connection of another thread's own."""
+        return ListManager(database, default_language=self.general.default_language)
+
+    def commit(self) -> None:
+        """Commit the database transaction, if the database has been opened."""
+        if self._database is not None:
+            self._database.commit()
+
+    def abort(self) -> None:
+        """Roll back the database transaction, if the database has been opened."""
+        if self._database is not None:
+            self._database.abort()
+
+    def close(self) -> None:
+        """Release the database connection; the site cannot be used afterwards."""
+        if self._database is not None:
+            self._database.close()
+            self._database = None
+        self._switchboard_cache.clear()
+        super().close()
+
+    def _cached_switchboard(self, name: str) -> Switchboard:
+        path = self.runner(name).path
+        switchboard = self._switchboard_cache.get((name, path))
+        if switchboard is None:
+            switchboard = self.switchboard(name)
+            self._switchboard_cache[name, path] = switchboard
+        return switchboard
+
+
+class _Switchboards(Mapping[str, Switchboard]):
+    """A live view of a site's switchboards, in step with its stack."""
+
+    def __init__(self, site: Site) -> None:
+        self._site = site
+
+    def __getitem__(self, name: str) -> Switchboard:
+        if name not in self._site.queue_names:
+            raise KeyError(name)
+        return self._site._cached_switchboard(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._site.queue_names)
+
+    def __len__(self) -> int:
+        return len(self._site.queue_names)
+
+    def __repr__(self) -> str:
+        return f"<switchboards {sorted(self)!r}>"
+
+
+def current_site() -> Site:
+    """The site whose code is running: the current configuration, which must be a site.
+
+    :raises NoConfigurationError: nothing is current, or only a plain configuration.
+    """
+    config = current_config()
+    if not isinstance(config, Site):
+        raise NoConfigurationError(
+            f"the current configuration {config!r} is settings only; runners, queues and "
+            "lists need a runnerkit.site.Site: make one current with use_config(site)"
+        )
+    return config
