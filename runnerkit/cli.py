@@ -25,7 +25,7 @@ from runnerkit.fsio import read_queue_file
 from runnerkit.lists import ROLES, MailingList
 from runnerkit.master import (
     Master,
-    lock_paths,
+    read_status,
     running_master_pid,
     start_in_background,
     stop_master,
@@ -200,13 +200,12 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
     """Show the master, its runners and the depth of every queue."""
     with opened(config_files, var_dir) as config:
         pid = running_master_pid(config)
-        runners: list[dict[str, Any]] = []
-        status_path = lock_paths(config)[2]
-        if pid is not None and status_path.exists():
-            runners = json.loads(status_path.read_text(encoding="utf-8"))["runners"]
+        master_status = read_status(config) if pid is not None else None
+        runners = master_status.runners if master_status is not None else ()
         depths = queue_depths(config.switchboards)
         if as_json:
-            click.echo(json.dumps({"master_pid": pid, "runners": runners, "queues": depths}))
+            listed = [runner.to_dict() for runner in runners]
+            click.echo(json.dumps({"master_pid": pid, "runners": listed, "queues": depths}))
             return
         click.echo(f"master: {'not running' if pid is None else f'running, pid {pid}'}")
         if runners:
@@ -214,12 +213,12 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
                 f"{'runner':<12} {'slice':<7} {'pid':>8} {'state':<9} {'restarts':>8} {'queue':>7}"
             )
         for runner in runners:
-            where = "-" if runner["slice"] is None else f"{runner['slice']}/{runner['count']}"
-            depth = depths.get(runner["name"], "-")
-            reason = f"  ({runner['reason']})" if runner.get("reason") else ""
+            where = "-" if runner.slice is None else f"{runner.slice}/{runner.count}"
+            depth = depths.get(runner.name, "-")
+            reason = f"  ({runner.reason})" if runner.reason else ""
             click.echo(
-                f"{runner['name']:<12} {where:<7} {runner['pid'] or '-':>8} "
-                f"{runner['state']:<9} {runner['restarts']:>8} {depth:>7}{reason}"
+                f"{runner.name:<12} {where:<7} {runner.pid or '-':>8} "
+                f"{runner.state:<9} {runner.restarts:>8} {depth:>7}{reason}"
             )
         if pid is None:
             for name, depth in depths.items():

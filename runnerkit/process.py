@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 
 from runnerkit.config import Configuration, use_config
 from runnerkit.errors import RunnerkitError, RunnerSpecError
+from runnerkit.exits import EXIT_RESTART, EXIT_SETUP_FAILED
 from runnerkit.fsio import FILE_MODE, make_directories
 from runnerkit.locks import slice_lock_path
 from runnerkit.logs import configure_logging, reopen_logs
@@ -38,10 +39,6 @@ from runnerkit.wakeup import watch_queue
 
 log = logging.getLogger("runnerkit.process")
 
-#: Exit status when the runner cannot be set up.
-EXIT_SETUP_FAILED = 2
-#: Exit status of a runner stopped by SIGUSR1: the master restarts it at no cost.
-EXIT_RESTART = 75
 #: How often a runner checks that its master is still alive.
 PARENT_POLL_SECONDS = 0.25
 #: prctl option: the signal to receive when the parent dies.

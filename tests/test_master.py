@@ -71,6 +71,7 @@ sleep_time: 100ms
 SERVICE = """
 [runner.service]
 class: process_runners.ServiceRunner
+queue: no
 """
 
 CRASHING = """

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from runnerkit.database import Database
 from runnerkit.errors import RunnerError
-from runnerkit.master import lock_paths
+from runnerkit.master import read_status
 from runnerkit.runner import Runner, Until, refuse_until
 from runnerkit.switchboard import queue_depths
 
@@ -127,14 +127,14 @@ class RESTRunner(Runner):
             return {"queues": queue_depths(self.config.switchboards)}
 
     def runners(self) -> dict[str, Any]:
-        """``/runners``: the master's status file, if a master wrote one."""
-        status_path = lock_paths(self.config)[2]
-        try:
-            text = status_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        """``/runners``: the master's status file, if a master wrote one.
+
+        :raises StatusFileError: the file is not a master's status (a 500).
+        """
+        status = read_status(self.config)
+        if status is None:
             return {"master_pid": None, "runners": []}
-        status: dict[str, Any] = json.loads(text)
-        return status
+        return status.to_dict()
 
     def lists(self) -> dict[str, Any]:
         """``/lists``: every list with its number of members."""

@@ -252,7 +252,7 @@ def test_the_watchdog_kills_the_process_and_marks_it_stuck(
     idle_master.step(time.monotonic())
     assert slot.process is None
     assert slot.stuck_on == ""
-    assert idle_master.status()["runners"][slot.slice]["state"] == "starting"
+    assert idle_master.status().runners[slot.slice].state == "starting"
 
 
 def test_the_watchdog_counts_from_the_start_of_the_process(idle_master: Master) -> None:

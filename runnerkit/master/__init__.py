@@ -1,0 +1,57 @@
+"""The master: starts every runner process, watches them, and restarts the ones that die.
+
+One module per job:
+
+- :mod:`~runnerkit.master.supervisor`: the slots and the watch loop (:class:`Master`);
+- :mod:`~runnerkit.master.policy`: the restart rule, a pure function of a slot's
+  failures, the exit status and the time;
+- :mod:`~runnerkit.master.watchdog`: which runners have been on one message too long;
+- :mod:`~runnerkit.master.status`: the status record that ``master.json`` holds;
+- :mod:`~runnerkit.master.files`: the master's lock, pid file and status file;
+- :mod:`~runnerkit.master.client`: starting a master in the background, and stopping it.
+
+``python -m runnerkit.master [-C FILE]... [--var-dir DIR]`` runs a master in the
+foreground (:func:`main`).
+"""
+
+from runnerkit.errors import MasterRunningError, MasterStartError, StatusFileError
+from runnerkit.master.client import start_in_background, stop_master
+from runnerkit.master.files import (
+    LOCK_RETRY_SECONDS,
+    MasterLock,
+    MasterPaths,
+    lock_paths,
+    read_status,
+    running_master_pid,
+    write_status,
+)
+from runnerkit.master.policy import Action, Decision, RestartPolicy
+from runnerkit.master.status import MasterStatus, RunnerStatus
+from runnerkit.master.supervisor import STUCK_CHECK_SECONDS, Master, Slot, main
+from runnerkit.master.watchdog import Stuck, Watchdog
+
+__all__ = [
+    "LOCK_RETRY_SECONDS",
+    "STUCK_CHECK_SECONDS",
+    "Action",
+    "Decision",
+    "Master",
+    "MasterLock",
+    "MasterPaths",
+    "MasterRunningError",
+    "MasterStartError",
+    "MasterStatus",
+    "RestartPolicy",
+    "RunnerStatus",
+    "Slot",
+    "StatusFileError",
+    "Stuck",
+    "Watchdog",
+    "lock_paths",
+    "main",
+    "read_status",
+    "running_master_pid",
+    "start_in_background",
+    "stop_master",
+    "write_status",
+]

@@ -1,0 +1,186 @@
+"""The master's files in the var dir: its lock, its pid file and its status file.
+
+A master holds an exclusive :func:`fcntl.flock` on ``LOCK_DIR/master.lck`` for its whole
+life and writes its pid into it, so a second master on the same var dir is refused and
+any process can tell whether a master runs, and which.  The kernel drops the lock of a
+dead process, so the lock of a master killed outright is simply taken over.  Beside it
+the master keeps ``VAR_DIR/master.pid`` and ``VAR_DIR/master.json``
+(:mod:`runnerkit.master.status`), and removes both when it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from runnerkit.config import Configuration
+from runnerkit.errors import MasterRunningError, StatusFileError
+from runnerkit.fsio import FILE_MODE, make_directories, write_new_file
+from runnerkit.master.status import MasterStatus
+
+#: How long to retry a lock held for an instant by a process that only checks it.
+LOCK_RETRY_SECONDS = 0.25
+
+
+class MasterPaths(NamedTuple):
+    """The files of the master of one var dir."""
+
+    lock: Path
+    pid: Path
+    status: Path
+
+
+def lock_paths(config: Configuration) -> MasterPaths:
+    """(lock file, pid file, status file) of the master of *config*'s var dir."""
+    return MasterPaths(
+        lock=config.paths.lock_dir / "master.lck",
+        pid=config.paths.var_dir / "master.pid",
+        status=config.paths.var_dir / "master.json",
+    )
+
+
+def running_master_pid(config: Configuration) -> int | None:
+    """The pid of the master that holds *config*'s lock, or None if no master does.
+
+    :returns: the pid, None when no master holds the lock, or -1 when a process holds it
+        but has written no pid within :data:`LOCK_RETRY_SECONDS`.
+    """
+    try:
+        fd = os.open(lock_paths(config).lock, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # A master that has just taken the lock writes its pid a moment later.
+            deadline = time.monotonic() + LOCK_RETRY_SECONDS
+            while True:
+                text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+                if text.isdigit():
+                    return int(text)
+                if time.monotonic() > deadline:
+                    return -1
+                time.sleep(0.005)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+class MasterLock:
+    """The master lock of *config*'s var dir, with the pid and status files it guards.
+
+    :meth:`acquire` and :meth:`release` must pair; the context manager does both.
+    """
+
+    def __init__(self, config: Configuration) -> None:
+        self.paths = lock_paths(config)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock and write this process's pid into it and into the pid file.
+
+        A lock left by a dead master is free (the kernel drops a dead process's locks),
+        so it is simply taken over, whatever pid its file names.
+
+        :raises MasterRunningError: a live master holds the lock, or this object does.
+        """
+        if self._fd is not None:
+            raise MasterRunningError(f"this process holds the lock {str(self.paths.lock)!r}")
+        make_directories(self.paths.lock.parent)
+        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            _lock_exclusively(fd)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise MasterRunningError(
+                f"a runnerkit master is already running with pid {holder} "
+                f"(lock {str(self.paths.lock)!r}); stop it with 'runnerkit stop'"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._fd = fd
+        _write_atomically(self.paths.pid, f"{os.getpid()}\n")
+
+    def release(self) -> None:
+        """Remove the pid and status files and release the lock; nothing if not held."""
+        if self._fd is None:
+            return
+        for path in (self.paths.pid, self.paths.status):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> MasterLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def read_status(config: Configuration) -> MasterStatus | None:
+    """The status that the master of *config*'s var dir last wrote, or None if none.
+
+    The file outlives a master killed outright: check :func:`running_master_pid` to know
+    whether the master it names still runs.
+
+    :raises StatusFileError: the file cannot be read, or is not a status record.
+    """
+    path = lock_paths(config).status
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise StatusFileError(
+            f"cannot read the master's status file {str(path)!r}: {error}"
+        ) from error
+    return MasterStatus.from_json(text, source=repr(str(path)))
+
+
+def write_status(config: Configuration, status: MasterStatus) -> None:
+    """Replace the status file of *config*'s var dir with *status*, atomically and durably.
+
+    :raises OSError: the file cannot be written; the old one is left as it was.
+    """
+    _write_atomically(lock_paths(config).status, status.to_json() + "\n")
+
+
+def _lock_exclusively(fd: int) -> None:
+    """Take an exclusive lock on *fd*, waiting a little for a passing shared lock.
+
+    :func:`running_master_pid` holds a shared lock for an instant; only a lock still
+    held after :data:`LOCK_RETRY_SECONDS` belongs to a master.
+
+    :raises BlockingIOError: the lock is still held.
+    """
+    deadline = time.monotonic() + LOCK_RETRY_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write *text* to *path* through a temporary file of this process's own."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    write_new_file(tmp, path, text.encode("utf-8"))

@@ -1,0 +1,430 @@
+"""The supervisor: starts every runner process, watches them, and restarts the ones that die.
+
+The master keeps one :class:`Slot` per runner process: one per slice of a queue runner,
+one for a runner without slices.  Its watch loop (:meth:`Master.step`) reaps the
+processes that ended, asks the restart policy (:mod:`runnerkit.master.policy`) what to
+do about each, starts the ones that are due, lets the watchdog
+(:mod:`runnerkit.master.watchdog`) find the ones stuck on a message, and writes the
+status file (:mod:`runnerkit.master.files`).
+
+Signals
+-------
+SIGTERM and SIGINT stop every runner after its current message, wait up to
+``[master] stop_timeout`` for them (then kill the stragglers) and exit.  SIGUSR1
+restarts all runners without spending their budget.  SIGHUP reopens the master's log
+file and every runner's.  Runners watch the master and stop if it dies, even by SIGKILL;
+a runner still finishing a message then holds its slice's lock, and the new master's
+process for that slice waits for it (see :mod:`runnerkit.process`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from runnerkit.config import Configuration
+from runnerkit.errors import MasterRunningError, RunnerkitError
+from runnerkit.logs import configure_logging, reopen_logs
+from runnerkit.master.files import MasterLock, write_status
+from runnerkit.master.policy import Action, RestartPolicy, describe_exit
+from runnerkit.master.status import MasterStatus, RunnerStatus
+from runnerkit.master.watchdog import Watchdog
+from runnerkit.signals import SignalDispatcher
+
+# The package's name, not this module's: operators and specs look for it in the log.
+log = logging.getLogger("runnerkit.master")
+
+#: How often the master looks for runners stuck on one message, at most.
+STUCK_CHECK_SECONDS = 1.0
+
+
+@dataclass
+class Slot:
+    """One runner process the master keeps alive: a runner name and a slice."""
+
+    name: str
+    slice: int | None
+    count: int
+    max_restarts: int
+    process: subprocess.Popen[bytes] | None = None
+    #: Monotonic times of recent failures, oldest first, inside the restart window.
+    failures: tuple[float, ...] = ()
+    #: When to start the process next (monotonic), or None when it is not to start.
+    start_at: float | None = 0.0
+    #: Restarts so far, for ``runnerkit status``.
+    restarts: int = 0
+    #: Why the slot is down, when it is.
+    down_reason: str = ""
+    #: The master asked this process to stop so that it can be restarted.
+    restart_requested: bool = False
+    #: When the current process was started (wall clock), for the stuck-runner watchdog.
+    started: float = 0.0
+    #: The file base the current process was found stuck on; it is being killed.
+    stuck_on: str = ""
+
+    @property
+    def spec(self) -> str:
+        """The ``--runner`` argument: NAME or NAME:SLICE:COUNT."""
+        return self.name if self.slice is None else f"{self.name}:{self.slice}:{self.count}"
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the current process, or None when there is none."""
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def state(self) -> str:
+        """``running``, ``stuck``, ``starting`` or ``down``."""
+        if self.process is not None:
+            return "stuck" if self.stuck_on else "running"
+        if self.start_at is not None:
+            return "starting"
+        return "down"
+
+    def status(self) -> RunnerStatus:
+        """The slot's line of the status file."""
+        return RunnerStatus(
+            name=self.name,
+            slice=self.slice,
+            count=self.count,
+            pid=self.pid,
+            state=self.state,
+            restarts=self.restarts,
+            reason=f"stuck on {self.stuck_on}" if self.stuck_on else self.down_reason,
+        )
+
+
+class Master:
+    """Start, watch and restart the runner processes of one var dir.
+
+    :param config: the master's configuration; every runner whose ``start`` is true is
+        started, ``instances`` processes for a queue runner.
+    :param config_files: the INI files the configuration was built from, in push order;
+        each runner process pushes the same files.
+    :param python: the interpreter that runs the runner processes.
+    """
+
+    def __init__(
+        self,
+        config: Configuration,
+        config_files: Sequence[Path] = (),
+        *,
+        python: str = sys.executable,
+    ) -> None:
+        self.config = config
+        self.config_files = [Path(path).absolute() for path in config_files]
+        self.python = python
+        settings = config.master
+        self.policy = RestartPolicy.from_settings(settings)
+        #: Seconds to wait for the runners to stop before killing them.
+        self.stop_timeout: float = settings.stop_timeout.total_seconds()
+        self.watchdog = Watchdog(
+            settings.stuck_after.total_seconds(),
+            {name: runner.path for name, runner in config.runners.items()},
+            config.paths.lock_dir,
+        )
+        self.slots = self._plan()
+        self.lock = MasterLock(config)
+        self._stopping = False
+        self._restart_all = False
+        self._hangup = False
+        self._wake = threading.Event()
+        self._status_written: MasterStatus | None = None
+        self._next_stuck_check = 0.0
+
+    @property
+    def stuck_after(self) -> float:
+        """Seconds a runner may spend on one message before it is killed; 0: never."""
+        return self.watchdog.stuck_after
+
+    @stuck_after.setter
+    def stuck_after(self, seconds: float) -> None:
+        self.watchdog.stuck_after = seconds
+
+    def _plan(self) -> list[Slot]:
+        slots: list[Slot] = []
+        for name, settings in sorted(self.config.runners.items()):
+            if not settings.start:
+                continue
+            if settings.queue:
+                slots.extend(
+                    Slot(name, index, settings.instances, settings.max_restarts)
+                    for index in range(settings.instances)
+                )
+            else:
+                slots.append(Slot(name, None, 1, settings.max_restarts))
+        return slots
+
+    # The lock.
+
+    def acquire_lock(self) -> None:
+        """Take the var dir's master lock and write the pid files.
+
+        :raises MasterRunningError: a live master holds the lock.
+        """
+        self.lock.acquire()
+
+    def release_lock(self) -> None:
+        """Remove the pid and status files and release the lock."""
+        self.lock.release()
+
+    # Running.
+
+    def run(self) -> int:
+        """Run until SIGTERM or SIGINT: the whole life of a master process.
+
+        :returns: the exit status, 0.
+        :raises MasterRunningError: another master runs on this var dir.
+        """
+        self.acquire_lock()
+        try:
+            configure_logging(self.config)
+            actions: dict[int, Callable[[int], object]] = {
+                signal.SIGTERM: self._on_stop,
+                signal.SIGINT: self._on_stop,
+                signal.SIGUSR1: self._on_restart,
+                signal.SIGHUP: self._on_hangup,
+                signal.SIGCHLD: lambda signum: self._wake.set(),
+            }
+            with SignalDispatcher(actions):
+                log.info("master %d: starting %d runner processes", os.getpid(), len(self.slots))
+                while not self._stopping:
+                    now = time.monotonic()
+                    self.step(now)
+                    self._wake.wait(self.seconds_to_next_start(now))
+                    self._wake.clear()
+                self.shutdown()
+        finally:
+            self.release_lock()
+        log.info("master %d: stopped", os.getpid())
+        return 0
+
+    def _on_stop(self, signum: int) -> None:
+        log.info("master: %s, stopping all runners", signal.Signals(signum).name)
+        self._stopping = True
+        self._wake.set()
+
+    def _on_restart(self, signum: int) -> None:
+        self._restart_all = True
+        self._wake.set()
+
+    def _on_hangup(self, signum: int) -> None:
+        self._hangup = True
+        self._wake.set()
+
+    def step(self, now: float) -> None:
+        """One pass of the watch loop: handle signals, reap, restart, write the status.
+
+        :param now: the monotonic time, as :func:`time.monotonic` gives it.
+        """
+        if self._hangup:
+            self._hangup = False
+            reopen_logs()
+            log.info("master: log files reopened on SIGHUP")
+            self._signal_all(signal.SIGHUP)
+        if self._restart_all:
+            self._restart_all = False
+            log.info("master: SIGUSR1, restarting all runners")
+            for slot in self.slots:
+                if slot.process is not None:
+                    slot.restart_requested = True
+                    _send(slot.process, signal.SIGUSR1)
+                elif slot.start_at is None:
+                    slot.start_at, slot.down_reason, slot.failures = now, "", ()
+        for slot in self.slots:
+            if slot.process is not None:
+                status = slot.process.poll()
+                if status is not None:
+                    self._exited(slot, status, now)
+            if slot.process is None and slot.start_at is not None and now >= slot.start_at:
+                self._spawn(slot)
+        if self.watchdog.enabled and now >= self._next_stuck_check:
+            self._next_stuck_check = now + STUCK_CHECK_SECONDS
+            self.kill_stuck(time.time())
+        self.write_status()
+
+    def seconds_to_next_start(self, now: float, longest: float = 0.5) -> float:
+        """How long the watch loop may sleep: until the next due start, at most *longest*."""
+        due = [slot.start_at for slot in self.slots if slot.start_at is not None]
+        return max(0.0, min([longest, *(start - now for start in due)]))
+
+    def kill_stuck(self, now: float) -> list[Slot]:
+        """Kill every runner process that has been on one message for over ``stuck_after``.
+
+        A message held by a process this master did not start is only logged, once.
+
+        :param now: the wall-clock time, as :func:`time.time` gives it (file ctimes are
+            wall-clock times).
+        :returns: the slots whose processes were found stuck and killed.
+        """
+        killed: list[Slot] = []
+        for stuck in self.watchdog.check(self.slots, now):
+            slot = stuck.slot
+            if not stuck.own:
+                log.error(
+                    "master: runner %s slice %d: %s has been taken for %.1fs by "
+                    "process %s, which this master did not start; pid %d waits for it",
+                    slot.name,
+                    slot.slice,
+                    stuck.filebase,
+                    stuck.held,
+                    stuck.holder,
+                    slot.pid,
+                )
+                continue
+            slot.stuck_on = stuck.filebase
+            killed.append(slot)
+            log.error(
+                "master: runner %s slice %d (pid %d) is stuck on %s: no progress for "
+                "%.1fs, more than stuck_after=%ss; killing it",
+                slot.name,
+                slot.slice,
+                slot.pid,
+                stuck.filebase,
+                stuck.held,
+                self.stuck_after,
+            )
+        if killed:
+            # Show the state before the kill: the process is reaped on the next pass.
+            self.write_status()
+            for slot in killed:
+                if slot.process is not None:
+                    _send(slot.process, signal.SIGKILL)
+        return killed
+
+    def _exited(self, slot: Slot, status: int, now: float) -> None:
+        pid = slot.pid
+        slot.process = None
+        slot.stuck_on = ""
+        decision = self.policy.decide(
+            slot.failures,
+            slot.max_restarts,
+            status,
+            restart_requested=slot.restart_requested,
+            now=now,
+        )
+        slot.restart_requested = False
+        slot.failures = decision.failures
+        slot.start_at = decision.start_at
+        if decision.stays_down:
+            slot.down_reason = decision.reason
+        else:
+            slot.restarts += 1
+        if decision.action is Action.RESTART:
+            log.info("master: %s (pid %s) restarting on request", slot.spec, pid)
+        elif decision.action is Action.STOPPED:
+            log.info("master: %s (pid %s) stopped on its own; not restarting", slot.spec, pid)
+        elif decision.action is Action.GIVE_UP:
+            log.error(
+                "master: %s (pid %s) died with %s; it failed %d times within %ss, more than "
+                "max_restarts=%d: giving up, the slice stays down",
+                slot.spec,
+                pid,
+                describe_exit(status),
+                len(decision.failures),
+                self.policy.restart_window,
+                slot.max_restarts,
+            )
+        else:
+            log.warning(
+                "master: %s (pid %s) died with %s; restart %d of %d in %.2fs",
+                slot.spec,
+                pid,
+                describe_exit(status),
+                len(decision.failures),
+                slot.max_restarts,
+                decision.delay,
+            )
+
+    def _spawn(self, slot: Slot) -> None:
+        command = [self.python, "-m", "runnerkit.process", "--runner", slot.spec]
+        command += ["--var-dir", str(self.config.paths.var_dir), "--parent-pid", str(os.getpid())]
+        for path in self.config_files:
+            command += ["-C", str(path)]
+        errors = self.config.paths.log_dir / "runners.err"
+        errors.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        with open(errors, "ab") as stderr:
+            slot.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, close_fds=True
+            )
+        slot.started = time.time()
+        slot.start_at = None
+        slot.down_reason = ""
+        log.info("master: started %s as pid %d", slot.spec, slot.process.pid)
+
+    def shutdown(self) -> None:
+        """Stop every runner after its current message; kill those that overstay."""
+        self._signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        for slot in self.slots:
+            if slot.process is None:
+                continue
+            try:
+                slot.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error(
+                    "master: %s (pid %d) did not stop; killing it", slot.spec, slot.process.pid
+                )
+                slot.process.kill()
+                slot.process.wait()
+            slot.process = None
+            slot.start_at = None
+            slot.down_reason = "master stopped"
+
+    def _signal_all(self, signum: int) -> None:
+        for slot in self.slots:
+            if slot.process is not None:
+                _send(slot.process, signum)
+
+    # Status.
+
+    def status(self) -> MasterStatus:
+        """The master's pid and each runner process's name, slice, pid, state, restarts."""
+        return MasterStatus(os.getpid(), tuple(slot.status() for slot in self.slots))
+
+    def write_status(self) -> None:
+        """Write :meth:`status` to the status file, when it changed."""
+        status = self.status()
+        if status == self._status_written:
+            return
+        write_status(self.config, status)
+        self._status_written = status
+
+
+def _send(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m runnerkit.master [-C FILE]... [--var-dir DIR]``: run a master.
+
+    :returns: the exit status: 0 after a stop, 1 when another master runs, 2 when the
+        configuration cannot be loaded or the master cannot run.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m runnerkit.master")
+    parser.add_argument("-C", "--config", action="append", default=[], type=Path)
+    parser.add_argument("--var-dir")
+    args = parser.parse_args(argv)
+    try:
+        config = Configuration.load(args.config, args.var_dir)
+        master = Master(config, args.config)
+        with config:
+            return master.run()
+    except MasterRunningError as error:
+        print(f"runnerkit: {error}", file=sys.stderr)
+        return 1
+    except RunnerkitError as error:
+        print(f"runnerkit: {error}", file=sys.stderr)
+        return 2
