@@ -220,9 +220,7 @@ class Demo:
         )
         self.out.flush()
 
-    def _account(
-        self, config: Site, names: tuple[str, ...], found: set[int], *extra: str
-    ) -> int:
+    def _account(self, config: Site, names: tuple[str, ...], found: set[int], *extra: str) -> int:
         """Count the files left in queues *names*, adding their demo numbers to *found*."""
         total = 0
         for name in names:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runnerkit.config.values import as_language
 from runnerkit.database import Database
 from runnerkit.errors import (
     AlreadySubscribedError,
@@ -19,6 +18,7 @@ from runnerkit.errors import (
     NoSuchListError,
     NotAMemberError,
 )
+from runnerkit.language import check_language
 
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -130,7 +130,7 @@ class MailingList:
             raise ListError(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
         if preferred_language is not None:
             try:
-                as_language(preferred_language)
+                check_language(preferred_language)
             except ValueError as error:
                 raise ListError(f"language {preferred_language!r}: {error}") from None
         db = self._manager.database
@@ -228,7 +228,7 @@ class ListManager:
         local, domain = local.lower(), domain.lower()
         language = preferred_language or self.default_language
         try:
-            as_language(language)
+            check_language(language)
         except ValueError as error:
             raise ListError(f"language {language!r}: {error}") from None
         try:

@@ -105,9 +105,7 @@ class Switchboard:
         #: How many slices the queue has.
         self.numslices = numslices
         #: Where :meth:`finish` preserves files: the ``bad`` queue's directory.
-        self.bad_directory = (
-            self.queue_directory.parent / "bad" if bad is None else Path(bad)
-        )
+        self.bad_directory = self.queue_directory.parent / "bad" if bad is None else Path(bad)
         self._clock = clock if clock is not None else QueueClock()
         pattern = digest_pattern(slice, numslices)
         self._needs_arithmetic = pattern is None
@@ -147,10 +145,7 @@ class Switchboard:
         stored = {key: value for key, value in data.items() if not key.startswith("_")}
         stored["_parsemsg"] = plaintext
         stored["version"] = METADATA_VERSION
-        if plaintext and not isinstance(msg, str):
-            body: Message | str = msg.as_string(unixfrom=bool(msg.get_unixfrom()))
-        else:
-            body = msg
+        body = _plain_text(msg) if plaintext and not isinstance(msg, str) else msg
         content = queuefile.encode(body, stored)
         stamp = self._clock.stamp()
         filebase = f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}+{os.urandom(20).hex()}"
@@ -352,6 +347,20 @@ class Switchboard:
             self._preserve(bak, filebase)
         except Exception as error:
             log.error("cannot preserve %s in bad, leaving it in place: %s", bak, error)
+
+
+def _plain_text(msg: Message) -> str:
+    """*msg* as text that parses back into the same message, for ``_plaintext``."""
+    unixfrom = bool(msg.get_unixfrom())
+    if getattr(msg, "parsed_from_bytes", False):
+        # Its very bytes, the undecodable ones kept as surrogates: the text generators
+        # would replace 8-bit body bytes with U+FFFD.
+        return msg.as_bytes(unixfrom=unixfrom).decode("utf-8", "surrogateescape")
+    if isinstance(msg, Message):
+        # Non-ASCII header text as it is: as_string would make one encoded word of a
+        # whole From: header, and the sender would be lost.
+        return msg.as_text(unixfrom=unixfrom)
+    return msg.as_string(unixfrom=unixfrom)
 
 
 def queue_depths(switchboards: Mapping[str, QueueBackend]) -> dict[str, int]:

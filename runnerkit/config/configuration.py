@@ -84,8 +84,7 @@ class Configuration:
 
     def __repr__(self) -> str:
         return (
-            f"<{type(self).__name__} var_dir={str(self.paths.var_dir)!r} "
-            f"layers={self.layers!r}>"
+            f"<{type(self).__name__} var_dir={str(self.paths.var_dir)!r} layers={self.layers!r}>"
         )
 
     # The stack.
@@ -170,9 +169,7 @@ class Configuration:
         self.push(str(path) if name is None else name, text)
 
     @classmethod
-    def load(
-        cls, config_files: Sequence[StrPath] = (), var_dir: StrPath | None = None
-    ) -> Self:
+    def load(cls, config_files: Sequence[StrPath] = (), var_dir: StrPath | None = None) -> Self:
         """Build a configuration from files, as a command line describes it.
 
         The files are pushed in order over the defaults.  An explicit *var_dir* wins

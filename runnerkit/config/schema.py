@@ -75,9 +75,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "maildir": Key(path_template(PATH_VARIABLES), "where the Maildirs live", is_path=True),
         "smtp_host": Key(as_text, "the smarthost"),
         "smtp_port": Key(as_port, "the smarthost's port"),
-        "max_attempts": Key(
-            as_positive_count, "delivery attempts before a failure is permanent"
-        ),
+        "max_attempts": Key(as_positive_count, "delivery attempts before a failure is permanent"),
     },
     "rest": {
         "host": Key(as_text, "the address the REST API listens on"),

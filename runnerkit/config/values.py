@@ -13,6 +13,8 @@ from datetime import timedelta
 from string import Template
 from typing import Any
 
+from runnerkit.language import check_language
+
 #: Converter signature: raw text in, typed value out, ValueError on bad input.
 Converter = Callable[[str], Any]
 
@@ -29,7 +31,6 @@ _DURATION_UNITS = {
 }
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
-_LANGUAGE = re.compile(r"[a-z]{2,3}([_-][A-Za-z0-9]{2,8})*")
 
 #: The substitution variables a path template may use, besides ``$name`` in runners.
 PATH_VARIABLES = ("VAR_DIR", "QUEUE_DIR", "LOG_DIR", "DATA_DIR", "LOCK_DIR")
@@ -158,12 +159,8 @@ def as_dotted_name(value: str) -> str:
     return name
 
 
-def as_language(value: str) -> str:
-    """A language code such as ``en``, ``fr`` or ``pt_BR``."""
-    code = value.strip()
-    if not _LANGUAGE.fullmatch(code):
-        raise ValueError("expected a language code such as en, fr or pt_BR")
-    return code
+#: A language code such as ``en``, ``fr`` or ``pt_BR``.
+as_language: Converter = check_language
 
 
 def path_template(allowed: tuple[str, ...]) -> Converter:

@@ -46,9 +46,7 @@ def dump_list(items: Iterable[Any], key: Callable[[Any], Any] | None = None) -> 
         print(item)
 
 
-def create_list(
-    fqdn_listname: str, *, config: Site | None = None, **kws: Any
-) -> MailingList:
+def create_list(fqdn_listname: str, *, config: Site | None = None, **kws: Any) -> MailingList:
     """Create a mailing list in the current (or given) configuration's database.
 
     Keyword arguments go to :meth:`runnerkit.lists.ListManager.create`.
