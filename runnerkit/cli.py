@@ -31,6 +31,7 @@ from runnerkit.master import (
     stop_master,
 )
 from runnerkit.message import message_from_bytes
+from runnerkit.runner import check_runner_classes
 from runnerkit.site import Site
 from runnerkit.switchboard import queue_depths
 
@@ -152,6 +153,12 @@ def main() -> None:
 def start(config_files: tuple[Path, ...], var_dir: Path | None, foreground: bool) -> None:
     """Start the master, which starts every runner."""
     config = load_config(config_files, var_dir)
+    try:
+        # A runner class that cannot be loaded is reported now, not by a runner
+        # process that the master would restart in vain.
+        check_runner_classes(config)
+    except RunnerkitError as error:
+        raise UsageProblem(str(error)) from error
     pid = running_master_pid(config)
     if pid is not None:
         raise CommandError(

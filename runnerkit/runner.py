@@ -64,6 +64,16 @@ def load_runner_class(settings: RunnerSettings) -> type[Runner]:
     return cls
 
 
+def check_runner_classes(config: Configuration) -> None:
+    """Load the class of every runner that the master would start, to fail before it does.
+
+    :raises ConfigurationError: a class cannot be loaded (see :func:`load_runner_class`).
+    """
+    for settings in config.runners.values():
+        if settings.start:
+            load_runner_class(settings)
+
+
 def refuse_until(runner: Runner, until: Until | None) -> None:
     """For servers, whose :meth:`~Runner.run` serves until stopped: refuse a condition.
 

@@ -317,6 +317,27 @@ def test_a_bad_config_file_from_the_environment(rk: Commands, tmp_path: Path) ->
     assert_error(rk("queues", env={"RUNNERKIT_CONFIG": str(ini)}), 2, "port", "many")
 
 
+def test_start_refuses_a_port_out_of_range_before_starting_anything(
+    rk: Commands, tmp_path: Path
+) -> None:
+    ini = tmp_path / "port.ini"
+    ini.write_text("[lmtp]\nport: 70000\n", encoding="utf-8")
+    assert_error(rk("start", "-C", str(ini)), 2, str(ini), "[lmtp]", "'port'", "'70000'", "65535")
+    assert not (rk.var_dir / "master.pid").exists()
+
+
+def test_start_refuses_a_runner_class_that_cannot_be_loaded(rk: Commands, tmp_path: Path) -> None:
+    ini = tmp_path / "class.ini"
+    ini.write_text("[runner.helper]\nclass: rk_no_such_module.Helper\n", encoding="utf-8")
+    assert_error(
+        rk("start", "-C", str(ini)),
+        2,
+        "[runner.helper]",
+        "cannot import module 'rk_no_such_module'",
+    )
+    assert not (rk.var_dir / "master.pid").exists()
+
+
 def test_inject_to_an_unknown_queue_names_the_queues(rk: Commands, message_file: Path) -> None:
     assert_error(
         rk("inject", "-q", "nosuch", str(message_file)),
