@@ -8,7 +8,6 @@ success, 1 when the command could not do its job, 2 for bad usage or configurati
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -19,14 +18,16 @@ from typing import Any, TypeVar
 import click
 
 from runnerkit import queuefile
-from runnerkit.config import Configuration, use_config
+from runnerkit.config import use_config
 from runnerkit.errors import QueueError, QueueFileError, RunnerkitError
 from runnerkit.fsio import read_queue_file
 from runnerkit.lists import ROLES, MailingList
 from runnerkit.master import (
+    UNKNOWN_PID,
     Master,
     read_status,
     running_master_pid,
+    signal_master,
     start_in_background,
     stop_master,
 )
@@ -184,9 +185,12 @@ def start(config_files: tuple[Path, ...], var_dir: Path | None, foreground: bool
 def stop(config_files: tuple[Path, ...], var_dir: Path | None, timeout: float) -> None:
     """Stop the master and every runner, after their current messages."""
     config = load_config(config_files, var_dir)
-    pid = require_master(config)
-    if not stop_master(config, pid, timeout):
-        raise CommandError(f"the master (pid {pid}) did not stop within {timeout:.0f}s")
+    try:
+        pid = stop_master(config, timeout)
+    except RunnerkitError as error:
+        raise CommandError(str(error)) from error
+    if pid is None:
+        raise CommandError(f"the master did not stop within {timeout:.0f}s")
     click.echo(f"master {pid} stopped")
 
 
@@ -195,8 +199,10 @@ def stop(config_files: tuple[Path, ...], var_dir: Path | None, timeout: float) -
 def restart(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
     """Restart every runner (the master stays), without spending restart budgets."""
     config = load_config(config_files, var_dir)
-    pid = require_master(config)
-    os.kill(pid, signal.SIGUSR1)
+    try:
+        pid = signal_master(config, signal.SIGUSR1)
+    except RunnerkitError as error:
+        raise CommandError(str(error)) from error
     click.echo(f"asked master {pid} to restart its runners")
 
 
@@ -214,7 +220,12 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
             listed = [runner.to_dict() for runner in runners]
             click.echo(json.dumps({"master_pid": pid, "runners": listed, "queues": depths}))
             return
-        click.echo(f"master: {'not running' if pid is None else f'running, pid {pid}'}")
+        if pid is None:
+            click.echo("master: not running")
+        elif pid == UNKNOWN_PID:
+            click.echo("master: lock held by a process that wrote no pid")
+        else:
+            click.echo(f"master: running, pid {pid}")
         if runners:
             click.echo(
                 f"{'runner':<12} {'slice':<7} {'pid':>8} {'state':<9} {'restarts':>8} {'queue':>7}"
@@ -230,15 +241,6 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
         if pid is None:
             for name, depth in depths.items():
                 click.echo(f"{name:<12} {depth:>7}")
-
-
-def require_master(config: Configuration) -> int:
-    pid = running_master_pid(config)
-    if pid is None:
-        raise CommandError(
-            f"no master is running on {config.paths.var_dir}; start one with 'runnerkit start'"
-        )
-    return pid
 
 
 # Queues.

@@ -122,7 +122,7 @@ class Demo:
                     f"member{index + 1}@example.com", display_name=f"Member {index + 1}"
                 )
             maildir = config.delivery.maildir / mlist.list_id / "new"
-            master_pid = start_in_background(config, (self.config_file,))
+            start_in_background(config, (self.config_file,))
             try:
                 self._wait_for_lmtp()
                 started = time.monotonic()
@@ -130,7 +130,7 @@ class Demo:
                 sender.start()
                 result = self._watch(config, maildir, started, sender)
             finally:
-                stop_master(config, master_pid, timeout=60.0)
+                stop_master(config, timeout=60.0)
             found: set[int] = set()
             result.queued = self._account(config, FLOW_QUEUES, found)
             result.shunted = self._account(config, ("shunt",), found)

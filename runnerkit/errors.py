@@ -76,6 +76,10 @@ class MasterError(RunnerkitError):
     """A master cannot be started, found or stopped."""
 
 
+class MasterNotRunningError(MasterError):
+    """No master holds the lock of this var dir."""
+
+
 class MasterRunningError(MasterError):
     """Another master holds the lock of this var dir."""
 

@@ -61,6 +61,12 @@ def load_runner_class(settings: RunnerSettings) -> type[Runner]:
     if not (isinstance(cls, type) and issubclass(cls, Runner)):
         raise ConfigurationError(f"{place}: not a subclass of runnerkit.runner.Runner")
     _check_queue_key(cls, settings)
+    if cls is Runner:
+        raise ConfigurationError(
+            f"{place}: runnerkit.runner.Runner is only the base class (the default): it "
+            "implements no _dispose(), so every message would be shunted; name your "
+            "runner class, or set start: no for a queue that no runner works"
+        )
     return cls
 
 
@@ -94,14 +100,18 @@ def _check_queue_key(cls: type[Runner], settings: RunnerSettings) -> None:
     if cls.is_queue_runner == settings.queue:
         return
     name = f"{cls.__module__}.{cls.__qualname__}"
-    if cls.is_queue_runner:
-        problem = f"class {name} reads a queue; set queue: yes"
-    else:
-        problem = f"class {name} reads no queue (is_queue_runner = False); set queue: no"
-    raise ConfigurationError(
-        f"section [runner.{settings.name}], key 'queue', value "
-        f"{'yes' if settings.queue else 'no'!r}: {problem}"
+    place = (
+        f"layer {settings.class_layer!r}, section [runner.{settings.name}], key 'class', "
+        f"value {settings.class_name!r}"
     )
+    if cls.is_queue_runner:
+        problem = f"{name} reads a queue, but the section says queue: no; set queue: yes"
+    else:
+        problem = (
+            f"{name} reads no queue (is_queue_runner = False), but the section says "
+            "queue: yes (the default); set queue: no"
+        )
+    raise ConfigurationError(f"{place}: {problem}")
 
 
 class Runner:
@@ -160,6 +170,8 @@ class Runner:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._until: Until | None = None
+        #: Whether a set stop flag is left from an earlier run, not asked for since.
+        self._stop_is_stale = False
 
     def __repr__(self) -> str:
         where = "" if self.slice is None else f" slice {self.slice}"
@@ -180,29 +192,50 @@ class Runner:
     def run(self, until: Until | None = None) -> None:
         """Process the queue until :meth:`stop` is called, then clean up.
 
+        A stop asked for before :meth:`run` still counts (a signal that arrives while a
+        process sets its runner up).  After :meth:`run` returns, :attr:`stopping` stays
+        true until the runner is run again, which starts afresh.
+
         :param until: also stop once this returns true of the runner; it is checked
             after every message and after every pass (default: :attr:`until`).  Tests
             and specs drive a runner this way, instead of overriding its hooks.
         """
         condition = until if until is not None else self.until
+        self._start_afresh()
         try:
             while True:
-                filecnt = self.run_once(condition)
+                filecnt = self._pass(condition)
                 if self._stop.is_set():
                     break
                 self._snooze(filecnt)
         finally:
+            self._stop_is_stale = True
             self._clean_up()
 
     def run_once(self, until: Until | None = None) -> int:
         """Make one pass over this slice, oldest file first, then do the periodic work.
 
         The pass ends early when :meth:`_short_circuit` says so (by default, once
-        stopping).  If *until* is given and true after a message or after the pass, the
-        runner is stopped.
+        stopping), or once *until* is true after a message.  The next pass, or run,
+        starts afresh: a stop asked for during this pass ends this pass only.
 
         :returns: how many files there were when the pass began.
         """
+        self._start_afresh()
+        try:
+            return self._pass(until)
+        finally:
+            self._stop_is_stale = True
+
+    def _start_afresh(self) -> None:
+        """Forget a stop that ended an earlier run or pass; keep one asked for since."""
+        if self._stop_is_stale:
+            self._stop.clear()
+            self._wake.clear()
+            self._stop_is_stale = False
+
+    def _pass(self, until: Until | None) -> int:
+        """One pass and the periodic work after it; *until* stops the runner when true."""
         self._until = until
         try:
             filecnt = self._one_iteration()
@@ -218,6 +251,7 @@ class Runner:
         Safe to call from another thread: it only sets events, and it ends a snooze
         at once.
         """
+        self._stop_is_stale = False
         self._stop.set()
         self._wake.set()
 

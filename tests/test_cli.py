@@ -338,6 +338,42 @@ def test_start_refuses_a_runner_class_that_cannot_be_loaded(rk: Commands, tmp_pa
     assert not (rk.var_dir / "master.pid").exists()
 
 
+def test_a_lock_held_without_a_pid_is_never_signalled(rk: Commands) -> None:
+    # An operator's flock on the master lock writes no pid: stop and restart must not
+    # guess one (kill(-1) would reach every process of the user).
+    lock = rk.var_dir / "locks" / "master.lck"
+    lock.parent.mkdir(parents=True)
+    lock.touch()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            "f = open(sys.argv[1], 'rb'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True); time.sleep(60)\n",
+            str(lock),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    canary = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "locked\n"
+        for command in ("stop", "restart"):
+            assert_error(rk(command), 1, "wrote no pid", "signals no process it cannot name")
+        result = rk("status")
+        assert "master: lock held by a process that wrote no pid" in result.output
+        assert holder.poll() is None
+        assert canary.poll() is None
+    finally:
+        for process in (holder, canary):
+            process.kill()
+            process.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
 def test_inject_to_an_unknown_queue_names_the_queues(rk: Commands, message_file: Path) -> None:
     assert_error(
         rk("inject", "-q", "nosuch", str(message_file)),

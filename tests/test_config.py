@@ -15,7 +15,7 @@ import pytest
 import runnerkit
 from runnerkit.config import Configuration, current_config, use_config
 from runnerkit.errors import ConfigurationError, NoConfigurationError
-from runnerkit.runner import Runner, load_runner_class
+from runnerkit.runner import Runner, check_runner_classes, load_runner_class
 from runnerkit.site import Site
 
 #: The project root, so that subprocesses import this checkout of runnerkit.
@@ -177,6 +177,18 @@ BAD_VALUES = [
     ("delivery", "method", "pigeon", "expected one of maildir, smtp"),
     ("lmtp", "max_message_size", "-5", "whole number, 0 or more"),
     ("runner.test", "queue", "sometimes", "expected yes or no"),
+    # numbers are ASCII digits: int() alone takes these
+    ("lmtp", "port", "8_024", "port number from 1 to 65535"),
+    ("lmtp", "port", "+8024", "port number from 1 to 65535"),
+    ("lmtp", "port", "\u0668\u0660\u0662\u0664", "port number from 1 to 65535"),
+    ("runner.test", "instances", "\uff14", "power of two from 1 to 1024"),
+    ("runner.test", "max_restarts", "1_0", "whole number, 0 or more"),
+    ("runner.test", "sleep_time", "1_0", "expected a duration such as"),
+    ("runner.test", "sleep_time", "\u0661s", "expected a duration such as"),
+    # hosts
+    ("delivery", "smtp_host", "mail.example.com:2525", "without a port"),
+    ("lmtp", "host", "bad host", "without a port"),
+    ("rest", "host", "-leading.example.com", "without a port"),
 ]
 
 
@@ -345,11 +357,22 @@ def test_queue_key_decides_the_switchboards_without_importing(config: Configurat
 def test_a_queue_runner_class_refuses_queue_no(config: Configuration) -> None:
     config.push("confused", "[runner.confused]\nqueue: no\n")
     with pytest.raises(
-        ConfigurationError, match=r"\[runner.confused\], key 'queue'.*reads a queue"
+        ConfigurationError,
+        match=r"\[runner.confused\], key 'class'.*reads a queue, but the section says queue: no",
     ):
         Runner("confused")
     with pytest.raises(ConfigurationError, match=r"reads a queue"):
         load_runner_class(config.runner("confused"))
+
+
+def test_the_base_class_is_not_a_runner_to_start(config: Configuration) -> None:
+    config.push("held", "[runner.held]\n")
+    with pytest.raises(ConfigurationError, match=r"only the base class.*implements no _dispose\(\)"):
+        load_runner_class(config.runner("held"))
+    with pytest.raises(ConfigurationError, match=r"\[runner.held\].*_dispose"):
+        check_runner_classes(config)
+    config.push("unstarted", "[runner.held]\nstart: no\n")
+    check_runner_classes(config)
 
 
 def test_a_runner_needs_a_site_not_settings_only(tmp_path: Path) -> None:
@@ -359,6 +382,50 @@ def test_a_runner_needs_a_site_not_settings_only(tmp_path: Path) -> None:
             Runner("plain", config=settings)
         with use_config(settings), pytest.raises(NoConfigurationError, match="settings only"):
             Runner("plain")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "[runner.defaults]\npath: $QUEUE_DIR/shared\n",
+            r"section \[runner.defaults\], key 'path'.*queues 'bad' and 'in' would share",
+            id="one-path-for-every-queue",
+        ),
+        pytest.param(
+            "[runner.mine]\npath: $QUEUE_DIR/in\n",
+            r"section \[runner.mine\], key 'path'.*queues 'in' and 'mine' would share",
+            id="a-queue-in-another-queues-directory",
+        ),
+        pytest.param(
+            "[master]\nbackoff_base: 2m\n",
+            r"section \[master\], key 'backoff_max'.*shorter than backoff_base",
+            id="backoff-max-below-base",
+        ),
+        pytest.param(
+            "[runner.rest]\nstart: yes\n[rest]\nport: 8024\n",
+            r"section \[rest\], key 'port'.*LMTP server listens on port 8024 too",
+            id="rest-on-the-lmtp-port",
+        ),
+    ],
+)
+def test_values_that_cannot_work_together_are_refused(
+    config: Configuration, before: State, text: str, expected: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=expected):
+        config.push("together", text)
+    assert state(config) == before
+
+
+def test_servers_may_share_a_port_when_one_is_not_started(config: Configuration) -> None:
+    config.push("quiet", "[rest]\nport: 8024\n")  # [runner.rest] start: no by default
+    assert config.rest.port == config.lmtp.port == 8024
+    config.push("any", "[runner.rest]\nstart: yes\n[rest]\nport: 0\n[lmtp]\nport: 0\n")
+
+
+def test_hosts_keep_ip_literals(config: Configuration) -> None:
+    config.push("hosts", "[lmtp]\nhost: ::1\n[rest]\nhost: [::1]\n[delivery]\nsmtp_host: x.\n")
+    assert (config.lmtp.host, config.rest.host, config.delivery.smtp_host) == ("::1", "::1", "x.")
 
 
 def test_typed_sections_follow_the_stack(config: Configuration) -> None:
@@ -578,7 +645,9 @@ def test_runners_without_a_queue_have_no_switchboard(config: Configuration) -> N
     assert runner._one_iteration() == 0
     # A section that does not say queue: no would give it a queue it never reads.
     config.push("forgot", "[runner.forgot]\n")
-    with pytest.raises(ConfigurationError, match=r"reads no queue.*set queue: no"):
+    with pytest.raises(
+        ConfigurationError, match=r"layer .*, key 'class', .*reads no queue.*set queue: no"
+    ):
         NoQueueRunner("forgot", config=config)
 
 

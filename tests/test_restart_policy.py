@@ -175,3 +175,31 @@ def test_the_same_failures_spread_over_more_than_the_window_do_not_give_up() -> 
     decisions = fail_repeatedly([0.0, 40.0, 80.0, 120.0, 160.0, 200.0], max_restarts=3)
     assert [decision.action for decision in decisions] == [Action.BACKOFF] * 6
     assert [len(decision.failures) for decision in decisions] == [1, 2, 3, 3, 3, 3]
+
+
+def test_pauses_do_not_age_failures_so_a_crash_loop_is_given_up_on() -> None:
+    # A window shorter than the backoff: on the wall clock every failure would be older
+    # than the window by the time of the next, and the loop would never be given up on.
+    policy = RestartPolicy(restart_window=1.0, backoff_base=0.5, backoff_max=60.0)
+    failures: tuple[float, ...] = ()
+    now = running = 0.0
+    for attempt in range(1, 20):  # noqa: B007 - the count is checked after the loop
+        now += 0.05  # the process lives 50 ms ...
+        running += 0.05
+        decision = policy.decide(failures, 5, 1, now=now, running=running)
+        if decision.action is Action.GIVE_UP:
+            break
+        assert decision.start_at is not None
+        now = decision.start_at  # ... then waits out its backoff, which ages nothing
+        failures = decision.failures
+    assert decision.action is Action.GIVE_UP
+    assert attempt == 6
+
+
+def test_failures_are_forgotten_after_a_window_of_running_time() -> None:
+    policy = RestartPolicy(restart_window=10.0, backoff_base=0.5, backoff_max=60.0)
+    decision = policy.decide((1.0, 2.0), 2, 1, now=5000.0, running=11.5)
+    # 1.0 is older than 10 s of running time; 2.0 is not.
+    assert decision.failures == (2.0, 11.5)
+    assert decision.action is Action.BACKOFF
+    assert decision.start_at == 5000.0 + 1.0

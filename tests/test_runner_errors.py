@@ -16,6 +16,7 @@ from runnerkit.errors import ConfigurationError, QueueError
 from runnerkit.lists import MailingList
 from runnerkit.message import Message, message_from_string
 from runnerkit.runner import Runner
+from runnerkit.site import Site
 from runnerkit.switchboard import Switchboard
 from runnerkit.testing import get_queue_messages
 from runnerkit.typing import MsgData
@@ -261,3 +262,40 @@ def test_a_runner_needs_its_section(config: Configuration) -> None:
     assert "known runners:" in str(info.value)
     with pytest.raises(ConfigurationError, match=r"no \[runner.nope\] section"):
         Runner("nope")  # the world's configuration is current
+
+
+def test_a_runner_runs_again_afresh_after_it_stopped(
+    config: Site, make_testable_runner: Callable[..., Any], message_from_string: Any
+) -> None:
+    config.push("again", "[runner.again]\n")
+    seen: list[str] = []
+
+    class AgainRunner(Runner):
+        def _dispose(self, mlist: Any, msg: Any, msgdata: Any) -> bool:
+            seen.append(str(msg["subject"]))
+            return False
+
+    queue = config.switchboards["again"]
+    runner = make_testable_runner(AgainRunner, "again")
+    queue.enqueue(message_from_string("Subject: 1\n\n"))
+    runner.run()
+    assert runner.stopping
+    for subject in ("2", "3"):
+        queue.enqueue(message_from_string(f"Subject: {subject}\n\n"))
+    runner.run()
+    assert seen == ["1", "2", "3"]
+    for subject in ("4", "5"):
+        queue.enqueue(message_from_string(f"Subject: {subject}\n\n"))
+    assert runner.run_once() == 2
+    assert runner.run_once(until=lambda r: True) == 0
+    queue.enqueue(message_from_string("Subject: 6\n\n"))
+    assert runner.run_once() == 1
+    assert seen == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_a_stop_asked_for_before_the_run_still_counts(config: Site) -> None:
+    config.push("early", "[runner.early]\n")
+    runner = Runner("early")
+    runner.stop()
+    runner.run()  # returns at once: nothing queued, and stopping
+    assert runner.stopping

@@ -383,7 +383,7 @@ class Configuration:
             runners[name] = settings
         pipeline = self._section("pipeline", paths)
         pipeline["handlers"] = tuple(pipeline["handlers"].split())
-        return _Resolved(
+        resolved = _Resolved(
             paths=paths,
             runners=runners,
             queue_names=tuple(queues),
@@ -395,3 +395,49 @@ class Configuration:
             rest=RESTSettings(**self._section("rest", paths)),
             logging=LoggingSettings(**self._section("logging", paths)),
         )
+        self._check_together(resolved)
+        return resolved
+
+    def _place(self, section: str, key: str) -> str:
+        """The place of *key* in *section* as the topmost layer sets it, for errors."""
+        found = self._lookup(section, key)
+        if found is None and section.startswith(RUNNER_PREFIX):
+            found = self._lookup(RUNNER_DEFAULTS, key)
+            section = RUNNER_DEFAULTS
+        value, layer = found or ("", "defaults")
+        return where(layer, section, key, str(value))
+
+    def _check_together(self, resolved: _Resolved) -> None:
+        """Refuse values that are each valid but cannot work together.
+
+        :raises ConfigurationError: two queues share a directory (their runners would
+            take each other's messages), ``backoff_max`` is below ``backoff_base``, or
+            the LMTP and REST servers, both started, would listen on one port.
+        """
+        owners: dict[Path, str] = {}
+        for name in resolved.queue_names:
+            path = resolved.runners[name].path
+            other = owners.setdefault(path, name)
+            if other != name:
+                raise ConfigurationError(
+                    f"{self._place(RUNNER_PREFIX + name, 'path')}: queues {other!r} and "
+                    f"{name!r} would share the directory {str(path)!r}; each queue needs "
+                    "its own, or their runners take each other's messages"
+                )
+        master = resolved.master
+        if master.backoff_max < master.backoff_base:
+            raise ConfigurationError(
+                f"{self._place('master', 'backoff_max')}: shorter than backoff_base "
+                f"({master.backoff_base}); the longest pause cannot be below the first"
+            )
+        lmtp, rest = resolved.lmtp, resolved.rest
+        if (
+            lmtp.port
+            and lmtp.port == rest.port
+            and resolved.runners["lmtp"].start
+            and resolved.runners["rest"].start
+        ):
+            raise ConfigurationError(
+                f"{self._place('rest', 'port')}: the LMTP server listens on port "
+                f"{lmtp.port} too; give the two servers different ports"
+            )

@@ -17,6 +17,7 @@ from runnerkit.config.values import (
     as_count,
     as_dotted_name,
     as_duration,
+    as_host,
     as_language,
     as_listen_port,
     as_port,
@@ -60,7 +61,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "stuck_after": Key(as_duration, "a runner on one message this long is killed (0: never)"),
     },
     "lmtp": {
-        "host": Key(as_text, "the address the LMTP server listens on"),
+        "host": Key(as_host, "the address the LMTP server listens on"),
         "port": Key(as_listen_port, "the LMTP port (0: any free port)"),
         "max_message_size": Key(as_count, "largest message accepted, in bytes (0: no limit)"),
     },
@@ -73,12 +74,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
             one_of("maildir", "smtp"), "maildir (a Maildir per list under the var dir) or smtp"
         ),
         "maildir": Key(path_template(PATH_VARIABLES), "where the Maildirs live", is_path=True),
-        "smtp_host": Key(as_text, "the smarthost"),
+        "smtp_host": Key(as_host, "the smarthost"),
         "smtp_port": Key(as_port, "the smarthost's port"),
         "max_attempts": Key(as_positive_count, "delivery attempts before a failure is permanent"),
     },
     "rest": {
-        "host": Key(as_text, "the address the REST API listens on"),
+        "host": Key(as_host, "the address the REST API listens on"),
         "port": Key(as_listen_port, "the REST API port (0: any free port)"),
     },
     "logging": {

@@ -7,6 +7,7 @@ wraps that message with the layer, section and key it came from.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -29,7 +30,7 @@ _DURATION_UNITS = {
     "d": timedelta(days=1),
     "w": timedelta(weeks=1),
 }
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)[ \t]*(ms|s|m|h|d|w)")
 _DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 #: The substitution variables a path template may use, besides ``$name`` in runners.
@@ -54,49 +55,63 @@ def as_bool(value: str) -> bool:
     raise ValueError("expected yes or no (also true/false, on/off, 1/0)")
 
 
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,20}")
+
+
+def _whole_number(value: str, low: int, high: int | None, expected: str) -> int:
+    """*value* as an int from *low* to *high* (None: no bound), in ASCII digits only.
+
+    :func:`int` alone would also take ``8_024``, ``+80`` and digits of other scripts
+    (``٨٠٢٤``), which no operator means as a number in a configuration file.
+    """
+    text = value.strip()
+    if not _WHOLE_NUMBER.fullmatch(text):
+        raise ValueError(expected)
+    number = int(text)
+    if number < low or (high is not None and number > high):
+        raise ValueError(expected)
+    return number
+
+
 def as_count(value: str) -> int:
     """A whole number, zero or more."""
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ValueError("expected a whole number, 0 or more") from None
-    if number < 0:
-        raise ValueError("expected a whole number, 0 or more")
-    return number
+    return _whole_number(value, 0, None, "expected a whole number, 0 or more")
 
 
 def as_positive_count(value: str) -> int:
     """A whole number, 1 or more."""
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ValueError("expected a whole number, 1 or more") from None
-    if number < 1:
-        raise ValueError("expected a whole number, 1 or more")
-    return number
+    return _whole_number(value, 1, None, "expected a whole number, 1 or more")
 
 
 def as_port(value: str) -> int:
     """A TCP port to connect to: 1 to 65535 (RFC 6335, section 6)."""
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ValueError("expected a port number from 1 to 65535") from None
-    if not 1 <= number <= 65535:
-        raise ValueError("expected a port number from 1 to 65535")
-    return number
+    return _whole_number(value, 1, 65535, "expected a port number from 1 to 65535")
 
 
 def as_listen_port(value: str) -> int:
     """A TCP port to listen on: 1 to 65535, or 0 for any free port the system picks."""
-    expected = "expected a port number from 1 to 65535, or 0 for any free port"
+    return _whole_number(
+        value, 0, 65535, "expected a port number from 1 to 65535, or 0 for any free port"
+    )
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def as_host(value: str) -> str:
+    """A host name (RFC 1123 labels) or an IPv4 or IPv6 address, without a port."""
+    text = as_text(value)
+    expected = (
+        "expected a host name or an IP address, without a port (the port has a key of its own)"
+    )
     try:
-        number = int(value.strip())
+        ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
     except ValueError:
-        raise ValueError(expected) from None
-    if not 0 <= number <= 65535:
-        raise ValueError(expected)
-    return number
+        labels = text.removesuffix(".").split(".")
+        if len(text) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+            raise ValueError(expected) from None
+        return text
+    return text.removeprefix("[").removesuffix("]")
 
 
 def one_of(*choices: str) -> Converter:
@@ -113,11 +128,8 @@ def one_of(*choices: str) -> Converter:
 
 def as_power_of_two(value: str) -> int:
     """A power of two from 1 to 1024: slices split the digest space exactly."""
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ValueError("expected a power of two from 1 to 1024") from None
-    if number < 1 or number > 1024 or number & (number - 1):
+    number = _whole_number(value, 1, 1024, "expected a power of two from 1 to 1024")
+    if number & (number - 1):
         raise ValueError("expected a power of two from 1 to 1024")
     return number
 
@@ -126,10 +138,11 @@ def as_duration(value: str) -> timedelta:
     """A duration such as ``1s``, ``500ms``, ``2m`` or ``1m30s``; a bare number is seconds."""
     text = value.strip().lower()
     try:
-        seconds = float(text)
+        # float() also takes "1_0" and digits of other scripts: not numbers here.
+        seconds = float(text) if text.isascii() and "_" not in text else None
     except ValueError:
-        pass
-    else:
+        seconds = None
+    if seconds is not None:
         if not seconds >= 0:  # also refuses nan
             raise ValueError("expected a duration of 0 or more")
         try:

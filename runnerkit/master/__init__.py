@@ -14,10 +14,16 @@ One module per job:
 foreground (:func:`main`).
 """
 
-from runnerkit.errors import MasterRunningError, MasterStartError, StatusFileError
-from runnerkit.master.client import start_in_background, stop_master
+from runnerkit.errors import (
+    MasterNotRunningError,
+    MasterRunningError,
+    MasterStartError,
+    StatusFileError,
+)
+from runnerkit.master.client import signal_master, start_in_background, stop_master
 from runnerkit.master.files import (
     LOCK_RETRY_SECONDS,
+    UNKNOWN_PID,
     MasterLock,
     MasterPaths,
     lock_paths,
@@ -33,10 +39,12 @@ from runnerkit.master.watchdog import Stuck, Watchdog
 __all__ = [
     "LOCK_RETRY_SECONDS",
     "STUCK_CHECK_SECONDS",
+    "UNKNOWN_PID",
     "Action",
     "Decision",
     "Master",
     "MasterLock",
+    "MasterNotRunningError",
     "MasterPaths",
     "MasterRunningError",
     "MasterStartError",
@@ -51,6 +59,7 @@ __all__ = [
     "main",
     "read_status",
     "running_master_pid",
+    "signal_master",
     "start_in_background",
     "stop_master",
     "write_status",

@@ -6,6 +6,7 @@ master only through its lock (:mod:`runnerkit.master.files`) and signals.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,9 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runnerkit.config import Configuration
-from runnerkit.errors import MasterRunningError, MasterStartError
+from runnerkit.errors import (
+    MasterError,
+    MasterNotRunningError,
+    MasterRunningError,
+    MasterStartError,
+)
 from runnerkit.fsio import make_directories
-from runnerkit.master.files import running_master_pid
+from runnerkit.master.files import UNKNOWN_PID, lock_paths, running_master_pid
 
 #: How often the client looks at the master's lock while it waits.
 POLL_SECONDS = 0.02
@@ -69,19 +75,43 @@ def start_in_background(
     raise MasterStartError(f"the master (pid {process.pid}) did not take its lock in {wait:.0f}s")
 
 
-def stop_master(config: Configuration, pid: int, timeout: float) -> bool:
-    """Send SIGTERM to the master *pid* and wait until *config*'s lock is free.
+def signal_master(config: Configuration, signum: int) -> int:
+    """Send *signum* to the master of *config*'s var dir, and return its pid.
+
+    Only a pid that the lock holder wrote is signalled; a lock held by a process that
+    wrote none (an operator's ``flock``, say) is refused, never guessed at.
+
+    :raises MasterNotRunningError: no master holds the lock.
+    :raises MasterError: the lock holder wrote no pid.
+    """
+    pid = running_master_pid(config)
+    if pid is None:
+        raise MasterNotRunningError(
+            f"no master is running on {config.paths.var_dir}; start one with 'runnerkit start'"
+        )
+    if pid == UNKNOWN_PID:
+        lock = lock_paths(config).lock
+        raise MasterError(
+            f"the master lock {str(lock)!r} is held by a process that wrote no pid into it; "
+            f"runnerkit signals no process it cannot name (see 'fuser -v {lock}')"
+        )
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+    return pid
+
+
+def stop_master(config: Configuration, timeout: float) -> int | None:
+    """Send SIGTERM to the master of *config*'s var dir and wait until its lock is free.
 
     :param timeout: seconds to wait.
-    :returns: whether the master stopped within *timeout* seconds.
+    :returns: the master's pid if it stopped within *timeout* seconds, else None.
+    :raises MasterNotRunningError: no master holds the lock.
+    :raises MasterError: the lock holder wrote no pid (see :func:`signal_master`).
     """
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return running_master_pid(config) is None
+    pid = signal_master(config, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while running_master_pid(config) is not None:
         if time.monotonic() > deadline:
-            return False
+            return None
         time.sleep(POLL_SECONDS)
-    return True
+    return pid

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -24,6 +25,12 @@ from runnerkit.master.status import MasterStatus
 
 #: How long to retry a lock held for an instant by a process that only checks it.
 LOCK_RETRY_SECONDS = 0.25
+#: What :func:`running_master_pid` returns for a lock held by a process that wrote no
+#: pid.  Never a pid to signal: ``kill(-1)`` reaches every process the user may signal.
+UNKNOWN_PID = -1
+#: A pid as a master writes it: ASCII digits, no sign, not 0 (``kill(0)`` signals the
+#: caller's own process group).
+_PID = re.compile(r"[1-9][0-9]{0,9}")
 
 
 class MasterPaths(NamedTuple):
@@ -46,8 +53,8 @@ def lock_paths(config: Configuration) -> MasterPaths:
 def running_master_pid(config: Configuration) -> int | None:
     """The pid of the master that holds *config*'s lock, or None if no master does.
 
-    :returns: the pid, None when no master holds the lock, or -1 when a process holds it
-        but has written no pid within :data:`LOCK_RETRY_SECONDS`.
+    :returns: the pid, None when no master holds the lock, or :data:`UNKNOWN_PID` when a
+        process holds it but has written no valid pid within :data:`LOCK_RETRY_SECONDS`.
     """
     try:
         fd = os.open(lock_paths(config).lock, os.O_RDONLY | os.O_CLOEXEC)
@@ -61,10 +68,10 @@ def running_master_pid(config: Configuration) -> int | None:
             deadline = time.monotonic() + LOCK_RETRY_SECONDS
             while True:
                 text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-                if text.isdigit():
+                if _PID.fullmatch(text):
                     return int(text)
                 if time.monotonic() > deadline:
-                    return -1
+                    return UNKNOWN_PID
                 time.sleep(0.005)
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None

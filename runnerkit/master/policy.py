@@ -8,8 +8,11 @@ SIGUSR1) is restarted at once, at no cost, and so is one that the master itself 
 stop for a restart.  Any other exit -- an error status or death by a signal -- is a
 *failure*:
 
-- failures older than ``[master] restart_window`` are forgotten, so a runner that fails
-  now and then is always restarted;
+- failures older than ``[master] restart_window`` of *running time* are forgotten, so a
+  runner that fails now and then is always restarted.  The pauses before restarts do
+  not count: otherwise a backoff longer than the window (``backoff_max`` is 1 minute by
+  default; a window may be shorter) would forget every failure before the next one, and
+  a runner that crashes at once would be restarted for ever, never given up on;
 - the *n*\\ th failure inside the window is followed by a pause of
   ``backoff_base * 2**(n-1)``, capped at ``backoff_max``, before the restart, so a crash
   loop does not spin;
@@ -52,8 +55,8 @@ class Decision:
     """The policy's answer for one ended process."""
 
     action: Action
-    #: Times of the failures inside the window, oldest first, this exit's included if
-    #: it is one: the history to keep for the next decision.
+    #: Running-time stamps of the failures inside the window, oldest first, this exit's
+    #: included if it is one: the history to keep for the next decision.
     failures: tuple[float, ...]
     #: When to start the process again, on the clock of ``now``; None: it stays down.
     start_at: float | None = None
@@ -99,23 +102,29 @@ class RestartPolicy:
         *,
         restart_requested: bool = False,
         now: float,
+        running: float | None = None,
     ) -> Decision:
         """Decide what to do about a process that ended with *status* at *now*.
 
-        :param failures: times of the slot's earlier failures, oldest first, as the last
-            decision returned them; on the same clock as *now*.
+        :param failures: the slot's earlier failures, oldest first, as the last decision
+            returned them: stamps on the *running* clock.
         :param max_restarts: failures inside the window that are still restarted.
         :param status: the exit status, as :attr:`subprocess.Popen.returncode` gives it:
             negative for death by a signal.
         :param restart_requested: the master asked the process to stop for a restart.
-        :param now: the time the exit was seen, in seconds (any clock, e.g. monotonic).
+        :param now: the time the exit was seen, in seconds (any clock, e.g. monotonic);
+            :attr:`Decision.start_at` is on this clock.
+        :param running: how long the slot's processes have run in all, in seconds, when
+            the exit was seen: the clock that ages failures.  By default *now* (for a
+            caller whose processes never pause).
         """
         if restart_requested or status == EXIT_RESTART:
             return Decision(Action.RESTART, failures, start_at=now, delay=0.0)
         if status == 0:
             return Decision(Action.STOPPED, failures, reason="stopped")
-        horizon = now - self.restart_window
-        recent = (*(failure for failure in failures if failure > horizon), now)
+        stamp = now if running is None else running
+        horizon = stamp - self.restart_window
+        recent = (*(failure for failure in failures if failure > horizon), stamp)
         if len(recent) > max_restarts:
             reason = f"failed {len(recent)} times within the restart window"
             return Decision(Action.GIVE_UP, recent, reason=reason)

@@ -56,8 +56,13 @@ class Slot:
     count: int
     max_restarts: int
     process: subprocess.Popen[bytes] | None = None
-    #: Monotonic times of recent failures, oldest first, inside the restart window.
+    #: Recent failures, oldest first, inside the restart window, stamped with
+    #: :attr:`running` (the policy ages failures by running time, not by the clock).
     failures: tuple[float, ...] = ()
+    #: Seconds the slot's processes have run in all, up to the start of the current one.
+    running: float = 0.0
+    #: When the current process was started (monotonic).
+    launched: float = 0.0
     #: When to start the process next (monotonic), or None when it is not to start.
     start_at: float | None = 0.0
     #: Restarts so far, for ``runnerkit status``.
@@ -246,7 +251,7 @@ class Master:
                 if status is not None:
                     self._exited(slot, status, now)
             if slot.process is None and slot.start_at is not None and now >= slot.start_at:
-                self._spawn(slot)
+                self._spawn(slot, now)
         if self.watchdog.enabled and now >= self._next_stuck_check:
             self._next_stuck_check = now + STUCK_CHECK_SECONDS
             self.kill_stuck(time.time())
@@ -305,15 +310,18 @@ class Master:
         pid = slot.pid
         slot.process = None
         slot.stuck_on = ""
+        running = slot.running + max(0.0, now - slot.launched)
         decision = self.policy.decide(
             slot.failures,
             slot.max_restarts,
             status,
             restart_requested=slot.restart_requested,
             now=now,
+            running=running,
         )
         slot.restart_requested = False
         slot.failures = decision.failures
+        slot.running = running
         slot.start_at = decision.start_at
         if decision.stays_down:
             slot.down_reason = decision.reason
@@ -345,7 +353,7 @@ class Master:
                 decision.delay,
             )
 
-    def _spawn(self, slot: Slot) -> None:
+    def _spawn(self, slot: Slot, now: float) -> None:
         command = [self.python, "-m", "runnerkit.process", "--runner", slot.spec]
         command += ["--var-dir", str(self.config.paths.var_dir), "--parent-pid", str(os.getpid())]
         for path in self.config_files:
@@ -357,6 +365,7 @@ class Master:
                 command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, close_fds=True
             )
         slot.started = time.time()
+        slot.launched = now
         slot.start_at = None
         slot.down_reason = ""
         log.info("master: started %s as pid %d", slot.spec, slot.process.pid)
