@@ -367,7 +367,9 @@ def test_a_queue_runner_class_refuses_queue_no(config: Configuration) -> None:
 
 def test_the_base_class_is_not_a_runner_to_start(config: Configuration) -> None:
     config.push("held", "[runner.held]\n")
-    with pytest.raises(ConfigurationError, match=r"only the base class.*implements no _dispose\(\)"):
+    with pytest.raises(
+        ConfigurationError, match=r"only the base class.*implements no _dispose\(\)"
+    ):
         load_runner_class(config.runner("held"))
     with pytest.raises(ConfigurationError, match=r"\[runner.held\].*_dispose"):
         check_runner_classes(config)
