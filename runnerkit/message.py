@@ -5,8 +5,16 @@ from __future__ import annotations
 import email
 import email.message
 import io
+import re
 from email.generator import Generator
+from email.policy import compat32
 from email.utils import getaddresses
+from typing import Any
+
+#: Where the email parser breaks lines (``email.feedparser``): CRLF, CR or LF.
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+#: A header line as the parser reads one (``email.feedparser.headerRE``), or its name.
+_HEADER_NAME = re.compile(rb"[\041-\071\073-\176]*:")
 
 #: The headers that name a message's sender, in order of preference.  ``from_`` is the
 #: envelope sender of a Unix ``From `` line.
@@ -37,12 +45,55 @@ class Message(email.message.Message):
 
     ``original_size`` is the size in bytes of the text it was parsed from, when known,
     and otherwise the size of its serialized form.
+
+    A message parsed from bytes keeps those bytes.  As long as only its top-level
+    headers change (a pipeline adds ``List-Id``, rewrites ``Subject`` ...),
+    :meth:`as_bytes` gives the received bytes with those edits applied, as an MTA edits
+    a queue file: every other byte is the sender's, even where the email parser and
+    generator would change it (long or oddly folded headers, a bare CR, a missing
+    closing boundary, a stray line in the header block).  Once its body or its parts
+    change, it is written by the generator, as any message.
     """
 
     _original_size: int | None = None
     #: True when parsed from bytes: then :meth:`as_bytes` reproduces it faithfully,
     #: while a message parsed from text is reproduced faithfully by :meth:`as_string`.
     parsed_from_bytes = False
+    #: The bytes it was parsed from, and what it looked like then (see :func:`_state`).
+    _raw: bytes | None = None
+    _pristine: Any = None
+
+    def keep_raw(self, data: bytes) -> None:
+        """Remember *data* as the bytes this message was parsed from, as it is now."""
+        self._raw = data
+        self._pristine = _state(self)
+
+    def exact_bytes(self, unixfrom: bool = False) -> bytes | None:
+        """The received bytes with the header edits made since, or None.
+
+        None when the message was not parsed from bytes, when more than its top-level
+        headers changed, or when its header block cannot be matched to the parsed
+        headers line by line (then the generator writes it).
+        """
+        raw, pristine = self._raw, self._pristine
+        if raw is None or not _same_body(self, pristine):
+            return None
+        headers, envelope = self._headers, self._unixfrom  # type: ignore[attr-defined]
+        unchanged = tuple(headers) == pristine[0] and envelope == pristine[2]
+        if unchanged and (unixfrom or envelope is None):
+            return raw
+        return _edited(self, raw, pristine, unixfrom)
+
+    def as_bytes(self, unixfrom: bool = False, policy: Any = None) -> bytes:
+        """The message as bytes: :meth:`exact_bytes` when it has them, else generated.
+
+        With a *policy*, always generated under that policy.
+        """
+        if policy is None:
+            exact = self.exact_bytes(unixfrom)
+            if exact is not None:
+                return exact
+        return super().as_bytes(unixfrom=unixfrom, policy=policy)
 
     @property
     def original_size(self) -> int:
@@ -96,7 +147,115 @@ def message_from_bytes(data: bytes) -> Message:
     """Parse *data* into a :class:`Message`, recording its size."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"message_from_bytes() needs bytes, got {type(data).__name__}")
-    message = email.message_from_bytes(bytes(data), Message)
+    raw = bytes(data)
+    message = email.message_from_bytes(raw, Message)
     message.parsed_from_bytes = True
-    message.original_size = len(data)
+    message.original_size = len(raw)
+    message.keep_raw(raw)
     return message
+
+
+def _state(message: email.message.Message) -> tuple[Any, ...]:
+    """What a message looks like now, to tell later whether it changed (and how)."""
+    payload = message._payload  # type: ignore[attr-defined]
+    parts = tuple((part, _state(part)) for part in payload) if isinstance(payload, list) else None
+    return (
+        tuple(message._headers),  # type: ignore[attr-defined]
+        payload,
+        message._unixfrom,  # type: ignore[attr-defined]
+        message.preamble,
+        message.epilogue,
+        message._charset,  # type: ignore[attr-defined]
+        message._default_type,  # type: ignore[attr-defined]
+        parts,
+    )
+
+
+def _same_body(message: email.message.Message, state: tuple[Any, ...]) -> bool:
+    """Whether everything but the top-level headers and Unix From is as in *state*."""
+    payload = message._payload  # type: ignore[attr-defined]
+    if payload is not state[1] or message.preamble != state[3] or message.epilogue != state[4]:
+        return False
+    if message._charset is not state[5] or message._default_type != state[6]:  # type: ignore[attr-defined]
+        return False
+    parts = state[7]
+    if parts is None:
+        return True
+    if len(payload) != len(parts):
+        return False
+    for part, (was, part_state) in zip(payload, parts, strict=True):
+        if part is not was or not _same_body(part, part_state):
+            return False
+        if tuple(part._headers) != part_state[0] or part._unixfrom != part_state[2]:
+            return False
+    return True
+
+
+def _header_fields(raw: bytes) -> tuple[bytes, list[bytes], bytes] | None:
+    """Split *raw* as the email parser reads it: (Unix From line, header fields, rest).
+
+    Each field is a header line with its continuation lines, line ends included; the
+    rest is everything after the last field (the blank line, or the first line that is
+    no header, and the body).  None when the parser would drop or move a line of the
+    header block in a way the fields cannot follow.
+    """
+    unixfrom = b""
+    fields: list[bytes] = []
+    position = 0
+    first = True
+    while position < len(raw):
+        end = _LINE_END.search(raw, position)
+        stop = len(raw) if end is None else end.end()
+        line = raw[position:stop]
+        content = line if end is None else raw[position : end.start()]
+        if first and content.startswith(b"From "):
+            unixfrom = line
+        elif content[:1] in (b" ", b"\t") and content:
+            if not fields:
+                return None  # a first line that continues nothing: the parser drops it
+            fields[-1] += line
+        elif not content:
+            break  # the blank line that ends the header block
+        elif content.startswith(b"From "):
+            return None  # a misplaced envelope line: the parser drops it
+        elif _HEADER_NAME.match(content):
+            fields.append(line)
+        else:
+            break  # no header: the parser moves it, and all after it, into the body
+        first = False
+        position = stop
+    return unixfrom, fields, raw[position:]
+
+
+def _edited(
+    message: Message, raw: bytes, pristine: tuple[Any, ...], unixfrom: bool
+) -> bytes | None:
+    """The received bytes with the header edits applied, or None if they do not align."""
+    split = _header_fields(raw)
+    if split is None:
+        return None
+    raw_from, fields, rest = split
+    before = pristine[0]
+    if len(fields) != len(before):
+        return None
+    unused: dict[tuple[str, Any], list[int]] = {}
+    for index, ((name, _value), field) in enumerate(zip(before, fields, strict=True)):
+        if field[: len(name) + 1] != f"{name}:".encode("ascii", "surrogateescape"):
+            return None
+        unused.setdefault(before[index], []).append(index)
+    linesep = "\r\n" if fields and fields[0].endswith(b"\r\n") else "\n"
+    policy = compat32 if linesep == "\n" else compat32.clone(linesep=linesep)
+    out: list[bytes] = []
+    if unixfrom and message._unixfrom is not None:  # type: ignore[attr-defined]
+        if message._unixfrom == pristine[2] and raw_from:  # type: ignore[attr-defined]
+            out.append(raw_from)
+        else:
+            out.append(f"{message._unixfrom}{linesep}".encode("ascii", "surrogateescape"))  # type: ignore[attr-defined]
+    for header in message._headers:  # type: ignore[attr-defined]
+        indices = unused.get(header)
+        if indices:
+            out.append(fields[indices.pop(0)])
+        else:
+            out.append(policy.fold_binary(*header))
+    out.append(rest)
+    return b"".join(out)

@@ -728,14 +728,15 @@ def test_qfile_refuses_a_pickle(rk: Commands, tmp_path: Path) -> None:
 
 
 def test_qfile_refuses_a_pickle_dressed_as_a_queue_file(rk: Commands, tmp_path: Path) -> None:
-    # A pickle in the metadata's place, behind a well-formed header and checksum.
+    # A pickle in the metadata's place, behind a well-formed header and checksum of the
+    # earlier format, which is still read.
     marker = tmp_path / "pwned"
     metadata, body = pickle_payload(marker), b"Subject: hi\n\nhi\n"
     fields = b"%d %d b 0 %d" % (len(metadata), len(body), len(body))
     checksum = hashlib.sha256(fields + metadata + body).hexdigest().encode("ascii")
     path = tmp_path / "crafted.pck"
     path.write_bytes(
-        queuefile.MAGIC + fields + b" " + checksum + b"\n" + metadata + body + queuefile.END
+        queuefile.MAGIC_RKQ1 + fields + b" " + checksum + b"\n" + metadata + body + queuefile.END
     )
     assert_error(rk("qfile", str(path)), 1, "its metadata does not decode")
     assert not marker.exists()

@@ -219,8 +219,9 @@ def test_with_recoveries_keeps_the_message_and_metadata_bytes(encoded: bytes) ->
     header, payload = encoded.split(b"\n", 1)
     new_header, new_payload = updated.split(b"\n", 1)
     assert new_payload == payload
-    assert new_header.split(b" ")[:4] == header.split(b" ")[:4]
-    assert new_header.split(b" ")[4] == b"2"
+    # RKQ2 <length> <recoveries> <crc32>: the length stays, the count and check change.
+    assert new_header.split(b" ")[:2] == header.split(b" ")[:2]
+    assert new_header.split(b" ")[2] == b"2"
     entry = queuefile.decode(updated)
     assert entry.recoveries == 2
     assert entry.message.as_bytes(unixfrom=True) == RAW_8BIT
@@ -274,7 +275,16 @@ def test_random_bit_flips_are_refused(encoded: bytes) -> None:
         pytest.param(b"", "does not start with", id="empty"),
         pytest.param(b"\x00" * 64, "does not start with", id="zeros"),
         pytest.param(bytes(range(256)) * 4, "does not start with", id="garbage"),
-        pytest.param(b"RKQ2 1 2 b 0 -1 ab\n", "does not start with", id="wrong-version"),
+        pytest.param(b"RKQ3 1 2 b 0 -1 ab\n", "does not start with", id="wrong-version"),
+        pytest.param(b"RKQ2", "does not start with", id="current-magic-only-cut"),
+        pytest.param(b"RKQ2 ", "header line is missing", id="current-no-header"),
+        pytest.param(b"RKQ2 1 0\n", "malformed", id="current-too-few-fields"),
+        pytest.param(b"RKQ2 1 0 abc\n", "malformed", id="current-short-check"),
+        pytest.param(b"RKQ2 a 0 00000000\n", "bad number", id="current-not-a-number"),
+        pytest.param(b"RKQ2 -1 0 00000000\n", "negative", id="current-negative"),
+        pytest.param(b"RKQ2 +1 0 00000000\n", "signed", id="current-signed"),
+        pytest.param(b"RKQ2 1 0 0000000g\n", "bad number", id="current-bad-check"),
+        pytest.param(b"RKQ2 %d 0 00000000\n" % 10**30, "truncated", id="current-huge"),
         pytest.param(b"rkq1 1 2 b 0 -1 ab\n", "does not start with", id="lower-case-magic"),
         pytest.param(b"RKQ1", "does not start with", id="magic-only-cut"),
         pytest.param(b"RKQ1 ", "header line is missing", id="no-header"),

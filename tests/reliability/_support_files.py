@@ -14,11 +14,15 @@ import ctypes
 import functools
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
+import msgpack
 from child_processes import DEADLINE, RunnerGroup, env_with_path, wait_for
 from child_processes import ChildProcess as RunnerProcess
 
@@ -45,8 +49,23 @@ sleep_time: 100ms
 
 def child_env() -> dict[str, str]:
     """The environment of a child process: this one's, with ``hostilekit`` and
-    ``runnerkit`` importable (from the source tree, for an interpreter other than this)."""
-    return env_with_path(RELIABILITY, PROJECT)
+    ``runnerkit`` importable (from the source tree, for an interpreter other than this),
+    and runnerkit's own dependencies that a system interpreter lacks."""
+    return env_with_path(RELIABILITY, PROJECT, shared_dependencies())
+
+
+@functools.cache
+def shared_dependencies() -> Path:
+    """A directory that any user can read, holding copies of the packages that runnerkit
+    needs and a system ``python3`` may not have (this interpreter's own site-packages
+    may be where only its owner can reach them)."""
+    directory = Path(tempfile.mkdtemp(prefix="runnerkit-shared-deps-"))
+    for module in (msgpack,):
+        package = Path(module.__file__ or "").parent
+        shutil.copytree(package, directory / package.name)
+    for path in (directory, *directory.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return directory
 
 
 @functools.cache
@@ -99,7 +118,8 @@ def enqueue(switchboard: Switchboard, tag: str) -> str:
 
 
 def frame(metadata: bytes, body: bytes, kind: bytes = b"b") -> bytes:
-    """Wrap *metadata* and *body*, whatever they hold, in a well-formed queue file.
+    """Wrap *metadata* and *body*, whatever they hold, in a well-formed queue file of the
+    earlier format (``RKQ1``, still read), whose metadata was JSON.
 
     The header's lengths, its SHA-256 and the end record are all correct, built here
     from the format's description rather than with :func:`runnerkit.queuefile.encode`,
@@ -107,7 +127,18 @@ def frame(metadata: bytes, body: bytes, kind: bytes = b"b") -> bytes:
     """
     fields = b"%d %d %s 0 %d" % (len(metadata), len(body), kind, len(body))
     digest = hashlib.sha256(fields + metadata + body).hexdigest().encode("ascii")
-    return b"".join((queuefile.MAGIC, fields, b" ", digest, b"\n", metadata, body, queuefile.END))
+    return b"".join(
+        (queuefile.MAGIC_RKQ1, fields, b" ", digest, b"\n", metadata, body, queuefile.END)
+    )
+
+
+def frame_document(document: bytes, recoveries: int = 0) -> bytes:
+    """Wrap *document*, whatever it holds, in a well-formed queue file of the current
+    format (``RKQ2``): lengths, CRC-32 and end record correct, built from the format's
+    description."""
+    fields = b"%d %d" % (len(document), recoveries)
+    check = zlib.crc32(document, zlib.crc32(fields))
+    return b"".join((queuefile.MAGIC, fields, b" %08x\n" % check, document, queuefile.END))
 
 
 def drop(directory: Path, name: str, data: bytes) -> Path:
@@ -168,6 +199,7 @@ class RunnerProcesses(RunnerGroup):
 
     def __init__(self, world: World, workdir: Path, user: int | None = None) -> None:
         super().__init__(world, workdir, RELIABILITY, PROJECT)
+        self.env = child_env()
         self.workdir = workdir
         self.user = user
 

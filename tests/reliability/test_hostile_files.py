@@ -17,12 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+import msgpack
 import pytest
 from _support_files import (
     RunnerProcesses,
     drop,
     enqueue,
     frame,
+    frame_document,
     message_text,
     queue_name,
     wait_for,
@@ -65,6 +67,18 @@ def hostile_files(marker: Path) -> dict[str, bytes]:
         "pickle in a valid frame": frame(payload, message_text("framed").encode("ascii")),
         # JSON metadata whose type tag asks for the pickle to be loaded.
         "pickle behind a type tag": frame(tagged.encode(), message_text("tag").encode("ascii")),
+        # The same in the current format: a pickle as the whole document ...
+        "pickle as a current document": frame_document(payload),
+        # ... behind a type tag of the document's metadata ...
+        "pickle behind a current type tag": frame_document(
+            msgpack.packb(
+                [{"tag": "x", "__rk__": "pickle", "data": payload}, "bytes", b"", None, -1]
+            )
+        ),
+        # ... and as a MessagePack extension type, which a decoder could be told to load.
+        "pickle in an extension type": frame_document(
+            msgpack.packb([{}, "bytes", msgpack.ExtType(1, payload), None, -1])
+        ),
     }
 
 
@@ -73,6 +87,13 @@ def pickle_inside(kind: str, data: bytes) -> bytes:
     if kind == "bare pickle":
         return data
     header, _, rest = data.partition(b"\n")
+    if kind == "pickle as a current document":
+        return rest[: int(header.split(b" ")[1])]
+    if kind == "pickle behind a current type tag":
+        return bytes(msgpack.unpackb(rest[: int(header.split(b" ")[1])])[0]["data"])
+    if kind == "pickle in an extension type":
+        document = msgpack.unpackb(rest[: int(header.split(b" ")[1])], ext_hook=lambda _c, d: d)
+        return bytes(document[2])
     metadata = rest[: int(header.split(b" ")[1])]
     if kind == "pickle in a valid frame":
         return metadata
@@ -96,13 +117,22 @@ def test_the_crafted_files_do_run_code_when_unpickled(tmp_path: Path) -> None:
         assert marker.read_text() == "hostile code ran", kind
 
 
-@pytest.mark.parametrize("kind", ["pickle in a valid frame", "pickle behind a type tag"])
+@pytest.mark.parametrize(
+    ("kind", "refusal"),
+    [
+        ("pickle in a valid frame", "metadata does not decode"),
+        ("pickle behind a type tag", "metadata does not decode"),
+        ("pickle as a current document", "document does not decode"),
+        ("pickle behind a current type tag", "document does not decode: unknown tag 'pickle'"),
+        ("pickle in an extension type", "document does not decode: MessagePack extension"),
+    ],
+)
 def test_a_framed_hostile_file_gets_past_the_checksum_and_is_refused_for_its_content(
-    tmp_path: Path, kind: str
+    tmp_path: Path, kind: str, refusal: str
 ) -> None:
-    # The frame is right: decoding fails on the metadata, not on a length or checksum.
+    # The frame is right: decoding fails on the content, not on a length or checksum.
     marker = tmp_path / "marker"
-    with pytest.raises(QueueFileError, match="metadata does not decode"):
+    with pytest.raises(QueueFileError, match=refusal):
         queuefile.decode(hostile_files(marker)[kind])
     assert not marker.exists()
 
@@ -134,7 +164,8 @@ def test_hostile_files_never_run_and_go_to_bad_while_the_runner_goes_on(
         assert not marker.exists(), kind
 
     assert runner.stop() == 0, runner.stderr
-    assert processes.disposed_tags() == ["first", "after 0", "after 1", "after 2"]
+    kinds = len(hostile_files(marker))
+    assert processes.disposed_tags() == ["first", *(f"after {i}" for i in range(kinds))]
     assert {pid for pid, _ in processes.disposed()} == {runner.pid}
     assert switchboard.files == []
     assert switchboard.get_files(".bak") == []
@@ -143,5 +174,5 @@ def test_hostile_files_never_run_and_go_to_bad_while_the_runner_goes_on(
     refused = [
         line for line in processes.log_lines() if "preserving unreadable queue file" in line
     ]
-    assert len(refused) == 3, refused
+    assert len(refused) == kinds, refused
     print("ms from drop to bad:", {kind: round(s * 1000, 1) for kind, s in seconds.items()})

@@ -1,0 +1,205 @@
+"""A message as plain data, and back: what a queue file stores instead of regenerated text.
+
+:func:`to_tree` turns an :class:`email.message.Message` (runnerkit's or the standard
+library's, of any standard policy) into nested lists of ``str``, ``bytes``, ``int`` and
+``None``: for each part, its header (name, value) pairs exactly as the message holds
+them, its payload (text, bytes, a list of sub-parts, or nothing), its preamble,
+epilogue, Unix From line, default type, charset and defects.  :func:`from_tree` builds
+the message again from those values alone, without the email parser, so it is both
+exact and cheap: the header values come back as identical strings.
+
+Nothing here runs code named by the data: a tree holds only data, policies are chosen
+by name from the standard ones, defects by name from :mod:`email.errors`.
+
+What a tree cannot hold exactly is refused with :class:`~runnerkit.errors.MetadataError`
+naming what and why: a header value of an unknown type, a policy that is not a standard
+one, an attribute set on the message object.  One conversion is documented and
+lossless for the message's bytes: an :class:`email.header.Header` value is stored as
+the text compat32 writes for it (its ``encode()``), which the generator writes again
+unchanged.
+"""
+
+from __future__ import annotations
+
+import email.errors
+import email.message
+import email.policy
+from email.charset import Charset
+from email.header import Header
+from email.policy import Policy
+from typing import Any
+
+from runnerkit.errors import MetadataError, QueueFileError
+from runnerkit.message import Message
+
+#: The standard policies, by the names a tree stores.
+POLICIES: dict[str, Policy] = {
+    "compat32": email.policy.compat32,
+    "default": email.policy.default,
+    "SMTP": email.policy.SMTP,
+    "SMTPUTF8": email.policy.SMTPUTF8,
+    "HTTP": email.policy.HTTP,
+    "strict": email.policy.strict,
+}
+_POLICY_NAMES = {id(policy): name for name, policy in POLICIES.items()}
+
+#: The attributes of a message object that a tree holds; any other is refused.
+_KNOWN_ATTRIBUTES = frozenset(
+    {
+        "policy",
+        "_headers",
+        "_unixfrom",
+        "_payload",
+        "_charset",
+        "preamble",
+        "epilogue",
+        "defects",
+        "_default_type",
+        # runnerkit's Message: kept by the queue file's own fields, or rebuilt.
+        "_original_size",
+        "parsed_from_bytes",
+        "_raw",
+        "_pristine",
+    }
+)
+
+# The fields of one node, in order.
+_HEADERS, _PAYLOAD, _UNIXFROM, _PREAMBLE, _EPILOGUE, _DEFAULT_TYPE, _CHARSET, _DEFECTS = range(8)
+_POLICY = 8
+_STANDARD = "standard"
+
+
+def to_tree(message: email.message.Message) -> list[Any]:
+    """The message as nested lists of plain values (see the module's documentation).
+
+    :raises MetadataError: the message holds something a tree cannot store exactly.
+    """
+    return _node(message, id(message.policy), "message")
+
+
+def from_tree(tree: Any) -> Message:
+    """Build the message that :func:`to_tree` described; every part a runnerkit Message.
+
+    :raises QueueFileError: the tree is not one :func:`to_tree` makes.
+    """
+    try:
+        policy = _policy_of(tree, email.policy.compat32)
+        return _build(tree, policy)
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as error:
+        raise QueueFileError(f"the stored message is malformed: {error!r}") from error
+
+
+def _node(message: email.message.Message, top_policy: int, where: str) -> list[Any]:
+    state = message.__dict__
+    extra = state.keys() - _KNOWN_ATTRIBUTES
+    if extra:
+        raise MetadataError(
+            f"{where} has attributes a queue file cannot store: "
+            f"{', '.join(sorted(extra))} (set on the message object; keep such values "
+            "in the metadata instead)"
+        )
+    flat: list[Any] = []
+    for name, value in message._headers:  # type: ignore[attr-defined]
+        if type(value) is not str:
+            value = _header_text(name, value, where)
+        flat.append(name)
+        flat.append(value)
+    payload = message._payload  # type: ignore[attr-defined]
+    if isinstance(payload, list):
+        stored: Any = [
+            _node(part, top_policy, f"{where} part {index}") for index, part in enumerate(payload)
+        ]
+    elif payload is None or type(payload) is str or type(payload) is bytes:
+        stored = payload
+    else:
+        raise MetadataError(
+            f"{where} has a payload of type {type(payload).__name__}, which a queue file "
+            "cannot store (text, bytes, a list of parts or None)"
+        )
+    charset = message._charset  # type: ignore[attr-defined]
+    defects = message.defects
+    node = [
+        flat,
+        stored,
+        message._unixfrom,  # type: ignore[attr-defined]
+        _text_or_none(message.preamble, "preamble", where),
+        _text_or_none(message.epilogue, "epilogue", where),
+        message._default_type,  # type: ignore[attr-defined]
+        None if charset is None else str(charset.input_charset),
+        [type(defect).__name__ for defect in defects] if defects else None,
+    ]
+    policy = id(message.policy)
+    if policy != top_policy or where == "message":
+        name = _POLICY_NAMES.get(policy)
+        if name is None:
+            raise MetadataError(
+                f"{where} uses a policy that is not one of the standard ones "
+                f"({', '.join(POLICIES)}); a queue file stores policies by name"
+            )
+        node.append(name)
+    return node
+
+
+def _header_text(name: str, value: object, where: str) -> str:
+    if isinstance(value, Header):
+        # Documented conversion: the text compat32 writes for it, written back unchanged.
+        return value.encode()
+    if isinstance(value, str):
+        # A modern policy's header object: its text; the policy parses it again on read.
+        return str.__str__(value)
+    raise MetadataError(
+        f"{where} header {name!r} holds a {type(value).__name__}, which a queue file "
+        "cannot store; use a str (or an email.header.Header)"
+    )
+
+
+def _text_or_none(value: object, what: str, where: str) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise MetadataError(f"{where} {what} is a {type(value).__name__}, not text")
+
+
+def _policy_of(node: list[Any], inherited: Policy) -> Policy:
+    if len(node) > _POLICY:
+        return POLICIES[node[_POLICY]]
+    return inherited
+
+
+def _build(node: list[Any], inherited: Policy) -> Message:
+    policy = _policy_of(node, inherited)
+    message = Message.__new__(Message)
+    flat = node[_HEADERS]
+    payload = node[_PAYLOAD]
+    if isinstance(payload, list):
+        payload = [_build(part, policy) for part in payload]
+    elif not (payload is None or type(payload) is str or type(payload) is bytes):
+        raise ValueError(f"a payload of type {type(payload).__name__}")
+    charset = node[_CHARSET]
+    defects = node[_DEFECTS]
+    unixfrom, preamble, epilogue, default_type = node[_UNIXFROM : _DEFAULT_TYPE + 1]
+    for text in (unixfrom, preamble, epilogue):
+        if text is not None and type(text) is not str:
+            raise ValueError(f"a {type(text).__name__} where text belongs")
+    if type(default_type) is not str:
+        raise ValueError("a default type that is not text")
+    if not all(type(item) is str for item in flat):
+        raise ValueError("a header name or value that is not text")
+    message.__dict__.update(
+        policy=policy,
+        _headers=list(zip(flat[::2], flat[1::2], strict=True)),
+        _unixfrom=unixfrom,
+        _payload=payload,
+        _charset=None if charset is None else Charset(charset),
+        preamble=preamble,
+        epilogue=epilogue,
+        defects=[_defect(name) for name in defects] if defects else [],
+        _default_type=default_type,
+    )
+    return message
+
+
+def _defect(name: str) -> email.errors.MessageDefect:
+    cls = getattr(email.errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, email.errors.MessageDefect)):
+        raise ValueError(f"{name!r} is not a defect of email.errors")
+    return cls()
