@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 from runnerkit.errors import QueueFileError
+from runnerkit.typing import StrPath
 
 #: Queue files are readable by the group (operators), writable only by the owner.
 FILE_MODE = 0o640
@@ -20,7 +21,7 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: StrPath) -> None:
     """Flush *directory*'s entries to disk, so a rename in it survives a crash."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -49,7 +50,9 @@ def make_directories(directory: Path, mode: int = DIRECTORY_MODE) -> None:
             raise
 
 
-def write_new_file(tmp: Path, final: Path, data: bytes) -> None:
+def write_new_file(
+    tmp: StrPath, final: StrPath, data: bytes, directory_fd: int | None = None
+) -> None:
     """Write *data* to *tmp*, fsync it, rename it to *final* and fsync the directory.
 
     The temporary file is locked while it exists, so that a start-up clean-up can tell
@@ -61,6 +64,9 @@ def write_new_file(tmp: Path, final: Path, data: bytes) -> None:
     it may not survive a crash.  *final* is removed again, so that an error always means
     "not written".  If it is already gone, a reader took it in the meantime: the data
     was delivered, and the error is a false alarm that can at worst cause a duplicate.
+
+    :param directory_fd: an open descriptor of *final*'s directory to fsync, which
+        spares opening it again; by default the directory is opened by name.
     """
     fd = os.open(tmp, _CREATE_FLAGS, FILE_MODE)
     try:
@@ -77,13 +83,16 @@ def write_new_file(tmp: Path, final: Path, data: bytes) -> None:
         raise
     os.close(fd)
     try:
-        fsync_directory(final.parent)
+        if directory_fd is None:
+            fsync_directory(os.path.dirname(final))
+        else:
+            os.fsync(directory_fd)
     except BaseException:
         _remove_quietly(final)
         raise
 
 
-def read_queue_file(path: Path) -> bytes:
+def read_queue_file(path: StrPath) -> bytes:
     """Read the regular file at *path*, never following a link or blocking on a FIFO.
 
     :raises QueueFileError: *path* is a link, a directory, a FIFO, unreadable, or gone.
@@ -100,7 +109,12 @@ def read_queue_file(path: Path) -> bytes:
                 f"cannot read queue file {str(path)!r}: it is not a regular file "
                 f"({_kind(info.st_mode)})"
             )
-        chunks = []
+        # One read for the whole file: asked for a byte more than its size, a regular
+        # file gives exactly its size when that is all there is.
+        first = os.read(fd, info.st_size + 1)
+        if len(first) == info.st_size:
+            return first
+        chunks = [first]
         while chunk := os.read(fd, max(info.st_size, 65536)):
             chunks.append(chunk)
         return b"".join(chunks)
@@ -110,7 +124,7 @@ def read_queue_file(path: Path) -> bytes:
         os.close(fd)
 
 
-def move(source: Path, target: Path) -> None:
+def move(source: StrPath, target: StrPath) -> None:
     """Rename *source* to *target*, copying across file systems when it must."""
     try:
         os.rename(source, target)
@@ -119,10 +133,10 @@ def move(source: Path, target: Path) -> None:
             raise
         shutil.copy2(source, target, follow_symlinks=False)
         os.unlink(source)
-    fsync_directory(target.parent)
+    fsync_directory(os.path.dirname(target))
 
 
-def remove_stale_temporary(path: Path, min_age: float, now: float) -> bool:
+def remove_stale_temporary(path: StrPath, min_age: float, now: float) -> bool:
     """Remove a temporary file that no live writer holds and that is at least *min_age* old.
 
     :returns: whether the file was removed.
@@ -144,7 +158,7 @@ def remove_stale_temporary(path: Path, min_age: float, now: float) -> bool:
         os.close(fd)
 
 
-def _remove_quietly(path: Path) -> bool:
+def _remove_quietly(path: StrPath) -> bool:
     try:
         os.unlink(path)
     except OSError:

@@ -6,7 +6,9 @@ import email
 import email.message
 import io
 import re
+from email.errors import HeaderParseError
 from email.generator import Generator
+from email.header import decode_header, make_header
 from email.policy import compat32
 from email.utils import getaddresses
 from typing import Any
@@ -62,6 +64,8 @@ class Message(email.message.Message):
     #: The bytes it was parsed from, and what it looked like then (see :func:`_state`).
     _raw: bytes | None = None
     _pristine: Any = None
+    #: Whether the (text) payload, as parsed, is the tail of :attr:`_raw`.
+    _payload_is_suffix = False
 
     def keep_raw(self, data: bytes) -> None:
         """Remember *data* as the bytes this message was parsed from, as it is now."""
@@ -134,6 +138,42 @@ class Message(email.message.Message):
         return senders[0] if senders else ""
 
 
+def read_header(message: email.message.Message, name: str) -> str | None:
+    """The text of *message*'s first *name* header (see :func:`header_text`), or None.
+
+    Read from the header as stored, not through ``message[name]``: compat32 hands out
+    a header with 8-bit bytes as an :class:`email.header.Header` whose text has each
+    such byte replaced by U+FFFD.
+    """
+    wanted = name.lower()
+    for key, value in message.raw_items():
+        if key.lower() == wanted:
+            return header_text(value)
+    return None
+
+
+def header_text(value: object) -> str:
+    """A header value as the text a reader sees: 8-bit bytes and RFC 2047 words decoded.
+
+    A message parsed from bytes keeps a header's raw 8-bit bytes as surrogate escapes
+    (compat32); they are read as UTF-8 (RFC 6532), else as Latin-1, never replaced by
+    U+FFFD.  Encoded words (RFC 2047) are decoded as far as their charsets allow.
+    """
+    text = str(value)
+    if not text.isascii():
+        raw = text.encode("utf-8", "surrogateescape")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+    if "=?" not in text:
+        return text
+    try:
+        return str(make_header(decode_header(text)))
+    except (HeaderParseError, LookupError, UnicodeError):
+        return text
+
+
 def message_from_string(text: str) -> Message:
     """Parse *text* into a :class:`Message`, recording its size."""
     if not isinstance(text, str):
@@ -152,6 +192,10 @@ def message_from_bytes(data: bytes) -> Message:
     message.parsed_from_bytes = True
     message.original_size = len(raw)
     message.keep_raw(raw)
+    payload = message._payload  # type: ignore[attr-defined]
+    if type(payload) is str and raw.endswith(payload.encode("ascii", "surrogateescape")):
+        # The body is the bytes' tail, as it usually is: a queue file stores it once.
+        message._payload_is_suffix = True
     return message
 
 

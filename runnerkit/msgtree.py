@@ -60,13 +60,14 @@ _KNOWN_ATTRIBUTES = frozenset(
         "parsed_from_bytes",
         "_raw",
         "_pristine",
+        "_payload_is_suffix",
     }
 )
 
 # The fields of one node, in order.
 _HEADERS, _PAYLOAD, _UNIXFROM, _PREAMBLE, _EPILOGUE, _DEFAULT_TYPE, _CHARSET, _DEFECTS = range(8)
 _POLICY = 8
-_STANDARD = "standard"
+_TEXT_ONLY = frozenset({str})
 
 
 def to_tree(message: email.message.Message) -> list[Any]:
@@ -98,12 +99,14 @@ def _node(message: email.message.Message, top_policy: int, where: str) -> list[A
             f"{', '.join(sorted(extra))} (set on the message object; keep such values "
             "in the metadata instead)"
         )
-    flat: list[Any] = []
-    for name, value in message._headers:  # type: ignore[attr-defined]
-        if type(value) is not str:
-            value = _header_text(name, value, where)
-        flat.append(name)
-        flat.append(value)
+    headers = message._headers  # type: ignore[attr-defined]
+    flat: list[Any] = [item for header in headers for item in header]
+    if not _TEXT_ONLY.issuperset(map(type, flat)):
+        flat = []
+        for name, value in headers:
+            if type(name) is not str:
+                raise MetadataError(f"{where} has a header name that is not text: {name!r}")
+            flat += (name, value if type(value) is str else _header_text(name, value, where))
     payload = message._payload  # type: ignore[attr-defined]
     if isinstance(payload, list):
         stored: Any = [
@@ -182,7 +185,7 @@ def _build(node: list[Any], inherited: Policy) -> Message:
             raise ValueError(f"a {type(text).__name__} where text belongs")
     if type(default_type) is not str:
         raise ValueError("a default type that is not text")
-    if not all(type(item) is str for item in flat):
+    if not _TEXT_ONLY.issuperset(map(type, flat)):
         raise ValueError("a header name or value that is not text")
     message.__dict__.update(
         policy=policy,

@@ -53,6 +53,7 @@ _TAG = "__rk__"
 #: Metadata values stored as they are; anything else goes through :func:`_to_wire`.
 _PLAIN = frozenset({str, int, bool, float, type(None), bytes})
 _INT64 = range(-(2**63), 2**64)
+_TEXT_KEYS = frozenset({str})
 
 _packer = msgpack.Packer(use_bin_type=True, strict_types=True, unicode_errors="surrogatepass")
 
@@ -84,6 +85,9 @@ def encode(
     elif isinstance(message, email.message.Message):
         kind, stored = "tree", to_tree(message)
         raw = message.exact_bytes(True) if isinstance(message, Message) else None
+        if raw is not None and isinstance(message, Message) and message._payload_is_suffix:
+            # The text payload is the tail of the raw bytes: stored once, as its length.
+            stored[1] = len(stored[1])
         known = getattr(message, "_original_size", None)
         size = -1 if known is None else known
     else:
@@ -120,18 +124,24 @@ def decode(data: bytes, source: str = "queue file") -> QueueEntry:
         raw_metadata, kind, stored, raw, size = document
     except (ValueError, TypeError, KeyError, RecursionError, msgpack.UnpackException) as error:
         raise _bad(source, f"its document does not decode: {error}") from error
-    if not isinstance(raw_metadata, dict) or not all(type(key) is str for key in raw_metadata):
+    if type(raw_metadata) is not dict or not _TEXT_KEYS.issuperset(map(type, raw_metadata)):
         raise _bad(source, "its metadata is not a mapping of text keys")
     if type(size) is not int:
         raise _bad(source, "its original size is not a number")
     try:
         if kind == "tree":
+            if raw is not None and type(raw) is not bytes:
+                raise QueueFileError("the raw message is not bytes")
+            tail = stored[1] if type(stored) is list and stored else None
+            if type(tail) is int:
+                if raw is None or not 0 <= tail <= len(raw):
+                    raise QueueFileError("the message's body points outside its raw bytes")
+                stored[1] = raw[len(raw) - tail :].decode("ascii", "surrogateescape")
             message = from_tree(stored)
             if raw is not None:
-                if type(raw) is not bytes:
-                    raise QueueFileError("the raw message is not bytes")
                 message.parsed_from_bytes = True
                 message.keep_raw(raw)
+                message._payload_is_suffix = type(tail) is int
         elif kind == "text" and type(stored) is str:
             message = message_from_string(stored)
         elif kind == "bytes" and type(stored) is bytes:
@@ -159,7 +169,7 @@ def with_recoveries(data: bytes, recoveries: int) -> bytes:
         entry = _decode_rkq1(data, "queue file")
         return encode(entry.message, entry.metadata, recoveries)
     body, _ = _unframe(data, "queue file")
-    return _frame(body, recoveries)
+    return _frame(bytes(body), recoveries)
 
 
 def describe(data: bytes) -> str:
@@ -187,7 +197,7 @@ def _bad(source: str, reason: str) -> QueueFileError:
     return QueueFileError(f"{source} is not a valid runnerkit queue file: {reason}")
 
 
-def _unframe(data: bytes, source: str) -> tuple[bytes, int]:
+def _unframe(data: bytes, source: str) -> tuple[memoryview, int]:
     """The document and the recovery count of a framed file, checked."""
     if not data.startswith(MAGIC):
         raise _bad(source, f"it does not start with {MAGIC!r} (nor {MAGIC_RKQ1!r})")
@@ -213,9 +223,8 @@ def _unframe(data: bytes, source: str) -> tuple[bytes, int]:
         )
     if not data.endswith(END):
         raise _bad(source, "its end record is missing")
-    body = data[start : start + length]
-    fields = b"%s %s" % (parts[0], parts[1])
-    if zlib.crc32(body, zlib.crc32(fields)) != check:
+    body = memoryview(data)[start : start + length]  # no copy: read in place
+    if zlib.crc32(body, zlib.crc32(data[len(MAGIC) : newline - 9])) != check:
         raise _bad(source, "its CRC-32 does not match its contents (damaged)")
     return body, recoveries
 
@@ -229,8 +238,9 @@ def _refuse_extension(code: int, data: bytes) -> Any:
 
 def _metadata_to_wire(metadata: MsgData) -> dict[str, Any]:
     values = metadata.values()
-    if all(type(value) in _PLAIN for value in values) and all(
-        value in _INT64 for value in values if type(value) is int
+    kinds = set(map(type, values))
+    if kinds <= _PLAIN and (
+        int not in kinds or all(value in _INT64 for value in values if type(value) is int)
     ):
         return dict(metadata)
     return {key: _to_wire(value, key) for key, value in metadata.items()}

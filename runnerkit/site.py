@@ -104,6 +104,8 @@ class Site(Configuration):
         if self._database is not None:
             self._database.close()
             self._database = None
+        for switchboard in self._switchboard_cache.values():
+            switchboard.close()
         self._switchboard_cache.clear()
         super().close()
 

@@ -100,6 +100,12 @@ class Switchboard:
         self.name = name
         #: The queue's directory.
         self.queue_directory = Path(queue_directory)
+        # Paths as text: the hot paths make three a message, and Path objects cost more
+        # than the system calls that use them.
+        self._prefix = os.path.join(str(self.queue_directory), "")
+        # The directory held open for its fsyncs, and which directory that is.
+        self._dir_fd: int | None = None
+        self._dir_id: tuple[int, int] = (0, 0)
         #: This switchboard's slice, or None for all of them.
         self.slice = slice
         #: How many slices the queue has.
@@ -149,12 +155,12 @@ class Switchboard:
         content = queuefile.encode(body, stored)
         stamp = self._clock.stamp()
         filebase = f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}+{os.urandom(20).hex()}"
-        final = self.queue_directory / f"{filebase}.pck"
+        final = f"{self._prefix}{filebase}.pck"
         try:
-            write_new_file(final.with_name(f"{filebase}.pck.tmp"), final, content)
+            write_new_file(f"{final}.tmp", final, content, self._directory_fd())
         except OSError as error:
             raise QueueError(
-                f"cannot enqueue to {self.name!r}: writing {str(final)!r} failed: "
+                f"cannot enqueue to {self.name!r}: writing {final!r} failed: "
                 f"{error.strerror or error}"
             ) from error
         return filebase
@@ -169,15 +175,15 @@ class Switchboard:
         :raises QueueFileError: the file (now ``.bak``) is not a valid queue file; the
             caller should ``finish(filebase, preserve=True)``.
         """
-        pck = self._path(filebase, ".pck")
-        bak = self._path(filebase, ".bak")
+        base = self._path(filebase, "")
+        bak = f"{base}.bak"
         try:
-            os.rename(pck, bak)
+            os.rename(f"{base}.pck", bak)
         except OSError as error:
             raise QueueError(
                 f"cannot dequeue {filebase!r} from {self.name!r}: {error.strerror}"
             ) from error
-        entry = queuefile.decode(read_queue_file(bak), source=str(bak))
+        entry = queuefile.decode(read_queue_file(bak), source=bak)
         return entry.message, entry.metadata
 
     def finish(self, filebase: str, preserve: bool = False) -> None:
@@ -196,8 +202,32 @@ class Switchboard:
         except OSError as error:
             action = "preserve" if preserve else "remove"
             raise QueueError(
-                f"cannot {action} {str(bak)!r} of queue {self.name!r}: {error.strerror}"
+                f"cannot {action} {bak!r} of queue {self.name!r}: {error.strerror}"
             ) from error
+
+    def close(self) -> None:
+        """Release the descriptor of the queue directory that enqueue holds open."""
+        fd, self._dir_fd = getattr(self, "_dir_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+    def _directory_fd(self) -> int:
+        """The queue directory, open, for fsyncs: the one its path names now.
+
+        Opening a directory costs more than checking by ``stat`` that the one held open
+        is still the one its path names; a directory removed or replaced meanwhile is
+        opened afresh, so no rename is ever fsynced in the wrong directory.
+        """
+        info = os.stat(self._prefix)
+        if self._dir_fd is None or (info.st_dev, info.st_ino) != self._dir_id:
+            self.close()
+            fd = os.open(self._prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            held = os.fstat(fd)
+            self._dir_fd, self._dir_id = fd, (held.st_dev, held.st_ino)
+        return self._dir_fd
 
     # Listing.
 
@@ -331,18 +361,18 @@ class Switchboard:
 
     # Internals.
 
-    def _path(self, filebase: str, extension: str) -> Path:
+    def _path(self, filebase: str, extension: str) -> str:
         if not isinstance(filebase, str) or not _FILEBASE.fullmatch(filebase):
             raise QueueError(
                 f"{filebase!r} is not a queue file base name (<time>+<40 hex digits>)"
             )
-        return self.queue_directory / f"{filebase}{extension}"
+        return f"{self._prefix}{filebase}{extension}"
 
-    def _preserve(self, bak: Path, filebase: str) -> None:
+    def _preserve(self, bak: str, filebase: str) -> None:
         make_directories(self.bad_directory)
         move(bak, self.bad_directory / f"{filebase}.psv")
 
-    def _preserve_quietly(self, bak: Path, filebase: str) -> None:
+    def _preserve_quietly(self, bak: str, filebase: str) -> None:
         try:
             self._preserve(bak, filebase)
         except Exception as error:

@@ -9,15 +9,14 @@ called as ``handler(mlist, msg, msgdata)`` for every message, in the order that
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from email.errors import HeaderParseError
-from email.header import Header, decode_header, make_header
+from email.header import Header
 from email.utils import formataddr
 from importlib.metadata import PackageNotFoundError, version
 
 from runnerkit.config import Configuration
 from runnerkit.errors import ConfigurationError
 from runnerkit.lists import MailingList
-from runnerkit.message import Message
+from runnerkit.message import Message, read_header
 from runnerkit.typing import MsgData
 
 #: One step of the pipeline: changes the message (and its metadata) in place.
@@ -78,8 +77,7 @@ def subject_prefix(config: Configuration) -> Handler:
         prefix = template.format(list_name=mlist.list_name, display_name=mlist.display_name)
         if not prefix:
             return
-        raw = msg.get("Subject")
-        subject = _decoded(str(raw)) if raw is not None else ""
+        subject = read_header(msg, "Subject") or ""
         if prefix.casefold() in subject.casefold():
             return
         _set_header(msg, "Subject", f"{prefix} {subject or NO_SUBJECT}")
@@ -108,14 +106,6 @@ def load_handlers(config: Configuration) -> list[tuple[str, Handler]]:
             f"known handlers: {', '.join(sorted(HANDLERS))}"
         )
     return [(name, HANDLERS[name](config)) for name in names]
-
-
-def _decoded(value: str) -> str:
-    """A header value with its RFC 2047 encoded words decoded, as far as possible."""
-    try:
-        return str(make_header(decode_header(value)))
-    except (HeaderParseError, LookupError, UnicodeError):
-        return value
 
 
 def _set_header(msg: Message, name: str, value: str) -> None:
