@@ -210,11 +210,17 @@ def _queue_sections(
         for place, contestants, rounds in places:
             say = progress(f"enqueue on {place.label}")
             results.append(queues.measure_enqueue(place, contestants, rounds, say))
+        for kind in queues.MESSAGE_KINDS[1:]:
+            say = progress(f"enqueue on {tmpfs.label}, {kind}")
+            results.append(queues.measure_enqueue(tmpfs, memory, args.rounds, say, kind))
     if "drain" in sections:
         for place, contestants, rounds in places:
             for numslices in (1, 8):
                 say = progress(f"drain on {place.label}, {numslices} slice(s)")
                 results.append(queues.measure_drain(place, contestants, numslices, rounds, say))
+        for kind in queues.MESSAGE_KINDS[1:]:
+            say = progress(f"drain on {tmpfs.label}, {kind}")
+            results.append(queues.measure_drain(tmpfs, memory, 1, args.rounds, say, kind))
     if "listing" in sections:
         say = progress(f"listing {args.listing_files} files")
         rounds = 2 * args.rounds + 1

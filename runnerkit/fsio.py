@@ -65,10 +65,11 @@ def write_new_file(
     "not written".  If it is already gone, a reader took it in the meantime: the data
     was delivered, and the error is a false alarm that can at worst cause a duplicate.
 
-    :param directory_fd: an open descriptor of *final*'s directory to fsync, which
-        spares opening it again; by default the directory is opened by name.
+    :param directory_fd: an open descriptor of the directory; *tmp* and *final* are
+        then names in it, and no path is looked up again (nor the directory opened for
+        its fsync).  By default they are paths, and the directory is opened by name.
     """
-    fd = os.open(tmp, _CREATE_FLAGS, FILE_MODE)
+    fd = os.open(tmp, _CREATE_FLAGS, FILE_MODE, dir_fd=directory_fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         view = memoryview(data)
@@ -76,10 +77,10 @@ def write_new_file(
             written = os.write(fd, view)
             view = view[written:]
         os.fsync(fd)
-        os.rename(tmp, final)
+        os.rename(tmp, final, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
     except BaseException:
         os.close(fd)
-        _remove_quietly(tmp)
+        _remove_quietly(tmp, directory_fd)
         raise
     os.close(fd)
     try:
@@ -88,17 +89,18 @@ def write_new_file(
         else:
             os.fsync(directory_fd)
     except BaseException:
-        _remove_quietly(final)
+        _remove_quietly(final, directory_fd)
         raise
 
 
-def read_queue_file(path: StrPath) -> bytes:
+def read_queue_file(path: StrPath, directory_fd: int | None = None) -> bytes:
     """Read the regular file at *path*, never following a link or blocking on a FIFO.
 
+    :param directory_fd: an open descriptor of the directory *path* is a name in.
     :raises QueueFileError: *path* is a link, a directory, a FIFO, unreadable, or gone.
     """
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = os.open(path, _READ_FLAGS, dir_fd=directory_fd)
     except OSError as error:
         reason = "it is a symbolic link" if error.errno == errno.ELOOP else error.strerror
         raise QueueFileError(f"cannot open queue file {str(path)!r}: {reason}") from error
@@ -158,9 +160,9 @@ def remove_stale_temporary(path: StrPath, min_age: float, now: float) -> bool:
         os.close(fd)
 
 
-def _remove_quietly(path: StrPath) -> bool:
+def _remove_quietly(path: StrPath, directory_fd: int | None = None) -> bool:
     try:
-        os.unlink(path)
+        os.unlink(path, dir_fd=directory_fd)
     except OSError:
         return False
     return True

@@ -86,6 +86,10 @@ class Message(email.message.Message):
         unchanged = tuple(headers) == pristine[0] and envelope == pristine[2]
         if unchanged and (unixfrom or envelope is None):
             return raw
+        if _is_multipart(self) and self.get_boundary() != _boundary_of(pristine[0]):
+            # The received parts are delimited by the old boundary: only the generator
+            # writes them with the new one.
+            return None
         return _edited(self, raw, pristine, unixfrom)
 
     def as_bytes(self, unixfrom: bool = False, policy: Any = None) -> bytes:
@@ -271,6 +275,19 @@ def _header_fields(raw: bytes) -> tuple[bytes, list[bytes], bytes] | None:
     return unixfrom, fields, raw[position:]
 
 
+def _is_multipart(message: email.message.Message) -> bool:
+    """Whether *message* holds parts that a boundary delimits."""
+    parts = isinstance(message._payload, list)  # type: ignore[attr-defined]
+    return parts and message.get_content_maintype() == "multipart"
+
+
+def _boundary_of(headers: tuple[tuple[str, Any], ...]) -> str | None:
+    """The multipart boundary that the header fields *headers* declare, if any."""
+    probe = email.message.Message()
+    probe._headers = list(headers)  # type: ignore[attr-defined]
+    return probe.get_boundary()
+
+
 def _edited(
     message: Message, raw: bytes, pristine: tuple[Any, ...], unixfrom: bool
 ) -> bytes | None:
@@ -282,11 +299,30 @@ def _edited(
     before = pristine[0]
     if len(fields) != len(before):
         return None
-    unused: dict[tuple[str, Any], list[int]] = {}
-    for index, ((name, _value), field) in enumerate(zip(before, fields, strict=True)):
+    for (name, _value), field in zip(before, fields, strict=True):
         if field[: len(name) + 1] != f"{name}:".encode("ascii", "surrogateescape"):
             return None
+    headers = message._headers  # type: ignore[attr-defined]
+    # Which received field each header is.  A header kept since parsing is the very
+    # pair parsed from its field; fields with equal pairs ("X: v" and "X:   v") differ
+    # in their bytes, so equality only decides for pairs made anew (an edit that set
+    # the same value), and never for a value that is not text (an unhashable Header).
+    source: list[int | None] = [None] * len(headers)
+    free = set(range(len(before)))
+    where = {id(pair): index for index, pair in enumerate(before)}
+    for position, header in enumerate(headers):
+        index = where.get(id(header))
+        if index is not None and index in free and before[index] is header:
+            source[position] = index
+            free.discard(index)
+    unused: dict[tuple[str, str], list[int]] = {}
+    for index in sorted(free):
         unused.setdefault(before[index], []).append(index)
+    for position, header in enumerate(headers):
+        if source[position] is None and type(header[1]) is str:
+            indices = unused.get(header)
+            if indices:
+                source[position] = indices.pop(0)
     linesep = "\r\n" if fields and fields[0].endswith(b"\r\n") else "\n"
     policy = compat32 if linesep == "\n" else compat32.clone(linesep=linesep)
     out: list[bytes] = []
@@ -295,11 +331,14 @@ def _edited(
             out.append(raw_from)
         else:
             out.append(f"{message._unixfrom}{linesep}".encode("ascii", "surrogateescape"))  # type: ignore[attr-defined]
-    for header in message._headers:  # type: ignore[attr-defined]
-        indices = unused.get(header)
-        if indices:
-            out.append(fields[indices.pop(0)])
-        else:
-            out.append(policy.fold_binary(*header))
-    out.append(rest)
+    for header, index in zip(headers, source, strict=True):
+        out.append(policy.fold_binary(*header) if index is None else fields[index])
+    if rest:
+        out.append(rest)
+    # Only the last line of the received bytes may lack its line end, and it may no
+    # longer be last: "Subject: x" at the very end, then an added header.
+    end = linesep.encode("ascii")
+    for position, piece in enumerate(out[:-1]):
+        if not piece.endswith((b"\n", b"\r")):
+            out[position] = piece + end
     return b"".join(out)

@@ -155,12 +155,12 @@ class Switchboard:
         content = queuefile.encode(body, stored)
         stamp = self._clock.stamp()
         filebase = f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}+{os.urandom(20).hex()}"
-        final = f"{self._prefix}{filebase}.pck"
+        final = f"{filebase}.pck"
         try:
             write_new_file(f"{final}.tmp", final, content, self._directory_fd())
         except OSError as error:
             raise QueueError(
-                f"cannot enqueue to {self.name!r}: writing {final!r} failed: "
+                f"cannot enqueue to {self.name!r}: writing {self._prefix + final!r} failed: "
                 f"{error.strerror or error}"
             ) from error
         return filebase
@@ -175,15 +175,17 @@ class Switchboard:
         :raises QueueFileError: the file (now ``.bak``) is not a valid queue file; the
             caller should ``finish(filebase, preserve=True)``.
         """
-        base = self._path(filebase, "")
-        bak = f"{base}.bak"
+        self._check_filebase(filebase)
+        bak = f"{filebase}.bak"
         try:
-            os.rename(f"{base}.pck", bak)
+            fd = self._directory_fd()
+            os.rename(f"{filebase}.pck", bak, src_dir_fd=fd, dst_dir_fd=fd)
         except OSError as error:
             raise QueueError(
                 f"cannot dequeue {filebase!r} from {self.name!r}: {error.strerror}"
             ) from error
-        entry = queuefile.decode(read_queue_file(bak), source=bak)
+        data = read_queue_file(bak, fd)
+        entry = queuefile.decode(data, source=f"{self._prefix}{bak}")
         return entry.message, entry.metadata
 
     def finish(self, filebase: str, preserve: bool = False) -> None:
@@ -193,12 +195,14 @@ class Switchboard:
             an operator to inspect, instead of removing it.
         :raises QueueError: there is no ``.bak`` for *filebase*, or it cannot be moved.
         """
-        bak = self._path(filebase, ".bak")
+        self._check_filebase(filebase)
+        bak = f"{self._prefix}{filebase}.bak"
         try:
             if preserve:
                 self._preserve(bak, filebase)
             else:
-                os.unlink(bak)
+                # The directory that dequeue used, held open: no path walked again.
+                os.unlink(f"{filebase}.bak", dir_fd=self._dir_fd or self._directory_fd())
         except OSError as error:
             action = "preserve" if preserve else "remove"
             raise QueueError(
@@ -222,11 +226,11 @@ class Switchboard:
         opened afresh, so no rename is ever fsynced in the wrong directory.
         """
         info = os.stat(self._prefix)
-        if self._dir_fd is None or (info.st_dev, info.st_ino) != self._dir_id:
+        if self._dir_fd is None or (info.st_ino, info.st_dev) != self._dir_id:
             self.close()
             fd = os.open(self._prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             held = os.fstat(fd)
-            self._dir_fd, self._dir_id = fd, (held.st_dev, held.st_ino)
+            self._dir_fd, self._dir_id = fd, (held.st_ino, held.st_dev)
         return self._dir_fd
 
     # Listing.
@@ -361,11 +365,14 @@ class Switchboard:
 
     # Internals.
 
-    def _path(self, filebase: str, extension: str) -> str:
+    def _check_filebase(self, filebase: str) -> None:
         if not isinstance(filebase, str) or not _FILEBASE.fullmatch(filebase):
             raise QueueError(
                 f"{filebase!r} is not a queue file base name (<time>+<40 hex digits>)"
             )
+
+    def _path(self, filebase: str, extension: str) -> str:
+        self._check_filebase(filebase)
         return f"{self._prefix}{filebase}{extension}"
 
     def _preserve(self, bak: str, filebase: str) -> None:

@@ -28,7 +28,7 @@ from click.testing import CliRunner, Result
 from runnerkit import queuefile
 from runnerkit.cli import main
 from runnerkit.config import Configuration
-from runnerkit.message import Message, message_from_string
+from runnerkit.message import Message, message_from_bytes, message_from_string
 from runnerkit.site import Site
 from runnerkit.switchboard import METADATA_VERSION
 
@@ -750,6 +750,273 @@ def test_qfile_refuses_a_damaged_file(rk: Commands, tmp_path: Path) -> None:
 
 def test_qfile_on_a_missing_file(rk: Commands, tmp_path: Path) -> None:
     assert_error(rk("qfile", str(tmp_path / "nope.pck")), 2, "does not exist")
+
+
+#: A message as a mail client sends it: 8-bit UTF-8 in a header and in the body.
+EIGHT_BIT = (
+    "From: Zoë <zoe@example.com>\n"
+    "To: ant@example.com\n"
+    "Subject: Grüße aus Zürich\n"
+    "Content-Type: text/plain; charset=utf-8\n"
+    "Content-Transfer-Encoding: 8bit\n"
+    "\n"
+    "Hällo, wörld!\n"
+).encode()
+
+
+def write_queue_file(path: Path, message: bytes | str, **metadata: Any) -> Path:
+    """Write a queue file of *message*: bytes parsed as runnerkit parses what it
+    receives, text queued as text."""
+    parsed = message_from_bytes(message) if isinstance(message, bytes) else message
+    path.write_bytes(queuefile.encode(parsed, metadata))
+    return path
+
+
+def shown_message(result: Result) -> str:
+    """The message part of ``qfile``'s output, line ends as they are."""
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    output = result.stdout_bytes.decode("utf-8")  # .stdout would turn CRLF into LF
+    message, separator, _ = output.partition("-" * 20 + " metadata " + "-" * 20 + "\n")
+    assert separator
+    return message
+
+
+def test_qfile_shows_8bit_text_as_text(rk: Commands, tmp_path: Path) -> None:
+    path = write_queue_file(tmp_path / "utf8.pck", EIGHT_BIT, listname="ant@example.com")
+    message = shown_message(rk("qfile", str(path)))
+    # As received, not the generator's re-encoding: no base64 body, no encoded words.
+    assert message == EIGHT_BIT.decode("utf-8") + "\n"
+
+
+def test_qfile_shows_8bit_text_of_a_message_queued_as_text(rk: Commands, tmp_path: Path) -> None:
+    text = EIGHT_BIT.decode("utf-8")
+    path = write_queue_file(tmp_path / "text.pck", text)
+    assert shown_message(rk("qfile", str(path))) == text + "\n"
+
+
+def test_qfile_shows_8bit_bytes_of_an_edited_message(rk: Commands, tmp_path: Path) -> None:
+    # Once a part changes, the file keeps no received bytes, only the parsed message,
+    # whose 8-bit text is still shown as text.
+    received = (
+        "From: anne@example.com\n"
+        "Subject: café\n"
+        "MIME-Version: 1.0\n"
+        "Content-Type: multipart/mixed; boundary=XX\n"
+        "\n"
+        "--XX\n"
+        "Content-Type: text/plain; charset=utf-8\n"
+        "Content-Transfer-Encoding: 8bit\n"
+        "\n"
+        "eins ä\n"
+        "--XX--\n"
+    ).encode()
+    parsed = message_from_bytes(received)
+    [part] = parsed.get_payload()
+    part.set_payload("zwei ö\n".encode().decode("ascii", "surrogateescape"))
+    path = tmp_path / "edited.pck"
+    path.write_bytes(queuefile.encode(parsed, {}))
+    message = shown_message(rk("qfile", str(path)))
+    assert "Subject: café\n" in message
+    assert "\nzwei ö\n" in message
+    assert "base64" not in message
+
+
+def test_qfile_shows_a_message_of_bytes_and_text(rk: Commands, tmp_path: Path) -> None:
+    # Received bytes, then a body set as text: no generator of bytes can write it.
+    parsed = message_from_bytes(b"From: anne@example.com\nSubject: caf\xc3\xa9\n\nx\n")
+    parsed.set_payload("Grüße\n")
+    path = tmp_path / "mixed.pck"
+    path.write_bytes(queuefile.encode(parsed, {}))
+    message = shown_message(rk("qfile", str(path)))
+    assert message == "From: anne@example.com\nSubject: café\n\nGrüße\n\n"
+
+
+def test_qfile_escapes_bytes_that_are_not_utf8(rk: Commands, tmp_path: Path) -> None:
+    received = (
+        b"From: anne@example.com\n"
+        b"Subject: caf\xe9\n"
+        b"Content-Type: text/plain; charset=iso-8859-1\n"
+        b"Content-Transfer-Encoding: 8bit\n"
+        b"\n"
+        b"Cr\xe8me br\xfbl\xe9e\n"
+    )
+    path = write_queue_file(tmp_path / "latin1.pck", received)
+    message = shown_message(rk("qfile", str(path)))
+    assert "Subject: caf\\xe9\n" in message
+    assert "\nCr\\xe8me br\\xfbl\\xe9e\n" in message
+    assert "\ufffd" not in message
+    assert "quoted-printable" not in message
+
+
+def test_qfile_escapes_control_characters(rk: Commands, tmp_path: Path) -> None:
+    received = b"From: anne@example.com\r\nSubject: \x1b[2Jhi\r\n\r\nover\rwritten\x00\xc2\x9b\r\n"
+    path = write_queue_file(tmp_path / "controls.pck", received)
+    message = shown_message(rk("qfile", str(path)))
+    assert message == (
+        "From: anne@example.com\r\nSubject: \\x1b[2Jhi\r\n\r\nover\\x0dwritten\\x00\\u009b\r\n\n"
+    )
+
+
+def test_qfile_raw_writes_the_exact_bytes(rk: Commands, tmp_path: Path) -> None:
+    received = EIGHT_BIT.replace(b"Subject: ", b"Subject: caf\xe9 ") + b"\xff\x00\r\n"
+    path = write_queue_file(tmp_path / "raw.pck", received, listname="ant@example.com")
+    result = rk("qfile", "--raw", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout_bytes == received
+    assert result.stderr == ""
+
+
+def test_qfile_raw_of_a_message_queued_as_text(rk: Commands) -> None:
+    path = rk.enqueue("in")
+    result = rk("qfile", "--raw", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout_bytes == MESSAGE.encode("ascii")
+
+
+def test_qfile_verbose_names_the_format_and_recoveries(rk: Commands, tmp_path: Path) -> None:
+    path = tmp_path / "recovered.pck"
+    data = queuefile.encode(message_from_string(MESSAGE), {"listid": "a.b"}, recoveries=2)
+    path.write_bytes(data)
+    lines = rk("qfile", "-v", str(path)).stdout.splitlines()
+    assert lines[0] == (
+        f"# {path} is a whole runnerkit queue file (RKQ2, {len(data)} bytes), recovered 2 times"
+    )
+    assert lines[1:5] == MESSAGE.splitlines()[:4]
+    assert lines[-1] == "recoveries: 2"
+
+
+def test_qfile_reads_the_earlier_format(rk: Commands, tmp_path: Path) -> None:
+    metadata, body = b'{"listid": "a.b"}', MESSAGE.encode("ascii")
+    fields = b"%d %d b 1 %d" % (len(metadata), len(body), len(body))
+    checksum = hashlib.sha256(fields + metadata + body).hexdigest().encode("ascii")
+    path = tmp_path / "old.pck"
+    path.write_bytes(
+        queuefile.MAGIC_RKQ1 + fields + b" " + checksum + b"\n" + metadata + body + queuefile.END
+    )
+    result = rk("qfile", "-v", str(path))
+    assert result.stdout.startswith(f"# {path} is a whole runnerkit queue file (RKQ1, ")
+    assert "recovered 1 time\n" in result.stdout
+    assert shown_message(result).endswith(MESSAGE + "\n")
+
+
+def test_qfile_hints_at_hex_for_a_damaged_file(rk: Commands, tmp_path: Path) -> None:
+    path = rk.enqueue("in")
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0x01
+    path.write_bytes(bytes(data))
+    for options in ((), ("--raw",), ("-v",)):
+        result = rk("qfile", *options, str(path))
+        assert_error(result, 1, str(path), "CRC-32 does not match")
+        assert result.stderr.splitlines()[1:] == [
+            f"runnerkit: hint: use 'runnerkit qfile --hex {path}' to see its bytes"
+        ]
+
+
+def test_qfile_hex_dumps_a_damaged_file_after_the_reason(rk: Commands, tmp_path: Path) -> None:
+    path = tmp_path / "damaged.pck"
+    path.write_bytes(b"RKQ2 99 0 00000000\nabc\x00\xff\n")
+    result = rk("qfile", "--hex", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.splitlines() == [
+        f"# {path} is not a valid runnerkit queue file: it is 25 bytes long, but its "
+        "header promises 127 (truncated or damaged)",
+        "00000000  52 4b 51 32 20 39 39 20  30 20 30 30 30 30 30 30  |RKQ2 99 0 000000|",
+        "00000010  30 30 0a 61 62 63 00 ff  0a                       |00.abc...|",
+        "00000019",
+    ]
+
+
+def test_qfile_hex_of_a_whole_file(rk: Commands) -> None:
+    path = rk.enqueue("in")
+    data = path.read_bytes()
+    lines = rk("qfile", "--hex", str(path)).stdout.splitlines()
+    assert lines[0] == (
+        f"# {path} is a whole runnerkit queue file (RKQ2, {len(data)} bytes), recovered 0 times"
+    )
+    assert lines[1].startswith("00000000  52 4b 51 32 20 ")
+    assert lines[-1] == f"{len(data):08x}"
+    # Every byte of the file, and nothing else, in order.
+    dumped = "".join(line[10:59].replace("  ", " ") for line in lines[1:-1])
+    assert bytes.fromhex(dumped) == data
+
+
+def test_qfile_hex_layout_is_that_of_hexdump(rk: Commands, tmp_path: Path) -> None:
+    hexdump = "/usr/bin/hexdump"
+    if not os.access(hexdump, os.X_OK):
+        pytest.skip("no hexdump to compare with")
+    path = tmp_path / "foreign.bin"
+    path.write_bytes(bytes(range(256)) + b"tail")
+    ours = rk("qfile", "--hex", str(path)).stdout.splitlines()[1:]
+    theirs = subprocess.run(
+        [hexdump, "-C", "-v", str(path)], capture_output=True, text=True, timeout=DEADLINE
+    ).stdout.splitlines()
+    assert ours == theirs
+
+
+def test_qfile_hex_is_bounded_by_max_bytes(rk: Commands, tmp_path: Path) -> None:
+    path = tmp_path / "huge.pck"
+    path.write_bytes(b"x" * 100_000)
+    lines = rk("qfile", "--hex", str(path)).stdout.splitlines()
+    assert len(lines) == 1 + 65536 // 16 + 2
+    assert lines[-2] == "00010000"
+    assert lines[-1] == (
+        "(34464 more bytes not shown, of 100000; --max-bytes 100000 shows them all)"
+    )
+    lines = rk("qfile", "--hex", "--max-bytes", "20", str(path)).stdout.splitlines()
+    assert lines[1:] == [
+        "00000000  78 78 78 78 78 78 78 78  78 78 78 78 78 78 78 78  |xxxxxxxxxxxxxxxx|",
+        "00000010  78 78 78 78                                       |xxxx|",
+        "00000014",
+        "(99980 more bytes not shown, of 100000; --max-bytes 100000 shows them all)",
+    ]
+
+
+def test_qfile_hex_of_an_empty_file(rk: Commands, tmp_path: Path) -> None:
+    path = tmp_path / "empty.pck"
+    path.write_bytes(b"")
+    result = rk("qfile", "--hex", str(path))
+    assert result.stdout.splitlines()[1:] == ["00000000"]
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (("--raw", "--hex"), "--raw and --hex do not go together"),
+        (("--raw", "-v"), "drop --verbose"),
+        (("--max-bytes", "10"), "--max-bytes only limits --hex"),
+        (("--hex", "--max-bytes", "0"), "0 is not in the range x>=1"),
+    ],
+)
+def test_qfile_refuses_options_that_do_not_go_together(
+    rk: Commands, options: tuple[str, ...], fragment: str
+) -> None:
+    path = rk.enqueue("in")
+    assert_error(rk("qfile", *options, str(path)), 2, fragment)
+
+
+@pytest.mark.parametrize("options", [(), ("--hex",)])
+def test_qfile_on_a_directory(rk: Commands, tmp_path: Path, options: tuple[str, ...]) -> None:
+    result = rk("qfile", *options, str(tmp_path))
+    assert_error(result, 2, "is a directory")
+    assert "hint" not in result.stderr
+
+
+@pytest.mark.parametrize("options", [(), ("--hex",)])
+def test_qfile_on_a_fifo(rk: Commands, tmp_path: Path, options: tuple[str, ...]) -> None:
+    # Refused without blocking for a writer; no hint, as --hex cannot read it either.
+    path = tmp_path / "fifo.pck"
+    os.mkfifo(path)
+    result = rk("qfile", *options, str(path))
+    assert_error(result, 1, str(path), "not a regular file")
+    assert "hint" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_qfile_on_an_unreadable_file(rk: Commands, tmp_path: Path) -> None:
+    path = rk.enqueue("in")
+    path.chmod(0)
+    assert_error(rk("qfile", "--hex", str(path)), 2, "is not readable")
 
 
 # Unshunt.
