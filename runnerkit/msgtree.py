@@ -187,17 +187,17 @@ def _build(node: list[Any], inherited: Policy) -> Message:
         raise ValueError("a default type that is not text")
     if not _TEXT_ONLY.issuperset(map(type, flat)):
         raise ValueError("a header name or value that is not text")
-    message.__dict__.update(
-        policy=policy,
-        _headers=list(zip(flat[::2], flat[1::2], strict=True)),
-        _unixfrom=unixfrom,
-        _payload=payload,
-        _charset=None if charset is None else Charset(charset),
-        preamble=preamble,
-        epilogue=epilogue,
-        defects=[_defect(name) for name in defects] if defects else [],
-        _default_type=default_type,
-    )
+    message.__dict__ = {
+        "policy": policy,
+        "_headers": list(zip(flat[::2], flat[1::2], strict=True)),
+        "_unixfrom": unixfrom,
+        "_payload": payload,
+        "_charset": None if charset is None else Charset(charset),
+        "preamble": preamble,
+        "epilogue": epilogue,
+        "defects": [_defect(name) for name in defects] if defects else [],
+        "_default_type": default_type,
+    }
     return message
 
 

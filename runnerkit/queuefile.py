@@ -32,6 +32,7 @@ import base64
 import email.message
 import hashlib
 import json
+import re
 import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -54,6 +55,8 @@ _TAG = "__rk__"
 _PLAIN = frozenset({str, int, bool, float, type(None), bytes})
 _INT64 = range(-(2**63), 2**64)
 _TEXT_KEYS = frozenset({str})
+#: A well-formed header line: the fields the CRC covers, each field, the CRC.
+_FRAME = re.compile(rb"RKQ2 (([0-9]{1,19}) ([0-9]{1,19})) ([0-9a-f]{8})\n")
 
 _packer = msgpack.Packer(use_bin_type=True, strict_types=True, unicode_errors="surrogatepass")
 
@@ -199,6 +202,15 @@ def _bad(source: str, reason: str) -> QueueFileError:
 
 def _unframe(data: bytes, source: str) -> tuple[memoryview, int]:
     """The document and the recovery count of a framed file, checked."""
+    header = _FRAME.match(data)
+    if header is not None:  # the usual case: one match instead of the steps below
+        length, recoveries, check = int(header[2]), int(header[3]), int(header[4], 16)
+        start = header.end()
+        if len(data) == start + length + len(END) and data.endswith(END):
+            body = memoryview(data)[start : start + length]  # no copy: read in place
+            if zlib.crc32(body, zlib.crc32(header[1])) == check:
+                return body, recoveries
+    # Something is wrong: find out what, to say so.
     if not data.startswith(MAGIC):
         raise _bad(source, f"it does not start with {MAGIC!r} (nor {MAGIC_RKQ1!r})")
     newline = data.find(b"\n", 0, _MAX_HEADER)

@@ -178,8 +178,19 @@ class Switchboard:
         self._check_filebase(filebase)
         bak = f"{filebase}.bak"
         try:
-            fd = self._directory_fd()
-            os.rename(f"{filebase}.pck", bak, src_dir_fd=fd, dst_dir_fd=fd)
+            fd = self._dir_fd
+            try:
+                if fd is None:
+                    raise FileNotFoundError
+                os.rename(f"{filebase}.pck", bak, src_dir_fd=fd, dst_dir_fd=fd)
+            except FileNotFoundError:
+                # Not in the directory held open: perhaps the path names another one
+                # now.  Look again (checked by stat), and retry if it is another.
+                held = self._dir_id if fd is not None else None
+                fd = self._directory_fd()
+                if self._dir_id == held:
+                    raise
+                os.rename(f"{filebase}.pck", bak, src_dir_fd=fd, dst_dir_fd=fd)
         except OSError as error:
             raise QueueError(
                 f"cannot dequeue {filebase!r} from {self.name!r}: {error.strerror}"

@@ -638,3 +638,22 @@ def test_created_files_are_not_group_or_world_writable(
     for path in paths:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o022 == 0, f"{path} has mode {mode:o}"
+
+
+def test_a_queue_directory_replaced_under_a_switchboard_is_followed(tmp_path: Path) -> None:
+    # The switchboard holds its directory open; an operator who moves it away and makes
+    # a new one (restoring a backup, say) must find every later message in the new one,
+    # and none written into the old one.
+    queue = Switchboard("moved", tmp_path / "moved", bad=tmp_path / "bad")
+    first = queue.enqueue(message_from_string("Subject: first\n\n"))
+    (tmp_path / "moved").rename(tmp_path / "old")
+    (tmp_path / "moved").mkdir()
+    second = queue.enqueue(message_from_string("Subject: second\n\n"))
+    assert sorted(p.name for p in (tmp_path / "moved").iterdir()) == [f"{second}.pck"]
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == [f"{first}.pck"]
+    (tmp_path / "old" / f"{first}.pck").rename(tmp_path / "moved" / f"{first}.pck")
+    assert queue.files == [first, second]
+    for filebase in (first, second):
+        queue.dequeue(filebase)
+        queue.finish(filebase)
+    assert list((tmp_path / "moved").iterdir()) == []
