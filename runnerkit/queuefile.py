@@ -175,18 +175,6 @@ def with_recoveries(data: bytes, recoveries: int) -> bytes:
     return _frame(bytes(body), recoveries)
 
 
-def describe(data: bytes) -> str:
-    """Say what is wrong with *data*, or that it is a whole queue file, in one line."""
-    try:
-        entry = decode(data)
-    except QueueFileError as error:
-        return str(error)
-    return (
-        f"a whole queue file ({data[:4].decode('ascii')}), recovered {entry.recoveries} "
-        f"times, {len(entry.metadata)} metadata keys"
-    )
-
-
 # Framing.
 
 
@@ -227,18 +215,23 @@ def _unframe(data: bytes, source: str) -> tuple[memoryview, int]:
     if not (parts[0].isdigit() and parts[1].isdigit()):
         raise _bad(source, "its header line holds a negative or signed number")
     start = newline + 1
-    if len(data) != start + length + len(END):
-        raise _bad(
-            source,
-            f"it is {len(data)} bytes long, but its header promises "
-            f"{start + length + len(END)} (truncated or damaged)",
-        )
-    if not data.endswith(END):
-        raise _bad(source, "its end record is missing")
+    _check_whole(data, source, start + length)
     body = memoryview(data)[start : start + length]  # no copy: read in place
     if zlib.crc32(body, zlib.crc32(data[len(MAGIC) : newline - 9])) != check:
         raise _bad(source, "its CRC-32 does not match its contents (damaged)")
     return body, recoveries
+
+
+def _check_whole(data: bytes, source: str, end: int) -> None:
+    """Refuse *data* unless its contents end at *end*, followed by the end record."""
+    if len(data) != end + len(END):
+        raise _bad(
+            source,
+            f"it is {len(data)} bytes long, but its header promises {end + len(END)} "
+            "(truncated or damaged)",
+        )
+    if not data.endswith(END):
+        raise _bad(source, "its end record is missing")
 
 
 def _refuse_extension(code: int, data: bytes) -> Any:
@@ -347,14 +340,7 @@ def _decode_rkq1(data: bytes, source: str) -> QueueEntry:
     if min(meta_len, body_len, recoveries) < 0:
         raise _bad(source, "its header line holds a negative number")
     start = newline + 1
-    if len(data) != start + meta_len + body_len + len(END):
-        raise _bad(
-            source,
-            f"it is {len(data)} bytes long, but its header promises "
-            f"{start + meta_len + body_len + len(END)} (truncated or damaged)",
-        )
-    if not data.endswith(END):
-        raise _bad(source, "its end record is missing")
+    _check_whole(data, source, start + meta_len + body_len)
     meta = data[start : start + meta_len]
     body = data[start + meta_len : start + meta_len + body_len]
     digest = hashlib.sha256(b" ".join(parts[:5]))
