@@ -8,13 +8,16 @@ import io
 import re
 from email.errors import HeaderParseError
 from email.generator import Generator
-from email.header import decode_header, make_header
+from email.header import decode_header
 from email.policy import compat32
 from email.utils import getaddresses
 from typing import Any
 
 #: Where the email parser breaks lines (``email.feedparser``): CRLF, CR or LF.
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+#: An RFC 2047 encoded word, and the white space between two of them.
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+_BETWEEN_WORDS = re.compile(r"(?<=\?=)[ \t\r\n]+(?==\?[^?\s]+\?[bBqQ]\?)")
 #: A header line as the parser reads one (``email.feedparser.headerRE``), or its name.
 _HEADER_NAME = re.compile(rb"[\041-\071\073-\176]*:")
 
@@ -91,6 +94,17 @@ class Message(email.message.Message):
             # writes them with the new one.
             return None
         return _edited(self, raw, pristine, unixfrom)
+
+    def __delitem__(self, name: str) -> None:
+        """Delete every *name* header; the others stay the very pairs they were.
+
+        The standard library makes each kept pair anew, and then fields with equal
+        pairs (``X: v`` and ``X:   v``) could no longer be told apart by
+        :meth:`exact_bytes`.
+        """
+        wanted = name.lower()
+        kept = [pair for pair in self._headers if pair[0].lower() != wanted]  # type: ignore[has-type]
+        self._headers = kept
 
     def as_bytes(self, unixfrom: bool = False, policy: Any = None) -> bytes:
         """The message as bytes: :meth:`exact_bytes` when it has them, else generated.
@@ -172,10 +186,21 @@ def header_text(value: object) -> str:
             text = raw.decode("latin-1")
     if "=?" not in text:
         return text
+    # Each encoded word on its own: the text around them may be non-ASCII already,
+    # which decode_header() would mangle; white space between two words goes (RFC 2047
+    # section 6.2).
+    return _ENCODED_WORD.sub(_decoded_word, _BETWEEN_WORDS.sub("", text))
+
+
+def _decoded_word(match: re.Match[str]) -> str:
+    word = match.group(0)
     try:
-        return str(make_header(decode_header(text)))
-    except (HeaderParseError, LookupError, UnicodeError):
-        return text
+        ((data, charset),) = decode_header(word)
+        if isinstance(data, str):
+            return data
+        return str(data.decode(charset or "ascii", "replace"))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        return word  # an unknown charset: the word stays as it was written
 
 
 def message_from_string(text: str) -> Message:
@@ -302,7 +327,7 @@ def _edited(
     for (name, _value), field in zip(before, fields, strict=True):
         if field[: len(name) + 1] != f"{name}:".encode("ascii", "surrogateescape"):
             return None
-    headers = message._headers  # type: ignore[attr-defined]
+    headers = message._headers
     # Which received field each header is.  A header kept since parsing is the very
     # pair parsed from its field; fields with equal pairs ("X: v" and "X:   v") differ
     # in their bytes, so equality only decides for pairs made anew (an edit that set
@@ -323,7 +348,9 @@ def _edited(
             indices = unused.get(header)
             if indices:
                 source[position] = indices.pop(0)
-    linesep = "\r\n" if fields and fields[0].endswith(b"\r\n") else "\n"
+    # New fields end their lines as the message's first line does (LF if none does).
+    first = _LINE_END.search(raw)
+    linesep = "\r\n" if first is not None and first.group() == b"\r\n" else "\n"
     policy = compat32 if linesep == "\n" else compat32.clone(linesep=linesep)
     out: list[bytes] = []
     if unixfrom and message._unixfrom is not None:  # type: ignore[attr-defined]

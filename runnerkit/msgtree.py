@@ -68,6 +68,9 @@ _KNOWN_ATTRIBUTES = frozenset(
 _HEADERS, _PAYLOAD, _UNIXFROM, _PREAMBLE, _EPILOGUE, _DEFAULT_TYPE, _CHARSET, _DEFECTS = range(8)
 _POLICY = 8
 _TEXT_ONLY = frozenset({str})
+#: The deepest MIME structure a tree holds: far beyond real mail, and well inside the
+#: interpreter's recursion limit, so that building and rebuilding never exhaust it.
+MAX_DEPTH = 100
 
 
 def to_tree(message: email.message.Message) -> list[Any]:
@@ -75,7 +78,7 @@ def to_tree(message: email.message.Message) -> list[Any]:
 
     :raises MetadataError: the message holds something a tree cannot store exactly.
     """
-    return _node(message, id(message.policy), "message")
+    return _node(message, id(message.policy), "message", 0)
 
 
 def from_tree(tree: Any) -> Message:
@@ -85,12 +88,16 @@ def from_tree(tree: Any) -> Message:
     """
     try:
         policy = _policy_of(tree, email.policy.compat32)
-        return _build(tree, policy)
-    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as error:
+        return _build(tree, policy, 0)
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError, RecursionError) as error:
         raise QueueFileError(f"the stored message is malformed: {error!r}") from error
 
 
-def _node(message: email.message.Message, top_policy: int, where: str) -> list[Any]:
+def _node(message: email.message.Message, top_policy: int, where: str, depth: int) -> list[Any]:
+    if depth > MAX_DEPTH:
+        raise MetadataError(
+            f"the message's MIME structure is too deep: more than {MAX_DEPTH} levels of parts"
+        )
     state = message.__dict__
     extra = state.keys() - _KNOWN_ATTRIBUTES
     if extra:
@@ -110,7 +117,8 @@ def _node(message: email.message.Message, top_policy: int, where: str) -> list[A
     payload = message._payload  # type: ignore[attr-defined]
     if isinstance(payload, list):
         stored: Any = [
-            _node(part, top_policy, f"{where} part {index}") for index, part in enumerate(payload)
+            _node(part, top_policy, f"{where} part {index}", depth + 1)
+            for index, part in enumerate(payload)
         ]
     elif payload is None or type(payload) is str or type(payload) is bytes:
         stored = payload
@@ -168,13 +176,15 @@ def _policy_of(node: list[Any], inherited: Policy) -> Policy:
     return inherited
 
 
-def _build(node: list[Any], inherited: Policy) -> Message:
+def _build(node: list[Any], inherited: Policy, depth: int) -> Message:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"parts nested more than {MAX_DEPTH} deep")
     policy = _policy_of(node, inherited)
     message = Message.__new__(Message)
     flat = node[_HEADERS]
     payload = node[_PAYLOAD]
     if isinstance(payload, list):
-        payload = [_build(part, policy) for part in payload]
+        payload = [_build(part, policy, depth + 1) for part in payload]
     elif not (payload is None or type(payload) is str or type(payload) is bytes):
         raise ValueError(f"a payload of type {type(payload).__name__}")
     charset = node[_CHARSET]

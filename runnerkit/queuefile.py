@@ -35,8 +35,9 @@ import json
 import re
 import zlib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgpack
 
@@ -242,6 +243,8 @@ def _refuse_extension(code: int, data: bytes) -> Any:
 
 
 def _metadata_to_wire(metadata: MsgData) -> dict[str, Any]:
+    if _TAG in metadata:
+        raise MetadataError(f"metadata key {_TAG!r} is reserved for the queue file's own use")
     values = metadata.values()
     kinds = set(map(type, values))
     if kinds <= _PLAIN and (
@@ -269,7 +272,7 @@ def _to_wire(value: Any, key: str) -> Any:
     if kind is set:
         return {_TAG: "set", "items": [_to_wire(item, key) for item in value]}
     if kind is datetime:
-        return {_TAG: "datetime", "value": value.isoformat()}
+        return _datetime_to_wire(value, key)
     if kind is date:
         return {_TAG: "date", "value": value.isoformat()}
     if kind is timedelta:
@@ -288,6 +291,36 @@ def _to_wire(value: Any, key: str) -> Any:
     )
 
 
+def _datetime_to_wire(value: datetime, key: str) -> dict[str, Any]:
+    """A datetime, exactly: its wall time, its fold, and its time zone.
+
+    A fixed offset (or UTC) is kept in the ISO text; a :class:`zoneinfo.ZoneInfo` by its
+    key, so that arithmetic across a daylight-saving change still gives what it gave.
+    Other time zone classes cannot be rebuilt from data, and are refused.
+    """
+    zone = value.tzinfo
+    wire: dict[str, Any] = {_TAG: "datetime", "value": value.isoformat()}
+    if isinstance(zone, ZoneInfo) and zone.key:
+        wire["value"] = value.replace(tzinfo=None).isoformat()
+        wire["zone"] = zone.key
+    elif zone is not None and type(zone) is not timezone:
+        raise MetadataError(
+            f"metadata key {key!r} holds a datetime in a time zone of type "
+            f"{type(zone).__name__}, which a queue file cannot rebuild; use "
+            "zoneinfo.ZoneInfo or a fixed offset (datetime.timezone)"
+        )
+    if value.fold:
+        wire["fold"] = 1
+    return wire
+
+
+def _datetime_from_wire(obj: dict[str, Any]) -> datetime:
+    value = datetime.fromisoformat(obj["value"])
+    if "zone" in obj:
+        value = value.replace(tzinfo=ZoneInfo(obj["zone"]))
+    return value.replace(fold=obj.get("fold", 0))
+
+
 def _from_wire(obj: dict[Any, Any]) -> Any:
     tag = obj.get(_TAG)
     if tag is None:
@@ -303,7 +336,7 @@ def _from_wire(obj: dict[Any, Any]) -> Any:
     if tag == "bytes":  # RKQ1
         return base64.b64decode(obj["b64"], validate=True)
     if tag == "datetime":
-        return datetime.fromisoformat(obj["value"])
+        return _datetime_from_wire(obj)
     if tag == "date":
         return date.fromisoformat(obj["value"])
     if tag == "timedelta":

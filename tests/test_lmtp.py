@@ -418,3 +418,50 @@ def test_the_runner_as_a_process_delivers_and_stops_on_sigterm(
     [item] = get_queue_messages("in", expected_count=1)
     assert item.msgdata["listid"] == "test.example.com"
     assert item.msg.as_bytes() == SAMPLE
+
+
+def nested(depth: int) -> bytes:
+    """A message whose multipart parts nest *depth* deep."""
+    parts = [b"From: anne@example.org\nTo: test@example.com\nSubject: nested\n"]
+    for level in range(depth):
+        parts.append(b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (level, level))
+    parts.append(b"Content-Type: text/plain\n\nleaf\n")
+    parts.extend(b"--b%d--\n" % level for level in reversed(range(depth)))
+    return b"".join(parts)
+
+
+@pytest.fixture
+def roomy_client(
+    config: Configuration, lists: list[MailingList]
+) -> Iterator[tuple[smtplib.LMTP, Configuration]]:
+    """A client of an LMTP server that takes messages of any size."""
+    with config.pushed("roomy", "[lmtp]\nport: 0\nmax_message_size: 0\n"):
+        served = ServerThread(LMTPRunner("lmtp", config=config))
+        served.start()
+        lmtp = smtplib.LMTP("127.0.0.1", served.runner.port, timeout=DEADLINE)
+        try:
+            lmtp.ehlo()
+            yield lmtp, config
+        finally:
+            lmtp.close()
+            served.stop()
+
+
+@pytest.mark.parametrize("depth", [150, 1000])
+def test_a_message_too_deep_to_queue_gets_a_permanent_5xx_once_per_recipient(
+    roomy_client: tuple[smtplib.LMTP, Configuration], depth: int
+) -> None:
+    client, lmtp_config = roomy_client
+    # No retry could ever queue it: a 4xx would make the sending MTA try for days.
+    assert client.mail("anne@example.org")[0] == 250
+    assert client.rcpt("test@example.com")[0] == 250
+    assert client.rcpt("other@example.com")[0] == 250
+    replies = [client.data(wire(nested(depth))), client.getreply()]
+    for code, text in replies:
+        assert code == 554, text
+        assert b"5.6.0" in text
+        assert b"too deep" in text
+    assert queued(lmtp_config) == 0
+    # The server goes on.
+    assert client.sendmail("anne@example.org", ["test@example.com"], wire(nested(3))) == {}
+    assert queued(lmtp_config) == 1

@@ -7,10 +7,11 @@ import math
 import os
 import pickle
 import random
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -18,6 +19,7 @@ from runnerkit import queuefile
 from runnerkit.config import Configuration
 from runnerkit.errors import MetadataError, QueueError, QueueFileError
 from runnerkit.message import Message, message_from_bytes, message_from_string
+from runnerkit.message import header_text as text_of_header
 from runnerkit.switchboard import Switchboard
 
 #: An 8-bit message, as it would arrive over SMTP: Latin-1 bytes in a header and the body.
@@ -392,3 +394,72 @@ def test_a_text_message_keeps_its_non_ascii_headers_and_sender_through_a_queue()
     assert entry.message["Subject"] == "héllo\n  wörld"
     assert entry.message.sender == "zoe@example.com"
     assert entry.message.as_text() == original.as_text()
+
+
+def test_datetimes_keep_their_zone_and_fold() -> None:
+    values = {
+        "zoned": datetime(2021, 3, 13, 11, 0, tzinfo=ZoneInfo("America/New_York")),
+        "folded": datetime(2021, 11, 7, 1, 30, fold=1),
+        "fixed": datetime(2020, 1, 1, tzinfo=timezone(timedelta(hours=2))),
+        "utc": datetime(2020, 1, 1, tzinfo=UTC),
+    }
+    back = queuefile.decode(queuefile.encode(message_from_string("S: x\n\n"), values)).metadata
+    for key, value in values.items():
+        assert back[key] == value
+        assert back[key].tzinfo == value.tzinfo, key
+        assert back[key].fold == value.fold, key
+    # A day later across the daylight-saving change, as the sender would compute it.
+    assert back["zoned"] + timedelta(days=1) == values["zoned"] + timedelta(days=1)
+    assert (back["zoned"] + timedelta(days=1)).utcoffset() == timedelta(hours=-4)
+
+
+def test_a_time_zone_that_cannot_be_rebuilt_is_refused() -> None:
+    class Odd(tzinfo):
+        def utcoffset(self, dt: datetime | None) -> timedelta:
+            return timedelta(0)
+
+    with pytest.raises(MetadataError, match=r"'when'.*time zone of type Odd"):
+        queuefile.encode(
+            message_from_string("S: x\n\n"), {"when": datetime(2020, 1, 1, tzinfo=Odd())}
+        )
+
+
+def test_the_tag_key_is_reserved_at_the_top_of_the_metadata() -> None:
+    with pytest.raises(MetadataError, match="reserved"):
+        queuefile.encode(message_from_string("S: x\n\n"), {"__rk__": "mine"})
+    # Nested, it is stored like any other key.
+    nested = {"inner": {"__rk__": "mine"}}
+    assert (
+        queuefile.decode(queuefile.encode(message_from_string("S: x\n\n"), nested)).metadata
+        == nested
+    )
+
+
+def test_a_mime_structure_too_deep_is_refused_by_name() -> None:
+    text = "Subject: deep\n"
+    for level in range(150):
+        text += f'Content-Type: multipart/mixed; boundary="b{level}"\n\n--b{level}\n'
+    text += "Content-Type: text/plain\n\nleaf\n"
+    with pytest.raises(MetadataError, match="too deep"):
+        queuefile.encode(message_from_string(text), {})
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        pytest.param(
+            "\U0001f381 =?UTF-8?B?Q2xhaW0geW91ciBwcml6ZQ==?= \U0001f381 aujourd\u2019hui",
+            "\U0001f381 Claim your prize \U0001f381 aujourd\u2019hui",
+            id="utf8-text-around-a-word",
+        ),
+        pytest.param(
+            "R\xe9ponse =?utf-8?q?caf=C3=A9?= offre", "R\xe9ponse caf\xe9 offre", id="latin-1-text"
+        ),
+        pytest.param("=?utf-8?q?a?= =?utf-8?q?b?=", "ab", id="adjacent-words"),
+        pytest.param("=?x-unknown?q?zz?= ok", "=?x-unknown?q?zz?= ok", id="unknown-charset"),
+        pytest.param("K\udcc3\udca1va", "K\xe1va", id="raw-utf8-bytes"),
+        pytest.param("caf\udce9", "caf\xe9", id="raw-latin-1-bytes"),
+    ],
+)
+def test_header_text_decodes_raw_bytes_and_each_encoded_word(value: str, text: str) -> None:
+    assert text_of_header(value) == text

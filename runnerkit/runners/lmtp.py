@@ -39,7 +39,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from runnerkit.database import Database
-from runnerkit.errors import RunnerError
+from runnerkit.errors import MetadataError, RunnerError
 from runnerkit.lists import ListManager, MailingList
 from runnerkit.message import Message, message_from_bytes
 from runnerkit.runner import Runner, Until, refuse_until
@@ -64,6 +64,10 @@ RELAY_DENIED = "550 5.7.1 {address}: relay access denied; only list posting addr
 LOOKUP_FAILED = "451 4.3.0 {address}: cannot check this recipient now; try again later"
 QUEUED = "250 2.0.0 {address}: Ok, queued as {filebase}"
 QUEUE_FAILED = "451 4.3.0 {address}: cannot queue the message now; try again later"
+#: A message that can never be queued, whatever the retries: its fault (RFC 3463 5.6.0).
+UNQUEUEABLE = "554 5.6.0 {address}: the message cannot be queued: {reason}"
+#: A message the email parser cannot read at all.
+UNPARSEABLE = "554 5.6.0 the message cannot be read: {reason}"
 SHUTTING_DOWN = b"421 4.3.2 runnerkit LMTP service shutting down\r\n"
 
 
@@ -116,7 +120,12 @@ class ListDelivery:
         """Queue the message once per accepted list; one reply line per recipient."""
         received_time = time.time()
         content = envelope.original_content or b""
-        msg = message_from_bytes(content.replace(b"\r\n", b"\n"))
+        try:
+            msg = message_from_bytes(content.replace(b"\r\n", b"\n"))
+        except RecursionError:
+            log.warning("refused a message whose MIME structure is too deep to parse")
+            reply = UNPARSEABLE.format(reason="its MIME structure is too deep")
+            return CRLF.join([reply] * max(1, len(envelope.rcpt_tos)))
         sender = envelope.mail_from or ""
         if sender == "<>":
             sender = ""
@@ -145,6 +154,10 @@ class ListDelivery:
                 received_time=received_time,
                 original_size=msg.original_size,
             )
+        except MetadataError as error:
+            # The message's own fault: no retry will help, so the sender hears it now.
+            log.warning("refused a message for %s: %s", shown, error)
+            return UNQUEUEABLE.format(address=shown, reason=_printable(str(error)))
         except Exception:
             log.exception("cannot queue a message for %s; the client will retry", shown)
             return QUEUE_FAILED.format(address=shown)
