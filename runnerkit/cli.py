@@ -407,7 +407,8 @@ def _holds_bytes(message: Message) -> bool:
     """Whether any header, payload, preamble or epilogue of *message* holds raw bytes."""
     for part in message.walk():
         texts: list[object] = [value for _, value in part.raw_items()]
-        texts += [part.get_payload(), part.preamble, part.epilogue]
+        # The payload as stored: get_payload() would already have replaced raw bytes.
+        texts += [part._payload, part.preamble, part.epilogue]  # type: ignore[attr-defined]
         if any(isinstance(text, str) and _ESCAPED_BYTE.search(text) for text in texts):
             return True
     return False

@@ -13,6 +13,8 @@ from email.policy import compat32
 from email.utils import getaddresses
 from typing import Any
 
+from runnerkit.errors import MessageError
+
 #: Where the email parser breaks lines (``email.feedparser``): CRLF, CR or LF.
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 #: An RFC 2047 encoded word, and the white space between two of them.
@@ -207,7 +209,7 @@ def message_from_string(text: str) -> Message:
     """Parse *text* into a :class:`Message`, recording its size."""
     if not isinstance(text, str):
         raise TypeError(f"message_from_string() needs a str, got {type(text).__name__}")
-    message = email.message_from_string(text, Message)
+    message = _parsed(email.message_from_string, text)
     message.original_size = len(text.encode("utf-8", "surrogateescape"))
     return message
 
@@ -217,7 +219,7 @@ def message_from_bytes(data: bytes) -> Message:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"message_from_bytes() needs bytes, got {type(data).__name__}")
     raw = bytes(data)
-    message = email.message_from_bytes(raw, Message)
+    message = _parsed(email.message_from_bytes, raw)
     message.parsed_from_bytes = True
     message.original_size = len(raw)
     message.keep_raw(raw)
@@ -225,6 +227,21 @@ def message_from_bytes(data: bytes) -> Message:
     if type(payload) is str and raw.endswith(payload.encode("ascii", "surrogateescape")):
         # The body is the bytes' tail, as it usually is: a queue file stores it once.
         message._payload_is_suffix = True
+    return message
+
+
+def _parsed(parse: Any, source: str | bytes) -> Message:
+    """*source* parsed into a :class:`Message` by *parse*.
+
+    :raises MessageError: the parser gives up: it recurses once per level of MIME
+        parts, so a structure nested hundreds deep exhausts the interpreter's stack.
+    """
+    try:
+        message: Message = parse(source, Message)
+    except RecursionError:
+        raise MessageError(
+            "the message cannot be read: its MIME structure is too deep to parse"
+        ) from None
     return message
 
 

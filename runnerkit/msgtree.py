@@ -15,8 +15,8 @@ What a tree cannot hold exactly is refused with :class:`~runnerkit.errors.Metada
 naming what and why: a header value of an unknown type, a policy that is not a standard
 one, an attribute set on the message object.  One conversion is documented and
 lossless for the message's bytes: an :class:`email.header.Header` value is stored as
-the text compat32 writes for it (its ``encode()``), which the generator writes again
-unchanged.
+its parts (each text and its charset, and its folding settings) and rebuilt as an equal
+``Header``, which the generator writes as it wrote the original.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ _KNOWN_ATTRIBUTES = frozenset(
 _HEADERS, _PAYLOAD, _UNIXFROM, _PREAMBLE, _EPILOGUE, _DEFAULT_TYPE, _CHARSET, _DEFECTS = range(8)
 _POLICY = 8
 _TEXT_ONLY = frozenset({str})
+#: Marks a header value that the message's policy parsed into a header object.
+_PARSED = "parsed"
 #: The deepest MIME structure a tree holds: far beyond real mail, and well inside the
 #: interpreter's recursion limit, so that building and rebuilding never exhaust it.
 MAX_DEPTH = 100
@@ -151,17 +153,49 @@ def _node(message: email.message.Message, top_policy: int, where: str, depth: in
     return node
 
 
-def _header_text(name: str, value: object, where: str) -> str:
-    if isinstance(value, Header):
-        # Documented conversion: the text compat32 writes for it, written back unchanged.
-        return value.encode()
-    if isinstance(value, str):
-        # A modern policy's header object: its text; the policy parses it again on read.
-        return str.__str__(value)
+def _header_text(name: str, value: object, where: str) -> Any:
+    if type(value) is Header:
+        # Its parts, as data: [[text, charset name]..., default charset, continuation
+        # white space, line length, header name length]; rebuilt by _header_object.
+        state = value.__dict__
+        return [
+            [[text, str(charset)] for text, charset in state["_chunks"]],
+            str(state["_charset"]),
+            state["_continuation_ws"],
+            state["_maxlinelen"],
+            state["_headerlen"],
+        ]
+    if isinstance(value, str) and hasattr(value, "name"):
+        # A modern policy's header object: its text, which the policy parses again on
+        # read (header_store_parse), so that it is folded and encoded as before.
+        return [_PARSED, str.__str__(value)]
     raise MetadataError(
         f"{where} header {name!r} holds a {type(value).__name__}, which a queue file "
         "cannot store; use a str (or an email.header.Header)"
     )
+
+
+def _header_value(policy: Policy, name: str, state: Any) -> Any:
+    """The header value that :func:`_header_text` stored as data."""
+    if type(state) is list and len(state) == 2 and state[0] == _PARSED:
+        if type(state[1]) is not str:
+            raise ValueError("a parsed header whose text is not text")
+        return policy.header_store_parse(name, state[1])[1]
+    return _header_object(state)
+
+
+def _header_object(state: Any) -> Header:
+    """The :class:`email.header.Header` that :func:`_header_text` took apart."""
+    chunks, charset, continuation, line_length, name_length = state
+    if not (type(continuation) is str and type(line_length) is int and type(name_length) is int):
+        raise ValueError("a header object whose settings are not what they should be")
+    header = Header(charset=Charset(str(charset)), continuation_ws=continuation)
+    header.__dict__.update(
+        _chunks=[(str(text), Charset(str(name))) for text, name in chunks],
+        _maxlinelen=line_length,
+        _headerlen=name_length,
+    )
+    return header
 
 
 def _text_or_none(value: object, what: str, where: str) -> str | None:
@@ -195,11 +229,17 @@ def _build(node: list[Any], inherited: Policy, depth: int) -> Message:
             raise ValueError(f"a {type(text).__name__} where text belongs")
     if type(default_type) is not str:
         raise ValueError("a default type that is not text")
+    headers = list(zip(flat[::2], flat[1::2], strict=True))
     if not _TEXT_ONLY.issuperset(map(type, flat)):
-        raise ValueError("a header name or value that is not text")
+        if not _TEXT_ONLY.issuperset(map(type, flat[::2])):
+            raise ValueError("a header name that is not text")
+        headers = [
+            (name, value if type(value) is str else _header_value(policy, name, value))
+            for name, value in headers
+        ]
     message.__dict__ = {
         "policy": policy,
-        "_headers": list(zip(flat[::2], flat[1::2], strict=True)),
+        "_headers": headers,
         "_unixfrom": unixfrom,
         "_payload": payload,
         "_charset": None if charset is None else Charset(charset),

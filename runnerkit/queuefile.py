@@ -36,6 +36,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from email.errors import HeaderParseError
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -88,7 +89,11 @@ def encode(
         kind, stored, raw, size = "bytes", message, None, len(message)
     elif isinstance(message, email.message.Message):
         kind, stored = "tree", to_tree(message)
-        raw = message.exact_bytes(True) if isinstance(message, Message) else None
+        try:
+            raw = message.exact_bytes(True) if isinstance(message, Message) else None
+        except HeaderParseError as error:
+            # A header value with a line of its own in it: written, it would be two.
+            raise MetadataError(f"a header of the message cannot be written: {error}") from None
         if raw is not None and isinstance(message, Message) and message._payload_is_suffix:
             # The text payload is the tail of the raw bytes: stored once, as its length.
             stored[1] = len(stored[1])
@@ -99,9 +104,11 @@ def encode(
             f"cannot queue a {type(message).__name__}: give an email.message.Message, "
             "its text or its bytes"
         )
-    document = [_metadata_to_wire(metadata), kind, stored, raw, size]
     try:
+        document = [_metadata_to_wire(metadata), kind, stored, raw, size]
         body = _packer.pack(document)
+    except RecursionError:
+        raise MetadataError("the metadata is nested too deep to store") from None
     except (TypeError, ValueError, OverflowError) as error:  # pragma: no cover - checked above
         raise MetadataError(f"the message or its metadata cannot be stored: {error}") from error
     return _frame(body, recoveries)
@@ -127,7 +134,14 @@ def decode(data: bytes, source: str = "queue file") -> QueueEntry:
         )
         raw_metadata, kind, stored, raw, size = document
     except (ValueError, TypeError, KeyError, RecursionError, msgpack.UnpackException) as error:
-        raise _bad(source, f"its document does not decode: {error}") from error
+        reason = str(error) or type(error).__name__
+        raise _bad(source, f"its document does not decode: {reason}") from error
+    try:
+        plain = _plain_data(raw_metadata)
+    except RecursionError:
+        raise _bad(source, "its metadata is nested too deep") from None
+    if not plain:
+        raise _bad(source, "its metadata holds a MessagePack extension (a queue file uses none)")
     if type(raw_metadata) is not dict or not _TEXT_KEYS.issuperset(map(type, raw_metadata)):
         raise _bad(source, "its metadata is not a mapping of text keys")
     if type(size) is not int:
@@ -233,6 +247,19 @@ def _check_whole(data: bytes, source: str, end: int) -> None:
         )
     if not data.endswith(END):
         raise _bad(source, "its end record is missing")
+
+
+def _plain_data(value: Any) -> bool:
+    """Whether *value* holds only plain data: no MessagePack Timestamp anywhere.
+
+    The decoder turns extension type -1 into a Timestamp before any hook sees it.
+    """
+    kind = type(value)
+    if kind is dict:
+        return all(_plain_data(key) and _plain_data(item) for key, item in value.items())
+    if kind in (list, tuple, set, frozenset):
+        return all(map(_plain_data, value))
+    return kind is not msgpack.Timestamp
 
 
 def _refuse_extension(code: int, data: bytes) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 from runnerkit import queuefile
 from runnerkit.backend import QueueBackend
-from runnerkit.errors import QueueError, QueueFileError
+from runnerkit.errors import MetadataError, QueueError, QueueFileError
 from runnerkit.fsio import (
     make_directories,
     move,
@@ -148,6 +148,9 @@ class Switchboard:
         data: MsgData = {} if metadata is None else dict(metadata)
         data.update(kws)
         plaintext = bool(data.get("_plaintext")) or isinstance(msg, str)
+        if not all(type(key) is str for key in data):
+            odd = next(key for key in data if type(key) is not str)
+            raise MetadataError(f"metadata keys must be text; {odd!r} is a {type(odd).__name__}")
         stored = {key: value for key, value in data.items() if not key.startswith("_")}
         stored["_parsemsg"] = plaintext
         stored["version"] = METADATA_VERSION

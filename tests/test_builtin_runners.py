@@ -659,3 +659,16 @@ def test_a_message_flows_from_in_to_the_lists_maildir(
     assert delivered.get_payload() == "Hello, list.\n"
     for name in ("in", "pipeline", "out", "retry", "bad", "shunt"):
         get_queue_messages(name, expected_count=0)
+
+
+def test_a_duplicated_header_is_set_once_where_the_first_was() -> None:
+    from runnerkit.message import message_from_bytes
+    from runnerkit.runners.handlers import _set_header
+
+    msg = message_from_bytes(
+        b"From: a@example.com\nList-Id: old <one>\nTo: b@example.com\nList-Id: two\n\nbody\n"
+    )
+    _set_header(msg, "List-Id", "Ants <ants.example.com>")
+    assert msg.as_bytes() == (
+        b"From: a@example.com\nList-Id: Ants <ants.example.com>\nTo: b@example.com\n\nbody\n"
+    )

@@ -1074,3 +1074,18 @@ def test_unshunt_preserves_damaged_files_in_bad(rk: Commands) -> None:
 def test_unshunt_with_nothing_shunted(rk: Commands) -> None:
     result = rk("unshunt")
     assert (result.exit_code, result.stdout) == (0, "moved 0 message(s) back; 0 left in shunt\n")
+
+
+def test_inject_of_a_message_too_deep_to_read_is_one_line(rk: Commands, tmp_path: Path) -> None:
+    rk("lists", "create", "ants@example.com")
+    path = tmp_path / "deep.eml"
+    levels = 1200  # past the email parser's recursion, far past what a queue file holds
+    parts = [b"From: anne@example.com\nSubject: deep\n"]
+    parts += [
+        b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i) for i in range(levels)
+    ]
+    parts.append(b"Content-Type: text/plain\n\nleaf\n")
+    path.write_bytes(b"".join(parts))
+    assert_error(
+        rk("inject", "-l", "ants@example.com", str(path)), 1, "MIME structure is too deep"
+    )

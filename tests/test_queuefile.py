@@ -463,3 +463,31 @@ def test_a_mime_structure_too_deep_is_refused_by_name() -> None:
 )
 def test_header_text_decodes_raw_bytes_and_each_encoded_word(value: str, text: str) -> None:
     assert text_of_header(value) == text
+
+
+def test_enqueue_errors_name_the_problem() -> None:
+    msg = message_from_string("Subject: x\n\n")
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(MetadataError, match="nested too deep"):
+        queuefile.encode(msg, {"deep": deep})
+    injected = message_from_bytes(b"Subject: x\n\n")
+    injected["X-Bad"] = "a\nInjected: yes"
+    with pytest.raises(MetadataError, match="header of the message cannot be written"):
+        queuefile.encode(injected, {})
+
+
+def test_a_messagepack_timestamp_in_the_metadata_is_refused() -> None:
+    import zlib
+
+    import msgpack
+
+    document = msgpack.packb(
+        [{"ts": msgpack.Timestamp(1_700_000_000, 5)}, "text", "Subject: x\n\n", None, -1]
+    )
+    fields = b"%d 0" % len(document)
+    check = zlib.crc32(document, zlib.crc32(fields))
+    data = b"RKQ2 " + fields + b" %08x\n" % check + document + queuefile.END
+    with pytest.raises(QueueFileError, match="MessagePack extension"):
+        queuefile.decode(data)

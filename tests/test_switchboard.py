@@ -657,3 +657,10 @@ def test_a_queue_directory_replaced_under_a_switchboard_is_followed(tmp_path: Pa
         queue.dequeue(filebase)
         queue.finish(filebase)
     assert list((tmp_path / "moved").iterdir()) == []
+
+
+def test_a_metadata_key_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    queue = Switchboard("keys", tmp_path / "keys")
+    with pytest.raises(MetadataError, match=r"metadata keys must be text; 1 is a int"):
+        queue.enqueue(message_from_string("Subject: x\n\n"), {1: "x"})  # type: ignore[dict-item]
+    assert queue.files == []

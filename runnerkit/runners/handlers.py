@@ -109,13 +109,20 @@ def load_handlers(config: Configuration) -> list[tuple[str, Handler]]:
 
 
 def _set_header(msg: Message, name: str, value: str) -> None:
-    """Give *msg* exactly one *name* header, where the first one was if there was one."""
-    encoded = value if value.isascii() else Header(value, "utf-8", header_name=name).encode()
-    if msg.get(name) is None:
-        msg[name] = encoded
+    """Give *msg* exactly one *name* header, where the first one was if there was one.
+
+    Non-ASCII text becomes an RFC 2047 encoded word, which every reader decodes (raw
+    8-bit text is read as U+FFFD by a compat32 reader).  The other headers are kept as
+    they are, and so, byte for byte, as received.
+    """
+    wanted = name.lower()
+    fields = msg._headers
+    places = [index for index, (key, _) in enumerate(fields) if key.lower() == wanted]
+    stored = value if value.isascii() else Header(value, "utf-8", header_name=name).encode()
+    if not places:
+        msg[name] = stored
         return
-    msg.replace_header(name, encoded)
-    extra = msg.get_all(name, [])[1:]
-    if extra:
-        del msg[name]
-        msg[name] = encoded
+    first = places[0]
+    fields[first] = (fields[first][0], stored)
+    for index in reversed(places[1:]):
+        del fields[index]

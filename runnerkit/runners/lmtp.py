@@ -39,7 +39,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from runnerkit.database import Database
-from runnerkit.errors import MetadataError, RunnerError
+from runnerkit.errors import MessageError, MetadataError, RunnerError
 from runnerkit.lists import ListManager, MailingList
 from runnerkit.message import Message, message_from_bytes
 from runnerkit.runner import Runner, Until, refuse_until
@@ -122,9 +122,11 @@ class ListDelivery:
         content = envelope.original_content or b""
         try:
             msg = message_from_bytes(content.replace(b"\r\n", b"\n"))
-        except RecursionError:
-            log.warning("refused a message whose MIME structure is too deep to parse")
-            reply = UNPARSEABLE.format(reason="its MIME structure is too deep")
+        except MessageError as error:
+            log.warning("refused a message: %s", error)
+            reply = UNPARSEABLE.format(
+                reason=str(error).removeprefix("the message cannot be read: ")
+            )
             return CRLF.join([reply] * max(1, len(envelope.rcpt_tos)))
         sender = envelope.mail_from or ""
         if sender == "<>":
