@@ -24,6 +24,7 @@ from runnerkit import queuefile
 from runnerkit.errors import DemoError, RunnerkitError
 from runnerkit.fsio import make_directories, read_queue_file
 from runnerkit.master import start_in_background, stop_master
+from runnerkit.runners.lmtp import read_address
 from runnerkit.site import Site
 
 #: The list the demo posts to.
@@ -50,13 +51,6 @@ class DemoResult:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def demo_config_text(port: int) -> str:
@@ -103,7 +97,9 @@ class Demo:
         self.members = members
         self.timeout = timeout
         self.out = out
-        self.port = free_port()
+        #: The LMTP port: the system picks a free one (``port: 0``), and the runner
+        #: publishes it; a port picked here could be taken before the runner binds it.
+        self.port = 0
         self.config_file = self.var_dir / "demo.cfg"
         self._sent = 0
         self._send_errors: list[str] = []
@@ -112,7 +108,7 @@ class Demo:
     def run(self) -> DemoResult:
         """Run the demo from start to clean stop, and account for every message."""
         make_directories(self.var_dir)
-        self.config_file.write_text(demo_config_text(self.port), encoding="utf-8")
+        self.config_file.write_text(demo_config_text(0), encoding="utf-8")
         config = Site(self.var_dir)
         config.push_file(self.config_file)
         with config:
@@ -144,14 +140,19 @@ class Demo:
         return result
 
     def _wait_for_lmtp(self, wait: float = 30.0) -> None:
+        """Wait until the LMTP runner listens, and learn its port from what it publishes."""
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise DemoError(f"the LMTP runner did not listen on port {self.port} in {wait:.0f}s")
+            address = read_address(self.var_dir)
+            if address is not None:
+                self.port = address[1]
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise DemoError(f"the LMTP runner did not start listening in {wait:.0f}s")
 
     def _send_all(self) -> None:
         client = smtplib.LMTP("127.0.0.1", self.port)

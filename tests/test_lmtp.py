@@ -465,3 +465,18 @@ def test_a_message_too_deep_to_queue_gets_a_permanent_5xx_once_per_recipient(
     # The server goes on.
     assert client.sendmail("anne@example.org", ["test@example.com"], wire(nested(3))) == {}
     assert queued(lmtp_config) == 1
+
+
+def test_the_listening_address_is_published_while_it_listens(
+    lmtp_config: Configuration, lists: list[MailingList]
+) -> None:
+    # With port: 0 the system picks the port; a client (the demo, an operator) reads it.
+    from runnerkit.runners.lmtp import read_address
+
+    served = ServerThread(LMTPRunner("lmtp", config=lmtp_config))
+    served.start()
+    try:
+        assert read_address(lmtp_config.paths.var_dir) == ("127.0.0.1", served.runner.port)
+    finally:
+        served.stop()
+    assert read_address(lmtp_config.paths.var_dir) is None

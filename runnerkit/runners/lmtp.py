@@ -33,13 +33,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runnerkit.database import Database
 from runnerkit.errors import MessageError, MetadataError, RunnerError
+from runnerkit.fsio import make_directories, write_new_file
 from runnerkit.lists import ListManager, MailingList
 from runnerkit.message import Message, message_from_bytes
 from runnerkit.runner import Runner, Until, refuse_until
@@ -65,6 +68,8 @@ LOOKUP_FAILED = "451 4.3.0 {address}: cannot check this recipient now; try again
 QUEUED = "250 2.0.0 {address}: Ok, queued as {filebase}"
 QUEUE_FAILED = "451 4.3.0 {address}: cannot queue the message now; try again later"
 #: A message that can never be queued, whatever the retries: its fault (RFC 3463 5.6.0).
+#: The file in the var dir where a listening LMTP runner publishes its address.
+ADDRESS_FILE = "lmtp.address"
 UNQUEUEABLE = "554 5.6.0 {address}: the message cannot be queued: {reason}"
 #: A message the email parser cannot read at all.
 UNPARSEABLE = "554 5.6.0 the message cannot be read: {reason}"
@@ -167,6 +172,24 @@ class ListDelivery:
         return QUEUED.format(address=shown, filebase=filebase)
 
 
+def _write_address(path: Path, host: str, port: int) -> None:
+    """Publish ``HOST PORT`` in *path*, atomically: a reader sees all of it or none."""
+    make_directories(path.parent)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    write_new_file(tmp, path, f"{host} {port}\n".encode("ascii"))
+
+
+def read_address(var_dir: Path) -> tuple[str, int] | None:
+    """The (host, port) a listening LMTP runner of *var_dir* published, or None."""
+    try:
+        host, port = (var_dir / ADDRESS_FILE).read_text(encoding="ascii").split()
+    except (OSError, ValueError):
+        return None
+    return host, int(port)
+
+
 def _protocol_class() -> type[Any]:
     """The LMTP protocol class, built on first use so that aiosmtpd loads lazily."""
     from aiosmtpd.lmtp import LMTP
@@ -231,6 +254,12 @@ class LMTPRunner(Runner):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
 
+    @property
+    def address_file(self) -> Path:
+        """``$VAR_DIR/lmtp.address``: ``HOST PORT`` of the listening server, while it
+        listens; with ``port: 0`` the only way for a client to learn the port."""
+        return self.config.paths.var_dir / ADDRESS_FILE
+
     def run(self, until: Until | None = None) -> None:
         """Serve LMTP until :meth:`stop` is called, then end every session and return.
 
@@ -294,11 +323,15 @@ class LMTPRunner(Runner):
             ) from error
         self.port = server.sockets[0].getsockname()[1]
         log.info("%s: listening for LMTP on %s:%d", self, self.host, self.port)
+        address = self.address_file
+        _write_address(address, self.host, self.port)
         self.ready.set()
         try:
             await stopping.wait()
         finally:
             self.ready.clear()
+            with contextlib.suppress(OSError):
+                address.unlink()
             server.close()
             for session in list(sessions):
                 if session.transport is not None:
