@@ -1012,13 +1012,6 @@ def test_qfile_on_a_fifo(rk: Commands, tmp_path: Path, options: tuple[str, ...])
     assert "hint" not in result.stderr
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_qfile_on_an_unreadable_file(rk: Commands, tmp_path: Path) -> None:
-    path = rk.enqueue("in")
-    path.chmod(0)
-    assert_error(rk("qfile", "--hex", str(path)), 2, "is not readable")
-
-
 # Unshunt.
 
 
