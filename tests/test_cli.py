@@ -944,7 +944,7 @@ def test_qfile_hex_of_a_whole_file(rk: Commands) -> None:
 def test_qfile_hex_layout_is_that_of_hexdump(rk: Commands, tmp_path: Path) -> None:
     hexdump = "/usr/bin/hexdump"
     if not os.access(hexdump, os.X_OK):
-        pytest.skip("no hexdump to compare with")
+        pytest.skip("hexdump (bsdextrautils) is not installed: no layout to compare with")
     path = tmp_path / "foreign.bin"
     path.write_bytes(bytes(range(256)) + b"tail")
     ours = rk("qfile", "--hex", str(path)).stdout.splitlines()[1:]
