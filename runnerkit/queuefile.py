@@ -56,6 +56,7 @@ _TAG = "__rk__"
 #: Metadata values stored as they are; anything else goes through :func:`_to_wire`.
 _PLAIN = frozenset({str, int, bool, float, type(None), bytes})
 _INT64 = range(-(2**63), 2**64)
+_INT64_MIN, _INT64_MAX = _INT64[0], _INT64[-1]
 _TEXT_KEYS = frozenset({str})
 #: A well-formed header line: the fields the CRC covers, each field, the CRC.
 _FRAME = re.compile(rb"RKQ2 (([0-9]{1,19}) ([0-9]{1,19})) ([0-9a-f]{8})\n")
@@ -274,11 +275,15 @@ def _metadata_to_wire(metadata: MsgData) -> dict[str, Any]:
         raise MetadataError(f"metadata key {_TAG!r} is reserved for the queue file's own use")
     values = metadata.values()
     kinds = set(map(type, values))
-    if kinds <= _PLAIN and (
-        int not in kinds or all(value in _INT64 for value in values if type(value) is int)
-    ):
+    if kinds <= _PLAIN and (int not in kinds or _all_int64(values)):
         return dict(metadata)
     return {key: _to_wire(value, key) for key, value in metadata.items()}
+
+
+def _all_int64(values: Any) -> bool:
+    """Whether every int among *values* fits MessagePack's 64 bits, signed or not."""
+    ints = [value for value in values if type(value) is int]
+    return min(ints) >= _INT64_MIN and max(ints) <= _INT64_MAX
 
 
 def _to_wire(value: Any, key: str) -> Any:

@@ -41,6 +41,7 @@ MAX_RECOVERIES = 3
 #: Leftover ``.tmp`` files younger than this may belong to a live writer.
 TMP_MIN_AGE = 1.0
 
+_TEXT = frozenset({str})
 _FILEBASE = re.compile(r"(\d+)(?:\.(\d+))?\+([0-9a-f]{40})")
 
 
@@ -148,7 +149,7 @@ class Switchboard:
         data: MsgData = {} if metadata is None else dict(metadata)
         data.update(kws)
         plaintext = bool(data.get("_plaintext")) or isinstance(msg, str)
-        if not all(type(key) is str for key in data):
+        if not _TEXT.issuperset(map(type, data)):
             odd = next(key for key in data if type(key) is not str)
             raise MetadataError(f"metadata keys must be text; {odd!r} is a {type(odd).__name__}")
         stored = {key: value for key, value in data.items() if not key.startswith("_")}
