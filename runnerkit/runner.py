@@ -271,7 +271,10 @@ class Runner:
             return 0
         files = self.switchboard.files
         for filebase in files:
-            self._process_filebase(self.switchboard, filebase)
+            if not self._process_filebase(self.switchboard, filebase):
+                # Preserved unreadable, or gone: no message was processed, so there is
+                # nothing for the periodic work to follow, and the pass goes on.
+                continue
             self._do_periodic()
             self._check_until()
             if self._short_circuit():
@@ -282,17 +285,21 @@ class Runner:
         if self._until is not None and not self._stop.is_set() and self._until(self):
             self.stop()
 
-    def _process_filebase(self, switchboard: QueueBackend, filebase: str) -> None:
-        """Dequeue, process and finish one file, shunting or preserving on failure."""
+    def _process_filebase(self, switchboard: QueueBackend, filebase: str) -> bool:
+        """Dequeue, process and finish one file, shunting or preserving on failure.
+
+        :returns: whether a message was processed (or shunted): False for a file that
+            was unreadable (and preserved in ``bad``) or gone.
+        """
         try:
             msg, msgdata = switchboard.dequeue(filebase)
         except QueueFileError as error:
             log.error("%s: preserving unreadable queue file in bad: %s", self, error)
             self._finish(switchboard, filebase, preserve=True)
-            return
+            return False
         except QueueError as error:
             log.warning("%s: skipping %s: %s", self, filebase, error)
-            return
+            return False
         try:
             self._process_one_file(msg, msgdata)
             self.config.commit()
@@ -307,6 +314,7 @@ class Runner:
             raise
         else:
             self._finish(switchboard, filebase)
+        return True
 
     def _process_one_file(self, msg: Message, msgdata: MsgData) -> None:
         """Find the message's list and language, then dispose of the message.

@@ -45,6 +45,21 @@ _TEXT = frozenset({str})
 _FILEBASE = re.compile(r"(\d+)(?:\.(\d+))?\+([0-9a-f]{40})")
 
 
+class QueueDirectory(type(Path())):  # type: ignore[misc]
+    """A queue directory's path, equal to its text as well as to the same path.
+
+    Mailman's switchboards hold their directory as a ``str``, and specs written for
+    Mailman compare it with one.
+    """
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return str(self) == other
+        return super().__eq__(other)  # type: ignore[no-any-return]  # or NotImplemented
+
+    __hash__ = Path.__hash__
+
+
 class QueueClock:
     """Stamps queue file names with strictly increasing nanosecond times.
 
@@ -99,8 +114,9 @@ class Switchboard:
         check_slice(slice, numslices)
         #: The queue's name.
         self.name = name
-        #: The queue's directory.
-        self.queue_directory = Path(queue_directory)
+        #: The queue's directory: a path that also compares equal to its text, as
+        #: Mailman's (a ``str``) does.
+        self.queue_directory: Path = QueueDirectory(queue_directory)
         # Paths as text: the hot paths make three a message, and Path objects cost more
         # than the system calls that use them.
         self._prefix = os.path.join(str(self.queue_directory), "")

@@ -273,6 +273,34 @@ class Configuration:
         """The ``[logging]`` section."""
         return self._resolved.logging
 
+    # Mailman's names for the directories, as text (``config.QUEUE_DIR`` ...), so that
+    # specs written for Mailman read them unchanged.
+
+    @property
+    def VAR_DIR(self) -> str:
+        """:attr:`Paths.var_dir` as text, under Mailman's name."""
+        return str(self.paths.var_dir)
+
+    @property
+    def QUEUE_DIR(self) -> str:
+        """:attr:`Paths.queue_dir` as text, under Mailman's name."""
+        return str(self.paths.queue_dir)
+
+    @property
+    def LOG_DIR(self) -> str:
+        """:attr:`Paths.log_dir` as text, under Mailman's name."""
+        return str(self.paths.log_dir)
+
+    @property
+    def DATA_DIR(self) -> str:
+        """:attr:`Paths.data_dir` as text, under Mailman's name."""
+        return str(self.paths.data_dir)
+
+    @property
+    def LOCK_DIR(self) -> str:
+        """:attr:`Paths.lock_dir` as text, under Mailman's name."""
+        return str(self.paths.lock_dir)
+
     @property
     def database_path(self) -> Path:
         """The SQLite database file, under the data dir."""
