@@ -47,22 +47,33 @@ sleep_time: 100ms
 """
 
 
-def child_env() -> dict[str, str]:
+def child_env(uid: int | None = None) -> dict[str, str]:
     """The environment of a child process: this one's, with ``hostilekit`` and
-    ``runnerkit`` importable (from the source tree, for an interpreter other than this),
-    and runnerkit's own dependencies that a system interpreter lacks."""
-    return env_with_path(RELIABILITY, PROJECT, shared_dependencies())
+    ``runnerkit`` importable.
+
+    A child of this user imports them from the source tree.  A child of another user
+    (*uid*) may not be able to read the source tree or this interpreter's packages (a
+    clone in a mode-0700 directory, a venv under ``/root``), so it imports copies of
+    them that anyone can read, made once a session: the capability by construction.
+    """
+    if uid is None:
+        return env_with_path(RELIABILITY, PROJECT, shared_packages())
+    return env_with_path(shared_packages(with_sources=True))
 
 
 @functools.cache
-def shared_dependencies() -> Path:
+def shared_packages(with_sources: bool = False) -> Path:
     """A directory that any user can read, holding copies of the packages that runnerkit
-    needs and a system ``python3`` may not have (this interpreter's own site-packages
-    may be where only its owner can reach them)."""
-    directory = Path(tempfile.mkdtemp(prefix="runnerkit-shared-deps-"))
-    for module in (msgpack,):
-        package = Path(module.__file__ or "").parent
-        shutil.copytree(package, directory / package.name)
+    needs and a system ``python3`` may not have; *with_sources*, runnerkit and hostilekit
+    too, as they are now."""
+    directory = Path(tempfile.mkdtemp(prefix="runnerkit-shared-packages-"))
+    packages = [Path(msgpack.__file__ or "").parent]
+    if with_sources:
+        packages += [PROJECT / "runnerkit", RELIABILITY / "hostilekit"]
+    for package in packages:
+        shutil.copytree(
+            package, directory / package.name, ignore=shutil.ignore_patterns("__pycache__")
+        )
     for path in (directory, *directory.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return directory
@@ -73,8 +84,8 @@ def python_for(uid: int) -> str:
     """An interpreter that the user *uid* can run, and that imports runnerkit and hostilekit.
 
     The tests' own interpreter may live where only its owner can reach it (under
-    ``/root``, say); then a system ``python3`` of a version runnerkit supports serves,
-    with runnerkit imported from the project's source tree.
+    ``/root``, or a venv in a mode-0700 directory); then a system ``python3`` of a
+    version runnerkit supports serves, with the copies of :func:`child_env`.
 
     :raises AssertionError: no interpreter will do.
     """
@@ -84,7 +95,7 @@ def python_for(uid: int) -> str:
         try:
             result = subprocess.run(
                 [python, "-c", probe],
-                env=child_env(),
+                env=child_env(uid),
                 cwd="/",
                 user=uid,
                 group=uid,
@@ -199,7 +210,7 @@ class RunnerProcesses(RunnerGroup):
 
     def __init__(self, world: World, workdir: Path, user: int | None = None) -> None:
         super().__init__(world, workdir, RELIABILITY, PROJECT)
-        self.env = child_env()
+        self.env = child_env(user)
         self.workdir = workdir
         self.user = user
 
