@@ -82,6 +82,10 @@ def preludes(items: Sequence[pytest.Item]) -> dict[pytest.Item, list[Example]]:
     return found
 
 
+#: The name of the report section that holds a prelude's failures.
+PRELUDE = "runnerkit prelude"
+
+
 def run_prelude(item: pytest.Item, examples: Sequence[Example]) -> None:
     """Evaluate *examples* in their document's namespace, as a full run would have.
 
@@ -98,7 +102,7 @@ def run_prelude(item: pytest.Item, examples: Sequence[Example]) -> None:
     if failures:
         item.add_report_section(
             "setup",
-            "runnerkit prelude",
+            PRELUDE,
             "Examples before this one, run because they were not selected, failed:\n"
             + "\n".join(failures),
         )
@@ -115,6 +119,29 @@ class DocumentOrder:
     def __init__(self) -> None:
         #: Keyed by ``id(item)``: a node's hash is its node id, which xdist may change.
         self._preludes: dict[int, list[Example]] = {}
+        #: (node id, what failed) for each selected example whose prelude had failures.
+        self.prelude_failures: list[tuple[str, str]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Keep the prelude failures of each report, from this process or a worker."""
+        if report.when == "setup":
+            for name, content in report.sections:
+                if name == f"Captured {PRELUDE} setup":
+                    self.prelude_failures.append((report.nodeid, content))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """Show prelude failures even when the selected examples passed.
+
+        A passing test's report sections are shown only with ``-rA``; a failure in the
+        examples run before a selected one must not hide behind a pass.
+        """
+        if not self.prelude_failures:
+            return
+        terminalreporter.section(PRELUDE + " failures", yellow=True)
+        for nodeid, content in self.prelude_failures:
+            terminalreporter.line(f"{nodeid}:")
+            for line in content.splitlines()[1:]:
+                terminalreporter.line(f"    {line}")
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Generator[None]:
