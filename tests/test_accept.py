@@ -440,6 +440,133 @@ def test_outputs_doctest_cannot_read_back_are_reported(pytester: pytest.Pytester
     assert path.read_bytes() == before
 
 
+def test_an_output_starting_with_dots_is_reported_not_written(pytester: pytest.Pytester) -> None:
+    # Doctest reads a first output line starting with "..." as more source.
+    path = write(
+        pytester,
+        "doc.rst",
+        """\
+        Progress
+        ========
+
+            >>> def drain():
+            ...     print("...3 messages left")
+            >>> drain()
+            3 messages left
+            >>> print("  ...indented")
+            wrong
+        """,
+    )
+    before = path.read_bytes()
+
+    result = pytester.runpytest("--accept")
+
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "doc.rst:6: not accepted: its output starts with ..., which doctest would read"
+            " as more source",
+            "doc.rst:8: not accepted: its output starts with ...*",
+        ]
+    )
+    assert path.read_bytes() == before
+    pytester.runpytest().assert_outcomes(passed=1, failed=2)
+
+
+def test_an_example_ending_with_a_bare_continuation_line_is_rewritten(
+    pytester: pytest.Pytester,
+) -> None:
+    # As pasted from the interpreter: the bare "..." ends the compound statement.
+    path = write(
+        pytester,
+        "doc.rst",
+        """\
+        Loop
+        ====
+
+            >>> for name in ["in", "out"]:
+            ...     print(name, len(name))
+            ...
+            in 5
+            out 5
+
+        Done.
+        """,
+    )
+    before = path.read_bytes()
+
+    result = pytester.runpytest("--accept")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["doc.rst: rewrote 1 example (line 4)"])
+    assert changed_lines(before, path.read_bytes()) == [
+        ("    in 5\n    out 5\n", "    in 2\n    out 3\n")
+    ]
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_a_rewrite_that_would_not_read_back_is_not_written(pytester: pytest.Pytester) -> None:
+    # Written back, this output would close the fence: the example would read as
+    # having no output.  Nothing but reading the rewrite back can tell.
+    path = write(
+        pytester,
+        "doc.md",
+        """\
+        # Fences
+
+        ```python
+        >>> print("```")
+        wrong
+        ```
+
+        ```python
+        >>> 1 + 1
+        3
+        ```
+        """,
+    )
+    before = path.read_bytes()
+
+    result = pytester.runpytest("--accept")
+
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "doc.md: rewrote 1 example (line 9)",
+            "doc.md:4: not accepted: the rewritten document would not read back: *",
+        ]
+    )
+    assert changed_lines(before, path.read_bytes()) == [("3\n", "2\n")]
+
+
+def test_the_documents_encoding_is_kept(pytester: pytest.Pytester) -> None:
+    path = write(
+        pytester,
+        "doc.rst",
+        "",
+        conftest=PLAIN_SYBIL_CONFTEST.replace(
+            'patterns=["*.rst"]', 'patterns=["*.rst"], encoding="latin-1"'
+        ),
+    )
+    text = (
+        "Caf\u00e9\n====\n\n    >>> print('cr\u00e8me')\n    lait\n\n"
+        "    >>> print('\\u20ac')\n    euro\n"
+    )
+    path.write_bytes(text.encode("latin-1"))
+
+    result = pytester.runpytest("--accept")
+
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "doc.rst: rewrote 1 example (line 4)",
+            "doc.rst:7: not accepted: its output cannot be written in the document's"
+            " encoding, latin-1",
+        ]
+    )
+    assert path.read_bytes() == text.replace("lait", "cr\u00e8me").encode("latin-1")
+
+
 def test_python_docstrings_are_reported_not_rewritten(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
         "from sybil import Sybil\n"

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from sybil import Document
 
-from runnerkit.errors import RunnerkitError
+from runnerkit.errors import HarnessError, RunnerkitError
+from runnerkit.testing import make_sybil
 from runnerkit.testing.parsers import SpecParser
 from runnerkit.testing.scheduling import document_scope, example_document, merge_scopes
 from runnerkit.testing.timecontrol import TimeFreezer
@@ -388,6 +389,21 @@ def test_a_failing_earlier_example_shows_in_the_report_and_does_not_stop_the_res
     )
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_a_prelude_failure_is_in_the_summary_when_the_selected_example_passes(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    write(pytester, {"conftest.py": CONFTEST, "docs/prelude.rst": PRELUDE_SPEC})
+    # No -rA: a passing test's report sections are not shown, but this summary is.
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", *workers, node("docs/prelude.rst", 7)
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*runnerkit prelude failures*", "docs/prelude.rst::line:7,column:1:", "    line 5: *"]
+    )
+
+
 # -- Document order survives shuffling -----------------------------------------------------
 
 SHUFFLER = """\
@@ -645,3 +661,148 @@ def test_the_scheduler_merges_a_document_with_the_scopes_of_its_examples() -> No
 def test_which_node_ids_are_examples(nodeid: str, document: str | None) -> None:
     assert example_document(nodeid) == document
     assert document_scope(nodeid) == (document or nodeid)
+
+
+# -- Encodings and patterns --------------------------------------------------------------
+
+#: A spec whose expected output is not ASCII, to be written in Latin-1.
+CAFE = """\
+Café list
+=========
+
+    >>> name = 'Caf' + chr(0xe9)
+    >>> print(name)
+    {expected}
+"""
+
+
+def latin_1_project(pytester: pytest.Pytester, options: str, expected: str = "Café") -> Path:
+    """A project with ``docs/cafe.rst`` in Latin-1, collected with *options*."""
+    pytester.makeconftest(
+        "from runnerkit.testing import collect_specs\n\n"
+        f'pytest_collect_file = collect_specs(["docs/*.rst"]{options})\n'
+    )
+    spec = pytester.path / "docs" / "cafe.rst"
+    spec.parent.mkdir()
+    spec.write_bytes(CAFE.format(expected=expected).encode("latin-1"))
+    return spec
+
+
+def test_a_latin_1_spec_runs_with_its_encoding(pytester: pytest.Pytester) -> None:
+    latin_1_project(pytester, ', encoding="latin-1"')
+    pytester.runpytest(*QUIET).assert_outcomes(passed=2)
+
+
+def test_accept_writes_a_latin_1_spec_back_in_latin_1(pytester: pytest.Pytester) -> None:
+    spec = latin_1_project(pytester, ', encoding="latin-1"', expected="Cafe")
+    pytester.runpytest(*QUIET, "--accept").assert_outcomes(passed=1, failed=1)
+    assert spec.read_bytes() == CAFE.format(expected="Café").encode("latin-1")
+    pytester.runpytest(*QUIET).assert_outcomes(passed=2)
+
+
+def test_a_spec_not_in_its_encoding_fails_naming_the_file_and_the_encoding(
+    pytester: pytest.Pytester,
+) -> None:
+    latin_1_project(pytester, "")
+    result = pytester.runpytest(*QUIET)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            "E   runnerkit.errors.HarnessError: cannot read spec */docs/cafe.rst as 'utf-8':"
+            " byte 0xe9 on line 1 is not utf-8; pass the encoding it is written in,"
+            " as collect_specs(..., encoding=...)"
+        ]
+    )
+
+
+def test_an_unknown_encoding_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match=r"unknown spec encoding 'latin-11': use a codec"):
+        make_sybil(encoding="latin-11", path=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("patterns", "excludes", "collected"),
+    [
+        pytest.param(
+            ["docs/**/*.rst"],
+            [],
+            ["docs/guide.rst", "docs/sub/x.rst", "docs/sub/deeper/y.rst", "more/docs/z.rst"],
+            id="double-star-is-zero-or-more-directories",
+        ),
+        pytest.param(
+            ["docs/*.rst"], [], ["docs/guide.rst", "more/docs/z.rst"], id="star-is-one-segment"
+        ),
+        pytest.param(
+            ["*.rst"],
+            [],
+            [
+                "top.rst",
+                "docs/guide.rst",
+                "docs/sub/x.rst",
+                "docs/sub/deeper/y.rst",
+                "more/docs/z.rst",
+            ],
+            id="matched-from-the-right-as-in-sybil",
+        ),
+        pytest.param(
+            ["docs/**/deeper/*.rst", "docs/**/**/guide.rst"],
+            [],
+            ["docs/guide.rst", "docs/sub/deeper/y.rst"],
+            id="double-star-in-the-middle",
+        ),
+        pytest.param(
+            ["docs/**/*.rst"],
+            ["docs/**/guide.rst", "sub/**"],
+            ["more/docs/z.rst"],
+            id="excludes-mean-the-same",
+        ),
+    ],
+)
+def test_patterns_and_excludes_match_like_a_recursive_glob(
+    tmp_path: Path, patterns: list[str], excludes: list[str], collected: list[str]
+) -> None:
+    paths = [
+        "top.rst",
+        "docs/guide.rst",
+        "docs/sub/x.rst",
+        "docs/sub/deeper/y.rst",
+        "more/docs/z.rst",
+        "docs/guide.md",
+    ]
+    sybil = make_sybil(patterns, excludes=excludes, path=tmp_path)
+    assert [path for path in paths if sybil.should_parse(tmp_path / path)] == collected
+    assert not sybil.should_parse(tmp_path.parent / "docs" / "guide.rst")
+
+
+def test_a_double_star_pattern_collects_top_level_and_nested_specs(
+    pytester: pytest.Pytester,
+) -> None:
+    example = "    >>> 1 + 1\n    2\n"
+    write(
+        pytester,
+        {
+            "conftest.py": "from runnerkit.testing import collect_specs\n\n"
+            "pytest_collect_file = collect_specs(\n"
+            '    ["docs/**/*.rst"], excludes=["docs/**/draft-*.rst"]\n'
+            ")\n",
+            "docs/guide.rst": example,
+            "docs/sub/x.rst": example,
+            "docs/draft-guide.rst": example,
+            "docs/sub/draft-x.rst": example,
+        },
+    )
+    collected = pytester.runpytest(*QUIET, "--collect-only", "-q")
+    ids = [line for line in collected.outlines if "::" in line]
+    assert ids == [node("docs/guide.rst", 1), node("docs/sub/x.rst", 1)]
+
+
+@pytest.mark.parametrize("pattern", ["", "/docs/*.rst"])
+def test_a_pattern_that_can_match_nothing_is_refused(tmp_path: Path, pattern: str) -> None:
+    message = re.escape(f"excludes pattern '{pattern}' matches no document")
+    with pytest.raises(HarnessError, match=message):
+        make_sybil(["*.rst"], excludes=[pattern], path=tmp_path)
+
+
+def test_patterns_given_as_one_string_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match=r"patterns must be a sequence of patterns, not"):
+        make_sybil("docs/*.rst", path=tmp_path)

@@ -7,21 +7,25 @@ exits non-zero, and the next run passes.  An expected output that used ``...``
 (ELLIPSIS) is replaced by the whole output, since which parts to elide is a choice
 only the author can make.
 
-Under xdist, workers only record; they send their records to the controller in
-``workeroutput``, and the controller alone reads and writes documents at the end of
-the session.  So no file is ever written by two processes, whatever ``--dist`` mode
-scheduled the examples, and the diff of a dry run lands in the one terminal report.
+Before anything is written, the rewritten document is read back by the parsers that
+collected it; an example whose new output does not read back, or whose rewrite would
+change how any other example reads, is reported as not accepted, and the document
+keeps its old output for it.
+
+Under xdist, each worker plans the rewrites of the documents it ran, since only it
+holds their parsers, and sends the plans to the controller in ``workeroutput``; the
+controller alone writes documents, at the end of the session.  So no file is ever
+written by two processes, whatever ``--dist`` mode scheduled the examples, and the
+diff of a dry run lands in the one terminal report.
 """
 
 from __future__ import annotations
 
-import doctest
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sybil import Example
 from sybil.document import PythonDocument
 from sybil.evaluators.doctest import DocTestEvaluator
 from sybil.integration.pytest import SybilItem
@@ -35,7 +39,7 @@ from runnerkit.testing.accept_record import (
     record_from_dict,
     reset,
 )
-from runnerkit.testing.accept_rewrite import FileChange, digest, plan_all
+from runnerkit.testing.accept_rewrite import DocumentReader, FileChange, digest, plan_all
 
 #: The ``workeroutput`` key under which xdist workers send their records.
 WORKEROUTPUT_KEY = "runnerkit_accept"
@@ -87,10 +91,12 @@ class AcceptMode:
         self.dry_run = dry_run
         self.evaluators = RecordingEvaluators(accept_exceptions)
         self.records: list[Record] = []
+        #: How each document with a failing example was read, by path.
+        self.readers: dict[str, DocumentReader] = {}
         self.changes: list[FileChange] = []
         self.errors: list[str] = []
         workeroutput = getattr(config, "workeroutput", None)
-        #: Where a worker puts its records for the controller; None outside a worker.
+        #: Where a worker puts its plans for the controller; None outside a worker.
         self.outbox: list[dict[str, Any]] | None = None
         if workeroutput is not None:
             self.outbox = workeroutput.setdefault(WORKEROUTPUT_KEY, [])
@@ -114,7 +120,7 @@ class AcceptMode:
             region.evaluator = original
             outcome = outcome_of(recording)
             if outcome is not None:
-                self._keep(self._record(item, outcome.new_want, outcome.reason))
+                self.records.append(self._record(item, outcome.new_want, outcome.reason))
 
     def _record(self, item: SybilItem, new_want: str | None, reason: str | None) -> Record:
         example = item.example
@@ -122,43 +128,58 @@ class AcceptMode:
             reason = "examples in Python docstrings are not rewritten"
         if new_want is None or reason is not None:
             return Refusal(example.path, example.line, reason or "not accepted")
-        occurrence, occurrences = _occurrence(example)
+        reader = _reader(item)
+        if reader is not None:
+            self.readers.setdefault(example.path, reader)
+        document = example.document
         return Acceptance(
             path=example.path,
             start=example.start,
             end=example.end,
             line=example.line,
+            index=next(n for n, (_, r) in enumerate(document.regions) if r is example.region),
             source=example.parsed.source,
             want=example.parsed.want,
             new_want=new_want,
-            occurrence=occurrence,
-            occurrences=occurrences,
-            digest=digest(example.document.text),
-            encoding=_encoding(item),
+            digest=digest(document.text),
         )
-
-    def _keep(self, record: Record) -> None:
-        if self.outbox is not None:
-            self.outbox.append(record.as_dict())
-        else:
-            self.records.append(record)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        """Take in a finished worker's records."""
+        """Take in a finished worker's refusals and planned changes."""
         for data in getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY, ()):
-            self.records.append(record_from_dict(data))
+            if "change" in data:
+                self._take(FileChange.from_dict(data["change"]))
+            else:
+                self.records.append(record_from_dict(data))
+
+    def _take(self, change: FileChange) -> None:
+        """Add a worker's change; under ``--dist each`` every worker plans the same one."""
+        for known in self.changes:
+            if known.path == change.path:
+                if (known.old, known.new) != (change.old, change.new):
+                    reason = "workers planned different rewrites of its document"
+                    self.records.extend(
+                        Refusal(a.path, a.line, reason) for _, a in change.accepted
+                    )
+                return
+        self.changes.append(change)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """In the controller, plan every rewrite and, unless this is a dry run, write it."""
-        if self.outbox is not None:
-            return
+        """Plan the rewrites of the documents this process ran; in a worker, send the
+        plans to the controller, else, unless this is a dry run, write them."""
         latest: dict[tuple[str, int], Acceptance] = {}
         for record in self.records:
             if isinstance(record, Acceptance):
                 latest[(record.path, record.start)] = record
-        self.changes, unread = plan_all(latest.values())
+        self.records = [r for r in self.records if isinstance(r, Refusal)]
+        changes, unread = plan_all(latest.values(), self.readers)
         self.records.extend(unread)
+        if self.outbox is not None:
+            self.outbox.extend(r.as_dict() for r in self.records)
+            self.outbox.extend({"change": change.as_dict()} for change in changes)
+            return
+        self.changes.extend(changes)
         if self.dry_run:
             return
         for change in self.changes:
@@ -172,8 +193,8 @@ class AcceptMode:
         """Say what was rewritten (or print the diff) and what was not accepted."""
         if self.outbox is not None:
             return
-        refusals = [r for r in self.records if isinstance(r, Refusal)]
-        refusals += [r for change in self.changes for r in change.refused]
+        refusals = {r for r in self.records if isinstance(r, Refusal)}
+        refusals.update(r for change in self.changes for r in change.refused)
         changed = [change for change in self.changes if change.accepted]
         if not (changed or refusals or self.errors):
             return
@@ -202,26 +223,14 @@ class AcceptMode:
             return str(path)
 
 
-def _occurrence(example: Example) -> tuple[int, int]:
-    """The index of *example* among its document's examples with its source and output,
-    and how many of them there are."""
-    parsed = example.parsed
-    same = [
-        region
-        for _, region in example.document.regions
-        if isinstance(region.parsed, doctest.Example)
-        and (region.parsed.source, region.parsed.want) == (parsed.source, parsed.want)
-    ]
-    index = next(n for n, region in enumerate(same) if region is example.region)
-    return index, len(same)
-
-
-def _encoding(item: SybilItem) -> str:
-    """The encoding the item's Sybil read its document with."""
+def _reader(item: SybilItem) -> DocumentReader | None:
+    """How the item's Sybil read its document, or None if that cannot be told."""
+    document = item.example.document
     parent = item.parent
-    for sybil, document in zip(
+    for sybil, collected in zip(
         getattr(parent, "sybils", ()), getattr(parent, "documents", ()), strict=False
     ):
-        if document is item.example.document:
-            return str(getattr(sybil, "encoding", "utf-8"))
-    return "utf-8"
+        if collected is document:
+            encoding = getattr(document, "encoding", None) or getattr(sybil, "encoding", "utf-8")
+            return DocumentReader(document.path, type(document), sybil.parsers, str(encoding))
+    return None

@@ -26,6 +26,7 @@ TRACEBACK_WANT = "Traceback (most recent call last):\n...\n"
 _EXCEPTION_RE: re.Pattern[str] = doctest.DocTestParser._EXCEPTION_RE  # type: ignore[attr-defined]
 _BLANK = re.compile(r"[^\S\n]*")
 _PROMPT = re.compile(r"[ ]*>>>")
+_CONTINUATION = re.compile(r"[ ]*\.\.\.")
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
 
@@ -41,19 +42,16 @@ class Acceptance:
     end: int
     #: The example's line in the document, for reports.
     line: int
+    #: Which of the document's regions it is, counting from 0, to know it again
+    #: when the rewritten document is read back.
+    index: int
     #: The example as parsed: its source and its expected output, without indentation.
     source: str
     want: str
     #: The output to write instead, in doctest form and without indentation.
     new_want: str
-    #: Which of the document's examples with this same source and output it is,
-    #: counting from 0, and how many there are.
-    occurrence: int
-    occurrences: int
     #: The sha256 of the document's text as collected, to notice edits during the run.
     digest: str
-    #: The document's encoding.
-    encoding: str
 
     def as_dict(self) -> dict[str, Any]:
         """The record as plain data, for xdist's ``workeroutput``."""
@@ -197,7 +195,13 @@ def doctest_want(got: str, optionflags: int) -> str:
 
 
 def unwritable(want: str, optionflags: int) -> str | None:
-    """Why *want* cannot be written as an example's expected output, or None."""
+    """Why *want* cannot be written as an example's expected output, or None.
+
+    These are the known cases, named for people; whatever else does not read back
+    is caught when the rewritten document is parsed again.
+    """
+    if _CONTINUATION.match(want):
+        return "its output starts with ..., which doctest would read as more source"
     for line in want.split("\n")[:-1]:
         if "\r" in line:
             return "its output holds a carriage return, which a text file cannot keep"

@@ -1,38 +1,78 @@
-"""Accept mode, part two: rewrite expected outputs in a document, byte for byte.
+"""Accept mode, part two: rewrite expected outputs in a document, and read it back.
 
 Sybil reads documents with universal newlines, so its offsets count a ``\\r\\n`` as
 one character.  A rewrite reads the file again without translation, checks that it
 is still the text the examples were collected from, finds each example's expected
 output, replaces it with the new output at the example's indentation and in the
 file's line endings, and leaves every other byte alone.
+
+Nothing is written on trust: each rewritten document is parsed again by the parsers
+that collected it, exactly as Sybil would read it from disk, and an example is
+accepted only if the document then reads back with that example's new output and
+the same source, and with every other example as it was.
 """
 
 from __future__ import annotations
 
 import bisect
 import difflib
+import doctest
 import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from runnerkit.testing.accept_record import Acceptance, Refusal
+from sybil import Document, Region
+from sybil.parsers.abstract.doctest import DocTestStringParser
+from sybil.typing import Parser
 
-# The source part of doctest's example pattern: a ``>>>`` line and its ``...`` lines.
-_SOURCE = re.compile(
-    r"(?P<source>^(?P<indent>[ ]*)>>>.*(?:\n[ ]*\.\.\..*)*)\n?",
-    re.MULTILINE,
-)
-_PROMPT_LINE = re.compile(r"^[ ]*>>>", re.MULTILINE)
+from runnerkit.testing.accept_record import Acceptance, Refusal, record_from_dict
+
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+_LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
 
 
 def digest(text: str) -> str:
     """The sha256 of *text*, which records name a document's text by."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class DocumentReader:
+    """How Sybil read a document: its document type, its parsers and its encoding.
+
+    :param path: the document's path, which parsers may look at (Markdown or reST).
+    """
+
+    path: str
+    document_type: type[Document]
+    parsers: Sequence[Parser]
+    encoding: str
+
+    def regions(self, text: str) -> list[Region]:
+        """The regions the parsers find in *text*, in document order, as
+        :meth:`sybil.Document.parse` would find them.
+
+        :raises Exception: whatever a parser raises for text it cannot parse.
+        """
+        document = self.document_type(text, self.path)
+        for parser in self.parsers:
+            for region in parser(document):
+                document.add(region)
+        return [region for _, region in document.regions]
+
+    def read(self, raw: str) -> list[Region]:
+        """The regions of *raw*, the file's text, read the way Sybil reads a file:
+        encoded, decoded, and with universal newlines.
+
+        :raises Exception: *raw* cannot be encoded, or a parser cannot parse it.
+        """
+        text = raw.encode(self.encoding).decode(self.encoding)
+        return self.regions(_translate(text)[0])
 
 
 @dataclass
@@ -60,7 +100,10 @@ class FileChange:
         )
 
     def write(self) -> None:
-        """Replace the document with the new text, unless it changed on disk meanwhile."""
+        """Replace the document with the new text, unless it changed on disk meanwhile.
+
+        :raises OSError: the document changed, or cannot be written.
+        """
         target = self.path.resolve()
         with open(target, encoding=self.encoding, newline="") as current:
             if current.read() != self.old:
@@ -70,54 +113,116 @@ class FileChange:
         try:
             with os.fdopen(fd, "w", encoding=self.encoding, newline="") as output:
                 output.write(self.new)
+                output.flush()
+                os.fsync(output.fileno())
             os.chmod(tmp, mode & 0o7777)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def as_dict(self) -> dict[str, Any]:
+        """The change as plain data, for xdist's ``workeroutput``."""
+        return {
+            "path": str(self.path),
+            "encoding": self.encoding,
+            "old": self.old,
+            "new": self.new,
+            "accepted": [[line, acceptance.as_dict()] for line, acceptance in self.accepted],
+            "refused": [refusal.as_dict() for refusal in self.refused],
+        }
 
-def plan(path: Path, acceptances: Sequence[Acceptance]) -> FileChange:
-    """Work out the rewrite of the document at *path* for *acceptances*.
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FileChange:
+        """Rebuild a change that :meth:`as_dict` made."""
+        accepted = [(line, record_from_dict(record)) for line, record in data["accepted"]]
+        refused = [record_from_dict(record) for record in data["refused"]]
+        return cls(
+            Path(data["path"]),
+            data["encoding"],
+            data["old"],
+            data["new"],
+            [(line, a) for line, a in accepted if isinstance(a, Acceptance)],
+            [r for r in refused if isinstance(r, Refusal)],
+        )
 
+
+@dataclass(frozen=True)
+class _Span:
+    """Where an example's expected output is, in the translated text."""
+
+    #: Where the example starts: its first source line.
+    example: int
+    #: Where its expected output starts and ends.
+    start: int
+    end: int
+    #: The text before each line of the example.
+    indent: str
+
+
+def plan(path: Path, acceptances: Sequence[Acceptance], reader: DocumentReader) -> FileChange:
+    """Work out the rewrite of the document at *path* for *acceptances*, keeping only
+    the rewrites that read back.
+
+    :param reader: how the document was read, to read the rewrite back the same way.
     :raises OSError: the document cannot be read.
+    :raises UnicodeError: the document cannot be decoded.
     """
-    encoding = acceptances[0].encoding
+    encoding = reader.encoding
     with open(path, encoding=encoding, newline="") as source:
         raw = source.read()
     change = FileChange(path, encoding, raw, raw)
     text, crlf = _translate(raw)
-    spans: list[tuple[int, int, int, str, Acceptance]] = []
-    for acceptance in acceptances:
-        if acceptance.digest != digest(text):
-            change.refused.append(_refusal(acceptance, "the document changed during the run"))
-            continue
-        found = _locate(text, acceptance)
-        if found is None:
+    unchanged = [a for a in acceptances if a.digest == digest(text)]
+    change.refused.extend(
+        _refusal(a, "the document changed during the run")
+        for a in acceptances
+        if a.digest != digest(text)
+    )
+    if not unchanged:
+        return change
+    try:
+        baseline = [_reading(region) for region in reader.regions(text)]
+    except Exception as error:  # a parser may raise anything
+        reason = f"the document cannot be read back: {_first_line(error)}"
+        change.refused.extend(_refusal(a, reason) for a in unchanged)
+        return change
+    candidates = [
+        (region.start, region.end, region.parsed)
+        for region in DocTestStringParser()(text, str(path))
+    ]
+    chosen: list[tuple[_Span, Acceptance]] = []
+    for acceptance in sorted(unchanged, key=lambda a: a.index):
+        spans = _locate(text, candidates, acceptance)
+        if not spans:
             change.refused.append(_refusal(acceptance, "its expected output cannot be located"))
             continue
-        example, start, end, indent = found
-        replacement = _indented(text, start, end, indent, acceptance.new_want)
-        spans.append((example, start, end, replacement, acceptance))
-    new = raw
-    limit = len(text) + 1
-    for example, start, end, replacement, acceptance in sorted(spans, key=lambda s: -s[0]):
-        if end > limit:
-            change.refused.append(_refusal(acceptance, "it overlaps another rewrite"))
-            continue
-        limit = start
-        raw_start, raw_end = _raw_offset(crlf, start), _raw_offset(crlf, end)
-        newline = _newline_of(raw, _raw_offset(crlf, example), raw_end)
-        new = new[:raw_start] + replacement.replace("\n", newline) + new[raw_end:]
-        change.accepted.append((text.count("\n", 0, example) + 1, acceptance))
-    change.accepted.reverse()
-    change.new = new
+        problem = None
+        for span in spans:
+            if any(_overlap(span, other) for other, _ in chosen):
+                problem = problem or "it overlaps another rewrite"
+                continue
+            trial = [*chosen, (span, acceptance)]
+            problem = _read_back(reader, _apply(raw, text, crlf, trial), baseline, trial)
+            if problem is None:
+                chosen.append((span, acceptance))
+                break
+        if problem is not None:
+            change.refused.append(_refusal(acceptance, problem))
+    change.new = _apply(raw, text, crlf, chosen)
+    change.accepted = [
+        (text.count("\n", 0, span.example) + 1, acceptance)
+        for span, acceptance in sorted(chosen, key=lambda c: c[0].start)
+    ]
     return change
 
 
-def plan_all(acceptances: Iterable[Acceptance]) -> tuple[list[FileChange], list[Refusal]]:
+def plan_all(
+    acceptances: Iterable[Acceptance], readers: Mapping[str, DocumentReader]
+) -> tuple[list[FileChange], list[Refusal]]:
     """:func:`plan` each document with acceptances, in path order.
 
+    :param readers: how each document was read, by path.
     :returns: the changes, and refusals for documents that could not be read.
     """
     by_path: dict[str, list[Acceptance]] = {}
@@ -126,8 +231,13 @@ def plan_all(acceptances: Iterable[Acceptance]) -> tuple[list[FileChange], list[
     changes: list[FileChange] = []
     refused: list[Refusal] = []
     for path in sorted(by_path):
+        reader = readers.get(path)
+        if reader is None:
+            reason = "the parsers that read the document are unknown, so it cannot be read back"
+            refused.extend(_refusal(a, reason) for a in by_path[path])
+            continue
         try:
-            changes.append(plan(Path(path), by_path[path]))
+            changes.append(plan(Path(path), by_path[path], reader))
         except (OSError, UnicodeError) as error:
             refused.extend(
                 _refusal(a, f"cannot read the document: {error}") for a in by_path[path]
@@ -139,6 +249,11 @@ def _lines(text: str) -> list[str]:
     """The lines of *text*, without their endings, in any line ending style."""
     lines = _NEWLINE.split(text)
     return lines[:-1] if lines[-1] == "" else lines
+
+
+def _first_line(error: BaseException) -> str:
+    message = str(error).strip()
+    return message.splitlines()[0] if message else type(error).__name__
 
 
 def _refusal(acceptance: Acceptance, reason: str) -> Refusal:
@@ -165,52 +280,93 @@ def _newline_of(raw: str, start: int, end: int) -> str:
     return "\n"
 
 
-def _locate(text: str, acceptance: Acceptance) -> tuple[int, int, int, str] | None:
-    """Where the example is in *text*: its start, its output's start and end, its indent.
+def _reading(region: Region) -> tuple[Any, ...]:
+    """What a region says, to compare a document with its rewrite.
 
-    Sybil's offsets are exact for examples it parsed from the document's text.  For
-    examples inside a lexed block (a Markdown fence, a code-block directive) they are
-    not: the region's start falls short when the block was dedented, and its end
-    leaves out the block's opening.  Such an example is found as the same occurrence
-    of its source and output as Sybil counted, provided the text holds exactly as many;
-    failing that, as the only one from the region's start on.
+    A doctest example is its source, its expected output and its options; other
+    regions are compared by kind, and by their text where they are text.
     """
-    found = _match_at(text, acceptance.start, acceptance)
-    if found is not None and found[2] == acceptance.end:
-        return found
-    everywhere = []
-    for prompt in _PROMPT_LINE.finditer(text):
-        found = _match_at(text, prompt.start(), acceptance)
-        if found is not None:
-            everywhere.append(found)
-    if len(everywhere) == acceptance.occurrences:
-        return everywhere[acceptance.occurrence]
-    after = [found for found in everywhere if found[0] >= acceptance.start]
-    return after[0] if len(after) == 1 else None
+    parsed = region.parsed
+    if isinstance(parsed, doctest.Example):
+        return ("doctest", parsed.source, parsed.want, parsed.options)
+    return (type(parsed).__name__, str(parsed) if isinstance(parsed, str) else None)
 
 
-def _match_at(
-    text: str, position: int, acceptance: Acceptance
-) -> tuple[int, int, int, str] | None:
-    """The example's expected output if the example is at *position*, else None."""
-    if position and text[position - 1] != "\n":
-        return None
-    match = _SOURCE.match(text, position)
-    if match is None:
-        return None
-    indent = match["indent"]
-    margin = len(indent) + 4
-    source = "".join(line[margin:] + "\n" for line in match["source"].split("\n"))
-    if source != acceptance.source:
-        return None
-    start = end = match.end()
-    for line in acceptance.want.split("\n")[:-1]:
-        line_end = text.find("\n", end)
-        line_end = len(text) if line_end < 0 else line_end + 1
-        if text[end:line_end].rstrip("\n") != indent + line:
-            return None
-        end = line_end
-    return position, start, end, indent
+def _locate(
+    text: str, candidates: Sequence[tuple[int, int, Any]], acceptance: Acceptance
+) -> list[_Span]:
+    """Where the example's expected output may be in *text*, most likely first.
+
+    The candidates are the doctest examples doctest's parser finds in the whole text
+    that have the example's source and start with its output.  Sybil's region is
+    exact for an example it parsed from the document's text, and that candidate comes
+    first.  For an example inside a lexed block (a Markdown fence, a code-block
+    directive) the region's start falls short when the block was dedented, and its
+    end leaves out the block's opening; the candidates nearest its start come first.
+    Which one is right is settled by reading the rewrite back.
+    """
+    spans = []
+    for start, end, parsed in candidates:
+        # Seen whole, a fenced example's output runs on into the closing fence.
+        if parsed.source != acceptance.source or not parsed.want.startswith(acceptance.want):
+            continue
+        lines = _LINE.findall(text, start, end)
+        source_lines = len(lines) - parsed.want.count("\n")
+        want_start = start + sum(len(line) for line in lines[:source_lines])
+        want_end = want_start + sum(
+            len(line) for line in lines[source_lines : source_lines + acceptance.want.count("\n")]
+        )
+        spans.append(_Span(start, want_start, want_end, " " * parsed.indent))
+    exact = (acceptance.start, acceptance.end)
+    return sorted(
+        spans, key=lambda s: ((s.example, s.end) != exact, abs(s.example - acceptance.start))
+    )
+
+
+def _overlap(one: _Span, other: _Span) -> bool:
+    return one.example < other.end and other.example < one.end
+
+
+def _apply(
+    raw: str, text: str, crlf: list[int], chosen: Sequence[tuple[_Span, Acceptance]]
+) -> str:
+    """*raw* with the expected output of each chosen example replaced."""
+    new = raw
+    for span, acceptance in sorted(chosen, key=lambda c: -c[0].start):
+        replacement = _indented(text, span.start, span.end, span.indent, acceptance.new_want)
+        raw_start, raw_end = _raw_offset(crlf, span.start), _raw_offset(crlf, span.end)
+        newline = _newline_of(raw, _raw_offset(crlf, span.example), raw_end)
+        new = new[:raw_start] + replacement.replace("\n", newline) + new[raw_end:]
+    return new
+
+
+def _read_back(
+    reader: DocumentReader,
+    new: str,
+    baseline: Sequence[tuple[Any, ...]],
+    chosen: Sequence[tuple[_Span, Acceptance]],
+) -> str | None:
+    """Why *new* does not read back as *baseline* with the chosen outputs, or None."""
+    try:
+        regions = reader.read(new)
+    except UnicodeError:
+        return f"its output cannot be written in the document's encoding, {reader.encoding}"
+    except Exception as error:  # a parser may raise anything
+        return f"the rewritten document would not read back: {_first_line(error)}"
+    if len(regions) != len(baseline):
+        return (
+            f"the rewritten document would not read back: it would hold {len(regions)}"
+            f" examples instead of {len(baseline)}"
+        )
+    expected = list(baseline)
+    for _, acceptance in chosen:
+        kind, source, _, options = expected[acceptance.index]
+        expected[acceptance.index] = (kind, source, acceptance.new_want, options)
+    for index, (region, wanted) in enumerate(zip(regions, expected, strict=True)):
+        if _reading(region) != wanted:
+            which = "its output" if index == chosen[-1][1].index else "another example"
+            return f"the rewritten document would not read back: {which} would read differently"
+    return None
 
 
 def _indented(text: str, start: int, end: int, indent: str, want: str) -> str:

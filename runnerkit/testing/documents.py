@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import doctest
+import fnmatch
 import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, TypeAlias
 
-from sybil import Sybil
+from sybil import Document, Sybil
 from sybil.typing import Parser
 
+from runnerkit.errors import HarnessError
+from runnerkit.testing.isolation import Isolation, warn_restored
 from runnerkit.testing.namespace import world_namespace
 from runnerkit.testing.parsers import SpecParser, remember_base_namespace
 from runnerkit.testing.timecontrol import keep_pytest_timing_real
@@ -28,6 +33,15 @@ DEFAULT_PARSERS = ("doctest", "codeblock", "skip", "clear-namespace")
 ExtraNamespace: TypeAlias = Mapping[str, Any] | Callable[[World], Mapping[str, Any]]
 
 _WORLD = "__runnerkit_world__"
+_ISOLATION = "__runnerkit_isolation__"
+_NAME = "__runnerkit_document__"
+
+#: How a document avoids needing :class:`Isolation`: what follows its warning.
+_REMEDY = (
+    "Undo them in the document, by putting the undoing on 'cleanups', which is closed"
+    " however the document ends, even when the example that undoes them fails or is not"
+    " selected."
+)
 
 
 def world_prefix() -> str:
@@ -48,6 +62,9 @@ def setup_document(namespace: dict[str, Any], extra: ExtraNamespace | None = Non
     keep_pytest_timing_real()
     world = World(prefix=world_prefix()).open()
     namespace[_WORLD] = world
+    isolation = namespace[_ISOLATION] = Isolation()
+    isolation.watch(world.config)
+    namespace[_NAME] = _document_name(namespace)
     try:
         namespace.update(world_namespace(world))
         if extra is not None:
@@ -59,15 +76,45 @@ def setup_document(namespace: dict[str, Any], extra: ExtraNamespace | None = Non
 
 
 def teardown_document(namespace: dict[str, Any]) -> None:
-    """Close the document's cleanups, then discard its world."""
+    """Close the document's cleanups, undo what it left changed, then discard its world.
+
+    What had to be undone (a frozen clock, a master still running, the environment...)
+    is reported as an :class:`~runnerkit.testing.isolation.IsolationWarning` naming the
+    document, once the world is gone.
+    """
     world: World | None = namespace.pop(_WORLD, None)
+    isolation: Isolation | None = namespace.pop(_ISOLATION, None)
+    restored: list[str] = []
     try:
         cleanups = namespace.get("cleanups")
         if cleanups is not None:
             cleanups.close()
     finally:
-        if world is not None:
-            world.close()
+        try:
+            if isolation is not None:
+                restored = isolation.restore()
+        finally:
+            if world is not None:
+                world.close()
+    warn_restored(namespace.pop(_NAME, "a document"), restored, _REMEDY)
+
+
+def _document_name(namespace: dict[str, Any]) -> str:
+    """The path of the Sybil document whose namespace is *namespace*.
+
+    Sybil passes a setup function only the namespace; the document is a local of the
+    caller that set it up.
+    """
+    frame = inspect.currentframe()
+    while frame is not None:
+        for value in frame.f_locals.values():
+            if isinstance(value, Document) and value.namespace is namespace:
+                path = Path(value.path)
+                with contextlib.suppress(ValueError):
+                    path = path.relative_to(Path.cwd())
+                return str(path)
+        frame = frame.f_back
+    return "a document"
 
 
 def make_sybil(
@@ -79,14 +126,18 @@ def make_sybil(
     extra_namespace: ExtraNamespace | None = None,
     fixtures: Sequence[str] = (),
     path: StrPath | None = None,
+    encoding: str = "utf-8",
 ) -> Sybil:
     """A :class:`~sybil.Sybil` that gives each matching document its own world.
 
     Documents whose names end in ``.md`` are read with Sybil's Markdown parsers, all
     others with its reStructuredText parsers.
 
-    :param patterns: which documents to collect, as path patterns.
-    :param excludes: which of those to leave out, as path patterns.
+    :param patterns: which documents to collect, as path patterns relative to *path*,
+        matched from the right as Sybil does, except that a ``**`` segment matches zero
+        or more directories, as in a recursive glob: ``docs/**/*.rst`` collects
+        ``docs/guide.rst`` and ``docs/sub/x.rst``.
+    :param excludes: which of those to leave out, as path patterns of the same kind.
     :param parsers: the kinds of example to find: any of ``"doctest"``, ``"codeblock"``
         (``python`` code blocks), ``"skip"`` (skip directives) and ``"clear-namespace"``,
         and any Sybil parser objects of your own.
@@ -96,18 +147,23 @@ def make_sybil(
     :param fixtures: pytest fixtures to put in every document's namespace.
     :param path: the directory *patterns* are relative to; by default the directory
         of the file that called this function (your ``conftest.py``).
+    :param encoding: the encoding the documents are written in.  The Sybil keeps it as
+        its ``encoding``, which accept mode writes changed documents back in.
     :raises UnknownParserError: a parser name is unknown.
+    :raises HarnessError: *encoding* is not a codec Python knows, or a pattern is empty
+        or absolute.
     """
     if path is None:
         path = _caller_directory()
-    return Sybil(
+    return _SpecSybil(
         parsers=[SpecParser(parsers, optionflags)],
-        patterns=list(patterns),
-        excludes=list(excludes),
+        patterns=_checked_patterns("patterns", patterns),
+        excludes=_checked_patterns("excludes", excludes),
         setup=lambda namespace: setup_document(namespace, extra_namespace),
         teardown=teardown_document,
         fixtures=list(fixtures),
         path=str(Path(path).absolute()),
+        encoding=_checked_encoding(encoding),
     )
 
 
@@ -116,12 +172,98 @@ def collect_specs(
 ) -> Callable[[Path, Any], Any]:
     """A ``pytest_collect_file`` hook for a ``conftest.py``: one line wires the specs.
 
-    ``pytest_collect_file = collect_specs(["docs/*.rst", "docs/*.md"])``
+    ``pytest_collect_file = collect_specs(["docs/**/*.rst"], encoding="latin-1")``
 
     It takes :func:`make_sybil`'s options.
     """
     options.setdefault("path", _caller_directory())
     return make_sybil(patterns, **options).pytest()
+
+
+class _SpecSybil(Sybil):
+    """A Sybil whose ``**`` means any number of directories, and whose decoding errors
+    name the document.
+
+    Sybil matches patterns with :meth:`PurePath.match`, where ``**`` is only another
+    ``*``: ``docs/**/*.rst`` would find ``docs/sub/x.rst`` but not ``docs/guide.rst``.
+    """
+
+    def should_parse(self, path: Path) -> bool:
+        try:
+            relative = path.relative_to(self.path)
+        except ValueError:
+            return False
+        included = path.name in self.filenames or any(
+            _matches(relative, pattern) for pattern in self.patterns
+        )
+        return included and not any(_matches(relative, pattern) for pattern in self.excludes)
+
+    def parse(self, path: Path) -> Document:
+        try:
+            return super().parse(path)
+        except UnicodeDecodeError as error:
+            line = error.object[: error.start].count(b"\n") + 1
+            raise HarnessError(
+                f"cannot read spec {path} as {self.encoding!r}: byte"
+                f" {error.object[error.start]:#04x} on line {line} is not {error.encoding};"
+                " pass the encoding it is written in, as collect_specs(..., encoding=...)"
+            ) from error
+
+
+def _matches(relative: PurePath, pattern: str) -> bool:
+    """Whether the document at *relative* (to the Sybil's path) matches *pattern*.
+
+    As in Sybil (and :meth:`PurePath.match`), the pattern is matched one path segment at
+    a time from the right, each segment with :func:`fnmatch.fnmatch`, so ``*.rst``
+    matches every ``.rst`` below the path and ``docs/*.rst`` matches ``docs/a.rst``.
+    As in :func:`glob.glob` with ``recursive=True``, a segment that is just ``**``
+    matches zero or more directories: ``docs/**/*.rst`` matches ``docs/a.rst`` and
+    ``docs/sub/deeper/b.rst``.  Every path Sybil's own matching accepts, this accepts.
+    """
+    return _match_segments(relative.parts, ("**", *PurePath(pattern).parts))
+
+
+def _match_segments(parts: Sequence[str], segments: Sequence[str]) -> bool:
+    """Whether the path *parts* match the pattern *segments*, all of them."""
+    if not segments:
+        return not parts
+    first, rest = segments[0], segments[1:]
+    if first == "**":
+        while rest and rest[0] == "**":
+            rest = rest[1:]
+        return any(_match_segments(parts[skip:], rest) for skip in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatch(parts[0], first) and _match_segments(parts[1:], rest)
+
+
+def _checked_patterns(option: str, patterns: Sequence[str]) -> list[str]:
+    """*patterns* as a list, refusing the ones that could match nothing.
+
+    :raises HarnessError: a pattern is a bare string, empty or absolute.
+    """
+    if isinstance(patterns, str):
+        raise HarnessError(f"{option} must be a sequence of patterns, not the string {patterns!r}")
+    for pattern in patterns:
+        if not pattern or PurePath(pattern).is_absolute():
+            raise HarnessError(
+                f"{option} pattern {pattern!r} matches no document: patterns are relative"
+                " to the path option, such as 'docs/**/*.rst'"
+            )
+    return list(patterns)
+
+
+def _checked_encoding(encoding: str) -> str:
+    """*encoding*, once Python's codecs know it.
+
+    :raises HarnessError: no codec has that name.
+    """
+    try:
+        codecs.lookup(encoding)
+    except LookupError as error:
+        raise HarnessError(
+            f"unknown spec encoding {encoding!r}: use a codec name Python knows,"
+            " such as 'utf-8' or 'latin-1'"
+        ) from error
+    return encoding
 
 
 def _caller_directory() -> Path:

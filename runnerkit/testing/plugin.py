@@ -29,6 +29,7 @@ from sybil.integration.pytest import SybilFile
 from runnerkit.lists import MailingList
 from runnerkit.site import Site
 from runnerkit.testing import helpers
+from runnerkit.testing.isolation import Isolation, warn_restored
 from runnerkit.testing.ordering import DocumentOrder
 from runnerkit.testing.timecontrol import TimeFactory, TimeFreezer, keep_pytest_timing_real
 from runnerkit.testing.world import World
@@ -39,10 +40,42 @@ pytest_plugins = ["runnerkit.testing.accept"]
 _DOCUMENT_ORDER = "runnerkit-document-order"
 
 
+#: The fixtures after which :func:`runnerkit_isolation` restores the process.
+_ISOLATED_BY = frozenset({"world", "freeze_time"})
+
+#: How a test avoids needing :class:`Isolation`: what follows its warning.
+_REMEDY = (
+    "Undo them in the test, or in a fixture that yields and then undoes them"
+    " (monkeypatch does, for the environment, the working directory and sys.path)."
+)
+
+
+@pytest.fixture(autouse=True)
+def runnerkit_isolation(request: pytest.FixtureRequest) -> Iterator[Isolation | None]:
+    """Undo, after a test that uses ``world`` or ``freeze_time``, what it left changed.
+
+    It is autouse so that it is set up before, and torn down after, every other fixture
+    of the test's own scope (``monkeypatch``, ``caplog``...), which undo their changes
+    themselves.  What it has to undo is reported as an
+    :class:`~runnerkit.testing.isolation.IsolationWarning`.
+    Other tests get None, and nothing is checked.
+    """
+    if not _ISOLATED_BY & set(request.fixturenames):
+        yield None
+        return
+    isolation = Isolation()
+    yield isolation
+    warn_restored(request.node.nodeid, isolation.restore(), _REMEDY)
+
+
 @pytest.fixture
-def world(tmp_path: Any) -> Iterator[World]:
-    """A fresh world in the test's temporary directory, current for the test."""
+def world(tmp_path: Any, runnerkit_isolation: Isolation) -> Iterator[World]:
+    """A fresh world in the test's temporary directory, current for the test.
+
+    Its master and runner processes, if the test started any, are stopped at the end.
+    """
     with World(tmp_path / "var") as opened:
+        runnerkit_isolation.watch(opened.config)
         yield opened
 
 

@@ -518,11 +518,21 @@ class MasterGroup:
         """Kill, by pid, every master and runner of this var dir that is still alive."""
         self.status()
         self.log_entries()
-        candidates = self.seen | set(processes_over(self.var_dir))
-        # Masters first, so that none restarts a runner killed after it.
-        for pid in sorted(candidates, key=lambda pid: is_runner_of(pid, self.var_dir)):
-            if alive(pid) and option(command_line(pid), "--var-dir") == str(self.var_dir):
-                os.kill(pid, signal.SIGKILL)
+        # Masters first, so that none starts a runner after the runners are listed; then
+        # the runners, listed again.  A process not our child dies when the kernel gets
+        # to it: wait, so that the test ends with its locks free and nothing left running.
+        for runners in (False, True):
+            candidates = self.seen | set(processes_over(self.var_dir))
+            killed = []
+            for pid in candidates:
+                if (
+                    is_runner_of(pid, self.var_dir) == runners
+                    and alive(pid)
+                    and option(command_line(pid), "--var-dir") == str(self.var_dir)
+                ):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            wait_for(lambda gone=killed: not any(map(alive, gone)), "killed processes to die")
         for child in self.children:
             if child.poll() is None:
                 child.kill()
