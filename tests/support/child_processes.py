@@ -519,14 +519,15 @@ class MasterGroup:
         self.status()
         self.log_entries()
         # Masters first, so that none starts a runner after the runners are listed; then
-        # the runners, listed again.  A process not our child dies when the kernel gets
-        # to it: wait, so that the test ends with its locks free and nothing left running.
-        for runners in (False, True):
+        # everything left, listed again (a runner a master forked just before it died
+        # may still show the master's command line).  A process not our child dies when
+        # the kernel gets to it: wait, so that the test ends with its locks free.
+        for masters_only in (True, False):
             candidates = self.seen | set(processes_over(self.var_dir))
             killed = []
             for pid in candidates:
                 if (
-                    is_runner_of(pid, self.var_dir) == runners
+                    not (masters_only and is_runner_of(pid, self.var_dir))
                     and alive(pid)
                     and option(command_line(pid), "--var-dir") == str(self.var_dir)
                 ):
