@@ -447,7 +447,10 @@ def roomy_client(
             served.stop()
 
 
-@pytest.mark.parametrize("depth", [150, 1000])
+# 150 levels: the queue file refuses it.  (Deeper still, the email parser itself runs
+# out of stack: tests/test_cli.py shows that path in a process of its own, where the
+# exhausted stack cannot disturb anything else.)
+@pytest.mark.parametrize("depth", [150])
 def test_a_message_too_deep_to_queue_gets_a_permanent_5xx_once_per_recipient(
     roomy_client: tuple[smtplib.LMTP, Configuration], depth: int
 ) -> None:
