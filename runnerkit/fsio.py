@@ -93,6 +93,19 @@ def write_new_file(
         raise
 
 
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace the contents of *path* with *data*, atomically: a reader sees all or none.
+
+    Written through a temporary file of this process's own (a leftover of a crashed
+    earlier run with the same pid is removed first), with :func:`write_new_file`.
+
+    :raises OSError: the file could not be written; *path* is as it was.
+    """
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    _remove_quietly(tmp)
+    write_new_file(tmp, path, data)
+
+
 def read_queue_file(path: StrPath, directory_fd: int | None = None) -> bytes:
     """Read the regular file at *path*, never following a link or blocking on a FIFO.
 

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from runnerkit.config import Configuration
 from runnerkit.errors import MasterRunningError, StatusFileError
-from runnerkit.fsio import FILE_MODE, make_directories, write_new_file
+from runnerkit.fsio import FILE_MODE, make_directories, replace_file
 from runnerkit.master.status import MasterStatus
 
 #: How long to retry a lock held for an instant by a process that only checks it.
@@ -118,7 +118,7 @@ class MasterLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._fd = fd
-        _write_atomically(self.paths.pid, f"{os.getpid()}\n")
+        replace_file(self.paths.pid, f"{os.getpid()}\n".encode())
 
     def release(self) -> None:
         """Remove the pid and status files and release the lock; nothing if not held."""
@@ -163,7 +163,7 @@ def write_status(config: Configuration, status: MasterStatus) -> None:
 
     :raises OSError: the file cannot be written; the old one is left as it was.
     """
-    _write_atomically(lock_paths(config).status, status.to_json() + "\n")
+    replace_file(lock_paths(config).status, (status.to_json() + "\n").encode())
 
 
 def _lock_exclusively(fd: int) -> None:
@@ -183,11 +183,3 @@ def _lock_exclusively(fd: int) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.005)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write *text* to *path* through a temporary file of this process's own."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    write_new_file(tmp, path, text.encode("utf-8"))

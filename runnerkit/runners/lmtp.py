@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import threading
 import time
@@ -42,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from runnerkit.database import Database
 from runnerkit.errors import MessageError, MetadataError, RunnerError
-from runnerkit.fsio import make_directories, write_new_file
+from runnerkit.fsio import make_directories, replace_file
 from runnerkit.lists import ListManager, MailingList
 from runnerkit.message import Message, message_from_bytes
 from runnerkit.runner import Runner, Until, refuse_until
@@ -175,10 +174,7 @@ class ListDelivery:
 def _write_address(path: Path, host: str, port: int) -> None:
     """Publish ``HOST PORT`` in *path*, atomically: a reader sees all of it or none."""
     make_directories(path.parent)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    write_new_file(tmp, path, f"{host} {port}\n".encode("ascii"))
+    replace_file(path, f"{host} {port}\n".encode("ascii"))
 
 
 def read_address(var_dir: Path) -> tuple[str, int] | None:
