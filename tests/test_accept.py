@@ -1,7 +1,7 @@
 """Accept mode rewrites the expected output of failing examples, and nothing else.
 
 Each test builds a small project with pytester, breaks some expected outputs on
-purpose, runs ``pytest --accept`` (or ``--accept-diff``), and compares the document's
+purpose, runs ``pytest --spec-accept`` (or ``--spec-accept-diff``), and compares the document's
 bytes before and after: only the broken outputs may change, and a second run passes.
 """
 
@@ -72,7 +72,7 @@ def test_accept_rewrites_only_the_broken_output(pytester: pytest.Pytester) -> No
     path = write(pytester, "doc.rst", BROKEN)
     before = path.read_bytes()
 
-    result = pytester.runpytest("--accept")
+    result = pytester.runpytest("--spec-accept")
 
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*runnerkit accept*", "doc.rst: rewrote 1 example (line 6)"])
@@ -109,7 +109,7 @@ def test_several_failures_in_one_file_with_outputs_that_grow_and_shrink(
     )
     before = path.read_bytes()
 
-    result = pytester.runpytest("--accept")
+    result = pytester.runpytest("--spec-accept")
 
     result.assert_outcomes(passed=1, failed=4)
     result.stdout.fnmatch_lines(["doc.rst: rewrote 4 examples (line 4, 7, 12, 17)"])
@@ -139,7 +139,7 @@ def test_blank_lines_become_blankline_markers(pytester: pytest.Pytester) -> None
     )
     before = path.read_bytes()
 
-    pytester.runpytest("--accept").assert_outcomes(failed=1)
+    pytester.runpytest("--spec-accept").assert_outcomes(failed=1)
 
     assert path.read_bytes() == before.replace(
         b"    top\n    bottom\n", b"    top\n    <BLANKLINE>\n    <BLANKLINE>\n    bottom\n"
@@ -171,7 +171,7 @@ def test_indentation_of_each_example_is_kept(pytester: pytest.Pytester) -> None:
     )
     before = path.read_bytes()
 
-    pytester.runpytest("--accept").assert_outcomes(failed=3)
+    pytester.runpytest("--spec-accept").assert_outcomes(failed=3)
 
     assert changed_lines(before, path.read_bytes()) == [
         ("'left'\n", "'flush'\n"),
@@ -192,7 +192,7 @@ def test_crlf_line_endings_and_the_rest_of_the_bytes_are_kept(
     )
     path.write_bytes(text.encode("utf-8"))
 
-    pytester.runpytest("--accept").assert_outcomes(failed=2)
+    pytester.runpytest("--spec-accept").assert_outcomes(failed=2)
 
     assert path.read_bytes() == (
         text.replace("    x\r\n", "    a\r\n    b\r\n")
@@ -209,7 +209,7 @@ def test_outputs_are_added_and_removed_even_at_the_end_of_the_file(
     path = pytester.path / "doc.rst"
     path.write_bytes(b"Edges\n=====\n\n    >>> None\n    'gone'\n\n    >>> 'new'")
 
-    pytester.runpytest("--accept").assert_outcomes(failed=2)
+    pytester.runpytest("--spec-accept").assert_outcomes(failed=2)
 
     assert path.read_bytes() == b"Edges\n=====\n\n    >>> None\n\n    >>> 'new'\n    'new'"
     pytester.runpytest().assert_outcomes(passed=2)
@@ -231,7 +231,7 @@ def test_ellipsis_output_is_replaced_by_the_whole_output(pytester: pytest.Pytest
     )
     before = path.read_bytes()
 
-    pytester.runpytest("--accept").assert_outcomes(failed=1)
+    pytester.runpytest("--spec-accept").assert_outcomes(failed=1)
 
     assert changed_lines(before, path.read_bytes()) == [
         ("    ...\n    delta\n", "    beta\n    gamma\n")
@@ -255,7 +255,7 @@ def test_markdown_documents_are_rewritten(pytester: pytest.Pytester) -> None:
     )
     before = path.read_bytes()
 
-    pytester.runpytest("--accept").assert_outcomes(failed=1)
+    pytester.runpytest("--spec-accept").assert_outcomes(failed=1)
 
     assert changed_lines(before, path.read_bytes()) == [("wrong\n", "fenced\n")]
     pytester.runpytest().assert_outcomes(passed=1)
@@ -288,7 +288,7 @@ def test_markdown_fences_in_lists_are_found_and_quoted_ones_reported(
     )
     before = path.read_bytes()
 
-    result = pytester.runpytest("--accept")
+    result = pytester.runpytest("--spec-accept")
 
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
@@ -328,7 +328,7 @@ def test_repeated_examples_in_markdown_fences_are_told_apart(pytester: pytest.Py
     )
     before = path.read_bytes()
 
-    result = pytester.runpytest("--accept")
+    result = pytester.runpytest("--spec-accept")
 
     result.assert_outcomes(passed=3, failed=2)
     result.stdout.fnmatch_lines(["doc.md: rewrote 2 examples (line 15, 17)"])
@@ -342,7 +342,7 @@ def test_dry_run_prints_the_diff_and_changes_nothing(pytester: pytest.Pytester) 
     path = write(pytester, "doc.rst", BROKEN)
     before = path.read_bytes()
 
-    result = pytester.runpytest("--accept-diff")
+    result = pytester.runpytest("--spec-accept-diff")
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=1, failed=1)
@@ -378,14 +378,14 @@ def test_unexpected_exceptions_are_reported_not_accepted(pytester: pytest.Pytest
     path = write(pytester, "doc.rst", EXCEPTIONS)
     before = path.read_bytes()
 
-    result = pytester.runpytest("--accept")
+    result = pytester.runpytest("--spec-accept")
 
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
         [
             "doc.rst: rewrote 1 example (line 6)",
             "doc.rst:4: not accepted: raised ValueError: invalid literal for int() with "
-            "base 10: 'seven'; use --accept-exceptions to accept exceptions",
+            "base 10: 'seven'; use --spec-accept-exceptions to accept exceptions",
         ]
     )
     # An expected exception that changed is an output like any other.
@@ -398,7 +398,7 @@ def test_accept_exceptions_writes_them_as_doctest_tracebacks(pytester: pytest.Py
     path = write(pytester, "doc.rst", EXCEPTIONS)
     before = path.read_bytes()
 
-    pytester.runpytest("--accept", "--accept-exceptions").assert_outcomes(failed=2)
+    pytester.runpytest("--spec-accept", "--spec-accept-exceptions").assert_outcomes(failed=2)
 
     assert changed_lines(before, path.read_bytes()) == [
         (
@@ -428,7 +428,7 @@ def test_outputs_doctest_cannot_read_back_are_reported(pytester: pytest.Pytester
     )
     before = path.read_bytes()
 
-    result = pytester.runpytest("--accept")
+    result = pytester.runpytest("--spec-accept")
 
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
@@ -459,7 +459,7 @@ def test_an_output_starting_with_dots_is_reported_not_written(pytester: pytest.P
     )
     before = path.read_bytes()
 
-    result = pytester.runpytest("--accept")
+    result = pytester.runpytest("--spec-accept")
 
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
@@ -495,7 +495,7 @@ def test_an_example_ending_with_a_bare_continuation_line_is_rewritten(
     )
     before = path.read_bytes()
 
-    result = pytester.runpytest("--accept")
+    result = pytester.runpytest("--spec-accept")
 
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["doc.rst: rewrote 1 example (line 4)"])
@@ -527,7 +527,7 @@ def test_a_rewrite_that_would_not_read_back_is_not_written(pytester: pytest.Pyte
     )
     before = path.read_bytes()
 
-    result = pytester.runpytest("--accept")
+    result = pytester.runpytest("--spec-accept")
 
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
@@ -554,7 +554,7 @@ def test_the_documents_encoding_is_kept(pytester: pytest.Pytester) -> None:
     )
     path.write_bytes(text.encode("latin-1"))
 
-    result = pytester.runpytest("--accept")
+    result = pytester.runpytest("--spec-accept")
 
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
@@ -576,7 +576,7 @@ def test_python_docstrings_are_reported_not_rewritten(pytester: pytest.Pytester)
     path = pytester.makepyfile(mod='def f():\n    """\n    >>> 1\n    2\n    """\n')
     before = path.read_bytes()
 
-    result = pytester.runpytest("--accept", "mod.py")
+    result = pytester.runpytest("--spec-accept", "mod.py")
 
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
@@ -602,7 +602,7 @@ def test_a_document_edited_during_the_run_is_left_alone(pytester: pytest.Pyteste
     )
     before = path.read_bytes()
 
-    result = pytester.runpytest("--accept")
+    result = pytester.runpytest("--spec-accept")
 
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["doc.rst:4: not accepted: the document changed during the run"])
@@ -612,20 +612,24 @@ def test_a_document_edited_during_the_run_is_left_alone(pytester: pytest.Pyteste
 def test_the_flags_are_checked(pytester: pytest.Pytester) -> None:
     write(pytester, "doc.rst", BROKEN)
 
-    both = pytester.runpytest("--accept", "--accept-diff")
-    alone = pytester.runpytest("--accept-exceptions")
+    both = pytester.runpytest("--spec-accept", "--spec-accept-diff")
+    alone = pytester.runpytest("--spec-accept-exceptions")
 
     assert both.ret == pytest.ExitCode.USAGE_ERROR
-    both.stderr.fnmatch_lines(["*--accept and --accept-diff exclude each other*"])
+    both.stderr.fnmatch_lines(["*--spec-accept and --spec-accept-diff exclude each other*"])
     assert alone.ret == pytest.ExitCode.USAGE_ERROR
-    alone.stderr.fnmatch_lines(["*--accept-exceptions needs --accept or --accept-diff*"])
+    alone.stderr.fnmatch_lines(
+        ["*--spec-accept-exceptions needs --spec-accept or --spec-accept-diff*"]
+    )
 
 
 def test_the_options_come_with_the_installed_plugin(pytester: pytest.Pytester) -> None:
     # No conftest: the entry point plugin loads accept mode through ``pytest_plugins``.
     result = pytester.runpytest("--help")
 
-    result.stdout.fnmatch_lines(["*--accept *rewrite the expected output*", "*--accept-diff*"])
+    result.stdout.fnmatch_lines(
+        ["*--spec-accept *rewrite the expected output*", "*--spec-accept-diff*"]
+    )
 
 
 @pytest.mark.slow
@@ -634,7 +638,7 @@ def test_accept_under_xdist_writes_each_document_once(pytester: pytest.Pytester)
     second = write(pytester, "second.rst", BROKEN.replace("1 + 1", "2 + 2").replace("3", "5"))
     before = first.read_bytes(), second.read_bytes()
 
-    result = pytester.runpytest_subprocess("-n", "2", "--accept", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-n", "2", "--spec-accept", "-p", "no:cacheprovider")
 
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines_random(
@@ -652,7 +656,9 @@ def test_dry_run_under_xdist_reports_the_diff_in_the_controller(
     path = write(pytester, "doc.rst", BROKEN)
     before = path.read_bytes()
 
-    result = pytester.runpytest_subprocess("-n", "2", "--accept-diff", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--spec-accept-diff", "-p", "no:cacheprovider"
+    )
 
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["--- a/doc.rst", "+++ b/doc.rst", "-    3", "+    2"])

@@ -695,7 +695,7 @@ def test_a_latin_1_spec_runs_with_its_encoding(pytester: pytest.Pytester) -> Non
 
 def test_accept_writes_a_latin_1_spec_back_in_latin_1(pytester: pytest.Pytester) -> None:
     spec = latin_1_project(pytester, ', encoding="latin-1"', expected="Cafe")
-    pytester.runpytest(*QUIET, "--accept").assert_outcomes(passed=1, failed=1)
+    pytester.runpytest(*QUIET, "--spec-accept").assert_outcomes(passed=1, failed=1)
     assert spec.read_bytes() == CAFE.format(expected="Café").encode("latin-1")
     pytester.runpytest(*QUIET).assert_outcomes(passed=2)
 

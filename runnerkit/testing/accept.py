@@ -1,7 +1,7 @@
-"""Accept mode: ``pytest --accept`` rewrites the expected output of failing examples.
+"""Accept mode: ``pytest --spec-accept`` rewrites the expected output of failing examples.
 
 Each failing doctest example of a Sybil document gets its expected output replaced
-by what it printed, in place in the ``.rst`` or ``.md`` file; ``--accept-diff`` only
+by what it printed, in place in the ``.rst`` or ``.md`` file; ``--spec-accept-diff`` only
 prints the unified diff.  Failures stay failures: the run still reports them and
 exits non-zero, and the next run passes.  An expected output that used ``...``
 (ELLIPSIS) is replaced by the whole output, since which parts to elide is a choice
@@ -48,31 +48,35 @@ WORKEROUTPUT_KEY = "runnerkit_accept"
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("runnerkit", "runnerkit specs")
     group.addoption(
-        "--accept",
+        "--spec-accept",
         action="store_true",
         help="rewrite the expected output of failing doctest examples in their documents",
     )
     group.addoption(
-        "--accept-diff",
+        "--spec-accept-diff",
         action="store_true",
-        help="like --accept, but only print the unified diff; change no file",
+        help="like --spec-accept, but only print the unified diff; change no file",
     )
     group.addoption(
-        "--accept-exceptions",
+        "--spec-accept-exceptions",
         action="store_true",
-        help="with --accept or --accept-diff, also accept examples that raised an "
+        help="with --spec-accept or --spec-accept-diff, also accept examples that raised an "
         "unexpected exception, as a doctest traceback",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    accept = config.getoption("accept", False)
-    dry_run = config.getoption("accept_diff", False)
-    exceptions = config.getoption("accept_exceptions", False)
+    accept = config.getoption("spec_accept", False)
+    dry_run = config.getoption("spec_accept_diff", False)
+    exceptions = config.getoption("spec_accept_exceptions", False)
     if accept and dry_run:
-        raise pytest.UsageError("--accept and --accept-diff exclude each other: choose one")
+        raise pytest.UsageError(
+            "--spec-accept and --spec-accept-diff exclude each other: choose one"
+        )
     if exceptions and not (accept or dry_run):
-        raise pytest.UsageError("--accept-exceptions needs --accept or --accept-diff")
+        raise pytest.UsageError(
+            "--spec-accept-exceptions needs --spec-accept or --spec-accept-diff"
+        )
     if accept or dry_run:
         config.pluginmanager.register(AcceptMode(config, dry_run, exceptions), AcceptMode.NAME)
 

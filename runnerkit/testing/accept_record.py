@@ -147,7 +147,7 @@ class _RecordingRunner(DocTestRunner):
         else:
             raised = exc_msg.strip().splitlines()[0] if exc_msg.strip() else "an exception"
             self.outcome = Outcome(
-                reason=f"raised {raised}; use --accept-exceptions to accept exceptions"
+                reason=f"raised {raised}; use --spec-accept-exceptions to accept exceptions"
             )
         super().report_unexpected_exception(out, test, example, exc_info)
 
