@@ -32,6 +32,22 @@ sleep_time: 0
 
 
 @pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, with pytest-randomly off in its inner runs, so they run in file order.
+
+    The ``-p no:randomly`` in pyproject.toml's ``addopts`` reaches only this suite: an
+    inner run reads the throwaway project's configuration, and pytest-randomly, loaded
+    through its entry point, would shuffle the inner tests and reseed ``random`` with a
+    new seed each run.  ``PYTEST_ADDOPTS`` reaches both in-process and subprocess inner
+    runs; pytester deletes it when it is created, so it is set here, after, through the
+    same ``monkeypatch``, which undoes both.  A test that wants pytest-randomly in its
+    inner runs deletes it again.
+    """
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
+    return pytester
+
+
+@pytest.fixture
 def test_queue(config: Configuration) -> Iterator[Switchboard]:
     """Push ``[runner.test]``, yield its switchboard, and pop the layer again.
 
