@@ -9,12 +9,13 @@ selection of tests that pytest ends up running:
   the shuffle stands.
 * **Preludes.**  Selecting one example (``pytest doc.rst::line:40,column:1``, ``-k``,
   ``--lf``, ``--deselect``) would run it without the examples before it, and it would
-  fail with a ``NameError``.  Before each selected example, runnerkit runs the
-  unselected examples that come before it in its document, in order, in the
-  document's namespace, while setting up the selected one.  They are not reported as
-  tests: the report holds only what was selected.  As in a full run, a failure among
-  them does not stop the next ones; it is shown with the selected example, in the
-  report section ``runnerkit prelude``, if that example fails.
+  fail with a ``NameError``.  While setting up each example, runnerkit first runs the
+  examples before it in its document that this process has not run yet, in order, in
+  the document's namespace: the unselected ones, and, on a fresh xdist worker that
+  takes over the rest of a document after a crash, the ones the crashed worker ran.
+  They are not reported as tests: the report holds only what was selected.  As in a
+  full run, a failure among them does not stop the next ones; it is shown in the
+  report section ``runnerkit prelude`` of the example, and in the terminal summary.
 """
 
 from __future__ import annotations
@@ -58,28 +59,30 @@ def documents_in_order(items: list[pytest.Item]) -> list[pytest.Item]:
     return ordered
 
 
-def preludes(items: Sequence[pytest.Item]) -> dict[pytest.Item, list[Example]]:
-    """For each selected example, the unselected examples that must run before it.
+class Preludes:
+    """What each example needs run before it, in the process that runs it.
 
-    :param items: the selected items, each document's examples in document order.
+    An example's prelude is every example before it in its document that this process
+    has not yet run, as a test or in a prelude.  An example counts as run once its
+    setup starts, whatever its outcome, as in a full run.
     """
-    selected: dict[Document, dict[int, pytest.Item]] = {}
-    for item in items:
-        if isinstance(item, SybilItem):
-            selected.setdefault(item.example.document, {})[item.example.start] = item
-    found: dict[pytest.Item, list[Example]] = {}
-    for document, by_start in selected.items():
-        waiting: list[Example] = []
-        last = max(by_start)
-        for example in document.examples():
-            if example.start > last:
-                break
-            chosen = by_start.get(example.start)
-            if chosen is None:
-                waiting.append(example)
-            elif waiting:
-                found[chosen], waiting = waiting, []
-    return found
+
+    def __init__(self) -> None:
+        self._examples: dict[Document, list[Example]] = {}
+        self._run: dict[Document, set[int]] = {}
+
+    def before(self, item: SybilItem) -> list[Example]:
+        """The examples to run before *item*'s, now counted as run with it."""
+        document = item.example.document
+        examples = self._examples.get(document)
+        if examples is None:
+            examples = self._examples[document] = list(document.examples())
+        run = self._run.setdefault(document, set())
+        start = item.example.start
+        waiting = [each for each in examples if each.start < start and each.start not in run]
+        run.update(each.start for each in waiting)
+        run.add(start)
+        return waiting
 
 
 #: The name of the report section that holds a prelude's failures.
@@ -117,8 +120,7 @@ class DocumentOrder:
     """
 
     def __init__(self) -> None:
-        #: Keyed by ``id(item)``: a node's hash is its node id, which xdist may change.
-        self._preludes: dict[int, list[Example]] = {}
+        self._preludes = Preludes()
         #: (node id, what failed) for each selected example whose prelude had failures.
         self.prelude_failures: list[tuple[str, str]] = []
 
@@ -147,13 +149,13 @@ class DocumentOrder:
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Generator[None]:
         result = yield
         items[:] = documents_in_order(items)
-        self._preludes = {id(item): examples for item, examples in preludes(items).items()}
         return result
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None]:
+        # Counted as run before its setup, which may fail, as in a full run.
+        examples = self._preludes.before(item) if isinstance(item, SybilItem) else []
         result = yield
-        examples = self._preludes.pop(id(item), None)
         if examples:
             run_prelude(item, examples)
         return result
