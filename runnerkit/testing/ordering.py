@@ -151,11 +151,14 @@ class DocumentOrder:
         items[:] = documents_in_order(items)
         return result
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None]:
-        # Counted as run before its setup, which may fail, as in a full run.
-        examples = self._preludes.before(item) if isinstance(item, SybilItem) else []
-        result = yield
-        if examples:
-            run_prelude(item, examples)
-        return result
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Run an example's prelude, after pytest has set the example up.
+
+        Not a hook wrapper: a wrapper would be a frame in the traceback of every
+        set-up error of every test, specs or not.
+        """
+        if isinstance(item, SybilItem):
+            examples = self._preludes.before(item)
+            if examples:
+                run_prelude(item, examples)
