@@ -110,3 +110,7 @@ class WorldError(HarnessError):
 
 class UnknownParserError(HarnessError):
     """``collect_specs`` was given a parser name it does not know."""
+
+
+class DurationsFileError(HarnessError):
+    """A durations file (``--spec-durations``) cannot be read, or is not one runnerkit wrote."""

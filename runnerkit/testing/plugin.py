@@ -11,7 +11,9 @@ Installing runnerkit gives every project:
 * each spec collected once, by Sybil, even when it is named on the command line and
   pytest's doctest plugin would collect it too;
 * truthful ``--durations`` while a test freezes the clock
-  (:mod:`runnerkit.testing.timecontrol`).
+  (:mod:`runnerkit.testing.timecontrol`);
+* a suite split across machines with ``--spec-shard K/N``, each document whole on one
+  shard and shards balanced by recorded durations (:mod:`runnerkit.testing.sharding`).
 
 Specs themselves are collected by one line in a ``conftest.py``; see
 :func:`runnerkit.testing.collect_specs`.
@@ -34,7 +36,7 @@ from runnerkit.testing.ordering import DocumentOrder
 from runnerkit.testing.timecontrol import TimeFactory, TimeFreezer, keep_pytest_timing_real
 from runnerkit.testing.world import World
 
-pytest_plugins = ["runnerkit.testing.accept"]
+pytest_plugins = ["runnerkit.testing.accept", "runnerkit.testing.sharding"]
 
 #: The name under which the plugin registers its :class:`DocumentOrder`.
 _DOCUMENT_ORDER = "runnerkit-document-order"
