@@ -76,6 +76,7 @@ def world(tmp_path: Any, runnerkit_isolation: Isolation) -> Iterator[World]:
 
     Its master and runner processes, if the test started any, are stopped at the end.
     """
+    keep_pytest_timing_real()
     with World(tmp_path / "var") as opened:
         runnerkit_isolation.watch(opened.config)
         yield opened
@@ -161,12 +162,13 @@ def freeze_time() -> Iterator[Callable[..., TimeFactory]]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Keep pytest's clocks real, and keep documents whole and in order.
+    """Keep documents whole and in order.
 
     :class:`DocumentOrder` is registered here, late, so that its collection hook wraps
     those of the plugins registered before it (``--lf``, ``--ff``, shufflers).
+    pytest's clocks are kept real only once a document or a runnerkit fixture is set
+    up, so that a run that uses neither sees freezegun exactly as configured.
     """
-    keep_pytest_timing_real()
     if not config.pluginmanager.has_plugin(_DOCUMENT_ORDER):
         config.pluginmanager.register(DocumentOrder(), _DOCUMENT_ORDER)
 

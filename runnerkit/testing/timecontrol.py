@@ -44,6 +44,7 @@ class TimeFreezer:
     """
 
     def __init__(self) -> None:
+        keep_pytest_timing_real()
         self._active: list[Any] = []
 
     def __call__(self, time_to_freeze: Any = None, **kws: Any) -> TimeFactory:
