@@ -146,7 +146,13 @@ LOW_CORE = (
     "runnerkit.database",
     "runnerkit.lists",
 )
-PROCESSES = ("runnerkit.master.*", "runnerkit.process", "runnerkit.runners.*", "runnerkit.cli")
+PROCESSES = (
+    "runnerkit.master.*",
+    "runnerkit.process",
+    "runnerkit.runners.*",
+    "runnerkit.cli",
+    "runnerkit.cli.*",
+)
 RULES = [
     Rule(
         "config-is-settings-only",

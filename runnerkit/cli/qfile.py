@@ -1,0 +1,181 @@
+"""``qfile``: show a queue file, whatever state it is in."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from runnerkit import queuefile
+from runnerkit.cli.common import (
+    CommandError,
+    UsageProblem,
+    main,
+)
+from runnerkit.errors import QueueFileError
+from runnerkit.fsio import read_queue_file
+from runnerkit.message import Message
+
+#: How much of a file ``qfile --hex`` dumps unless told otherwise.
+HEX_DUMP_LIMIT = 64 * 1024
+#: Characters ``qfile`` shows escaped: controls, which would act on the terminal (or be
+#: dropped by click when piped), all but tab, newline and the CR of a CRLF.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
+#: A byte of a bytes-parsed message kept as text (``surrogateescape``).
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+class DamagedQueueFile(CommandError):
+    """A queue file that does not decode: the reason, then how to look at its bytes."""
+
+    def __init__(self, error: QueueFileError, path: Path) -> None:
+        super().__init__(str(error))
+        self.path = path
+
+    def show(self, file: Any = None) -> None:
+        super().show(file)
+        click.echo(
+            f"runnerkit: hint: use 'runnerkit qfile --hex {click.format_filename(self.path)}' "
+            "to see its bytes",
+            err=True,
+        )
+
+
+@main.command()
+@click.option("--raw", is_flag=True, help="Write the message's exact bytes, nothing else.")
+@click.option(
+    "--hex",
+    "hex_dump",
+    is_flag=True,
+    help="Dump the whole file in hex, even a damaged one, after a line saying what it is.",
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(min=1),
+    default=HEX_DUMP_LIMIT,
+    show_default=True,
+    metavar="N",
+    help="With --hex, dump at most the first N bytes.",
+)
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Begin with a line naming the format and recoveries."
+)
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def qfile(path: Path, raw: bool, hex_dump: bool, max_bytes: int, verbose: bool) -> None:
+    """Print the message and metadata of the queue file PATH, without executing anything.
+
+    The message is shown as it is stored: 8-bit text as text, never re-encoded; bytes
+    that are not UTF-8, and control characters, as \\xNN escapes.  --raw writes its
+    exact bytes, for a pipe; --hex dumps the file, which works for any file.
+    """
+    ctx = click.get_current_context()
+    if raw and hex_dump:
+        raise UsageProblem("--raw and --hex do not go together; give one of them")
+    if raw and verbose:
+        raise UsageProblem("--raw writes the message's bytes alone; drop --verbose")
+    if not hex_dump and ctx.get_parameter_source("max_bytes") is not ParameterSource.DEFAULT:
+        raise UsageProblem("--max-bytes only limits --hex")
+    try:
+        data = read_queue_file(path)
+    except QueueFileError as error:
+        raise CommandError(str(error)) from error
+    try:
+        entry = queuefile.decode(data, source=str(path))
+    except QueueFileError as error:
+        if not hex_dump:
+            raise DamagedQueueFile(error, path) from error
+        verdict = str(error)
+    else:
+        verdict = (
+            f"{path} is a whole runnerkit queue file ({data[:4].decode('ascii')}, "
+            f"{len(data)} bytes), recovered {entry.recoveries} "
+            f"time{'' if entry.recoveries == 1 else 's'}"
+        )
+    # Shown as a comment line, before the dump or the message it describes.
+    if hex_dump:
+        click.echo(f"# {verdict}")
+        click.echo(hex_lines(data, max_bytes))
+        return
+    message = stored_bytes(entry.message)
+    if raw:
+        click.echo(message, nl=False)  # bytes go to the binary stream as they are
+        return
+    if verbose:
+        click.echo(f"# {verdict}")
+    click.echo(readable(message))
+    click.echo("-" * 20 + " metadata " + "-" * 20)
+    width = max(len(key) for key in [*entry.metadata, "recoveries"])
+    for key in sorted(entry.metadata):
+        click.echo(f"{key:{width}}: {entry.metadata[key]!r}")
+    click.echo(f"{'recoveries':{width}}: {entry.recoveries}")
+
+
+def stored_bytes(message: Message) -> bytes:
+    """*message* as bytes, as it was received or queued, with its envelope line if any.
+
+    A message that was bytes (parsed from them, or holding bytes the parser kept as
+    surrogates) is written by :meth:`Message.as_bytes`, which gives back its 8-bit bytes
+    as they are; the text generators would re-encode such a body as base64 or
+    quoted-printable.  A message that was text is written by :meth:`Message.as_text`,
+    which keeps non-ASCII header text as it is, then encoded as UTF-8.  So is one that
+    mixes both (bytes, and text a handler added), which the bytes generator refuses.
+    """
+    unixfrom = bool(message.get_unixfrom())
+    if message.parsed_from_bytes or _holds_bytes(message):
+        try:
+            return message.as_bytes(unixfrom=unixfrom)
+        except UnicodeEncodeError:
+            pass
+    return message.as_text(unixfrom=unixfrom).encode("utf-8", "surrogateescape")
+
+
+def _holds_bytes(message: Message) -> bool:
+    """Whether any header, payload, preamble or epilogue of *message* holds raw bytes."""
+    for part in message.walk():
+        texts: list[object] = [value for _, value in part.raw_items()]
+        # The payload as stored: get_payload() would already have replaced raw bytes.
+        texts += [part._payload, part.preamble, part.epilogue]  # type: ignore[attr-defined]
+        if any(isinstance(text, str) and _ESCAPED_BYTE.search(text) for text in texts):
+            return True
+    return False
+
+
+def readable(data: bytes) -> str:
+    """*data* as text for a terminal: UTF-8 where it is, ``\\xNN`` for any other byte.
+
+    Controls are escaped too (``\\xNN``, or ``\\uNNNN`` beyond ASCII), so a message can
+    neither drive the terminal nor hide a line behind a bare carriage return.
+    """
+    text = data.decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(_escape_control, text)
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}"
+
+
+def hex_lines(data: bytes, limit: int) -> str:
+    """A dump of the first *limit* bytes of *data* in the layout of ``hexdump -C``.
+
+    Each line holds an offset, 16 bytes in hex and those bytes as printable ASCII (``.``
+    for any other); a last line gives the offset of the end, and a note what was cut.
+    """
+    shown = data[:limit]
+    lines = []
+    for offset in range(0, len(shown), 16):
+        row = shown[offset : offset + 16]
+        left = " ".join(f"{byte:02x}" for byte in row[:8])
+        right = " ".join(f"{byte:02x}" for byte in row[8:])
+        text = "".join(chr(byte) if 0x20 <= byte < 0x7F else "." for byte in row)
+        lines.append(f"{offset:08x}  {left:<23}  {right:<23}  |{text}|")
+    lines.append(f"{len(shown):08x}")
+    if len(data) > len(shown):
+        lines.append(
+            f"({len(data) - len(shown)} more bytes not shown, of {len(data)}; "
+            f"--max-bytes {len(data)} shows them all)"
+        )
+    return "\n".join(lines)
