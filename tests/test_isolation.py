@@ -9,15 +9,18 @@ plain test find the process as it was, and that a warning names the document.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from runnerkit.testing.isolation import Isolation, IsolationWarning, thaw
+from runnerkit.testing.isolation import Isolation, IsolationWarning, terminate, thaw
 
 pytest_plugins = ["pytester"]
 
@@ -290,3 +293,90 @@ def test_restoring_twice_is_an_error() -> None:
 
 def test_the_warning_is_a_pytest_warning() -> None:
     assert issubclass(IsolationWarning, pytest.PytestWarning)
+
+
+#: A process whose main thread has exited while another runs on, holding a lock on the
+#: file ``argv[1]``: ``/proc/PID/stat`` shows a zombie, as it does for a killed process
+#: whose other threads are still on their way out.  ``argv[2]`` is ``ignore`` to have it
+#: ignore SIGTERM.
+HEADLESS = """\
+import ctypes, fcntl, os, signal, sys, threading, time
+
+if sys.argv[2] == "ignore":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+fcntl.flock(fd, fcntl.LOCK_EX)
+threading.Thread(target=time.sleep, args=(60,)).start()
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def start_headless(lock: Path, sigterm: str) -> subprocess.Popen[bytes]:
+    """Start :data:`HEADLESS`; return once its main thread is a zombie, the lock held."""
+    process = subprocess.Popen([sys.executable, "-c", HEADLESS, str(lock), sigterm])
+    deadline = time.monotonic() + 15
+    while not (main_thread_state(process.pid) == "Z" and lock_held(lock)):
+        assert time.monotonic() < deadline, "the main thread did not exit"
+        assert process.poll() is None, process.returncode
+        time.sleep(0.01)
+    return process
+
+
+def main_thread_state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rfind(")") + 2]
+
+
+def lock_held(path: Path) -> bool:
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_terminate_waits_until_every_thread_has_exited(tmp_path: Path) -> None:
+    lock = tmp_path / "held.lck"
+    process = start_headless(lock, "ignore")
+    try:
+        terminate([process.pid], timeout=0.2)
+        assert not lock_held(lock)
+    finally:
+        process.kill()
+        process.wait(timeout=15)
+
+
+def test_a_child_whose_main_thread_has_exited_but_runs_on_is_stopped(tmp_path: Path) -> None:
+    lock = tmp_path / "held.lck"
+    isolation = Isolation()
+    process = start_headless(lock, "default")
+    try:
+        assert isolation.restore() == [f"child process {process.pid} killed"]
+        assert not lock_held(lock)
+    finally:
+        process.kill()
+        process.wait(timeout=15)
+
+
+FAILING_WITH_A_TIMEOUT = """\
+def test_fails(world):
+    assert world.var_dir is None
+"""
+
+
+def test_a_failed_test_under_pytest_timeout_is_not_warned_about(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest-timeout resets SIGALRM to SIG_DFL as soon as a test fails, before its
+    # teardown: that is pytest's doing, not the test's.
+    pytester.makepyfile(test_timed=FAILING_WITH_A_TIMEOUT)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "timeout", "--timeout=600", "--timeout-method=signal"
+    )
+    result.assert_outcomes(failed=1)
+    assert isolation_warnings(result) == []

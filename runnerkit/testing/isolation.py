@@ -43,6 +43,9 @@ KILL_SECONDS = 5.0
 #: How often a wait for processes looks again.
 POLL_SECONDS = 0.02
 
+#: The states, in ``/proc``, of a thread that has exited: a zombie, and one being reaped.
+_EXITED = frozenset({"Z", "X"})
+
 #: Environment variables that pytest itself changes from one test phase to the next.
 _VOLATILE_ENVIRON = frozenset({"PYTEST_CURRENT_TEST"})
 
@@ -176,7 +179,7 @@ class Isolation:
         changed = []
         for signum, before in self._signals.items():
             now = signal.getsignal(signum)
-            if before is None or _same_handler(before, now):
+            if before is None or _same_handler(before, now) or _cancelled_timeout(before, now):
                 continue
             with contextlib.suppress(ValueError):  # not the main thread: nothing to do
                 signal.signal(signum, before)
@@ -307,14 +310,32 @@ def terminate(pids: Collection[int], timeout: float = KILL_SECONDS) -> None:
 
 
 def _alive(pid: int) -> bool:
-    """Whether *pid* still runs: it exists and is no zombie (which is reaped if ours)."""
+    """Whether *pid* still runs: some thread of it has not exited (else it is reaped if ours)."""
     state = _proc_stat(pid)
     if state is None:
         return False
-    if state[0] == "Z":
+    if _exited(pid, state[0]):
         _reap([pid])
         return False
     return True
+
+
+def _exited(pid: int, state: str) -> bool:
+    """Whether process *pid*, whose main thread is in *state*, has exited: all its threads.
+
+    ``/proc/PID/stat`` shows the main thread, a zombie as soon as it has exited itself;
+    the other threads may still run (those of a process being killed are on their way
+    out), and the process holds its files, and its locks, until the last one is gone.
+    """
+    if state not in _EXITED:
+        return False
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    return all(
+        (stat := _proc_stat(f"{pid}/task/{tid}")) is None or stat[0] in _EXITED for tid in threads
+    )
 
 
 def _reap(pids: Iterable[int]) -> None:
@@ -323,8 +344,11 @@ def _reap(pids: Iterable[int]) -> None:
             os.waitpid(pid, os.WNOHANG)
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, parent pid) of *pid*, from ``/proc/PID/stat``, or None if it is gone."""
+def _proc_stat(pid: int | str) -> tuple[str, int] | None:
+    """(state, parent pid) of *pid*, from ``/proc/PID/stat``, or None if it is gone.
+
+    *pid* may also be ``PID/task/TID``: the state is then that of one thread.
+    """
     try:
         text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
     except OSError:
@@ -344,11 +368,11 @@ def _children_by_state() -> Iterator[tuple[int, str]]:
 
 
 def _running_children() -> set[int]:
-    return {pid for pid, state in _children_by_state() if state != "Z"}
+    return {pid for pid, state in _children_by_state() if not _exited(pid, state)}
 
 
 def _zombie_children() -> set[int]:
-    return {pid for pid, state in _children_by_state() if state == "Z"}
+    return {pid for pid, state in _children_by_state() if _exited(pid, state)}
 
 
 def _is_helper(pid: int) -> bool:
@@ -410,6 +434,15 @@ def _same_handler(before: Any, now: Any) -> bool:
         return True
     code = getattr(before, "__code__", None)
     return code is not None and code is getattr(now, "__code__", None)
+
+
+def _cancelled_timeout(before: Any, now: Any) -> bool:
+    """Whether *now* is what pytest-timeout put in place of its handler *before*.
+
+    It resets SIGALRM to the default when it cancels its timer, which it does as soon as
+    a test fails, before the test's teardown.
+    """
+    return now == signal.SIG_DFL and getattr(before, "__module__", None) == "pytest_timeout"
 
 
 def _is_pytests(handler: logging.Handler) -> bool:

@@ -18,6 +18,7 @@ log, the master's status file.  This module holds what those tests share:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -285,8 +286,15 @@ class RunnerGroup:
 # Processes, seen through /proc: a master's runners are not the test's children.
 
 
-def proc_stat(pid: int) -> list[str] | None:
-    """The fields of ``/proc/PID/stat`` after the command name, or None."""
+#: The states of a thread that has exited: a zombie, and one being reaped.
+EXITED = ("Z", "X")
+
+
+def proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name, or None.
+
+    *pid* may also be ``PID/task/TID``, for one thread of process PID.
+    """
     try:
         text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
     except (FileNotFoundError, ProcessLookupError):
@@ -295,9 +303,41 @@ def proc_stat(pid: int) -> list[str] | None:
 
 
 def alive(pid: int) -> bool:
-    """Whether *pid* runs: a zombie, waiting for a parent to reap it, has exited."""
+    """Whether *pid* runs: some thread of it has not exited yet.
+
+    A zombie, waiting for a parent to reap it, has exited.  But ``/proc/PID/stat``
+    shows the main thread only, and it is a zombie as soon as it has exited itself: the
+    other threads of a process killed by SIGKILL (a runner has three) may still be on
+    their way out, and the process holds its files, and its locks, until the last
+    thread is gone.
+    """
     fields = proc_stat(pid)
-    return fields is not None and fields[0] not in ("Z", "X")
+    if fields is None:
+        return False
+    if fields[0] not in EXITED:
+        return True
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return any(
+        (thread := proc_stat(f"{pid}/task/{tid}")) is not None and thread[0] not in EXITED
+        for tid in threads
+    )
+
+
+#: ``PF_EXITING``, in the flags of ``/proc/PID/stat``: the process has begun to exit.
+PF_EXITING = 0x4
+
+
+def exiting(pid: int) -> bool:
+    """Whether *pid* is on its way out: it has begun to exit, and some thread still runs.
+
+    Its command line went with its memory, so it no longer shows the var dir it worked
+    over; but it holds its files and locks until its last thread is gone.
+    """
+    fields = proc_stat(pid)
+    return fields is not None and int(fields[6]) & PF_EXITING != 0 and alive(pid)
 
 
 def parent_of(pid: int) -> int | None:
@@ -515,28 +555,52 @@ class MasterGroup:
     # Cleaning up.
 
     def kill_all(self) -> None:
-        """Kill, by pid, every master and runner of this var dir that is still alive."""
-        self.status()
-        self.log_entries()
-        # Masters first, so that none starts a runner after the runners are listed; then
-        # everything left, listed again (a runner a master forked just before it died
-        # may still show the master's command line).  A process not our child dies when
-        # the kernel gets to it: wait, so that the test ends with its locks free.
+        """Kill, by pid, every master and runner of this var dir, and wait until all are gone.
+
+        Masters first, so that none starts a runner after the runners are listed; then
+        everything left (a runner a master forked just before it died may still show the
+        master's command line).  Each round lists again, until one finds nothing left.
+        A killed process is gone only when its last thread is (:func:`alive`): the kernel
+        drops its locks then, and the test's isolation checks them when the test ends.
+        Last come the processes seen that were on their way out already, having died by
+        themselves or by the test's hand a moment before.
+        """
+        deadline = time.monotonic() + self.deadline
         for masters_only in (True, False):
-            candidates = self.seen | set(processes_over(self.var_dir))
-            killed = []
-            for pid in candidates:
-                if (
-                    not (masters_only and is_runner_of(pid, self.var_dir))
-                    and alive(pid)
-                    and option(command_line(pid), "--var-dir") == str(self.var_dir)
-                ):
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-            wait_for(lambda gone=killed: not any(map(alive, gone)), "killed processes to die")
+            while killed := self._kill_left(masters_only):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"processes keep appearing on {self.var_dir}: {sorted(killed)}")
+                self._wait_gone(killed, deadline)
+        self._wait_gone(self.seen, deadline)
         for child in self.children:
             if child.poll() is None:
                 child.kill()
             child.wait(timeout=self.deadline)
         for output in self._outputs:
             output.close()
+
+    def _works_here(self, pid: int) -> bool:
+        """Whether *pid* runs, with this var dir on its command line."""
+        return alive(pid) and option(command_line(pid), "--var-dir") == str(self.var_dir)
+
+    def _kill_left(self, masters_only: bool) -> set[int]:
+        """Kill the processes of this var dir, or only those that are no runner; return them."""
+        self.status()
+        self.log_entries()
+        killed = set()
+        for pid in self.seen | set(processes_over(self.var_dir)):
+            if self._works_here(pid) and not (masters_only and is_runner_of(pid, self.var_dir)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+        self.seen |= killed
+        return killed
+
+    def _wait_gone(self, pids: set[int], deadline: float) -> None:
+        """Wait, until *deadline*, for *pids* to be gone from this var dir: dead, not dying."""
+        pids = set(pids)
+        wait_for(
+            lambda: not any(self._works_here(pid) or exiting(pid) for pid in pids),
+            f"processes {sorted(pids)} of {self.var_dir} to be gone",
+            max(0.0, deadline - time.monotonic()),
+        )
