@@ -40,6 +40,18 @@ class MessageError(RunnerkitError):
     """A message cannot be read at all (the email parser itself gives up on it)."""
 
 
+class MessageLimitError(MessageError):
+    """A message goes beyond one of the limits of ``[limits]`` (see :mod:`runnerkit.limits`).
+
+    :param limit: the key of the limit, such as ``max_mime_depth``.
+    """
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        #: The key of the limit the message goes beyond.
+        self.limit = limit
+
+
 class ListError(RunnerkitError):
     """A mailing list operation failed."""
 

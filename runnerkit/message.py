@@ -23,6 +23,9 @@ _BETWEEN_WORDS = re.compile(r"(?<=\?=)[ \t\r\n]+(?==\?[^?\s]+\?[bBqQ]\?)")
 #: A header line as the parser reads one (``email.feedparser.headerRE``), or its name.
 _HEADER_NAME = re.compile(rb"[\041-\071\073-\176]*:")
 
+#: Why a message nested hundreds of MIME levels deep cannot be read.
+TOO_DEEP_TO_PARSE = "the message cannot be read: its MIME structure is too deep to parse"
+
 #: The headers that name a message's sender, in order of preference.  ``from_`` is the
 #: envelope sender of a Unix ``From `` line.
 SENDER_HEADERS = ("from", "from_", "reply-to", "sender")
@@ -222,7 +225,12 @@ def message_from_bytes(data: bytes) -> Message:
     message = _parsed(email.message_from_bytes, raw)
     message.parsed_from_bytes = True
     message.original_size = len(raw)
-    message.keep_raw(raw)
+    try:
+        message.keep_raw(raw)
+    except RecursionError:
+        # Recording the parts recurses once per level, as the parser does: a structure
+        # the parser only just managed is too deep here.
+        raise MessageError(TOO_DEEP_TO_PARSE) from None
     payload = message._payload  # type: ignore[attr-defined]
     if type(payload) is str and raw.endswith(payload.encode("ascii", "surrogateescape")):
         # The body is the bytes' tail, as it usually is: a queue file stores it once.
@@ -239,9 +247,7 @@ def _parsed(parse: Any, source: str | bytes) -> Message:
     try:
         message: Message = parse(source, Message)
     except RecursionError:
-        raise MessageError(
-            "the message cannot be read: its MIME structure is too deep to parse"
-        ) from None
+        raise MessageError(TOO_DEEP_TO_PARSE) from None
     return message
 
 

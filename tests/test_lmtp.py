@@ -488,17 +488,23 @@ def test_the_listening_address_is_published_while_it_listens(
 def test_a_message_the_parser_cannot_read_gets_a_permanent_5xx_once_per_recipient(
     client: smtplib.LMTP, lmtp_config: Configuration, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from runnerkit import limits
     from runnerkit.errors import MessageError
-    from runnerkit.runners import lmtp
 
     def unreadable(data: bytes) -> None:
         raise MessageError("the message cannot be read: its MIME structure is too deep to parse")
 
-    monkeypatch.setattr(lmtp, "message_from_bytes", unreadable)
+    monkeypatch.setattr(limits, "message_from_bytes", unreadable)
     assert client.mail("anne@example.org")[0] == 250
     assert client.rcpt("test@example.com")[0] == 250
     assert client.rcpt("other@example.com")[0] == 250
-    for code, text in (client.data(wire(SAMPLE)), client.getreply()):
+    for rcpt, (code, text) in zip(
+        ("test", "other"), (client.data(wire(SAMPLE)), client.getreply()), strict=True
+    ):
+        expected = (
+            f"5.6.0 {rcpt}@example.com: the message is refused: its MIME structure is too "
+            "deep to parse: far more than [limits] max_mime_depth (100) levels of parts"
+        )
         assert code == 554, text
-        assert text == b"5.6.0 the message cannot be read: its MIME structure is too deep to parse"
+        assert text == expected.encode()
     assert queued(lmtp_config) == 0

@@ -10,6 +10,7 @@ from runnerkit.config.current import (
 from runnerkit.config.settings import (
     DeliverySettings,
     GeneralSettings,
+    LimitsSettings,
     LMTPSettings,
     LoggingSettings,
     MasterSettings,
@@ -25,6 +26,7 @@ __all__ = [
     "DeliverySettings",
     "GeneralSettings",
     "LMTPSettings",
+    "LimitsSettings",
     "LoggingSettings",
     "MasterSettings",
     "Paths",

@@ -22,6 +22,7 @@ from runnerkit.config.schema import (
 from runnerkit.config.settings import (
     DeliverySettings,
     GeneralSettings,
+    LimitsSettings,
     LMTPSettings,
     LoggingSettings,
     MasterSettings,
@@ -47,6 +48,7 @@ class _Resolved:
     general: GeneralSettings
     master: MasterSettings
     lmtp: LMTPSettings
+    limits: LimitsSettings
     pipeline: PipelineSettings
     delivery: DeliverySettings
     rest: RESTSettings
@@ -254,6 +256,11 @@ class Configuration:
         return self._resolved.lmtp
 
     @property
+    def limits(self) -> LimitsSettings:
+        """The ``[limits]`` section."""
+        return self._resolved.limits
+
+    @property
     def pipeline(self) -> PipelineSettings:
         """The ``[pipeline]`` section."""
         return self._resolved.pipeline
@@ -418,6 +425,7 @@ class Configuration:
             general=GeneralSettings(**self._section("runnerkit", paths)),
             master=MasterSettings(**self._section("master", paths)),
             lmtp=LMTPSettings(**self._section("lmtp", paths)),
+            limits=LimitsSettings(**self._section("limits", paths)),
             pipeline=PipelineSettings(**pipeline),
             delivery=DeliverySettings(**self._section("delivery", paths)),
             rest=RESTSettings(**self._section("rest", paths)),

@@ -19,7 +19,9 @@ from runnerkit.config.values import (
     as_duration,
     as_host,
     as_language,
+    as_line_length,
     as_listen_port,
+    as_mime_depth,
     as_port,
     as_positive_count,
     as_power_of_two,
@@ -64,6 +66,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "host": Key(as_host, "the address the LMTP server listens on"),
         "port": Key(as_listen_port, "the LMTP port (0: any free port)"),
         "max_message_size": Key(as_count, "largest message accepted, in bytes (0: no limit)"),
+    },
+    "limits": {
+        "max_mime_depth": Key(as_mime_depth, "deepest nesting of MIME parts, 1 to 100"),
+        "max_header_fields": Key(as_count, "header fields in one header block (0: no limit)"),
+        "max_header_field_size": Key(as_count, "octets in one header field (0: no limit)"),
+        "max_line_length": Key(as_line_length, "octets in one line, 998 or more (0: no limit)"),
     },
     "pipeline": {
         "handlers": Key(as_text, "the pipeline's handlers, in order, space-separated"),
@@ -128,6 +136,14 @@ stuck_after: 10m
 host: 127.0.0.1
 port: 8024
 max_message_size: 10485760
+
+# Where mail enters (LMTP, runnerkit inject), a message beyond one of these is refused
+# for good.  The sources of the defaults are in runnerkit/limits.py.
+[limits]
+max_mime_depth: 100
+max_header_fields: 1000
+max_header_field_size: 102400
+max_line_length: 0
 
 [pipeline]
 handlers: list-headers subject-prefix

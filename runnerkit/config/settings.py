@@ -94,6 +94,24 @@ class LMTPSettings:
 
 
 @dataclass(frozen=True)
+class LimitsSettings:
+    """``[limits]``: what a message may be, checked where mail enters runnerkit.
+
+    :mod:`runnerkit.limits` enforces them and gives the source of each default.  The
+    size limit is ``[lmtp] max_message_size``.
+    """
+
+    #: Deepest nesting of MIME parts: 1 to 100.
+    max_mime_depth: int
+    #: Header fields in one header block (the message's, or a part's); 0 for no limit.
+    max_header_fields: int
+    #: Octets in one header field, its folding included; 0 for no limit.
+    max_header_field_size: int
+    #: Octets in one line, its line end not counted; 0 (the default) for no limit.
+    max_line_length: int
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """``[pipeline]``: what the pipeline runner does to each message."""
 

@@ -126,6 +126,39 @@ def one_of(*choices: str) -> Converter:
     return as_choice
 
 
+#: The deepest MIME structure a queue file holds (``runnerkit.msgtree.MAX_DEPTH``),
+#: and so the highest ``[limits] max_mime_depth``.
+MIME_DEPTH_CEILING = 100
+#: The longest line RFC 5322 (section 2.1.1) allows, CRLF not counted.
+RFC5322_LINE_LENGTH = 998
+
+
+def as_mime_depth(value: str) -> int:
+    """Levels of nested MIME parts: 1 to :data:`MIME_DEPTH_CEILING`."""
+    return _whole_number(
+        value,
+        1,
+        MIME_DEPTH_CEILING,
+        f"expected a whole number from 1 to {MIME_DEPTH_CEILING} "
+        "(a queue file holds no deeper structure)",
+    )
+
+
+def as_line_length(value: str) -> int:
+    """A line length limit in octets: 0 for none, else :data:`RFC5322_LINE_LENGTH` or more.
+
+    A lower limit would refuse mail that RFC 5322 allows.
+    """
+    expected = (
+        f"expected 0 (no limit) or a whole number of {RFC5322_LINE_LENGTH} or more "
+        f"(RFC 5322 allows lines of {RFC5322_LINE_LENGTH} octets)"
+    )
+    number = _whole_number(value, 0, None, expected)
+    if 0 < number < RFC5322_LINE_LENGTH:
+        raise ValueError(expected)
+    return number
+
+
 def as_power_of_two(value: str) -> int:
     """A power of two from 1 to 1024: slices split the digest space exactly."""
     number = _whole_number(value, 1, 1024, "expected a power of two from 1 to 1024")

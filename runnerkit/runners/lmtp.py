@@ -20,9 +20,13 @@ queued to ``in`` with this metadata:
 
 Messages are queued in runnerkit's internal form: the wire's CRLF line endings become
 LF, and nothing else changes, so 8-bit content is kept byte for byte.  A message
-larger than ``[lmtp] max_message_size`` is refused with 552, when ``MAIL FROM``
-announces its ``SIZE`` or, at the latest, after its data.  A message that cannot be
-queued is answered with 451, so the client keeps it and tries again.
+larger than ``[lmtp] max_message_size`` is refused with 552 5.3.4, when ``MAIL FROM``
+announces its ``SIZE`` or, at the latest, after its data.  A message beyond one of the
+``[limits]`` (:mod:`runnerkit.limits`: MIME depth, header fields, line length), or one
+a queue file cannot hold, is refused for good with 554 5.6.0 and the reason, once per
+recipient; lines longer than RFC 5322's 998 octets are accepted unless ``[limits]
+max_line_length`` says otherwise.  A message that cannot be queued for a reason of
+runnerkit's own is answered with 451, so the client keeps it and tries again.
 
 aiosmtpd is imported only when the server starts, so that importing this module (as
 the configuration does to check ``[runner.lmtp] class``) stays cheap.
@@ -34,22 +38,24 @@ import asyncio
 import contextlib
 import logging
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runnerkit.database import Database
-from runnerkit.errors import MessageError, MetadataError, RunnerError
+from runnerkit.errors import MessageError, MessageLimitError, MetadataError, RunnerError
 from runnerkit.fsio import make_directories, replace_file
+from runnerkit.limits import read_message
 from runnerkit.lists import ListManager, MailingList
-from runnerkit.message import Message, message_from_bytes
+from runnerkit.message import Message
 from runnerkit.runner import Runner, Until, refuse_until
 
 if TYPE_CHECKING:
     from aiosmtpd.smtp import SMTP, Envelope, Session
 
-    from runnerkit.config import Configuration
+    from runnerkit.config import Configuration, LimitsSettings
     from runnerkit.switchboard import Switchboard
 
 log = logging.getLogger("runnerkit.runner.lmtp")
@@ -70,8 +76,13 @@ QUEUE_FAILED = "451 4.3.0 {address}: cannot queue the message now; try again lat
 #: The file in the var dir where a listening LMTP runner publishes its address.
 ADDRESS_FILE = "lmtp.address"
 UNQUEUEABLE = "554 5.6.0 {address}: the message cannot be queued: {reason}"
-#: A message the email parser cannot read at all.
-UNPARSEABLE = "554 5.6.0 the message cannot be read: {reason}"
+#: A message beyond one of the [limits], or that the parser cannot read: its fault.
+REFUSED = "554 5.6.0 {address}: the message is refused: {reason}"
+#: A message larger than [lmtp] max_message_size (RFC 3463 5.3.4: too big for the system).
+TOO_BIG = "552 5.3.4 {address}: the message is refused: {reason}"
+#: What aiosmtpd answers, once, to data beyond its size limit (a line longer than the
+#: whole limit is "too long").
+_AIOSMTPD_TOO_BIG = ("552 Error: Too much mail data", "500 Line too long (see RFC5321 4.5.3.1.6)")
 SHUTTING_DOWN = b"421 4.3.2 runnerkit LMTP service shutting down\r\n"
 
 
@@ -85,11 +96,23 @@ class ListDelivery:
 
     :param lists: where the lists are looked up, on the server's own thread.
     :param incoming: the ``in`` queue.
+    :param limits: what a message may be (``[limits]``).
+    :param max_size: the largest message in octets (``[lmtp] max_message_size``); 0
+        for no limit.
     """
 
-    def __init__(self, lists: ListManager, incoming: Switchboard) -> None:
+    def __init__(
+        self,
+        lists: ListManager,
+        incoming: Switchboard,
+        *,
+        limits: LimitsSettings,
+        max_size: int = 0,
+    ) -> None:
         self.lists = lists
         self.incoming = incoming
+        self.limits = limits
+        self.max_size = max_size
 
     def _served_domains(self) -> set[str]:
         return {mlist.mail_host for mlist in self.lists}
@@ -125,13 +148,16 @@ class ListDelivery:
         received_time = time.time()
         content = envelope.original_content or b""
         try:
-            msg = message_from_bytes(content.replace(b"\r\n", b"\n"))
+            msg = read_message(content.replace(b"\r\n", b"\n"), self.limits, self.max_size)
         except MessageError as error:
+            # The message's own fault: no retry will help, so the sender hears it now.
             log.warning("refused a message: %s", error)
-            reply = UNPARSEABLE.format(
-                reason=str(error).removeprefix("the message cannot be read: ")
+            too_big = isinstance(error, MessageLimitError) and error.limit == "max_message_size"
+            reason = _printable(str(error))
+            return CRLF.join(
+                (TOO_BIG if too_big else REFUSED).format(address=_printable(rcpt), reason=reason)
+                for rcpt in envelope.rcpt_tos
             )
-            return CRLF.join([reply] * max(1, len(envelope.rcpt_tos)))
         sender = envelope.mail_from or ""
         if sender == "<>":
             sender = ""
@@ -195,11 +221,16 @@ def _protocol_class() -> type[Any]:
 
         aiosmtpd answers an oversize or malformed DATA with a single line, but an
         LMTP client waits for one line per accepted recipient; such a one-line reply
-        is repeated for each.  Open sessions are tracked so that a stopping server can
-        end them.
+        is repeated for each, and an oversize one says so with an enhanced status
+        code.  Lines may be as long as the whole message may be (aiosmtpd's own limit
+        is RFC 5321's 1,000 octets; ``[limits] max_line_length`` decides instead).
+        Open sessions are tracked so that a stopping server can end them.
         """
 
         def __init__(self, handler: Any, sessions: set[Any], **kws: Any) -> None:
+            size = kws.get("data_size_limit")
+            # Read by the base class's constructor, which makes the stream reader.
+            self.line_length_limit = size + len(CRLF) if size else sys.maxsize
             super().__init__(handler, **kws)
             self._sessions = sessions
             self._replies_owed = 0
@@ -214,7 +245,15 @@ def _protocol_class() -> type[Any]:
 
         async def push(self, status: Any) -> None:
             owed, self._replies_owed = self._replies_owed, 0
-            if owed > 1 and isinstance(status, str) and CRLF not in status:
+            if owed and status in _AIOSMTPD_TOO_BIG and self.envelope:
+                reason = (
+                    f"it is larger than [lmtp] max_message_size ({self.data_size_limit:,} octets)"
+                )
+                status = CRLF.join(
+                    TOO_BIG.format(address=_printable(rcpt), reason=reason)
+                    for rcpt in self.envelope.rcpt_tos
+                )
+            elif owed > 1 and isinstance(status, str) and CRLF not in status:
                 status = CRLF.join([status] * owed)
             await super().push(status)
             if isinstance(status, str) and status.startswith("354") and self.envelope:
@@ -268,7 +307,12 @@ class LMTPRunner(Runner):
         database = Database(self.config.database_path)
         try:
             lists = self.config.lists_in(database)
-            handler = ListDelivery(lists, self.config.switchboards[INCOMING_QUEUE])
+            handler = ListDelivery(
+                lists,
+                self.config.switchboards[INCOMING_QUEUE],
+                limits=self.config.limits,
+                max_size=self.max_message_size,
+            )
             with asyncio.Runner() as runner:
                 runner.run(self._serve(handler))
         finally:

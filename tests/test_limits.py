@@ -1,0 +1,278 @@
+"""Hostile and unusual mail at the door: ``[limits]``, over LMTP.
+
+A message that runnerkit can never handle gets one permanent, clear answer where it
+enters: a 5xx LMTP reply with an enhanced status code and the reason, once per
+recipient.  Never a 4xx (the sending MTA would retry for days), never a traceback.
+The LMTP server runs for real, in a thread, on a port the system picks.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from runnerkit.config import Configuration, LimitsSettings
+from runnerkit.errors import ConfigurationError, MessageLimitError
+from runnerkit.limits import read_message
+from runnerkit.lists import MailingList
+from runnerkit.runners.lmtp import LMTPRunner
+from runnerkit.site import Site
+from runnerkit.testing.helpers import QueueItem
+
+#: The bound on every wait.
+DEADLINE = 15.0
+
+DEFAULTS = LimitsSettings(
+    max_mime_depth=100, max_header_fields=1000, max_header_field_size=102400, max_line_length=0
+)
+
+HEAD = b"From: anne@example.org\nTo: test@example.com\nSubject: hi\nMessage-ID: <hi@example.org>\n"
+PLAIN = HEAD + b"\nHello.\n"
+
+
+def nested(depth: int) -> bytes:
+    """A message whose multipart parts nest *depth* deep: its leaf is at level *depth*."""
+    parts = [HEAD]
+    for level in range(depth):
+        parts.append(b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (level, level))
+    parts.append(b"Content-Type: text/plain\n\nleaf\n")
+    parts.extend(b"--b%d--\n" % level for level in reversed(range(depth)))
+    return b"".join(parts)
+
+
+def refused(data: bytes, limits: LimitsSettings = DEFAULTS, max_size: int = 0) -> str:
+    """The limit that refuses *data*, asserting that one does, and that it says so."""
+    with pytest.raises(MessageLimitError) as raised:
+        read_message(data, limits, max_size)
+    assert f"[limits] {raised.value.limit}" in str(raised.value) or (
+        raised.value.limit == "max_message_size"
+    )
+    return raised.value.limit
+
+
+def limits(**changes: int) -> LimitsSettings:
+    values = {**DEFAULTS.__dict__, **changes}
+    return LimitsSettings(**values)
+
+
+# The limits themselves.
+
+
+def test_the_defaults_are_the_documented_ones(config: Configuration) -> None:
+    assert config.limits == DEFAULTS
+    assert config.lmtp.max_message_size == 10485760
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("max_mime_depth", "0", "from 1 to 100"),
+        ("max_mime_depth", "101", "a queue file holds no deeper structure"),
+        ("max_line_length", "100", "998 or more"),
+        ("max_line_length", "997", "RFC 5322"),
+        ("max_header_fields", "-1", "0 or more"),
+        ("max_header_field_size", "big", "0 or more"),
+    ],
+)
+def test_limits_out_of_range_are_refused_with_the_rule(
+    config: Configuration, key: str, value: str, expected: str
+) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        config.push("bad", f"[limits]\n{key}: {value}\n")
+    assert f"section [limits], key '{key}', value '{value}'" in str(raised.value)
+    assert expected in str(raised.value)
+
+
+def test_limits_in_range_are_taken(config: Configuration) -> None:
+    config.push("ok", "[limits]\nmax_line_length: 998\nmax_mime_depth: 1\nmax_header_fields: 0\n")
+    assert config.limits == limits(max_line_length=998, max_mime_depth=1, max_header_fields=0)
+
+
+@pytest.mark.parametrize("depth", [0, 1, 50, 100])
+def test_a_structure_within_max_mime_depth_is_read(depth: int) -> None:
+    assert read_message(nested(depth), DEFAULTS).as_bytes() == nested(depth)
+
+
+@pytest.mark.parametrize("depth", [101, 150, 400])
+def test_a_structure_beyond_max_mime_depth_is_refused(depth: int) -> None:
+    assert refused(nested(depth)) == "max_mime_depth"
+    assert refused(nested(3), limits(max_mime_depth=2)) == "max_mime_depth"
+
+
+def test_header_fields_are_counted_per_header_block() -> None:
+    many = b"".join(b"X-N: %d\n" % n for n in range(7))
+    assert refused(HEAD + many + b"\nbody\n", limits(max_header_fields=10)) == "max_header_fields"
+    read_message(HEAD + many[: 6 * 7] + b"\nbody\n", limits(max_header_fields=10))
+    part = (
+        HEAD + b'Content-Type: multipart/mixed; boundary="b"\n\n--b\n' + many + b"\nleaf\n--b--\n"
+    )
+    with pytest.raises(MessageLimitError, match="part 1 has 7 header fields"):
+        read_message(part, limits(max_header_fields=6))
+    read_message(part, limits(max_header_fields=0))  # 0: no limit
+
+
+def test_a_header_field_size_counts_name_value_and_folding_not_line_ends() -> None:
+    # "X-Big" (5) + ":" (1) + the value; the space after the colon and CRLFs not counted.
+    assert read_message(HEAD + b"X-Big: " + b"a" * 94 + b"\n\n", limits(max_header_field_size=100))
+    too_big = HEAD + b"X-Big: " + b"a" * 95 + b"\n\n"
+    assert refused(too_big, limits(max_header_field_size=100)) == "max_header_field_size"
+    folded = HEAD + b"X-Big: " + b"a" * 47 + b"\r\n " + b"a" * 46 + b"\r\n\r\n"
+    read_message(folded, limits(max_header_field_size=100))  # 5 + 1 + 47 + 1 + 46 = 100
+    assert refused(HEAD + b"X-Big: " + b"a" * 200_000 + b"\n\n") == "max_header_field_size"
+
+
+def test_long_lines_are_accepted_by_default_and_refused_when_limited() -> None:
+    long_line = HEAD + b"\n" + b"x" * 5000 + b"\n"
+    assert read_message(long_line, DEFAULTS).as_bytes() == long_line
+    at_limit = HEAD + b"\n" + b"x" * 998 + b"\r\n"
+    read_message(at_limit, limits(max_line_length=998))
+    with pytest.raises(MessageLimitError, match=r"line 6 is 999 octets long.*\(998; RFC 5322"):
+        read_message(HEAD + b"\n" + b"x" * 999 + b"\n", limits(max_line_length=998))
+
+
+def test_the_size_limit_names_its_key() -> None:
+    with pytest.raises(MessageLimitError, match=r"more than \[lmtp\] max_message_size \(100\)"):
+        read_message(PLAIN + b"x" * 100, DEFAULTS, max_size=100)
+    read_message(PLAIN, DEFAULTS, max_size=len(PLAIN))
+
+
+# Over LMTP.
+
+
+class Server:
+    """An LMTP runner serving in a thread, and a way to post to it."""
+
+    def __init__(self, config: Site) -> None:
+        self.config = config
+        self.runner = LMTPRunner("lmtp", config=config)
+        self.thread = threading.Thread(target=self.runner.run, name="lmtp-limits")
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        assert self.runner.ready.wait(DEADLINE), "the LMTP runner did not listen"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.runner.stop()
+        self.thread.join(DEADLINE)
+        assert not self.thread.is_alive()
+
+    def post(self, data: bytes, *rcpts: str) -> list[tuple[int, bytes]]:
+        """The replies to *data* (LF line ends, sent as CRLF), one per recipient."""
+        with smtplib.LMTP("127.0.0.1", self.runner.port, timeout=DEADLINE) as client:
+            client.ehlo()
+            assert client.mail("anne@example.org")[0] == 250
+            for rcpt in rcpts:
+                assert client.rcpt(rcpt)[0] == 250
+            replies = [client.data(data.replace(b"\n", b"\r\n"))]
+            replies += [client.getreply() for _ in rcpts[1:]]
+            assert client.noop()[0] == 250  # still in step
+        return replies
+
+    def queued(self, queue: str = "in") -> int:
+        return len(self.config.switchboards[queue].files)
+
+
+@pytest.fixture
+def server(config: Site, create_list: Callable[..., MailingList]) -> Callable[[str], Server]:
+    """Start an LMTP server over a layer of settings: ``server("[limits]\\n...")``."""
+    create_list("test@example.com")
+    create_list("other@example.com")
+
+    def start(layer: str = "") -> Server:
+        config.push("limits-lmtp", "[lmtp]\nport: 0\nmax_message_size: 0\n")
+        config.push("limits-test", layer)
+        return Server(config)
+
+    return start
+
+
+RCPTS = ("test@example.com", "other@example.com")
+
+
+def assert_refused(replies: list[tuple[int, bytes]], code: int, status: str, *words: str) -> None:
+    """One permanent refusal per recipient, each naming it, the status and the reason."""
+    for rcpt, (got, text) in zip(RCPTS, replies, strict=True):
+        assert got == code, text
+        assert text.startswith(f"{status} {rcpt}: the message is refused: ".encode()), text
+        for word in words:
+            assert word.encode() in text, text
+
+
+# 900: the parser manages, but recording the parts ran out of stack (it answered 500
+# with the RecursionError); 1200 and 5000: the parser itself gives up.
+@pytest.mark.parametrize("depth", [101, 400, 900, 1200, 5000])
+def test_lmtp_refuses_a_structure_too_deep_for_good_once_per_recipient(
+    server: Callable[[str], Server], depth: int
+) -> None:
+    with server("") as lmtp:
+        assert_refused(lmtp.post(nested(depth), *RCPTS), 554, "5.6.0", "max_mime_depth (100)")
+        assert lmtp.queued("in") == lmtp.queued("bad") == lmtp.queued("shunt") == 0
+        assert lmtp.post(nested(100), "test@example.com")[0][0] == 250
+        assert lmtp.queued() == 1
+
+
+def test_lmtp_refuses_too_many_header_fields(server: Callable[[str], Server]) -> None:
+    many = b"".join(b"X-N: %d\n" % n for n in range(10))
+    with server("[limits]\nmax_header_fields: 10\n") as lmtp:
+        assert_refused(
+            lmtp.post(HEAD + many + b"\nbody\n", *RCPTS),
+            554,
+            "5.6.0",
+            "the message has 14 header fields, more than [limits] max_header_fields (10)",
+        )
+        assert lmtp.queued() == 0
+
+
+def test_lmtp_refuses_a_header_field_too_big(server: Callable[[str], Server]) -> None:
+    with server("[limits]\nmax_header_field_size: 1000\n") as lmtp:
+        big = HEAD + b"X-Big: " + b"a" * 600 + b"\n " + b"a" * 600 + b"\n\nbody\n"
+        assert_refused(
+            lmtp.post(big, *RCPTS), 554, "5.6.0", "header field of 1,207 octets", "(1,000)"
+        )
+        assert lmtp.queued() == 0
+
+
+def test_lmtp_accepts_long_lines_by_default_byte_for_byte(
+    server: Callable[[str], Server], get_queue_messages: Callable[..., list[QueueItem]]
+) -> None:
+    # aiosmtpd alone answers "500 Line too long" past 1,000 octets.
+    data = HEAD + b"\n" + b"x" * 5000 + b"\n" + b"y" * 70_000 + b"\n"
+    with server("") as lmtp:
+        assert [code for code, _ in lmtp.post(data, *RCPTS)] == [250, 250]
+    [item, _] = get_queue_messages("in", expected_count=2)
+    assert item.msg.as_bytes() == data
+
+
+def test_lmtp_refuses_long_lines_when_max_line_length_says_so(
+    server: Callable[[str], Server],
+) -> None:
+    with server("[limits]\nmax_line_length: 998\n") as lmtp:
+        assert lmtp.post(HEAD + b"\n" + b"x" * 998 + b"\n", "test@example.com")[0][0] == 250
+        assert_refused(
+            lmtp.post(HEAD + b"\n" + b"x" * 999 + b"\n", *RCPTS),
+            554,
+            "5.6.0",
+            "line 6 is 999 octets long, more than [limits] max_line_length (998;",
+        )
+        assert lmtp.queued() == 1
+
+
+def test_lmtp_refuses_an_oversize_message_with_an_enhanced_code_per_recipient(
+    server: Callable[[str], Server],
+) -> None:
+    with server("[lmtp]\nmax_message_size: 2000\n") as lmtp:
+        assert_refused(
+            lmtp.post(PLAIN + b"x" * 3000 + b"\n", *RCPTS),
+            552,
+            "5.3.4",
+            "larger than [lmtp] max_message_size (2,000 octets)",
+        )
+        # One line longer than the whole limit: aiosmtpd calls it "too long".
+        assert_refused(
+            lmtp.post(PLAIN + b"x" * 3000, *RCPTS), 552, "5.3.4", "[lmtp] max_message_size"
+        )
+        assert lmtp.queued() == 0
