@@ -1,16 +1,75 @@
-"""Logging for runnerkit processes: one log file, reopened on SIGHUP for log rotation."""
+"""Logging for runnerkit processes: one log file, reopened on SIGHUP for log rotation.
+
+Every record is one line that starts with its time (:class:`OneLineFormatter`), so
+that text from a message can never split a record or forge one.  A traceback follows
+its record on lines that each start with white space, as a folded header field
+continues on lines that start with white space (RFC 5322, section 2.2.3): a line that
+starts with a digit starts a record, any other continues the one above.
+"""
 
 from __future__ import annotations
 
 import io
 import logging
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from runnerkit.config import Configuration
 from runnerkit.fsio import FILE_MODE, make_directories
+from runnerkit.logtext import MAX_VALUE, bounded, escape
 
 #: The format of every log line: time, process, logger, level, message.
 LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
+#: The longest message of one record, in characters, before escaping.
+MAX_MESSAGE = 8 * MAX_VALUE
+#: What starts each line of a traceback (or stack) that follows a record.
+CONTINUATION = "  "
+
+
+class OneLineFormatter(logging.Formatter):
+    """A formatter that writes each record as one line, and a traceback indented below.
+
+    Each text argument of a record is cut after :data:`~runnerkit.logtext.MAX_VALUE`
+    characters, and the whole message after :data:`MAX_MESSAGE`; then every control
+    character, line separator and stray surrogate of the line is escaped
+    (:func:`~runnerkit.logtext.escape`).  Each line of a traceback or stack is
+    escaped and cut the same way, and starts with :data:`CONTINUATION`.  The record
+    itself is left as it was, for any other handler.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        shown = logging.makeLogRecord(record.__dict__)
+        shown.args = _bounded_args(record.args)
+        shown.message = bounded(shown.getMessage(), MAX_MESSAGE)
+        if self.usesTime():
+            shown.asctime = self.formatTime(shown, self.datefmt)
+        lines = [escape(self.formatMessage(shown))]
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for extra in (record.exc_text, record.stack_info):
+            if extra:
+                lines.extend(
+                    CONTINUATION + escape(bounded(line, MAX_MESSAGE)) for line in extra.split("\n")
+                )
+        return "\n".join(lines)
+
+
+def _bounded_args(args: Any) -> Any:
+    """A record's arguments with each text (or bytes) value cut to its first part."""
+    if isinstance(args, tuple):
+        return tuple(_bounded_value(arg) for arg in args)
+    if isinstance(args, Mapping):
+        return {key: _bounded_value(value) for key, value in args.items()}
+    return args
+
+
+def _bounded_value(value: object) -> object:
+    if isinstance(value, str):
+        return bounded(value)
+    if isinstance(value, bytes) and len(value) > MAX_VALUE:
+        return value[:MAX_VALUE] + b"...[%d more bytes]" % (len(value) - MAX_VALUE)
+    return value
 
 
 class ReopenableFileHandler(logging.FileHandler):
@@ -43,7 +102,7 @@ def configure_logging(config: Configuration, name: str = "runnerkit") -> Reopena
     path = config.logging.path
     make_directories(path.parent)
     handler = ReopenableFileHandler(path, delay=True, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
     logger = logging.getLogger(name)
     logger.addHandler(handler)
     logger.setLevel(getattr(logging, config.logging.level.upper()))

@@ -11,6 +11,7 @@ import logging
 from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
+from runnerkit.logtext import header_for_log
 from runnerkit.message import Message
 from runnerkit.runner import Runner
 from runnerkit.typing import MsgData
@@ -56,7 +57,7 @@ class IncomingRunner(Runner):
         log.warning(
             "%s: moved message %s (list %s) to bad as %s: %s",
             self,
-            msg.get("Message-ID", "without a Message-ID"),
+            header_for_log(msg, "Message-ID", "without a Message-ID"),
             msgdata.get("listid", "-"),
             filebase,
             reason,

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from runnerkit.database import Database
 from runnerkit.errors import RunnerError
 from runnerkit.fsio import fsync_directory, make_directories
+from runnerkit.logtext import header_for_log
 from runnerkit.message import Message
 from runnerkit.runner import Runner
 from runnerkit.typing import MsgData
@@ -264,7 +265,7 @@ class OutgoingRunner(Runner):
 
 
 def _describe(msg: Message) -> str:
-    return f"message {msg.get('Message-ID', '(without a Message-ID)')}"
+    return f"message {header_for_log(msg, 'Message-ID', '(without a Message-ID)')}"
 
 
 def _text(response: bytes | str) -> str:
