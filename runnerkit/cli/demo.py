@@ -3,50 +3,134 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
-from runnerkit.cli.common import (
-    EXIT_FAILED,
-    CommandError,
-    main,
-)
-from runnerkit.errors import RunnerkitError
+from runnerkit.cli.common import EXIT_FAILED, CommandError, main
+from runnerkit.demo import Demo, check_count, check_members, check_timeout, print_summary
+from runnerkit.errors import DemoError, RunnerkitError
+from runnerkit.signals import SignalDispatcher
+
+T = TypeVar("T")
+
+#: The signals that cut a demo short; it exits with 128 + the signal's number.
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+def checked_by(check: Callable[[T], None]) -> Callable[[click.Context, click.Parameter, T], T]:
+    """A click callback that runs one of the demo's own checks on an option's value.
+
+    The demo's rules live in :mod:`runnerkit.demo`, for its Python callers too; here
+    they become usage errors that name the option.
+    """
+
+    def callback(ctx: click.Context, param: click.Parameter, value: T) -> T:
+        try:
+            check(value)
+        except DemoError as error:
+            raise click.BadParameter(str(error), ctx, param) from error
+        return value
+
+    return callback
 
 
 @main.command()
-@click.option("-n", "--count", default=1000, show_default=True, help="Messages to send.")
+@click.option(
+    "-n",
+    "--count",
+    type=int,
+    default=1000,
+    show_default=True,
+    callback=checked_by(check_count),
+    help="Messages to send (at least 1).",
+)
 @click.option(
     "--var-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Run in this (empty or new) directory instead of a fresh temporary one.",
+    help="Run in this (empty or new) directory instead of a fresh temporary one; "
+    "it is never removed.",
 )
-@click.option("--members", default=3, show_default=True, help="Members of the demo list.")
-@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait at most.")
+@click.option(
+    "--members",
+    type=int,
+    default=3,
+    show_default=True,
+    callback=checked_by(check_members),
+    help="Members of the demo list (at least 1: a list without members delivers nothing).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    callback=checked_by(check_timeout),
+    help="Seconds from the first message sent to give up waiting (above 0).",
+)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep the temporary var dir even when the demo went well (its path is printed).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def demo(count: int, var_dir: Path | None, members: int, timeout: float, as_json: bool) -> None:
+def demo(
+    count: int,
+    var_dir: Path | None,
+    members: int,
+    timeout: float,
+    keep: bool,
+    as_json: bool,
+) -> None:
     """Start everything, send COUNT messages over LMTP, and account for each one.
 
-    Exits with status 1 if any message was lost.
+    Progress goes to stderr: a bar on a terminal, a plain line every few seconds
+    elsewhere (none with --json).  Exits with status 1 if any message was lost or not
+    sent, or the timeout passed.  Ctrl-C (or SIGTERM) stops the master and its runners,
+    prints the summary so far and exits with 130 (143).  The temporary var dir is
+    removed after a run that went well, and kept otherwise; a --var-dir never is.
     """
-    from runnerkit.demo import Demo, print_summary
-
     try:
-        runner = Demo(
+        run = Demo(
             count,
             var_dir,
             members=members,
             timeout=timeout,
             out=None if as_json else sys.stderr,
+            keep=keep,
         )
-        result = runner.run()
+        with SignalDispatcher(dict.fromkeys(INTERRUPTS, run.interrupt)):
+            result = run.run()
     except RunnerkitError as error:
         raise CommandError(str(error)) from error
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:
         print_summary(result)
-    if result.lost:
+    if run.interrupted_by is not None:
+        name = signal.Signals(run.interrupted_by).name
+        click.echo(
+            f"runnerkit: demo interrupted by {name}; the master and its runners "
+            + ("stopped" if result.master_stopped else "did NOT stop")
+            + f"; var dir: {result.var_dir}",
+            err=True,
+        )
+        sys.exit(128 + run.interrupted_by)
+    if not result.master_stopped:
+        raise CommandError(
+            f"the master did not stop; stop it with 'runnerkit stop --var-dir {result.var_dir}'"
+        )
+    if result.timed_out:
+        raise CommandError(
+            f"the demo timed out after {timeout:g}s: {result.delivered} of {count} messages "
+            f"delivered, {result.queued} still queued, {result.not_sent} not sent"
+        )
+    if result.lost or result.not_sent:
+        raise CommandError(
+            f"{result.lost} messages lost and {result.not_sent} not sent, of {count}"
+        )
+    if result.failed:
         sys.exit(EXIT_FAILED)
