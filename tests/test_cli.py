@@ -619,12 +619,12 @@ def test_inject_a_file_to_a_queue_for_a_list(rk: Commands, ant: str, message_fil
         assert config.switchboards["pipeline"].files == [filebase]
 
 
-def test_inject_goes_to_in_by_default(rk: Commands, message_file: Path) -> None:
-    result = rk("inject", str(message_file))
+def test_inject_goes_to_in_by_default(rk: Commands, ant: str, message_file: Path) -> None:
+    result = rk("inject", "-l", ant, str(message_file))
     queued_filebase(result, "in")
     [(msg, metadata)] = rk.queued("in")
     assert msg["Message-ID"] == "<hello@example.com>"
-    assert "listid" not in metadata
+    assert metadata["listid"] == "ant.example.com"
 
 
 def test_inject_from_standard_input(rk: Commands, ant: str) -> None:

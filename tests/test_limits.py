@@ -1,9 +1,10 @@
-"""Hostile and unusual mail at the door: ``[limits]``, over LMTP.
+"""Hostile and unusual mail at the door: ``[limits]``, over LMTP and through ``inject``.
 
 A message that runnerkit can never handle gets one permanent, clear answer where it
 enters: a 5xx LMTP reply with an enhanced status code and the reason, once per
-recipient.  Never a 4xx (the sending MTA would retry for days), never a traceback.
-The LMTP server runs for real, in a thread, on a port the system picks.
+recipient, or a one-line ``runnerkit: error:`` from ``inject``.  Never a 4xx (the
+sending MTA would retry for days), never a traceback.  The LMTP server runs for real,
+in a thread, on a port the system picks.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import smtplib
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
+from runnerkit.cli import main
 from runnerkit.config import Configuration, LimitsSettings
 from runnerkit.errors import ConfigurationError, MessageLimitError
 from runnerkit.limits import read_message
@@ -276,3 +280,135 @@ def test_lmtp_refuses_an_oversize_message_with_an_enhanced_code_per_recipient(
             lmtp.post(PLAIN + b"x" * 3000, *RCPTS), 552, "5.3.4", "[lmtp] max_message_size"
         )
         assert lmtp.queued() == 0
+
+
+# Through inject.
+
+
+def run_inject(var_dir: Path, *args: str, input: bytes | None = None) -> Result:
+    """``runnerkit inject ARGS`` over *var_dir*, in this process."""
+    return CliRunner().invoke(
+        main,
+        ["inject", *args],
+        input=input,
+        env={"RUNNERKIT_VAR_DIR": str(var_dir), "RUNNERKIT_CONFIG": None},
+        prog_name="runnerkit",
+        catch_exceptions=False,
+    )
+
+
+def assert_one_line_error(result: Result, exit_code: int, *fragments: str) -> None:
+    assert result.exit_code == exit_code, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("runnerkit: error: "), line
+    for fragment in fragments:
+        assert fragment in line, line
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A var dir with the list ants@example.com."""
+    var_dir = tmp_path / "var"
+    result = CliRunner().invoke(
+        main,
+        ["lists", "create", "ants@example.com"],
+        env={"RUNNERKIT_VAR_DIR": str(var_dir), "RUNNERKIT_CONFIG": None},
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    return var_dir
+
+
+def queue_depth(var_dir: Path, queue: str) -> int:
+    return sum(1 for _ in (var_dir / "queue" / queue).glob("*.pck"))
+
+
+@pytest.mark.parametrize(
+    ("layer", "data", "fragment"),
+    [
+        ("", nested(150), "more than [limits] max_mime_depth (100) levels"),
+        ("max_header_fields: 3\n", PLAIN, "4 header fields, more than [limits] max_header_fields"),
+        ("max_header_field_size: 20\n", PLAIN, "more than [limits] max_header_field_size (20)"),
+        ("max_line_length: 998\n", HEAD + b"\n" + b"x" * 1000 + b"\n", "max_line_length (998"),
+    ],
+)
+def test_inject_refuses_a_message_beyond_a_limit_in_one_line(
+    site: Path, tmp_path: Path, layer: str, data: bytes, fragment: str
+) -> None:
+    ini = tmp_path / "limits.ini"
+    ini.write_text(f"[limits]\n{layer}", encoding="utf-8")
+    path = tmp_path / "message.eml"
+    path.write_bytes(data)
+    result = run_inject(site, "-C", str(ini), "-l", "ants@example.com", "--force", str(path))
+    assert_one_line_error(result, 1, f"{path}: the message is refused: ", fragment)
+    assert queue_depth(site, "in") == 0
+
+
+def test_inject_refuses_a_message_over_the_size_limit(site: Path, tmp_path: Path) -> None:
+    ini = tmp_path / "size.ini"
+    ini.write_text("[lmtp]\nmax_message_size: 50\n", encoding="utf-8")
+    result = run_inject(site, "-C", str(ini), "-l", "ants@example.com", "-", input=PLAIN)
+    assert_one_line_error(result, 1, f"{len(PLAIN)} octets, more than [lmtp] max_message_size")
+
+
+def test_inject_of_a_structure_that_exhausts_the_stack_is_one_line(
+    site: Path, tmp_path: Path
+) -> None:
+    # 900 levels: the parser manages, and recording the parts used to exhaust the stack
+    # (a 2,000-line traceback).  In a process of its own, as an operator runs it.
+    import subprocess
+    import sys
+
+    path = tmp_path / "deep.eml"
+    path.write_bytes(nested(900))
+    completed = subprocess.run(
+        [sys.executable, "-m", "runnerkit", "inject", "-l", "ants@example.com", str(path)],
+        capture_output=True,
+        text=True,
+        env={"RUNNERKIT_VAR_DIR": str(site), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 1, completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert line.startswith("runnerkit: error: "), line
+    assert "[limits] max_mime_depth (100)" in line
+
+
+def test_inject_refuses_random_bytes(site: Path) -> None:
+    noise = bytes(range(256)) * 8
+    result = run_inject(site, "-l", "ants@example.com", "-", input=noise)
+    assert_one_line_error(result, 1, "it has no header fields: it is not an email message")
+    assert queue_depth(site, "in") == 0
+    # --force queues it all the same, for an operator who means it.
+    result = run_inject(site, "-l", "ants@example.com", "--force", "-", input=noise)
+    assert result.exit_code == 0, result.stderr
+    assert queue_depth(site, "in") == 1
+
+
+def test_inject_to_in_needs_a_list(site: Path) -> None:
+    result = run_inject(site, "-", input=PLAIN)
+    assert_one_line_error(result, 2, "the in queue needs a list: name it with -l/--list")
+    assert queue_depth(site, "in") == 0
+    assert run_inject(site, "--force", "-", input=PLAIN).exit_code == 0
+    assert queue_depth(site, "in") == 1
+
+
+def test_inject_to_another_queue_needs_no_list(site: Path) -> None:
+    assert run_inject(site, "-q", "out", "-", input=PLAIN).exit_code == 0
+    assert queue_depth(site, "out") == 1
+
+
+def test_inject_to_in_refuses_a_message_without_a_sender(site: Path) -> None:
+    no_from = b"To: ants@example.com\nSubject: who?\n\nbody\n"
+    result = run_inject(site, "-l", "ants@example.com", "-", input=no_from)
+    assert_one_line_error(
+        result, 1, "the message has no From header; the in runner would move it to bad", "--force"
+    )
+    assert queue_depth(site, "in") == 0
+
+
+def test_inject_names_a_list_that_does_not_exist(site: Path) -> None:
+    result = run_inject(site, "-l", "ghost@example.com", "-", input=PLAIN)
+    assert_one_line_error(result, 1, "no mailing list 'ghost@example.com'")

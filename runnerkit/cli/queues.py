@@ -10,15 +10,23 @@ import click
 
 from runnerkit.cli.common import (
     EXIT_FAILED,
+    CommandError,
     UsageProblem,
     config_options,
     find_list,
     main,
     opened,
 )
-from runnerkit.errors import QueueError, QueueFileError
-from runnerkit.message import message_from_bytes
+from runnerkit.errors import MessageError, QueueError, QueueFileError
+from runnerkit.limits import read_message
+from runnerkit.lists import MailingList
+from runnerkit.logtext import escape
+from runnerkit.message import Message
+from runnerkit.runners.incoming import check_message
 from runnerkit.switchboard import queue_depths
+
+#: The queue whose runner (``in``) needs a list and a sender.
+INCOMING = "in"
 
 
 @main.command()
@@ -34,33 +42,79 @@ def queues(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
 @config_options
 @click.option("-q", "--queue", default="in", show_default=True, help="The queue.")
 @click.option("-l", "--list", "listname", help="The list the message is for.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Queue it even if it would end in bad: no header, or for 'in' no list or sender.",
+)
 @click.argument("message_file", type=click.File("rb"))
 def inject(
     config_files: tuple[Path, ...],
     var_dir: Path | None,
     queue: str,
     listname: str | None,
+    force: bool,
     message_file: Any,
 ) -> None:
-    """Queue the message in MESSAGE_FILE (or - for standard input)."""
+    """Queue the message in MESSAGE_FILE (or - for standard input).
+
+    The message is held to the limits the LMTP server applies ([limits] and [lmtp]
+    max_message_size), always.  Unless --force is given, it must also have a header,
+    and a message for 'in' must name a list (-l) and have a From address, as the in
+    runner requires: otherwise it would only end in bad.
+    """
     with opened(config_files, var_dir) as config:
         if queue not in config.switchboards:
             raise UsageProblem(
                 f"no queue {queue!r}; queues are: {', '.join(sorted(config.switchboards))}"
             )
         metadata: dict[str, Any] = {}
+        mlist = None
         if listname is not None:
             mlist = find_list(config, listname)
             metadata.update(listid=mlist.list_id, listname=mlist.fqdn_listname)
+        name = escape(str(getattr(message_file, "name", "<stdin>")))
         data = message_file.read()
         if not data.strip():
             raise UsageProblem(
-                f"{getattr(message_file, 'name', '<stdin>')} is empty; give a file (or - for "
-                "standard input) that holds an email message"
+                f"{name} is empty; give a file (or - for standard input) that holds an "
+                "email message"
             )
-        msg = message_from_bytes(data)
+        try:
+            msg = read_message(data, config.limits, config.lmtp.max_message_size)
+        except MessageError as error:
+            raise CommandError(f"{name}: the message is refused: {error}") from error
+        if not force:
+            _check_usable(name, queue, mlist, msg)
         filebase = config.switchboards[queue].enqueue(msg, metadata)
         click.echo(f"queued {filebase} in {queue}")
+
+
+def _check_usable(name: str, queue: str, mlist: MailingList | None, msg: Message) -> None:
+    """Refuse a message that would only end in bad, saying why and how to insist.
+
+    :raises UsageProblem: the queue is ``in`` and no list was named.
+    :raises CommandError: *msg* has no header field (RFC 5322, section 2.1: a message
+        is header fields, then optionally a body), or, for the ``in`` queue, the in
+        runner would move it to bad (no From address).
+    """
+    if queue == INCOMING and mlist is None:
+        raise UsageProblem(
+            f"the {INCOMING} queue needs a list: name it with -l/--list (or give --force "
+            "to queue the message anyway; the in runner moves it to bad)"
+        )
+    if not msg.keys():
+        raise CommandError(
+            f"{name}: it has no header fields: it is not an email message (RFC 5322 "
+            "section 2.1: header fields, a blank line, the body); give --force to queue it "
+            "anyway"
+        )
+    problem = check_message(mlist, msg) if queue == INCOMING else None
+    if problem is not None:
+        raise CommandError(
+            f"{name}: {problem[:1].lower()}{problem[1:].rstrip('.')}; the {queue} runner "
+            "would move it to bad (give --force to queue it anyway)"
+        )
 
 
 @main.command()
