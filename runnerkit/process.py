@@ -25,11 +25,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from runnerkit.config import Configuration, use_config
+from runnerkit.config import Configuration, ImportDir, use_config
 from runnerkit.errors import RunnerkitError, RunnerSpecError
 from runnerkit.exits import EXIT_RESTART, EXIT_SETUP_FAILED
 from runnerkit.fsio import FILE_MODE, make_directories
+from runnerkit.importpath import use_import_path
 from runnerkit.locks import slice_lock_path
 from runnerkit.logs import configure_logging, reopen_logs
 from runnerkit.runner import Runner, load_runner_class
@@ -76,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="an INI file pushed over the defaults (repeat for more layers)",
     )
     parser.add_argument("--var-dir", help="the var dir (default: ./var)")
+    parser.add_argument(
+        "--path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory to import runner classes from, before [runnerkit] import_path "
+        "(repeat for more)",
+    )
     parser.add_argument(
         "--parent-pid",
         type=int,
@@ -170,7 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     try:
         name, slice, count = parse_runner_spec(args.runner)
-        config = Site.load(args.config, args.var_dir)
+        config = Site.load(
+            args.config,
+            args.var_dir,
+            import_path=[ImportDir(Path(path).absolute(), "--path") for path in args.path],
+        )
+        use_import_path(config)
         settings = config.runner(name)
         if count is not None and count != settings.instances:
             raise RunnerSpecError(

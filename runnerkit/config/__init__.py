@@ -10,6 +10,7 @@ from runnerkit.config.current import (
 from runnerkit.config.settings import (
     DeliverySettings,
     GeneralSettings,
+    ImportDir,
     LimitsSettings,
     LMTPSettings,
     LoggingSettings,
@@ -18,6 +19,7 @@ from runnerkit.config.settings import (
     PipelineSettings,
     RESTSettings,
     RunnerSettings,
+    Setting,
 )
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "Configuration",
     "DeliverySettings",
     "GeneralSettings",
+    "ImportDir",
     "LMTPSettings",
     "LimitsSettings",
     "LoggingSettings",
@@ -33,6 +36,7 @@ __all__ = [
     "PipelineSettings",
     "RESTSettings",
     "RunnerSettings",
+    "Setting",
     "current_config",
     "reset_current_config",
     "set_current_config",

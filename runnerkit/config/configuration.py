@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from runnerkit.config.schema import (
 from runnerkit.config.settings import (
     DeliverySettings,
     GeneralSettings,
+    ImportDir,
     LimitsSettings,
     LMTPSettings,
     LoggingSettings,
@@ -30,6 +31,7 @@ from runnerkit.config.settings import (
     PipelineSettings,
     RESTSettings,
     RunnerSettings,
+    Setting,
 )
 from runnerkit.errors import ConfigurationError
 from runnerkit.typing import StrPath
@@ -81,6 +83,7 @@ class Configuration:
             defaults.sections["paths"]["var_dir"] = (text, text)
         self._defaults = defaults
         self._layers: list[Layer] = []
+        self._import_path_given: tuple[ImportDir, ...] = ()
         self._closed = False
         self._resolved = self._resolve()
 
@@ -108,7 +111,10 @@ class Configuration:
             names the layer, section, key and value).
         """
         self._check_open()
-        layer = parse_layer(name, text)
+        self._push(parse_layer(name, text))
+
+    def _push(self, layer: Layer) -> None:
+        name = layer.name
         if name == self._defaults.name or name in self.layers:
             raise ConfigurationError(
                 f"cannot push layer {name!r}: a layer of that name is already on the stack "
@@ -160,32 +166,51 @@ class Configuration:
     def push_file(self, path: StrPath, name: str | None = None) -> None:
         """Push the INI file at *path* as a layer named *name* (default: the path).
 
+        Relative directories in it (``[runnerkit] import_path``) are relative to the
+        file's own directory.
+
         :raises ConfigurationError: the file cannot be read, or its text is bad.
         """
+        self._check_open()
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigurationError(
                 f"cannot read configuration file {str(path)!r}: {error}"
             ) from error
-        self.push(str(path) if name is None else name, text)
+        base = Path(path).expanduser().absolute().parent
+        self._push(parse_layer(str(path) if name is None else name, text, base))
 
     @classmethod
-    def load(cls, config_files: Sequence[StrPath] = (), var_dir: StrPath | None = None) -> Self:
+    def load(
+        cls,
+        config_files: Sequence[StrPath] = (),
+        var_dir: StrPath | None = None,
+        *,
+        import_path: Iterable[ImportDir] = (),
+        var_dir_layer: str = "--var-dir",
+    ) -> Self:
         """Build a configuration from files, as a command line describes it.
 
-        The files are pushed in order over the defaults.  An explicit *var_dir* wins
-        over a ``[paths] var_dir`` that a file sets: it is what the user typed last.
+        The files are pushed in order over the defaults, each as a layer named by its
+        path.  An explicit *var_dir* is pushed last, as a layer of its own named
+        *var_dir_layer*: it wins over a ``[paths] var_dir`` that a file sets, being what
+        the user typed last.
 
+        :param import_path: directories given outside the layers (``--path``), which
+            come first in :attr:`import_path`.
+        :param var_dir_layer: the name of the var dir's layer, saying where it came
+            from (``--var-dir``, ``$RUNNERKIT_VAR_DIR``).
         :raises ConfigurationError: a file cannot be read or holds a bad layer.
         """
-        config = cls(var_dir)
+        config = cls()
+        config._import_path_given = tuple(import_path)
         for path in config_files:
             config.push_file(path)
         if var_dir is not None:
-            wanted = Path(var_dir).expanduser().absolute()
-            if config.paths.var_dir != wanted:
-                config.push("--var-dir", f"[paths]\nvar_dir: {wanted}\n")
+            # Built, not parsed: any directory name, '$' or newline included, is kept.
+            text = str(Path(var_dir).expanduser().absolute())
+            config._push(Layer(var_dir_layer, {"paths": {"var_dir": (text, text)}}))
         return config
 
     # Reading.
@@ -211,6 +236,70 @@ class Configuration:
                 f"section [{section}] has no key {key!r}; known keys: {', '.join(sorted(schema))}"
             )
         return self._value(section, key, schema[key], self.paths)
+
+    def setting(self, section: str, key: str) -> Setting:
+        """*key* of *section* as the stack resolves it, with the layer that set it.
+
+        A ``[runner.NAME]`` key that no layer sets in that section comes from
+        ``[runner.defaults]`` (:attr:`Setting.inherited`).
+
+        :raises ConfigurationError: the configuration has no such section or key.
+        """
+        value = self.get(section, key)
+        found = self._find(section, key)
+        inherited = False
+        if found is None and section.startswith(RUNNER_PREFIX):
+            found = self._find(RUNNER_DEFAULTS, key)
+            inherited = True
+        if found is None:  # pragma: no cover - the defaults layer sets every key
+            raise ConfigurationError(f"section [{section}] key {key!r} has no value")
+        layer = found[1]
+        text = layer.sections[RUNNER_DEFAULTS if inherited else section][key][1]
+        return Setting(section, key, value, str(text), layer.name, inherited)
+
+    def settings(self, section: str | None = None) -> tuple[Setting, ...]:
+        """Every key of *section*, or of every section (:attr:`sections`), in order.
+
+        :raises ConfigurationError: the configuration has no such section.
+        """
+        names = self.sections if section is None else (section,)
+        found: list[Setting] = []
+        for name in names:
+            if name not in self.sections:
+                raise ConfigurationError(
+                    f"no section [{name}] in the configuration; sections: "
+                    + ", ".join(f"[{known}]" for known in self.sections)
+                )
+            schema = RUNNER_KEYS if name.startswith(RUNNER_PREFIX) else SECTIONS[name]
+            found.extend(self.setting(name, key) for key in schema)
+        return tuple(found)
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """Every section: the fixed ones, ``runner.defaults``, then each runner by name."""
+        runners = tuple(RUNNER_PREFIX + name for name in sorted(self._resolved.runners))
+        return (*SECTIONS, RUNNER_DEFAULTS, *runners)
+
+    @property
+    def import_path(self) -> tuple[ImportDir, ...]:
+        """The directories runner classes are imported from, in order, each once.
+
+        First those given to :meth:`load` (``--path``), then ``[runnerkit]
+        import_path`` of the stack, each with where it came from.  Nothing is looked
+        at on disk here: :func:`runnerkit.importpath.use_import_path` does that.
+        """
+        entries = list(self._import_path_given)
+        if self.general.import_path:
+            _, layer = self._lookup("runnerkit", "import_path") or ("", "defaults")
+            origin = where(layer, "runnerkit", "import_path")
+            entries.extend(ImportDir(path, origin) for path in self.general.import_path)
+        seen: set[Path] = set()
+        unique = []
+        for entry in entries:
+            if entry.path not in seen:
+                seen.add(entry.path)
+                unique.append(entry)
+        return tuple(unique)
 
     @property
     def paths(self) -> Paths:
@@ -336,20 +425,31 @@ class Configuration:
         if self._closed:
             raise ConfigurationError(f"{self!r} is closed")
 
-    def _lookup(self, section: str, key: str) -> tuple[Any, str] | None:
-        """(value, layer name) from the topmost layer that sets *key* in *section*."""
+    def _find(self, section: str, key: str) -> tuple[Any, Layer] | None:
+        """(value, layer) from the topmost layer that sets *key* in *section*."""
         for layer in reversed((self._defaults, *self._layers)):
             values = layer.sections.get(section)
             if values is not None and key in values:
-                return values[key][0], layer.name
+                return values[key][0], layer
         return None
 
+    def _lookup(self, section: str, key: str) -> tuple[Any, str] | None:
+        """(value, layer name) from the topmost layer that sets *key* in *section*."""
+        found = self._find(section, key)
+        return None if found is None else (found[0], found[1].name)
+
     def _value(self, section: str, key: str, spec: Key, paths: Paths) -> Any:
-        """The typed value of *key* in *section*; path templates expanded over *paths*."""
-        found = self._lookup(section, key)
+        """The typed value of *key* in *section*; path templates expanded over *paths*.
+
+        A list of directories is made absolute against the directory of its layer.
+        """
+        found = self._find(section, key)
         if found is None:  # pragma: no cover - the defaults layer sets every key
             raise ConfigurationError(f"section [{section}] key {key!r} has no value")
-        value, layer = found
+        value, source = found
+        layer = source.name
+        if spec.is_dirs:
+            return tuple(Path(os.path.normpath(source.base / entry)) for entry in value)
         if not spec.is_path:
             return value
         try:

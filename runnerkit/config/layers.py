@@ -6,6 +6,7 @@ import configparser
 import re
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runnerkit.config.schema import RUNNER_KEYS, RUNNER_PREFIX, SECTIONS, Key
@@ -23,6 +24,9 @@ class Layer:
     name: str
     #: section name -> key -> (typed value, raw text).
     sections: dict[str, dict[str, tuple[Any, str]]]
+    #: The directory that relative directories in the layer are relative to: a file's
+    #: own directory, or the current directory when the layer was pushed as text.
+    base: Path = Path("/")
 
 
 def where(layer: str, section: str, key: str | None = None, value: str | None = None) -> str:
@@ -44,12 +48,14 @@ def keys_of(section: str) -> dict[str, Key] | None:
     return None
 
 
-def parse_layer(name: str, text: str) -> Layer:
+def parse_layer(name: str, text: str, base: Path | None = None) -> Layer:
     """Parse INI *text* into a checked :class:`Layer`.
 
     :param name: the layer's name, used in every error message.
     :param text: ``key: value`` lines under ``[section]`` headers; common leading
         indentation is removed first, so indented triple-quoted strings work.
+    :param base: the directory relative directories in the text are relative to (the
+        directory of the file it was read from); by default the current directory.
     :raises ConfigurationError: the text does not parse, or names an unknown section or
         key, or holds a value its key does not accept.
     """
@@ -94,4 +100,4 @@ def parse_layer(name: str, text: str) -> Layer:
             except ValueError as error:
                 raise ConfigurationError(f"{where(name, section, key, raw)}: {error}") from error
         sections[section] = values
-    return Layer(name, sections)
+    return Layer(name, sections, (base or Path.cwd()).absolute())

@@ -15,6 +15,7 @@ from runnerkit.config.values import (
     Converter,
     as_bool,
     as_count,
+    as_directories,
     as_dotted_name,
     as_duration,
     as_host,
@@ -41,12 +42,21 @@ class Key:
     doc: str
     #: Whether the value is a path template, which reads expand to an absolute path.
     is_path: bool = False
+    #: Whether the value is a list of directories, which reads make absolute against
+    #: the directory of the layer that sets it.
+    is_dirs: bool = False
 
 
 #: Fixed sections and their keys.
 SECTIONS: dict[str, dict[str, Key]] = {
     "runnerkit": {
         "default_language": Key(as_language, "language of lists and senders without one"),
+        "import_path": Key(
+            as_directories,
+            "directories to import runner classes from, one a line; relative ones are "
+            "relative to the file that sets them",
+            is_dirs=True,
+        ),
     },
     "paths": {
         "var_dir": Key(path_template(()), "the one directory every other path derives from"),
@@ -117,6 +127,7 @@ RUNNER_KEYS: dict[str, Key] = {
 DEFAULTS = """\
 [runnerkit]
 default_language: en
+import_path:
 
 [paths]
 var_dir: var

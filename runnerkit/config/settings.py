@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class GeneralSettings:
 
     #: Language of lists and senders that set none, such as ``en``.
     default_language: str
+    #: Directories runner classes are imported from, before the rest of ``sys.path``,
+    #: absolute, in order (``import_path``, one a line).
+    import_path: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,3 +156,30 @@ class LoggingSettings:
     #: ``debug``, ``info``, ``warning`` or ``error``.
     level: str
     path: Path
+
+
+@dataclass(frozen=True)
+class ImportDir:
+    """One directory of the import path, and where it was given."""
+
+    #: The directory, absolute.
+    path: Path
+    #: Where it was given: ``--path``, ``current directory``, or the place in a layer.
+    origin: str
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of the effective configuration, and the layer it came from."""
+
+    section: str
+    key: str
+    #: The typed value, as :meth:`~runnerkit.config.Configuration.get` returns it
+    #: (paths expanded and absolute).
+    value: Any
+    #: The value as the layer wrote it.
+    text: str
+    #: The name of the layer that set it: ``defaults``, a file, or a pushed layer.
+    layer: str
+    #: Whether a ``[runner.NAME]`` section inherited it from ``[runner.defaults]``.
+    inherited: bool = False

@@ -8,6 +8,7 @@ wraps that message with the layer, section and key it came from.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -228,3 +229,21 @@ def path_template(allowed: tuple[str, ...]) -> Converter:
         return text
 
     return as_path_template
+
+
+def as_directories(value: str) -> tuple[str, ...]:
+    """Directories, one a line (continuation lines indented); none when empty.
+
+    Each is kept as written, ``~`` expanded; a relative one is relative to the directory
+    of the file that sets it (see :attr:`~runnerkit.config.layers.Layer.base`).  A line
+    is one directory, spaces included, so that any directory name can be written.
+    """
+    directories = []
+    for line in value.splitlines():
+        text = line.strip()
+        if not text:
+            continue
+        if "\0" in text:
+            raise ValueError("a directory name cannot hold a NUL character")
+        directories.append(os.path.expanduser(text))
+    return tuple(directories)

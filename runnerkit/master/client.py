@@ -34,8 +34,9 @@ def start_in_background(
 ) -> int:
     """Start a master on *config*'s var dir in a new session, and wait until it holds its lock.
 
-    The master runs ``python -m runnerkit.master --var-dir VAR [-C FILE]...``; its
-    standard output and error go to ``LOG_DIR/master.err``.
+    The master runs ``python -m runnerkit.master --var-dir VAR [-C FILE]... [--path
+    DIR]...``, with *config*'s import path as ``--path`` options; its standard output
+    and error go to ``LOG_DIR/master.err``.
 
     :param wait: seconds to wait for the master to take its lock.
     :returns: the master's pid.
@@ -45,6 +46,8 @@ def start_in_background(
     command = [sys.executable, "-m", "runnerkit.master", "--var-dir", str(config.paths.var_dir)]
     for path in config_files:
         command += ["-C", str(Path(path).absolute())]
+    for entry in config.import_path:
+        command += ["--path", str(entry.path)]
     make_directories(config.paths.log_dir)
     errors = config.paths.log_dir / "master.err"
     with open(errors, "ab") as output:

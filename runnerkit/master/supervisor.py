@@ -31,8 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runnerkit.config import Configuration
+from runnerkit.config import Configuration, ImportDir
 from runnerkit.errors import MasterRunningError, RunnerkitError
+from runnerkit.importpath import use_import_path
 from runnerkit.logs import configure_logging, reopen_logs
 from runnerkit.master.files import MasterLock, write_status
 from runnerkit.master.policy import Action, RestartPolicy, describe_exit
@@ -358,6 +359,8 @@ class Master:
         command += ["--var-dir", str(self.config.paths.var_dir), "--parent-pid", str(os.getpid())]
         for path in self.config_files:
             command += ["-C", str(path)]
+        for entry in self.config.import_path:
+            command += ["--path", str(entry.path)]
         errors = self.config.paths.log_dir / "runners.err"
         errors.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
         with open(errors, "ab") as stderr:
@@ -415,7 +418,10 @@ def _send(process: subprocess.Popen[bytes], signum: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m runnerkit.master [-C FILE]... [--var-dir DIR]``: run a master.
+    """``python -m runnerkit.master [-C FILE]... [--var-dir DIR] [--path DIR]...``: run a master.
+
+    Each ``--path`` directory goes on the import path (:mod:`runnerkit.importpath`),
+    and on to every runner process.
 
     :returns: the exit status: 0 after a stop, 1 when another master runs, 2 when the
         configuration cannot be loaded or the master cannot run.
@@ -425,9 +431,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runnerkit.master")
     parser.add_argument("-C", "--config", action="append", default=[], type=Path)
     parser.add_argument("--var-dir")
+    parser.add_argument("--path", action="append", default=[], type=Path)
     args = parser.parse_args(argv)
     try:
-        config = Configuration.load(args.config, args.var_dir)
+        config = Configuration.load(
+            args.config,
+            args.var_dir,
+            import_path=[ImportDir(path.absolute(), "--path") for path in args.path],
+        )
+        use_import_path(config)
         master = Master(config, args.config)
         with config:
             return master.run()
