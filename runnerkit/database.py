@@ -51,12 +51,23 @@ class Database:
     discards.  Several processes may share the file: it uses write-ahead logging and
     waits for a busy writer instead of failing at once.
 
+    :param read_only: create nothing and write nothing: the file is opened only if it
+        exists (a file that does not exist yet reads as an empty database, held in
+        memory), and every write fails (SQLite refuses it: ``sqlite3.OperationalError``,
+        "attempt to write a readonly database").  SQLite's
+        ``-wal`` and ``-shm`` files, which any reader of the file needs, are removed
+        again on :meth:`close` unless another connection still uses them.
     :raises DatabaseError: the file cannot be opened or initialized.
     """
 
-    def __init__(self, path: StrPath, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: StrPath, *, timeout: float = 30.0, read_only: bool = False) -> None:
         #: The database file.
         self.path = Path(path)
+        #: Whether writes are refused.
+        self.read_only = read_only
+        if read_only:
+            self.connection = self._open_read_only(timeout)
+            return
         try:
             make_directories(self.path.parent)
             # Created with FILE_MODE, not SQLite's default; its -wal and -shm files follow.
@@ -70,8 +81,26 @@ class Database:
         except (OSError, sqlite3.Error) as error:
             raise DatabaseError(f"cannot open database {str(self.path)!r}: {error}") from error
 
+    def _open_read_only(self, timeout: float) -> sqlite3.Connection:
+        try:
+            if self.path.exists():
+                # mode=rw, not ro: it never creates the file, and its connection,
+                # the last to close, removes the -wal and -shm files it needed.
+                uri = f"{self.path.absolute().as_uri()}?mode=rw"
+                connection = sqlite3.connect(uri, uri=True, timeout=timeout)
+            else:
+                connection = sqlite3.connect(":memory:")
+                connection.executescript(SCHEMA)
+            connection.execute("PRAGMA query_only = ON")
+        except (OSError, sqlite3.Error) as error:
+            raise DatabaseError(
+                f"cannot open database {str(self.path)!r} to read: {error}"
+            ) from error
+        return connection
+
     def __repr__(self) -> str:
-        return f"<Database {str(self.path)!r}>"
+        suffix = " (read-only)" if self.read_only else ""
+        return f"<Database {str(self.path)!r}{suffix}>"
 
     def commit(self) -> None:
         """Make the current transaction permanent."""

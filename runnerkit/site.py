@@ -13,12 +13,13 @@ built without ``config=`` use it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Self
 
-from runnerkit.config import Configuration, current_config
+from runnerkit.config import Configuration, ImportDir, current_config
 from runnerkit.database import Database
-from runnerkit.errors import NoConfigurationError
+from runnerkit.errors import ConfigurationError, NoConfigurationError
 from runnerkit.lists import ListManager
 from runnerkit.switchboard import QueueClock, Switchboard
 from runnerkit.typing import StrPath
@@ -30,7 +31,8 @@ class Site(Configuration):
     Everything a :class:`~runnerkit.config.Configuration` does (``push``, ``pop``,
     typed sections, ``runner(name)``) works the same; a site adds what is built from it.
     Nothing is created on disk until it is used: a switchboard's directory when the
-    switchboard is first looked up, the database when it is first opened.
+    switchboard is first looked up, the database when it is first opened.  A
+    *read-only* site (:meth:`open_existing`) creates nothing at all.
 
     :param var_dir: as for :class:`~runnerkit.config.Configuration`.
     """
@@ -39,11 +41,53 @@ class Site(Configuration):
         super().__init__(var_dir)
         self._switchboard_cache: dict[tuple[str, Path], Switchboard] = {}
         self._database: Database | None = None
+        self._read_only = False
         #: The clock that stamps queue file names, shared by all of this site's queues.
         self.clock = QueueClock()
         #: Every queue's switchboard by name, ``bad`` and ``shunt`` included; a live
         #: view, in step with the stack.
         self.switchboards: Mapping[str, Switchboard] = _Switchboards(self)
+
+    @classmethod
+    def open_existing(
+        cls,
+        config_files: Sequence[StrPath] = (),
+        var_dir: StrPath | None = None,
+        *,
+        import_path: Iterable[ImportDir] = (),
+        var_dir_layer: str = "--var-dir",
+    ) -> Self:
+        """A read-only site over a var dir that exists, for a look that changes nothing.
+
+        The arguments are those of :meth:`~runnerkit.config.Configuration.load`.  Its
+        switchboards create no directory (a queue whose directory is missing is empty)
+        and recover nothing; its database is opened only if its file exists (else it
+        is empty) and refuses writes.
+
+        :raises ConfigurationError: a layer is bad, or the var dir does not exist; the
+            message names the directory and the layer that set it.
+        """
+        site = cls.load(
+            config_files, var_dir, import_path=import_path, var_dir_layer=var_dir_layer
+        )
+        site._read_only = True
+        var_dir_path = site.paths.var_dir
+        if not var_dir_path.is_dir():
+            layer = site.setting("paths", "var_dir").layer
+            given = "the default, ./var" if layer == "defaults" else f"from {layer}"
+            problem = "is not a directory" if var_dir_path.exists() else "does not exist"
+            site.close()
+            raise ConfigurationError(
+                f"the var dir {str(var_dir_path)!r} ({given}) {problem}; this command only "
+                "looks, and creates nothing: give the var dir of a site (--var-dir, "
+                "$RUNNERKIT_VAR_DIR, [paths] var_dir)"
+            )
+        return site
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this site creates and writes nothing (:meth:`open_existing`)."""
+        return self._read_only
 
     def switchboard(
         self, name: str, slice: int | None = None, numslices: int = 1, *, recover: bool = False
@@ -51,10 +95,14 @@ class Site(Configuration):
         """A new switchboard over queue *name*'s directory, for one *slice* of it.
 
         It shares this site's clock and ``bad`` queue.  A runner builds its own this way.
+        A read-only site's switchboards neither create their directory nor recover.
 
-        :raises ConfigurationError: there is no ``[runner.NAME]`` section.
+        :raises ConfigurationError: there is no ``[runner.NAME]`` section, or a
+            read-only site is asked to recover.
         :raises QueueError: the slice is impossible, or the directory cannot be created.
         """
+        if recover and self._read_only:
+            raise ConfigurationError(f"{self!r} is read-only: it cannot recover queue {name!r}")
         return Switchboard(
             name,
             self.runner(name).path,
@@ -63,6 +111,7 @@ class Site(Configuration):
             recover=recover,
             bad=self.runner("bad").path,
             clock=self.clock,
+            create=not self._read_only,
         )
 
     @property
@@ -77,7 +126,7 @@ class Site(Configuration):
         """
         self._check_open()
         if self._database is None:
-            self._database = Database(self.database_path)
+            self._database = Database(self.database_path, read_only=self._read_only)
         return self._database
 
     @property

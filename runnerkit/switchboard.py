@@ -97,6 +97,9 @@ class Switchboard:
         created when a file is first preserved.
     :param clock: the clock that stamps file names; by default one of its own.  Queues
         that must keep FIFO order among each other share one.
+    :param create: create the directory now if it does not exist.  Without it, a
+        switchboard over a missing directory lists no files (for a look that must
+        change nothing, such as ``runnerkit status``), and queueing to it fails.
     :raises QueueError: the slice is impossible or the directory cannot be created.
     """
 
@@ -110,6 +113,7 @@ class Switchboard:
         *,
         bad: StrPath | None = None,
         clock: QueueClock | None = None,
+        create: bool = True,
     ) -> None:
         check_slice(slice, numslices)
         #: The queue's name.
@@ -137,7 +141,8 @@ class Switchboard:
         self._patterns: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {}
         self._records: dict[tuple[int, str], re.Pattern[str]] = {}
         try:
-            make_directories(self.queue_directory)
+            if create:
+                make_directories(self.queue_directory)
         except OSError as error:
             raise QueueError(
                 f"cannot create queue directory {str(self.queue_directory)!r} "
