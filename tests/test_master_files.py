@@ -29,16 +29,29 @@ STATUS = MasterStatus(
     master_pid=4242,
     runners=(
         RunnerStatus("in", 0, 2, 4243, "running", 0, ""),
-        RunnerStatus("in", 1, 2, None, "down", 11, "failed 11 times within the restart window"),
+        RunnerStatus(
+            "in",
+            1,
+            2,
+            None,
+            "down",
+            11,
+            "failed 11 times within the restart window",
+            "cannot connect to the database",
+        ),
         RunnerStatus("out", 0, 1, 4245, "stuck", 1, "stuck on 1700000000.1+" + "a" * 40),
-        RunnerStatus("rest", None, 1, None, "starting", 2, ""),
+        RunnerStatus(
+            "rest", None, 1, None, "starting", 2, "backing off 1.00s before restart 2 of 10"
+        ),
     ),
+    draining=True,
 )
 
 #: The first runner's object, as ``master.json`` has it: keys sorted.
 FIRST_RUNNER = """\
     {
       "count": 2,
+      "last_error": "",
       "name": "in",
       "pid": 4243,
       "reason": "",
@@ -63,25 +76,64 @@ def test_the_record_round_trips_through_json() -> None:
 
 def test_the_json_layout_is_that_of_master_json() -> None:
     text = STATUS.to_json()
-    assert text.startswith('{\n  "master_pid": 4242,\n  "runners": [\n' + FIRST_RUNNER)
+    assert text.startswith(
+        '{\n  "draining": true,\n  "master_pid": 4242,\n  "runners": [\n' + FIRST_RUNNER
+    )
     document = json.loads(text)
-    assert list(document) == ["master_pid", "runners"]
+    assert list(document) == ["draining", "master_pid", "runners"]
     assert document["runners"][3] == {
         "count": 1,
+        "last_error": "",
         "name": "rest",
         "pid": None,
-        "reason": "",
+        "reason": "backing off 1.00s before restart 2 of 10",
         "restarts": 2,
         "slice": None,
         "state": "starting",
     }
+    assert document["runners"][1]["last_error"] == "cannot connect to the database"
     assert STATUS.to_dict() == document
 
 
 def test_a_master_without_runners() -> None:
     idle = MasterStatus(7, ())
-    assert idle.to_json() == '{\n  "master_pid": 7,\n  "runners": []\n}'
+    assert idle.to_json() == '{\n  "draining": false,\n  "master_pid": 7,\n  "runners": []\n}'
     assert MasterStatus.from_json(idle.to_json()) == idle
+
+
+def test_a_status_file_of_an_older_master_reads_without_the_later_keys() -> None:
+    # Written before draining and last_error existed.
+    text = json.dumps(
+        {
+            "master_pid": 9,
+            "runners": [
+                {
+                    "count": 1,
+                    "name": "out",
+                    "pid": 10,
+                    "reason": "",
+                    "restarts": 0,
+                    "slice": 0,
+                    "state": "running",
+                }
+            ],
+        }
+    )
+    assert MasterStatus.from_json(text) == MasterStatus(
+        9, (RunnerStatus("out", 0, 1, 10, "running", 0, "", last_error=""),), draining=False
+    )
+
+
+def test_what_is_wrong_with_a_runner() -> None:
+    running, down, stuck, starting = STATUS.runners
+    assert running.problem() == ""
+    assert down.problem() == (
+        "in 1/2: down (failed 11 times within the restart window): cannot connect to the database"
+    )
+    # A stuck runner's last error is older than what is wrong with it now.
+    assert stuck.problem() == "out 0/1: stuck (stuck on 1700000000.1+" + "a" * 40 + ")"
+    assert starting.problem() == "rest -: starting (backing off 1.00s before restart 2 of 10)"
+    assert [runner.running for runner in STATUS.runners] == [True, False, True, False]
 
 
 def replace_first_runner(**changes: object) -> str:
@@ -117,9 +169,23 @@ def replace_first_runner(**changes: object) -> str:
         ),
         (replace_first_runner(reason=None), "master.json runners[0]: reason must be a string"),
         (
+            replace_first_runner(last_error=3),
+            "master.json runners[0]: last_error must be a string, not 3",
+        ),
+        (
+            '{"master_pid": 1, "runners": [], "draining": "yes"}',
+            'master.json: draining must be true or false, not "yes"',
+        ),
+        (
+            '{"master_pid": 1, "runners": [], "mood": "good"}',
+            "master.json has the keys master_pid, mood, runners; expected master_pid, runners "
+            "(and optionally draining)",
+        ),
+        (
             replace_first_runner(colour="red"),
-            "master.json runners[0] has the keys colour, count, name, pid, reason, restarts, "
-            "slice, state; expected count, name",
+            "master.json runners[0] has the keys colour, count, last_error, name, pid, reason, "
+            "restarts, slice, state; expected count, name, pid, reason, restarts, slice, state "
+            "(and optionally last_error)",
         ),
     ],
 )

@@ -179,6 +179,7 @@ def test_runners_reads_the_master_status_file(
     serve: Callable[[], Served], config: Configuration
 ) -> None:
     status = {
+        "draining": False,
         "master_pid": 4242,
         "runners": [
             {
@@ -189,6 +190,7 @@ def test_runners_reads_the_master_status_file(
                 "state": "running",
                 "restarts": 2,
                 "reason": "",
+                "last_error": "",
             },
             {
                 "name": "out",
@@ -198,6 +200,7 @@ def test_runners_reads_the_master_status_file(
                 "state": "down",
                 "restarts": 11,
                 "reason": "failed 11 times within the restart window",
+                "last_error": "cannot connect to smtp.example.com:25",
             },
         ],
     }

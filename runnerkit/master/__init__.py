@@ -8,7 +8,12 @@ One module per job:
 - :mod:`~runnerkit.master.watchdog`: which runners have been on one message too long;
 - :mod:`~runnerkit.master.status`: the status record that ``master.json`` holds;
 - :mod:`~runnerkit.master.files`: the master's lock, pid file and status file;
-- :mod:`~runnerkit.master.client`: starting a master in the background, and stopping it.
+- :mod:`~runnerkit.master.output`: each runner process's output file, and the error
+  line the master learns from it;
+- :mod:`~runnerkit.master.client`: starting a master in the background, stopping it,
+  and draining it;
+- :mod:`~runnerkit.master.readiness`: waiting for a started master's runners to be up
+  and its servers to listen.
 
 ``python -m runnerkit.master [-C FILE]... [--var-dir DIR]`` runs a master in the
 foreground (:func:`main`).
@@ -20,7 +25,14 @@ from runnerkit.errors import (
     MasterStartError,
     StatusFileError,
 )
-from runnerkit.master.client import signal_master, start_in_background, stop_master
+from runnerkit.master.client import (
+    KEPT_QUEUES,
+    DrainReport,
+    drain_master,
+    signal_master,
+    start_in_background,
+    stop_master,
+)
 from runnerkit.master.files import (
     LOCK_RETRY_SECONDS,
     UNKNOWN_PID,
@@ -31,17 +43,21 @@ from runnerkit.master.files import (
     running_master_pid,
     write_status,
 )
+from runnerkit.master.output import output_path
 from runnerkit.master.policy import Action, Decision, RestartPolicy
+from runnerkit.master.readiness import listening_addresses, wait_until_ready
 from runnerkit.master.status import MasterStatus, RunnerStatus
 from runnerkit.master.supervisor import STUCK_CHECK_SECONDS, Master, Slot, main
 from runnerkit.master.watchdog import Stuck, Watchdog
 
 __all__ = [
+    "KEPT_QUEUES",
     "LOCK_RETRY_SECONDS",
     "STUCK_CHECK_SECONDS",
     "UNKNOWN_PID",
     "Action",
     "Decision",
+    "DrainReport",
     "Master",
     "MasterLock",
     "MasterNotRunningError",
@@ -55,12 +71,16 @@ __all__ = [
     "StatusFileError",
     "Stuck",
     "Watchdog",
+    "drain_master",
+    "listening_addresses",
     "lock_paths",
     "main",
+    "output_path",
     "read_status",
     "running_master_pid",
     "signal_master",
     "start_in_background",
     "stop_master",
+    "wait_until_ready",
     "write_status",
 ]

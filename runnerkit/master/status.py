@@ -5,13 +5,17 @@ status`` and the REST runner's ``/runners`` read it back.  The file is a JSON ob
 with sorted keys::
 
     {
+      "draining": false,
       "master_pid": 4242,
       "runners": [
-        {"count": 2, "name": "in", "pid": 4243, "reason": "", "restarts": 0,
-         "slice": 0, "state": "running"},
+        {"count": 2, "last_error": "", "name": "in", "pid": 4243, "reason": "",
+         "restarts": 0, "slice": 0, "state": "running"},
         ...
       ]
     }
+
+``draining`` and ``last_error`` came later: a file without them (an older master's)
+reads as ``false`` and ``""``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from runnerkit.errors import StatusFileError
 STATES = ("running", "stuck", "starting", "down")
 #: The keys of a runner's object, in the order of :class:`RunnerStatus`'s fields.
 _RUNNER_KEYS = ("name", "slice", "count", "pid", "state", "restarts", "reason")
+#: Keys a runner's object may lack: a file of an older master.
+_RUNNER_OPTIONAL = ("last_error",)
+#: Keys the file's object may lack.
+_MASTER_OPTIONAL = ("draining",)
 
 
 @dataclass(frozen=True)
@@ -44,8 +52,38 @@ class RunnerStatus:
     state: str
     #: Restarts so far.
     restarts: int
-    #: Why it is down or stuck; empty otherwise.
+    #: Why it is down, stuck or waiting to restart; empty otherwise.
     reason: str
+    #: What ended its last failed process, as that process told it: the last line it
+    #: wrote to its output file (:mod:`runnerkit.master.output`), or how it ended
+    #: (``killed by SIGKILL``); empty until a process fails.  It stays after the
+    #: runner is running again, as a record of its last failure.
+    last_error: str = ""
+
+    @property
+    def running(self) -> bool:
+        """Whether a process of this runner is at work (``running``, or ``stuck``)."""
+        return self.state in ("running", "stuck")
+
+    @property
+    def where(self) -> str:
+        """``SLICE/COUNT``, or ``-`` for a runner without slices."""
+        return "-" if self.slice is None else f"{self.slice}/{self.count}"
+
+    def problem(self) -> str:
+        """What is wrong with this runner, for an operator; empty when it is running.
+
+        Such as ``lmtp -: starting (backing off 0.50s before restart 3 of 10): cannot
+        listen for LMTP on 127.0.0.1:8024: Address already in use``.
+        """
+        if self.state == "running":
+            return ""
+        text = f"{self.name} {self.where}: {self.state}"
+        if self.reason:
+            text += f" ({self.reason})"
+        if self.last_error and self.state != "stuck":
+            text += f": {self.last_error}"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of the status file, its keys sorted as the file has them."""
@@ -58,7 +96,7 @@ class RunnerStatus:
         :param where: how error messages name the object, such as ``master.json runners[2]``.
         :raises StatusFileError: *data* is not such an object.
         """
-        record = _object(data, where, _RUNNER_KEYS)
+        record = _object(data, where, _RUNNER_KEYS, _RUNNER_OPTIONAL)
         state = _string(record, "state", where)
         if state not in STATES:
             raise StatusFileError(
@@ -72,6 +110,7 @@ class RunnerStatus:
             state=state,
             restarts=_whole(record, "restarts", where),
             reason=_string(record, "reason", where),
+            last_error=_string(record, "last_error", where, default=""),
         )
 
 
@@ -81,10 +120,14 @@ class MasterStatus:
 
     master_pid: int
     runners: tuple[RunnerStatus, ...]
+    #: Whether the master is draining: it has stopped its runners without a queue
+    #: (``runnerkit stop --drain``) and lets the queue runners empty their queues.
+    draining: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of the status file."""
+        """The JSON object of the status file, its keys sorted as the file has them."""
         return {
+            "draining": self.draining,
             "master_pid": self.master_pid,
             "runners": [runner.to_dict() for runner in self.runners],
         }
@@ -105,7 +148,12 @@ class MasterStatus:
             data = json.loads(text)
         except ValueError as error:
             raise StatusFileError(f"{source} is not a master's status: {error}") from error
-        record = _object(data, source, ("master_pid", "runners"))
+        record = _object(data, source, ("master_pid", "runners"), _MASTER_OPTIONAL)
+        draining = record.get("draining", False)
+        if not isinstance(draining, bool):
+            raise StatusFileError(
+                f"{source}: draining must be true or false, not {_shown(draining)}"
+            )
         runners = record["runners"]
         if not isinstance(runners, list):
             raise StatusFileError(f"{source}: runners must be a list, not {_shown(runners)}")
@@ -115,23 +163,27 @@ class MasterStatus:
                 RunnerStatus.from_dict(runner, f"{source} runners[{index}]")
                 for index, runner in enumerate(runners)
             ),
+            draining=draining,
         )
 
 
-def _object(data: object, where: str, keys: tuple[str, ...]) -> Mapping[str, object]:
-    """*data* as a JSON object with exactly *keys*."""
+def _object(
+    data: object, where: str, keys: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> Mapping[str, object]:
+    """*data* as a JSON object with exactly *keys*, and perhaps some of *optional*."""
     if not isinstance(data, dict):
         raise StatusFileError(f"{where} must be a JSON object, not {_shown(data)}")
-    if set(data) != set(keys):
+    if not set(keys) <= set(data) <= set(keys) | set(optional):
+        also = f" (and optionally {', '.join(sorted(optional))})" if optional else ""
         raise StatusFileError(
             f"{where} has the keys {', '.join(sorted(data)) or 'none'}; "
-            f"expected {', '.join(sorted(keys))}"
+            f"expected {', '.join(sorted(keys))}{also}"
         )
     return data
 
 
-def _string(record: Mapping[str, object], key: str, where: str) -> str:
-    value = record[key]
+def _string(record: Mapping[str, object], key: str, where: str, default: str | None = None) -> str:
+    value = record.get(key, default)
     if not isinstance(value, str):
         raise StatusFileError(f"{where}: {key} must be a string, not {_shown(value)}")
     return value

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import sys
 import threading
@@ -357,9 +358,11 @@ class LMTPRunner(Runner):
         try:
             server = await loop.create_server(make_protocol, self.host, self.port)
         except OSError as error:
+            # asyncio words strerror as a sentence of its own; the errno says it plainly.
+            reason = os.strerror(error.errno) if error.errno else str(error)
             raise RunnerError(
                 f"{self}: cannot listen for LMTP on {self.host}:{self.port}: "
-                f"{error.strerror or error}; set [lmtp] host and port to a free address"
+                f"{reason}; set [lmtp] host and port to a free address"
             ) from error
         self.port = server.sockets[0].getsockname()[1]
         log.info("%s: listening for LMTP on %s:%d", self, self.host, self.port)
