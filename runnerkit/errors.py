@@ -108,6 +108,14 @@ class StatusFileError(MasterError):
     """The master's status file cannot be read, or is not what a master writes."""
 
 
+class MasterLayersError(MasterError):
+    """A command asked a running master for layers it does not run with.
+
+    ``runnerkit restart -C FILE`` restarts the runners with the master's own layers;
+    it cannot change them.
+    """
+
+
 class DemoError(RunnerkitError):
     """The demo was asked for something it cannot do."""
 

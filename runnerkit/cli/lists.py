@@ -44,7 +44,7 @@ def lists_create(
 @config_options
 def lists_list(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
     """Print every list, one a line."""
-    with opened(config_files, var_dir) as config:
+    with opened(config_files, var_dir, read_only=True) as config:
         for mlist in config.lists:
             click.echo(f"{mlist.fqdn_listname}  {mlist.list_id}  {mlist.preferred_language}")
 
@@ -106,7 +106,7 @@ def members_list(
     config_files: tuple[Path, ...], var_dir: Path | None, role: str, listname: str
 ) -> None:
     """Print the members of LISTNAME."""
-    with opened(config_files, var_dir) as config:
+    with opened(config_files, var_dir, read_only=True) as config:
         for member in find_list(config, listname).get_members(role):
             language = member.preferred_language or "-"
             click.echo(f"{member.address}  {member.display_name or '-'}  {language}")

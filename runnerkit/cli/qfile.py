@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,10 @@ from runnerkit import queuefile
 from runnerkit.cli.common import (
     CommandError,
     UsageProblem,
+    config_options,
+    load_config,
     main,
+    opened,
 )
 from runnerkit.errors import QueueFileError
 from runnerkit.fsio import read_queue_file
@@ -45,6 +49,7 @@ class DamagedQueueFile(CommandError):
 
 
 @main.command()
+@config_options
 @click.option("--raw", is_flag=True, help="Write the message's exact bytes, nothing else.")
 @click.option(
     "--hex",
@@ -63,15 +68,31 @@ class DamagedQueueFile(CommandError):
 @click.option(
     "-v", "--verbose", is_flag=True, help="Begin with a line naming the format and recoveries."
 )
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def qfile(path: Path, raw: bool, hex_dump: bool, max_bytes: int, verbose: bool) -> None:
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def qfile(
+    config_files: tuple[Path, ...],
+    var_dir: Path | None,
+    path: Path,
+    raw: bool,
+    hex_dump: bool,
+    max_bytes: int,
+    verbose: bool,
+) -> None:
     """Print the message and metadata of the queue file PATH, without executing anything.
+
+    PATH is any file, or the name of a file in a queue of the site (-C, --var-dir):
+    its base name, with or without .pck, .bak or .psv, found in whichever queue holds it.
 
     The message is shown as it is stored: 8-bit text as text, never re-encoded; bytes
     that are not UTF-8, and control characters, as \\xNN escapes.  --raw writes its
     exact bytes, for a pipe; --hex dumps the file, which works for any file.
     """
     ctx = click.get_current_context()
+    if os.path.lexists(path):
+        # Any file will do; the layers are still checked, as every command does.
+        load_config(config_files, var_dir).close()
+    else:
+        path = find_in_queues(config_files, var_dir, path)
     if raw and hex_dump:
         raise UsageProblem("--raw and --hex do not go together; give one of them")
     if raw and verbose:
@@ -111,6 +132,43 @@ def qfile(path: Path, raw: bool, hex_dump: bool, max_bytes: int, verbose: bool) 
     for key in sorted(entry.metadata):
         click.echo(f"{key:{width}}: {entry.metadata[key]!r}")
     click.echo(f"{'recoveries':{width}}: {entry.recoveries}")
+
+
+#: The extensions of a queue file: waiting, being processed, preserved in ``bad``.
+QUEUE_FILE_EXTENSIONS = (".pck", ".bak", ".psv")
+
+
+def find_in_queues(config_files: tuple[Path, ...], var_dir: Path | None, name: Path) -> Path:
+    """The file called *name* in one of the site's queues, looked for without a change.
+
+    :param name: a file base name, with or without one of :data:`QUEUE_FILE_EXTENSIONS`.
+    :raises UsageProblem: *name* is a path, or no queue (or more than one) holds it.
+    """
+    text = str(name)
+    if os.sep in text or text in ("", ".", ".."):
+        raise UsageProblem(f"{text!r} does not exist")
+    names = [text] if text.endswith(QUEUE_FILE_EXTENSIONS) else []
+    names = names or [text + extension for extension in QUEUE_FILE_EXTENSIONS]
+    with opened(config_files, var_dir, read_only=True) as site:
+        directories = {switchboard.queue_directory for switchboard in site.switchboards.values()}
+        found = sorted(
+            directory / candidate
+            for directory in directories
+            for candidate in names
+            if os.path.lexists(directory / candidate)
+        )
+        queue_dir = site.paths.queue_dir
+    if not found:
+        raise UsageProblem(
+            f"{text!r} does not exist, here or as a file in a queue under {str(queue_dir)!r}"
+        )
+    if len(found) > 1:
+        raise UsageProblem(
+            f"{text!r} names {len(found)} queue files: "
+            + ", ".join(str(path) for path in found)
+            + "; give one of them"
+        )
+    return found[0]
 
 
 def stored_bytes(message: Message) -> bytes:

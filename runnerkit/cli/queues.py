@@ -33,7 +33,7 @@ INCOMING = "in"
 @config_options
 def queues(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
     """Show the depth of every queue, shunt and bad included."""
-    with opened(config_files, var_dir) as config:
+    with opened(config_files, var_dir, read_only=True) as config:
         for name, depth in queue_depths(config.switchboards).items():
             click.echo(f"{name:<12} {depth:>7}")
 

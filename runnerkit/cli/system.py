@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -16,14 +15,15 @@ from runnerkit.cli.common import (
     load_config,
     main,
     opened,
+    site_options,
 )
-from runnerkit.errors import RunnerkitError
+from runnerkit.errors import MasterLayersError, RunnerkitError
 from runnerkit.master import (
     UNKNOWN_PID,
     Master,
     read_status,
+    restart_runners,
     running_master_pid,
-    signal_master,
     start_in_background,
     stop_master,
 )
@@ -80,10 +80,18 @@ def stop(config_files: tuple[Path, ...], var_dir: Path | None, timeout: float) -
 @main.command()
 @config_options
 def restart(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
-    """Restart every runner (the master stays), without spending restart budgets."""
+    """Restart every runner (the master stays), without spending restart budgets.
+
+    The runners start again with the master's own layers, re-reading its -C files, so
+    edits to those files take effect.  -C and --path may repeat what the master runs
+    with (to find it), but cannot change it: other layers are refused (exit status 2);
+    for them, stop the master and start it again with them.
+    """
     config = load_config(config_files, var_dir)
     try:
-        pid = signal_master(config, signal.SIGUSR1)
+        pid = restart_runners(config, config_files, site_options().import_path)
+    except MasterLayersError as error:
+        raise UsageProblem(str(error)) from error
     except RunnerkitError as error:
         raise CommandError(str(error)) from error
     click.echo(f"asked master {pid} to restart its runners")
@@ -94,7 +102,7 @@ def restart(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) -> None:
     """Show the master, its runners and the depth of every queue."""
-    with opened(config_files, var_dir) as config:
+    with opened(config_files, var_dir, read_only=True) as config:
         pid = running_master_pid(config)
         master_status = read_status(config) if pid is not None else None
         runners = master_status.runners if master_status is not None else ()

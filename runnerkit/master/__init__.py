@@ -8,12 +8,7 @@ One module per job:
 - :mod:`~runnerkit.master.watchdog`: which runners have been on one message too long;
 - :mod:`~runnerkit.master.status`: the status record that ``master.json`` holds;
 - :mod:`~runnerkit.master.files`: the master's lock, pid file and status file;
-- :mod:`~runnerkit.master.output`: each runner process's output file, and the error
-  line the master learns from it;
-- :mod:`~runnerkit.master.client`: starting a master in the background, stopping it,
-  and draining it;
-- :mod:`~runnerkit.master.readiness`: waiting for a started master's runners to be up
-  and its servers to listen.
+- :mod:`~runnerkit.master.client`: starting a master in the background, and stopping it.
 
 ``python -m runnerkit.master [-C FILE]... [--var-dir DIR]`` runs a master in the
 foreground (:func:`main`).
@@ -26,9 +21,7 @@ from runnerkit.errors import (
     StatusFileError,
 )
 from runnerkit.master.client import (
-    KEPT_QUEUES,
-    DrainReport,
-    drain_master,
+    restart_runners,
     signal_master,
     start_in_background,
     stop_master,
@@ -36,29 +29,28 @@ from runnerkit.master.client import (
 from runnerkit.master.files import (
     LOCK_RETRY_SECONDS,
     UNKNOWN_PID,
+    MasterLayers,
     MasterLock,
     MasterPaths,
     lock_paths,
+    read_layers,
     read_status,
     running_master_pid,
     write_status,
 )
-from runnerkit.master.output import output_path
 from runnerkit.master.policy import Action, Decision, RestartPolicy
-from runnerkit.master.readiness import listening_addresses, wait_until_ready
 from runnerkit.master.status import MasterStatus, RunnerStatus
 from runnerkit.master.supervisor import STUCK_CHECK_SECONDS, Master, Slot, main
 from runnerkit.master.watchdog import Stuck, Watchdog
 
 __all__ = [
-    "KEPT_QUEUES",
     "LOCK_RETRY_SECONDS",
     "STUCK_CHECK_SECONDS",
     "UNKNOWN_PID",
     "Action",
     "Decision",
-    "DrainReport",
     "Master",
+    "MasterLayers",
     "MasterLock",
     "MasterNotRunningError",
     "MasterPaths",
@@ -71,16 +63,14 @@ __all__ = [
     "StatusFileError",
     "Stuck",
     "Watchdog",
-    "drain_master",
-    "listening_addresses",
     "lock_paths",
     "main",
-    "output_path",
+    "read_layers",
     "read_status",
+    "restart_runners",
     "running_master_pid",
     "signal_master",
     "start_in_background",
     "stop_master",
-    "wait_until_ready",
     "write_status",
 ]

@@ -5,16 +5,20 @@ life and writes its pid into it, so a second master on the same var dir is refus
 any process can tell whether a master runs, and which.  The kernel drops the lock of a
 dead process, so the lock of a master killed outright is simply taken over.  Beside it
 the master keeps ``VAR_DIR/master.pid`` and ``VAR_DIR/master.json``
-(:mod:`runnerkit.master.status`), and removes both when it stops.
+(:mod:`runnerkit.master.status`), and removes both when it stops.  It also writes
+``VAR_DIR/master.layers.json``, the configuration files and import path it runs with
+(:func:`read_layers`), which ``runnerkit restart`` compares with its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -183,3 +187,67 @@ def _lock_exclusively(fd: int) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.005)
+
+
+class MasterLayers(NamedTuple):
+    """What a master runs with: its configuration files and import path, absolute."""
+
+    master_pid: int
+    config_files: tuple[Path, ...]
+    import_path: tuple[Path, ...]
+
+
+def layers_path(config: Configuration) -> Path:
+    """The file where the master of *config*'s var dir records its layers."""
+    return config.paths.var_dir / "master.layers.json"
+
+
+def write_layers(
+    config: Configuration, config_files: Sequence[Path], import_path: Sequence[Path]
+) -> None:
+    """Record that this process, a master, runs with *config_files* and *import_path*.
+
+    :raises OSError: the file cannot be written.
+    """
+    record = {
+        "master_pid": os.getpid(),
+        "config_files": [str(path) for path in config_files],
+        "import_path": [str(path) for path in import_path],
+    }
+    replace_file(layers_path(config), (json.dumps(record, indent=2) + "\n").encode())
+
+
+def remove_layers(config: Configuration) -> None:
+    """Remove the record :func:`write_layers` made, if there is one."""
+    with contextlib.suppress(FileNotFoundError):
+        layers_path(config).unlink()
+
+
+def read_layers(config: Configuration) -> MasterLayers | None:
+    """The layers the master of *config*'s var dir recorded, or None if it recorded none.
+
+    The file outlives a master killed outright: compare its ``master_pid`` with
+    :func:`running_master_pid`.
+
+    :raises StatusFileError: the file cannot be read, or is not such a record.
+    """
+    path = layers_path(config)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise StatusFileError(f"cannot read the master's layers {str(path)!r}: {error}") from error
+    try:
+        pid = data["master_pid"]
+        files = data["config_files"]
+        directories = data["import_path"]
+        if not (
+            isinstance(pid, int) and all(isinstance(item, str) for item in [*files, *directories])
+        ):
+            raise TypeError("expected a pid and lists of paths")
+    except (KeyError, TypeError) as error:
+        raise StatusFileError(
+            f"{str(path)!r} is not a master's record of its layers: {error}"
+        ) from error
+    return MasterLayers(pid, tuple(map(Path, files)), tuple(map(Path, directories)))
