@@ -360,15 +360,17 @@ def test_stored_durations_are_real_seconds_under_a_frozen_clock(
         {
             "conftest.py": CONFTEST,
             "docs/frozen.rst": FROZEN_SPEC,
-            "test_frozen.py": FROZEN_TESTS,
+            # Before docs/, so that its freeze starts before any spec has run.
+            "checks/test_frozen.py": FROZEN_TESTS,
             ".runnerkit-durations.json": durations_file({"test_gone.py::test_old": 1.5}),
         },
     )
     before = time.monotonic()
-    if workers:
-        result = pytester.runpytest_subprocess(*QUIET, "--spec-store-durations", "-n", "2")
-    else:
-        result = pytester.runpytest(*QUIET, "--spec-store-durations")
+    # In a process of its own: freezegun's ignore list is the process's, and this one's
+    # may have been extended already by the tests that ran before.
+    result = pytester.runpytest_subprocess(
+        *QUIET, "--spec-store-durations", *(("-n", str(workers)) if workers else ())
+    )
     elapsed = time.monotonic() - before
     result.assert_outcomes(passed=10)
     result.stdout.fnmatch_lines(
@@ -379,9 +381,9 @@ def test_stored_durations_are_real_seconds_under_a_frozen_clock(
     units = read_durations(path)
     assert set(units) == {
         "docs/frozen.rst",
-        "test_frozen.py::test_first",
-        "test_frozen.py::test_second",
-        "test_frozen.py::test_quick",
+        "checks/test_frozen.py::test_first",
+        "checks/test_frozen.py::test_second",
+        "checks/test_frozen.py::test_quick",
         "test_gone.py::test_old",
     }
     # Against a frozen clock, test_second would take no time at all, and test_first
@@ -389,9 +391,9 @@ def test_stored_durations_are_real_seconds_under_a_frozen_clock(
     # up to about the time from its start to its end, so the freeze that begins and
     # ends within the spec would all but cancel out even then.)
     assert 0.3 <= units["docs/frozen.rst"] <= elapsed
-    assert 0.2 <= units["test_frozen.py::test_first"] <= elapsed
-    assert 0.2 <= units["test_frozen.py::test_second"] <= elapsed
-    assert units["test_frozen.py::test_quick"] < 0.2
+    assert 0.2 <= units["checks/test_frozen.py::test_first"] <= elapsed
+    assert 0.2 <= units["checks/test_frozen.py::test_second"] <= elapsed
+    assert units["checks/test_frozen.py::test_quick"] < 0.2
     # The record of a unit this run did not have is kept.
     assert units["test_gone.py::test_old"] == 1.5
     # Sorted, one unit a line, and no temporary file left beside it.

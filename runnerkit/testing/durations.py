@@ -4,12 +4,12 @@ Sharding (:mod:`runnerkit.testing.sharding`) balances shards by these figures, a
 ``--spec-store-durations`` records them.  A work unit is a spec file, whose examples run
 together, or any other test by itself; its duration is the sum of the setup, call and
 teardown durations of its tests, as pytest reports them.  Those come from pytest's own
-clock, which runnerkit keeps real while a test or a spec freezes time
-(:mod:`runnerkit.testing.timecontrol`), so a spec frozen at a date years ago is still
-recorded in the seconds it really took.  (Without that, a freeze that begins and ends
-within one unit would mostly cancel out, since its phases add up to about the time from
-its start to its end; a freeze that spans units, as a module-scoped one does, would
-record some of them as taking no time and others as taking decades.)
+clock, which runnerkit keeps real while time is frozen (from the start of a run that
+stores durations; see :mod:`runnerkit.testing.timecontrol`), so a spec frozen at a date
+years ago is still recorded in the seconds it really took.  Without that, a freeze that
+begins and ends within one unit would mostly cancel out, since the unit's phases add up
+to about the time from its start to its end; but a freeze that spans units, as a
+module-scoped one does, would record some as taking no time and others as taking decades.
 
 The file is JSON, written with sorted keys and one unit a line, so that a change to it
 reads well in a diff::

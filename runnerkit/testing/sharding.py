@@ -42,6 +42,7 @@ from sybil.integration.pytest import SybilItem
 
 from runnerkit.errors import DurationsFileError
 from runnerkit.testing.durations import DurationLog, read_durations, store_durations
+from runnerkit.testing.timecontrol import keep_pytest_timing_real
 
 #: The durations file, in the rootdir, unless ``--spec-durations`` names another.
 DEFAULT_DURATIONS = ".runnerkit-durations.json"
@@ -230,7 +231,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register :class:`Sharding` if the run shards or stores durations.
 
     It is registered here, after ``--lf``'s plugin, so that its collection hook wraps
-    that one's and shards what ``--lf`` selected.
+    that one's and shards what ``--lf`` selected.  A run that stores durations keeps
+    pytest's clocks real from the start, so that a freeze the harness never sees
+    (freezegun used directly, by a module's fixture) is measured in real seconds too.
 
     :raises pytest.UsageError: ``--spec-shard`` is malformed, or the durations file is
         not one runnerkit can read.
@@ -240,6 +243,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if text is None and not store:
         return
     shard = None if text is None else Shard.parse(text)
+    if store:
+        keep_pytest_timing_real()
     path = durations_path(config)
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None and XDIST_KEY in workerinput:
