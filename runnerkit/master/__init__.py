@@ -8,7 +8,12 @@ One module per job:
 - :mod:`~runnerkit.master.watchdog`: which runners have been on one message too long;
 - :mod:`~runnerkit.master.status`: the status record that ``master.json`` holds;
 - :mod:`~runnerkit.master.files`: the master's lock, pid file and status file;
-- :mod:`~runnerkit.master.client`: starting a master in the background, and stopping it.
+- :mod:`~runnerkit.master.output`: each runner process's output file, and the error
+  line the master learns from it;
+- :mod:`~runnerkit.master.client`: starting a master in the background, stopping it,
+  and draining it;
+- :mod:`~runnerkit.master.readiness`: waiting for a started master's runners to be up
+  and its servers to listen.
 
 ``python -m runnerkit.master [-C FILE]... [--var-dir DIR]`` runs a master in the
 foreground (:func:`main`).
@@ -21,6 +26,9 @@ from runnerkit.errors import (
     StatusFileError,
 )
 from runnerkit.master.client import (
+    KEPT_QUEUES,
+    DrainReport,
+    drain_master,
     restart_runners,
     signal_master,
     start_in_background,
@@ -38,17 +46,21 @@ from runnerkit.master.files import (
     running_master_pid,
     write_status,
 )
+from runnerkit.master.output import output_path
 from runnerkit.master.policy import Action, Decision, RestartPolicy
+from runnerkit.master.readiness import listening_addresses, wait_until_ready
 from runnerkit.master.status import MasterStatus, RunnerStatus
 from runnerkit.master.supervisor import STUCK_CHECK_SECONDS, Master, Slot, main
 from runnerkit.master.watchdog import Stuck, Watchdog
 
 __all__ = [
+    "KEPT_QUEUES",
     "LOCK_RETRY_SECONDS",
     "STUCK_CHECK_SECONDS",
     "UNKNOWN_PID",
     "Action",
     "Decision",
+    "DrainReport",
     "Master",
     "MasterLayers",
     "MasterLock",
@@ -63,8 +75,11 @@ __all__ = [
     "StatusFileError",
     "Stuck",
     "Watchdog",
+    "drain_master",
+    "listening_addresses",
     "lock_paths",
     "main",
+    "output_path",
     "read_layers",
     "read_status",
     "restart_runners",
@@ -72,5 +87,6 @@ __all__ = [
     "signal_master",
     "start_in_background",
     "stop_master",
+    "wait_until_ready",
     "write_status",
 ]

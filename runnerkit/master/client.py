@@ -1,7 +1,20 @@
-"""The client side of the master: start one in the background, stop one.
+"""The client side of the master: start one in the background, stop one, drain one.
 
 ``runnerkit start`` and ``runnerkit stop`` (and the demo) use these; they talk to the
-master only through its lock (:mod:`runnerkit.master.files`) and signals.
+master only through its lock and status file (:mod:`runnerkit.master.files`) and
+signals.
+
+Draining
+--------
+:func:`drain_master` (``runnerkit stop --drain``) stops a master without leaving work
+in its queues.  It sends the master SIGUSR2, which stops the runners without a queue --
+the LMTP server first of all: nothing new comes in -- and waits until the status file
+shows them down.  Then it waits until no queue but ``bad`` and ``shunt`` holds a
+message, waiting or in progress (``.pck`` or ``.bak``), on two looks in a row (a
+message moving from one queue to the next could slip between the queues of one look).
+Then it stops the master as :func:`stop_master` does, and counts what is left, once
+nothing moves any more.  Each wait is bounded; what a drain could not empty is
+reported, never lost: it waits in its queue for the next start.
 """
 
 from __future__ import annotations
@@ -12,7 +25,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runnerkit.config import Configuration
@@ -24,7 +38,14 @@ from runnerkit.errors import (
     MasterStartError,
 )
 from runnerkit.fsio import make_directories
-from runnerkit.master.files import UNKNOWN_PID, lock_paths, read_layers, running_master_pid
+from runnerkit.master.files import (
+    UNKNOWN_PID,
+    lock_paths,
+    read_layers,
+    read_status,
+    running_master_pid,
+)
+from runnerkit.switchboard import Switchboard
 
 #: How often the client looks at the master's lock while it waits.
 POLL_SECONDS = 0.02
@@ -155,3 +176,127 @@ def stop_master(config: Configuration, timeout: float) -> int | None:
             return None
         time.sleep(POLL_SECONDS)
     return pid
+
+
+#: The queues a drain leaves alone: what waits there waits for an operator.
+KEPT_QUEUES = ("bad", "shunt")
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """What :func:`drain_master` did."""
+
+    #: The master's pid.
+    pid: int
+    #: The runners without a queue that the drain stopped, as ``NAME``.
+    intake: tuple[str, ...]
+    #: Whether they were down within the timeout.
+    intake_stopped: bool
+    #: Seconds from the request to the last look that found the queues empty, or to
+    #: the timeout.
+    seconds: float
+    #: Whether the master stopped within its timeout.
+    stopped: bool
+    #: Messages left in each drained queue, counted once the master stopped (waiting
+    #: and in-progress files); only queues that hold some.
+    left: dict[str, int] = field(default_factory=dict)
+    #: Files in ``bad`` and ``shunt``, which a drain leaves to an operator; only those
+    #: that hold some.
+    kept: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def drained(self) -> bool:
+        """Whether the master stopped with every drained queue empty."""
+        return self.stopped and not self.left
+
+
+def queue_load(switchboard: Switchboard) -> int:
+    """Messages in *switchboard*'s queue: waiting (``.pck``) and in progress (``.bak``)."""
+    return len(switchboard.get_files(".pck")) + len(switchboard.get_files(".bak"))
+
+
+def drain_master(
+    config: Configuration,
+    switchboards: Mapping[str, Switchboard],
+    timeout: float,
+    stop_timeout: float,
+) -> DrainReport:
+    """Stop intake, wait for the queues to empty, then stop the master of *config*.
+
+    See the module's documentation for the steps.
+
+    :param switchboards: every queue of the var dir, by name (``bad`` and ``shunt``
+        are counted, not drained).
+    :param timeout: seconds to wait for the intake to stop and the queues to empty.
+    :param stop_timeout: seconds to wait for the master to stop afterwards.
+    :raises MasterNotRunningError: no master holds the lock.
+    :raises MasterError: the lock holder wrote no pid, the master wrote no status file
+        within *timeout* (it is not asked to drain), or it exited before the drain was
+        done.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    # Signal 0 only finds the master (and refuses a lock without a pid).
+    pid = signal_master(config, 0)
+
+    def master_gone() -> MasterError:
+        return MasterError(
+            f"the master (pid {pid}) exited during the drain; "
+            f"see {config.paths.log_dir / 'runnerkit.log'}"
+        )
+
+    # A master writes its status file once it handles signals; before that, SIGUSR2
+    # would end it (a drain asked for the moment after a 'start --wait 0').
+    while (status := read_status(config)) is None or status.master_pid != pid:
+        if running_master_pid(config) != pid:
+            raise master_gone()
+        if time.monotonic() > deadline:
+            raise MasterError(
+                f"the master (pid {pid}) wrote no status within {timeout:g}s: it is still "
+                "starting, or stuck; nothing was asked of it"
+            )
+        time.sleep(POLL_SECONDS)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGUSR2)
+    intake: tuple[str, ...] = ()
+    intake_stopped = False
+    while time.monotonic() <= deadline:
+        if running_master_pid(config) != pid:
+            raise master_gone()
+        status = read_status(config)
+        if status is not None and status.master_pid == pid and status.draining:
+            servers = [runner for runner in status.runners if runner.slice is None]
+            intake = tuple(runner.name for runner in servers)
+            if all(runner.pid is None for runner in servers):
+                intake_stopped = True
+                break
+        time.sleep(POLL_SECONDS)
+    drained = [name for name in sorted(switchboards) if name not in KEPT_QUEUES]
+    empty_looks = 0
+    while intake_stopped and time.monotonic() <= deadline:
+        if running_master_pid(config) != pid:
+            raise master_gone()
+        if any(queue_load(switchboards[name]) for name in drained):
+            empty_looks = 0
+        else:
+            empty_looks += 1
+            if empty_looks == 2:
+                break
+        time.sleep(POLL_SECONDS)
+    seconds = time.monotonic() - started
+    try:
+        stopped = stop_master(config, stop_timeout) is not None
+    except MasterNotRunningError:
+        # It stopped between the last look and the signal: nothing runs, as asked.
+        stopped = True
+    loads = {name: queue_load(switchboards[name]) for name in drained}
+    kept = {name: switchboards[name].depth() for name in KEPT_QUEUES if name in switchboards}
+    return DrainReport(
+        pid=pid,
+        intake=intake,
+        intake_stopped=intake_stopped,
+        seconds=seconds,
+        stopped=stopped,
+        left={name: count for name, count in loads.items() if count},
+        kept={name: count for name, count in kept.items() if count},
+    )

@@ -12,9 +12,19 @@ Signals
 SIGTERM and SIGINT stop every runner after its current message, wait up to
 ``[master] stop_timeout`` for them (then kill the stragglers) and exit.  SIGUSR1
 restarts all runners without spending their budget.  SIGHUP reopens the master's log
-file and every runner's.  Runners watch the master and stop if it dies, even by SIGKILL;
-a runner still finishing a message then holds its slice's lock, and the new master's
-process for that slice waits for it (see :mod:`runnerkit.process`).
+file and every runner's.  SIGUSR2 starts a *drain* (``runnerkit stop --drain``): the
+runners without a queue -- the LMTP server and the other servers, where work comes in
+-- are stopped and stay down, while the queue runners go on emptying their queues; the
+status file says ``"draining": true``.  SIGUSR1 ends a drain: every runner, the stopped
+ones included, starts again.
+
+Each runner process's standard output and error go to a file of its slot; when a
+process fails, the last line it wrote there becomes the slot's ``last_error`` in the
+status file (:mod:`runnerkit.master.output`).
+
+Runners watch the master and stop if it dies, even by SIGKILL; a runner still finishing
+a message then holds its slice's lock, and the new master's process for that slice
+waits for it (see :mod:`runnerkit.process`).
 """
 
 from __future__ import annotations
@@ -33,9 +43,12 @@ from pathlib import Path
 
 from runnerkit.config import Configuration, ImportDir
 from runnerkit.errors import MasterRunningError, RunnerkitError
+from runnerkit.exits import EXIT_RESTART
+from runnerkit.fsio import make_directories
 from runnerkit.importpath import use_import_path
 from runnerkit.logs import configure_logging, reopen_logs
 from runnerkit.master.files import MasterLock, remove_layers, write_layers, write_status
+from runnerkit.master.output import describe_end, file_size, last_line, output_path
 from runnerkit.master.policy import Action, RestartPolicy, describe_exit
 from runnerkit.master.status import MasterStatus, RunnerStatus
 from runnerkit.master.watchdog import Watchdog
@@ -46,6 +59,8 @@ log = logging.getLogger("runnerkit.master")
 
 #: How often the master looks for runners stuck on one message, at most.
 STUCK_CHECK_SECONDS = 1.0
+#: The reason a runner stopped by a drain shows.
+DRAINED = "stopped for a drain"
 
 
 @dataclass
@@ -76,11 +91,24 @@ class Slot:
     started: float = 0.0
     #: The file base the current process was found stuck on; it is being killed.
     stuck_on: str = ""
+    #: What ended the last failed process (see :attr:`RunnerStatus.last_error`).
+    last_error: str = ""
+    #: The file the process's standard output and error go to, once one was started.
+    output: Path | None = None
+    #: Where the current process's output starts in :attr:`output`, in bytes.
+    output_start: int = 0
+    #: Stopped by a drain: it stays down until a restart (SIGUSR1).
+    drained: bool = False
 
     @property
     def spec(self) -> str:
         """The ``--runner`` argument: NAME or NAME:SLICE:COUNT."""
         return self.name if self.slice is None else f"{self.name}:{self.slice}:{self.count}"
+
+    @property
+    def has_queue(self) -> bool:
+        """Whether the slot is a slice of a queue runner; if not, it serves (LMTP, REST)."""
+        return self.slice is not None
 
     @property
     def pid(self) -> int | None:
@@ -106,6 +134,7 @@ class Slot:
             state=self.state,
             restarts=self.restarts,
             reason=f"stuck on {self.stuck_on}" if self.stuck_on else self.down_reason,
+            last_error=self.last_error,
         )
 
 
@@ -143,6 +172,9 @@ class Master:
         self._stopping = False
         self._restart_all = False
         self._hangup = False
+        self._drain = False
+        #: Whether a drain is under way: the runners without a queue were stopped.
+        self.draining = False
         self._wake = threading.Event()
         self._status_written: MasterStatus | None = None
         self._next_stuck_check = 0.0
@@ -204,6 +236,7 @@ class Master:
                 signal.SIGINT: self._on_stop,
                 signal.SIGUSR1: self._on_restart,
                 signal.SIGHUP: self._on_hangup,
+                signal.SIGUSR2: self._on_drain,
                 signal.SIGCHLD: lambda signum: self._wake.set(),
             }
             with SignalDispatcher(actions):
@@ -233,6 +266,10 @@ class Master:
         self._hangup = True
         self._wake.set()
 
+    def _on_drain(self, signum: int) -> None:
+        self._drain = True
+        self._wake.set()
+
     def step(self, now: float) -> None:
         """One pass of the watch loop: handle signals, reap, restart, write the status.
 
@@ -246,12 +283,19 @@ class Master:
         if self._restart_all:
             self._restart_all = False
             log.info("master: SIGUSR1, restarting all runners")
+            if self.draining:
+                log.info("master: the drain ends; the stopped runners start again")
+            self.draining = False
             for slot in self.slots:
+                slot.drained = False
                 if slot.process is not None:
                     slot.restart_requested = True
                     _send(slot.process, signal.SIGUSR1)
                 elif slot.start_at is None:
                     slot.start_at, slot.down_reason, slot.failures = now, "", ()
+        if self._drain:
+            self._drain = False
+            self.drain()
         for slot in self.slots:
             if slot.process is not None:
                 status = slot.process.poll()
@@ -263,6 +307,27 @@ class Master:
             self._next_stuck_check = now + STUCK_CHECK_SECONDS
             self.kill_stuck(time.time())
         self.write_status()
+
+    def drain(self) -> list[Slot]:
+        """Stop the runners without a queue, where work comes in, and keep them down.
+
+        Each is sent SIGTERM (it ends its sessions and exits); one waiting to restart
+        is not restarted.  The queue runners go on.  A restart (SIGUSR1) ends the drain.
+
+        :returns: the slots stopped, or being stopped.
+        """
+        stopped = [slot for slot in self.slots if not slot.has_queue]
+        names = ", ".join(slot.spec for slot in stopped) or "none"
+        log.info("master: draining; stopping the runners without a queue (%s)", names)
+        self.draining = True
+        for slot in stopped:
+            slot.drained = True
+            if slot.process is not None:
+                _send(slot.process, signal.SIGTERM)
+            elif slot.start_at is not None:
+                slot.start_at = None
+                slot.down_reason = DRAINED
+        return stopped
 
     def seconds_to_next_start(self, now: float, longest: float = 0.5) -> float:
         """How long the watch loop may sleep: until the next due start, at most *longest*."""
@@ -316,8 +381,22 @@ class Master:
     def _exited(self, slot: Slot, status: int, now: float) -> None:
         pid = slot.pid
         slot.process = None
-        slot.stuck_on = ""
+        stuck_on, slot.stuck_on = slot.stuck_on, ""
         running = slot.running + max(0.0, now - slot.launched)
+        if status not in (0, EXIT_RESTART) and not slot.restart_requested:
+            slot.last_error = self._failure(slot, status, stuck_on)
+        if slot.drained:
+            slot.running = running
+            slot.restart_requested = False
+            slot.start_at = None
+            slot.down_reason = DRAINED
+            log.info(
+                "master: %s (pid %s) stopped for the drain (%s)",
+                slot.spec,
+                pid,
+                describe_end(status),
+            )
+            return
         decision = self.policy.decide(
             slot.failures,
             slot.max_restarts,
@@ -334,6 +413,11 @@ class Master:
             slot.down_reason = decision.reason
         else:
             slot.restarts += 1
+        if decision.action is Action.BACKOFF:
+            slot.down_reason = (
+                f"backing off {decision.delay:.2f}s before restart "
+                f"{len(decision.failures)} of {slot.max_restarts}"
+            )
         if decision.action is Action.RESTART:
             log.info("master: %s (pid %s) restarting on request", slot.spec, pid)
         elif decision.action is Action.STOPPED:
@@ -360,6 +444,15 @@ class Master:
                 decision.delay,
             )
 
+    def _failure(self, slot: Slot, status: int, stuck_on: str) -> str:
+        """What ended *slot*'s process, which failed with *status*: its last error line."""
+        if stuck_on:
+            return f"killed by the master: stuck on {stuck_on}"
+        if status < 0 or slot.output is None:
+            # A signal ends a process without a word; an older line is no cause of it.
+            return describe_end(status)
+        return last_line(slot.output, slot.output_start) or describe_end(status)
+
     def _spawn(self, slot: Slot, now: float) -> None:
         command = [self.python, "-m", "runnerkit.process", "--runner", slot.spec]
         command += ["--var-dir", str(self.config.paths.var_dir), "--parent-pid", str(os.getpid())]
@@ -367,9 +460,10 @@ class Master:
             command += ["-C", str(path)]
         for entry in self.config.import_path:
             command += ["--path", str(entry.path)]
-        errors = self.config.paths.log_dir / "runners.err"
-        errors.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-        with open(errors, "ab") as stderr:
+        output = output_path(self.config.paths.log_dir, slot.name, slot.slice)
+        make_directories(output.parent)
+        with open(output, "ab") as stderr:
+            slot.output, slot.output_start = output, file_size(output)
             slot.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, close_fds=True
             )
@@ -406,8 +500,10 @@ class Master:
     # Status.
 
     def status(self) -> MasterStatus:
-        """The master's pid and each runner process's name, slice, pid, state, restarts."""
-        return MasterStatus(os.getpid(), tuple(slot.status() for slot in self.slots))
+        """The master's pid, whether it drains, and each runner process's status."""
+        return MasterStatus(
+            os.getpid(), tuple(slot.status() for slot in self.slots), draining=self.draining
+        )
 
     def write_status(self) -> None:
         """Write :meth:`status` to the status file, when it changed."""
