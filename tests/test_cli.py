@@ -365,6 +365,9 @@ def test_a_lock_held_without_a_pid_is_never_signalled(rk: Commands) -> None:
             assert_error(rk(command), 1, "wrote no pid", "signals no process it cannot name")
         result = rk("status")
         assert "master: lock held by a process that wrote no pid" in result.output
+        assert result.exit_code == 4
+        status = json.loads(rk("status", "--json").stdout)
+        assert (status["master"], status["master_pid"]) == ("unknown", None)
         assert holder.poll() is None
         assert canary.poll() is None
     finally:
@@ -407,35 +410,39 @@ def test_without_a_master_stop_and_restart_fail(rk: Commands, command: str) -> N
     )
 
 
-def test_status_without_a_master_shows_queue_depths(rk: Commands) -> None:
+def test_status_without_a_master_shows_queue_depths_and_exits_3(rk: Commands) -> None:
     rk.enqueue("in")
     rk.enqueue("in")
     rk.enqueue("shunt", whichq="out")
     completed = rk.process("status")
-    assert completed.returncode == 0, completed.stderr
+    # 3: not running, as an LSB init script's status says.
+    assert completed.returncode == 3, completed.stderr
     assert completed.stderr == ""
-    lines = completed.stdout.splitlines()
-    assert lines[0] == "master: not running"
-    depths = dict(line.split() for line in lines[1:])
-    assert depths == {
-        "bad": "0",
-        "in": "2",
-        "out": "0",
-        "pipeline": "0",
-        "retry": "0",
-        "shunt": "1",
-    }
+    assert completed.stdout == (
+        "master: not running\n"
+        "\n"
+        "queue          depth\n"
+        "bad                0\n"
+        "in                 2\n"
+        "out                0\n"
+        "pipeline           0\n"
+        "retry              0\n"
+        "shunt              1\n"
+    )
 
 
-def test_status_json_without_a_master(rk: Commands) -> None:
+def test_status_json_without_a_master_is_complete_and_exits_3(rk: Commands) -> None:
     rk.enqueue("out")
     result = rk("status", "--json")
-    assert result.exit_code == 0
-    status = json.loads(result.stdout)
-    assert status["master_pid"] is None
-    assert status["runners"] == []
-    assert status["queues"]["out"] == 1
-    assert status["queues"]["in"] == 0
+    assert result.exit_code == 3
+    assert json.loads(result.stdout) == {
+        "master": "not running",
+        "master_pid": None,
+        "draining": False,
+        "runners": [],
+        "queues": {"bad": 0, "in": 0, "out": 1, "pipeline": 0, "retry": 0, "shunt": 0},
+        "problems": ["master: not running"],
+    }
 
 
 # The environment and the var dir.
@@ -475,14 +482,12 @@ def test_config_files_come_from_the_environment(rk: Commands, tmp_path: Path) ->
     first.write_text(f"[paths]\nvar_dir: {tmp_path / 'configured'}\n", encoding="utf-8")
     second = tmp_path / "second.ini"
     second.write_text("[runner.extra]\nstart: no\n", encoding="utf-8")
-    (tmp_path / "configured").mkdir()
     completed = rk.process(
         "queues", env={"RUNNERKIT_CONFIG": os.pathsep.join([str(first), str(second)])}
     )
     assert completed.returncode == 0, completed.stderr
     assert "extra" in dict(line.split() for line in completed.stdout.splitlines())
-    # queues only looks: the var dir is the configured one, and nothing was made in it.
-    assert list((tmp_path / "configured").iterdir()) == []
+    assert (tmp_path / "configured" / "queue" / "extra").is_dir()
 
 
 def test_config_option_repeats(rk: Commands, tmp_path: Path) -> None:
@@ -490,7 +495,6 @@ def test_config_option_repeats(rk: Commands, tmp_path: Path) -> None:
     first.write_text("[runner.extra]\nstart: no\n", encoding="utf-8")
     second = tmp_path / "second.ini"
     second.write_text("[runner.more]\nstart: no\n", encoding="utf-8")
-    rk.var_dir.mkdir()
     result = rk("queues", "-C", str(first), "-C", str(second))
     assert result.exit_code == 0
     assert {"extra", "more"} <= {line.split()[0] for line in result.stdout.splitlines()}
@@ -682,6 +686,21 @@ def test_queues_shows_every_depth(rk: Commands) -> None:
         "retry              0\n"
         "shunt              1\n"
     )
+
+
+def test_queues_json_gives_every_depth(rk: Commands) -> None:
+    rk.enqueue("pipeline")
+    rk.enqueue("shunt", whichq="in")
+    damaged = rk.enqueue("bad")
+    damaged.rename(damaged.with_suffix(".psv"))
+    completed = rk.process("queues", "--json")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr == ""
+    # One line, the layout of the REST runner's /queues.
+    assert completed.stdout.count("\n") == 1
+    assert json.loads(completed.stdout) == {
+        "queues": {"bad": 1, "in": 0, "out": 0, "pipeline": 1, "retry": 0, "shunt": 1}
+    }
 
 
 # qfile.

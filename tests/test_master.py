@@ -101,9 +101,9 @@ class Masters(MasterGroup, Recordings):
         assert RUNNERKIT.exists(), f"no runnerkit console script beside {sys.executable}"
         return run_to_end([str(RUNNERKIT), *args, *self.options()], self.env, self.tmp_path)
 
-    def start(self) -> int:
-        """``runnerkit start``: a master in the background; return its pid."""
-        result = self.runnerkit("start")
+    def start(self, *args: str) -> int:
+        """``runnerkit start ARGS``: a master in the background; return its pid."""
+        result = self.runnerkit("start", *args)
         assert result.returncode == 0, result.stderr
         match = re.fullmatch(r"master started with pid (\d+)\n", result.stdout)
         assert match is not None, result.stdout
@@ -142,7 +142,8 @@ def masters(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 def status_rows(text: str) -> dict[tuple[str, str], list[str]]:
     """The runner rows of ``runnerkit status``, by (name, slice): the other columns."""
     rows = {}
-    for line in text.splitlines()[2:]:
+    # The runners' table ends with a blank line; the queues' table follows.
+    for line in text.split("\n\n")[0].splitlines()[2:]:
         name, where, *rest = line.split(maxsplit=6)
         rows[name, where] = rest
     return rows
@@ -185,6 +186,18 @@ def test_start_in_the_background_runs_one_process_per_slice(masters: Masters) ->
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"master: running, pid {master}"
+    # Every queue, shunt and bad included, whether a runner reads it or not.
+    assert result.stdout.split("\n\n")[1].splitlines() == [
+        "queue          depth",
+        "bad                0",
+        "in                 0",
+        "out                0",
+        "paused             3",
+        "pipeline           0",
+        "quiet              0",
+        "retry              0",
+        "shunt              0",
+    ]
     assert lines[1].split() == ["runner", "slice", "pid", "state", "restarts", "queue"]
     assert status_rows(result.stdout) == {
         ("paused", "0/1"): [str(pids["paused", 0]), "running", "0", "3"],
@@ -200,7 +213,7 @@ def test_start_in_the_background_runs_one_process_per_slice(masters: Masters) ->
     assert not masters.pid_path.exists()
     assert not masters.status_path.exists()
     result = masters.runnerkit("status")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr
     assert result.stdout.splitlines()[0] == "master: not running"
 
 
@@ -327,13 +340,16 @@ def test_a_stale_lock_is_taken_over(masters: Masters, stale: Callable[[], int]) 
 @pytest.mark.slow
 def test_a_crash_loop_backs_off_and_then_the_slice_stays_down(masters: Masters) -> None:
     masters.configure(RECORDING + CRASHING, backoff_base="50ms", backoff_max="150ms")
-    master = masters.start()
+    # Without --wait 0, start would see the crash, and stop the master.
+    master = masters.start("--wait", "0")
     wait_for(lambda: masters.state("crashing") == "down", "the master to give up")
 
     crashing = masters.slot("crashing")
     assert crashing["pid"] is None
     assert crashing["restarts"] == 4
     assert crashing["reason"] == "failed 5 times within the restart window"
+    # It dies with os._exit(1), writing nothing: its exit status speaks for it.
+    assert crashing["last_error"] == "exited with status 1"
 
     # Each failure waits twice as long as the one before, up to backoff_max; the fifth,
     # one more than max_restarts, ends it.
@@ -358,13 +374,14 @@ def test_a_crash_loop_backs_off_and_then_the_slice_stays_down(masters: Masters) 
         assert (restarted - died).total_seconds() >= delay - 0.02
 
     result = masters.runnerkit("status")
+    assert result.returncode == 1, result.stderr
     rows = status_rows(result.stdout)
     assert rows["crashing", "0/1"] == [
         "-",
         "down",
         "4",
         "0",
-        "(failed 5 times within the restart window)",
+        "(failed 5 times within the restart window; last error: exited with status 1)",
     ]
     # The other runners do not suffer.
     assert rows["quiet", "0/2"][1:3] == ["running", "0"]
@@ -384,7 +401,9 @@ def test_a_runner_killed_by_sigkill_is_restarted(masters: Masters) -> None:
     assert not alive(killed)
     assert parent_of(after["quiet", 0]) == master
     assert masters.slot("quiet", 0)["restarts"] == 1
+    assert masters.slot("quiet", 0)["last_error"] == "killed by SIGKILL"
     assert masters.slot("quiet", 1)["restarts"] == 0
+    assert masters.slot("quiet", 1)["last_error"] == ""
     assert f"master: quiet:0:2 (pid {killed}) died with signal 9; restart 1 of 10 in 0.05s" in (
         masters.messages_of(master)
     )

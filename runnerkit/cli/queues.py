@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,18 @@ INCOMING = "in"
 
 @main.command()
 @config_options
-def queues(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON: {"queues": {NAME: DEPTH, ...}}.'
+)
+def queues(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) -> None:
     """Show the depth of every queue, shunt and bad included."""
-    with opened(config_files, var_dir, read_only=True) as config:
-        for name, depth in queue_depths(config.switchboards).items():
+    with opened(config_files, var_dir) as config:
+        depths = queue_depths(config.switchboards)
+        if as_json:
+            # The layout of the REST runner's /queues.
+            click.echo(json.dumps({"queues": depths}, sort_keys=True))
+            return
+        for name, depth in depths.items():
             click.echo(f"{name:<12} {depth:>7}")
 
 

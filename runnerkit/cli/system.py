@@ -1,8 +1,16 @@
-"""``start``, ``stop``, ``restart`` and ``status``: the master and its runners."""
+"""``start``, ``stop``, ``restart`` and ``status``: the master and its runners.
+
+``status`` exits with :data:`STATUS_RUNNING` (0) when the master and every runner
+process run, :data:`STATUS_DEGRADED` (1) when the master runs but some runner does
+not, :data:`STATUS_NOT_RUNNING` (3, as for an LSB init script) when no master runs, and
+:data:`STATUS_UNKNOWN` (4) when the master lock is held by a process that wrote no pid;
+2 is, as for every command, bad usage or configuration.
+"""
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -15,32 +23,79 @@ from runnerkit.cli.common import (
     load_config,
     main,
     opened,
-    site_options,
 )
-from runnerkit.errors import MasterLayersError, RunnerkitError
+from runnerkit.errors import MasterStartError, RunnerkitError, StatusFileError
 from runnerkit.master import (
     UNKNOWN_PID,
+    DrainReport,
     Master,
+    MasterStatus,
+    RunnerStatus,
+    drain_master,
     read_status,
-    restart_runners,
     running_master_pid,
+    signal_master,
     start_in_background,
     stop_master,
+    wait_until_ready,
 )
-from runnerkit.runner import check_runner_classes
+from runnerkit.runner import check_runner_classes, load_runner_class
+from runnerkit.runners.lmtp import LMTPRunner
+from runnerkit.runners.rest import RESTRunner
+from runnerkit.site import Site
 from runnerkit.switchboard import queue_depths
+
+#: ``status``: the master and every runner process run.
+STATUS_RUNNING = 0
+#: ``status``: the master runs, but some runner process does not.
+STATUS_DEGRADED = 1
+#: ``status``: no master runs (LSB's "program is not running").
+STATUS_NOT_RUNNING = 3
+#: ``status``: the master lock is held by a process that wrote no pid.
+STATUS_UNKNOWN = 4
+#: Seconds ``start`` waits for the runners, unless told.
+START_WAIT_SECONDS = 10.0
+
+
+def listener_names(config: Site) -> list[str]:
+    """The runners the master starts that serve a port: LMTP and REST runners."""
+    return [
+        name
+        for name, settings in sorted(config.runners.items())
+        if settings.start
+        and not settings.queue
+        and issubclass(load_runner_class(settings), (LMTPRunner, RESTRunner))
+    ]
 
 
 @main.command()
 @config_options
 @click.option("--foreground", is_flag=True, help="Run the master in this process.")
-def start(config_files: tuple[Path, ...], var_dir: Path | None, foreground: bool) -> None:
-    """Start the master, which starts every runner."""
+@click.option(
+    "--wait",
+    "wait",
+    type=click.FloatRange(min=0),
+    default=START_WAIT_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for every runner to start and the LMTP and REST servers to "
+    "listen; if one fails, or time runs out, the master is stopped (0: do not wait).",
+)
+def start(
+    config_files: tuple[Path, ...], var_dir: Path | None, foreground: bool, wait: float
+) -> None:
+    """Start the master, which starts every runner.
+
+    In the background (the default), return once every runner process has started and
+    the LMTP and REST servers listen; should one fail first, say why, stop the master
+    and exit with status 1.
+    """
     config = load_config(config_files, var_dir)
     try:
         # A runner class that cannot be loaded is reported now, not by a runner
         # process that the master would restart in vain.
         check_runner_classes(config)
+        listeners = listener_names(config)
     except RunnerkitError as error:
         raise UsageProblem(str(error)) from error
     pid = running_master_pid(config)
@@ -59,39 +114,107 @@ def start(config_files: tuple[Path, ...], var_dir: Path | None, foreground: bool
         pid = start_in_background(config, config_files)
     except RunnerkitError as error:
         raise CommandError(str(error)) from error
+    if wait > 0:
+        try:
+            wait_until_ready(config, pid, listeners, wait)
+        except MasterStartError as error:
+            raise CommandError(f"{error}; {_stop_after_failed_start(config, pid)}") from error
     click.echo(f"master started with pid {pid}")
+
+
+def _stop_after_failed_start(config: Site, pid: int) -> str:
+    """Stop the master *pid* that ``start`` started, and say how that went."""
+    # The master gives its runners stop_timeout, then kills them: wait a little more.
+    timeout = config.master.stop_timeout.total_seconds() + 5.0
+    try:
+        stopped = stop_master(config, timeout)
+    except RunnerkitError as error:
+        return f"the master (pid {pid}) could not be stopped: {error}"
+    if stopped is None:
+        return f"the master (pid {pid}) did not stop within {timeout:g}s; see 'runnerkit status'"
+    return f"stopped the master (pid {pid}) and its runners"
 
 
 @main.command()
 @config_options
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait.")
-def stop(config_files: tuple[Path, ...], var_dir: Path | None, timeout: float) -> None:
-    """Stop the master and every runner, after their current messages."""
+@click.option(
+    "--drain",
+    is_flag=True,
+    help="First stop intake (the LMTP server and the other runners without a queue) "
+    "and wait until every queue but bad and shunt is empty.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for the master to stop; with --drain, for the queues to "
+    "empty, and then as long again for the stop.",
+)
+def stop(
+    config_files: tuple[Path, ...], var_dir: Path | None, drain: bool, timeout: float
+) -> None:
+    """Stop the master and every runner, after their current messages.
+
+    With --drain, exit with status 1 and name what is left if the queues did not
+    empty in time: it stays queued, for the next start.
+    """
+    if drain:
+        with opened(config_files, var_dir) as site:
+            _drain(site, timeout)
+        return
     config = load_config(config_files, var_dir)
     try:
         pid = stop_master(config, timeout)
     except RunnerkitError as error:
         raise CommandError(str(error)) from error
     if pid is None:
-        raise CommandError(f"the master did not stop within {timeout:.0f}s")
+        raise CommandError(f"the master did not stop within {timeout:g}s")
     click.echo(f"master {pid} stopped")
+
+
+def _drain(site: Site, timeout: float) -> None:
+    try:
+        report = drain_master(site, site.switchboards, timeout, stop_timeout=timeout)
+    except KeyboardInterrupt:
+        raise CommandError(
+            "drain interrupted: the master still runs, its intake perhaps stopped; "
+            "'runnerkit restart' starts every runner again, 'runnerkit stop' stops it all"
+        ) from None
+    except RunnerkitError as error:
+        raise CommandError(str(error)) from error
+    if report.kept:
+        kept = ", ".join(f"{name} {count}" for name, count in report.kept.items())
+        click.echo(f"left for an operator: {kept}")
+    if report.drained:
+        click.echo(f"drained in {report.seconds:.1f}s; master {report.pid} stopped")
+        return
+    raise CommandError(_drain_problem(report, timeout))
+
+
+def _drain_problem(report: DrainReport, timeout: float) -> str:
+    """Why a drain fell short, and where things stand."""
+    if not report.intake_stopped:
+        servers = ", ".join(report.intake) or "the runners without a queue"
+        problem = f"intake ({servers}) did not stop within {timeout:g}s"
+    else:
+        problem = f"the queues did not drain within {timeout:g}s"
+    if report.left:
+        left = ", ".join(f"{name} {count}" for name, count in report.left.items())
+        problem += f"; left, for the next start: {left}"
+    if report.stopped:
+        return f"{problem}; master {report.pid} stopped"
+    return f"{problem}; master {report.pid} did not stop within {timeout:g}s"
 
 
 @main.command()
 @config_options
 def restart(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
-    """Restart every runner (the master stays), without spending restart budgets.
-
-    The runners start again with the master's own layers, re-reading its -C files, so
-    edits to those files take effect.  -C and --path may repeat what the master runs
-    with (to find it), but cannot change it: other layers are refused (exit status 2);
-    for them, stop the master and start it again with them.
-    """
+    """Restart every runner (the master stays), without spending restart budgets."""
     config = load_config(config_files, var_dir)
     try:
-        pid = restart_runners(config, config_files, site_options().import_path)
-    except MasterLayersError as error:
-        raise UsageProblem(str(error)) from error
+        pid = signal_master(config, signal.SIGUSR1)
     except RunnerkitError as error:
         raise CommandError(str(error)) from error
     click.echo(f"asked master {pid} to restart its runners")
@@ -101,34 +224,87 @@ def restart(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
 @config_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) -> None:
-    """Show the master, its runners and the depth of every queue."""
-    with opened(config_files, var_dir, read_only=True) as config:
+    """Show the master, its runners and the depth of every queue.
+
+    A runner that is not running shows why, and the last error line of its last failed
+    process.  Exit status: 0 when the master and every runner process run, 1 when some
+    runner does not, 3 when no master runs, 4 when the master lock is held by a process
+    that wrote no pid.
+    """
+    with opened(config_files, var_dir) as config:
         pid = running_master_pid(config)
-        master_status = read_status(config) if pid is not None else None
+        problems: list[str] = []
+        master_status: MasterStatus | None = None
+        if pid is None:
+            master, code = "not running", STATUS_NOT_RUNNING
+            problems.append("master: not running")
+        elif pid == UNKNOWN_PID:
+            master, code = "unknown", STATUS_UNKNOWN
+            problems.append("master: the lock is held by a process that wrote no pid")
+        else:
+            master, code = "running", STATUS_RUNNING
+            try:
+                master_status = read_status(config)
+            except StatusFileError as error:
+                problems.append(f"master: {error}")
+                code = STATUS_DEGRADED
+            if master_status is not None and master_status.master_pid != pid:
+                # Left by a master killed outright; this one has not written its own yet.
+                master_status = None
         runners = master_status.runners if master_status is not None else ()
+        draining = master_status is not None and master_status.draining
+        for runner in runners:
+            if runner.state != "running":
+                problems.append(runner.problem())
+                code = max(code, STATUS_DEGRADED)
         depths = queue_depths(config.switchboards)
         if as_json:
-            listed = [runner.to_dict() for runner in runners]
-            click.echo(json.dumps({"master_pid": pid, "runners": listed, "queues": depths}))
-            return
-        if pid is None:
-            click.echo("master: not running")
-        elif pid == UNKNOWN_PID:
-            click.echo("master: lock held by a process that wrote no pid")
+            document = {
+                "master": master,
+                "master_pid": pid if master == "running" else None,
+                "draining": draining,
+                "runners": [runner.to_dict() for runner in runners],
+                "queues": depths,
+                "problems": problems,
+            }
+            click.echo(json.dumps(document, sort_keys=True))
         else:
-            click.echo(f"master: running, pid {pid}")
-        if runners:
-            click.echo(
-                f"{'runner':<12} {'slice':<7} {'pid':>8} {'state':<9} {'restarts':>8} {'queue':>7}"
-            )
-        for runner in runners:
-            where = "-" if runner.slice is None else f"{runner.slice}/{runner.count}"
-            depth = depths.get(runner.name, "-")
-            reason = f"  ({runner.reason})" if runner.reason else ""
-            click.echo(
-                f"{runner.name:<12} {where:<7} {runner.pid or '-':>8} "
-                f"{runner.state:<9} {runner.restarts:>8} {depth:>7}{reason}"
-            )
-        if pid is None:
-            for name, depth in depths.items():
-                click.echo(f"{name:<12} {depth:>7}")
+            _show_status(pid, draining, runners, depths)
+        sys.exit(code)
+
+
+def _show_status(
+    pid: int | None, draining: bool, runners: tuple[RunnerStatus, ...], depths: dict[str, int]
+) -> None:
+    """The text of ``status``: the master, a table of runners, a table of queues."""
+    if pid is None:
+        click.echo("master: not running")
+    elif pid == UNKNOWN_PID:
+        click.echo("master: lock held by a process that wrote no pid")
+    else:
+        drain = ", draining (intake stopped)" if draining else ""
+        click.echo(f"master: running, pid {pid}{drain}")
+    if runners:
+        click.echo(
+            f"{'runner':<12} {'slice':<7} {'pid':>8} {'state':<9} {'restarts':>8} {'queue':>7}"
+        )
+    for runner in runners:
+        depth = depths.get(runner.name, "-")
+        click.echo(
+            f"{runner.name:<12} {runner.where:<7} {runner.pid or '-':>8} "
+            f"{runner.state:<9} {runner.restarts:>8} {depth:>7}{_why(runner)}"
+        )
+    click.echo()
+    click.echo(f"{'queue':<12} {'depth':>7}")
+    for name, depth in depths.items():
+        click.echo(f"{name:<12} {depth:>7}")
+
+
+def _why(runner: RunnerStatus) -> str:
+    """The end of a runner's row: why it is not running, and its last error."""
+    if runner.state == "running":
+        return ""
+    parts = [runner.reason] if runner.reason else []
+    if runner.last_error and runner.state != "stuck":
+        parts.append(f"last error: {runner.last_error}")
+    return f"  ({'; '.join(parts)})" if parts else ""
