@@ -482,12 +482,14 @@ def test_config_files_come_from_the_environment(rk: Commands, tmp_path: Path) ->
     first.write_text(f"[paths]\nvar_dir: {tmp_path / 'configured'}\n", encoding="utf-8")
     second = tmp_path / "second.ini"
     second.write_text("[runner.extra]\nstart: no\n", encoding="utf-8")
+    (tmp_path / "configured").mkdir()
     completed = rk.process(
         "queues", env={"RUNNERKIT_CONFIG": os.pathsep.join([str(first), str(second)])}
     )
     assert completed.returncode == 0, completed.stderr
     assert "extra" in dict(line.split() for line in completed.stdout.splitlines())
-    assert (tmp_path / "configured" / "queue" / "extra").is_dir()
+    # queues only looks: the var dir is the configured one, and nothing was made in it.
+    assert list((tmp_path / "configured").iterdir()) == []
 
 
 def test_config_option_repeats(rk: Commands, tmp_path: Path) -> None:
@@ -495,6 +497,7 @@ def test_config_option_repeats(rk: Commands, tmp_path: Path) -> None:
     first.write_text("[runner.extra]\nstart: no\n", encoding="utf-8")
     second = tmp_path / "second.ini"
     second.write_text("[runner.more]\nstart: no\n", encoding="utf-8")
+    rk.var_dir.mkdir()
     result = rk("queues", "-C", str(first), "-C", str(second))
     assert result.exit_code == 0
     assert {"extra", "more"} <= {line.split()[0] for line in result.stdout.splitlines()}

@@ -37,7 +37,7 @@ INCOMING = "in"
 )
 def queues(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) -> None:
     """Show the depth of every queue, shunt and bad included."""
-    with opened(config_files, var_dir) as config:
+    with opened(config_files, var_dir, read_only=True) as config:
         depths = queue_depths(config.switchboards)
         if as_json:
             # The layout of the REST runner's /queues.

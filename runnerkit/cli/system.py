@@ -10,7 +10,6 @@ not, :data:`STATUS_NOT_RUNNING` (3, as for an LSB init script) when no master ru
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -23,8 +22,9 @@ from runnerkit.cli.common import (
     load_config,
     main,
     opened,
+    site_options,
 )
-from runnerkit.errors import MasterStartError, RunnerkitError, StatusFileError
+from runnerkit.errors import MasterLayersError, MasterStartError, RunnerkitError, StatusFileError
 from runnerkit.master import (
     UNKNOWN_PID,
     DrainReport,
@@ -33,8 +33,8 @@ from runnerkit.master import (
     RunnerStatus,
     drain_master,
     read_status,
+    restart_runners,
     running_master_pid,
-    signal_master,
     start_in_background,
     stop_master,
     wait_until_ready,
@@ -211,10 +211,18 @@ def _drain_problem(report: DrainReport, timeout: float) -> str:
 @main.command()
 @config_options
 def restart(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
-    """Restart every runner (the master stays), without spending restart budgets."""
+    """Restart every runner (the master stays), without spending restart budgets.
+
+    The runners start again with the master's own layers, re-reading its -C files, so
+    edits to those files take effect.  -C and --path may repeat what the master runs
+    with (to find it), but cannot change it: other layers are refused (exit status 2);
+    for them, stop the master and start it again with them.
+    """
     config = load_config(config_files, var_dir)
     try:
-        pid = signal_master(config, signal.SIGUSR1)
+        pid = restart_runners(config, config_files, site_options().import_path)
+    except MasterLayersError as error:
+        raise UsageProblem(str(error)) from error
     except RunnerkitError as error:
         raise CommandError(str(error)) from error
     click.echo(f"asked master {pid} to restart its runners")
@@ -231,7 +239,7 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
     runner does not, 3 when no master runs, 4 when the master lock is held by a process
     that wrote no pid.
     """
-    with opened(config_files, var_dir) as config:
+    with opened(config_files, var_dir, read_only=True) as config:
         pid = running_master_pid(config)
         problems: list[str] = []
         master_status: MasterStatus | None = None
