@@ -25,17 +25,20 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from runnerkit import queuefile
+from runnerkit.config import Configuration, ImportDir
 from runnerkit.errors import DemoError, MasterNotRunningError, RunnerkitError
 from runnerkit.fsio import make_directories, read_queue_file
 from runnerkit.master import start_in_background, stop_master
 from runnerkit.progress import FlowStatus, Progress, progress_for
 from runnerkit.runners.lmtp import read_address
 from runnerkit.site import Site
+from runnerkit.typing import StrPath
 
 #: The list the demo posts to.
 DEMO_LIST = "demo@example.com"
@@ -133,6 +136,22 @@ class DemoResult:
         return asdict(self)
 
 
+def demo_configuration(
+    config_files: Sequence[StrPath] = (), import_path: Sequence[ImportDir] = ()
+) -> Configuration:
+    """The configuration the demo runs with, to check before anything is started.
+
+    The demo's own layer (:func:`demo_config_text`), then *config_files* over it.
+
+    :raises ConfigurationError: a file cannot be read, or holds a bad layer.
+    """
+    config = Configuration.load(import_path=import_path)
+    config.push("demo", demo_config_text(0))
+    for path in config_files:
+        config.push_file(path)
+    return config
+
+
 def demo_config_text(port: int) -> str:
     """The configuration layer the demo runs with."""
     return (
@@ -156,6 +175,9 @@ class Demo:
     :param out: where progress goes (a bar on a terminal, plain lines elsewhere);
         nothing when None.
     :param keep: keep the temporary var dir even when the run went well.
+    :param config_files: configuration files pushed over the demo's own layer, in order
+        (:func:`demo_configuration` checks them).
+    :param import_path: directories to import runner classes from (``--path``).
     :raises DemoError: an argument the demo cannot work with.
     """
 
@@ -168,6 +190,8 @@ class Demo:
         timeout: float = 300.0,
         out: TextIO | None = None,
         keep: bool = False,
+        config_files: Sequence[Path] = (),
+        import_path: Sequence[ImportDir] = (),
     ) -> None:
         check_count(count)
         check_members(members)
@@ -185,6 +209,9 @@ class Demo:
         self.timeout = timeout
         self.out = out
         self.keep = keep
+        #: The files pushed over the demo's own layer, absolute.
+        self.config_files = tuple(Path(path).absolute() for path in config_files)
+        self.import_path = tuple(import_path)
         #: The var dir given, or None for a temporary one made by :meth:`run`.
         self.given_var_dir = var_dir
         #: Where the demo runs; known once :meth:`run` has started.
@@ -236,8 +263,8 @@ class Demo:
         make_directories(var_dir)
         config_file = var_dir / "demo.cfg"
         config_file.write_text(demo_config_text(0), encoding="utf-8")
-        config = Site(var_dir)
-        config.push_file(config_file)
+        files = (config_file, *self.config_files)
+        config = Site.load(files, var_dir, import_path=self.import_path)
         result = DemoResult(requested=self.count, timeout=self.timeout)
         with config:
             mlist = config.lists.create(DEMO_LIST, display_name="Demo")
@@ -247,7 +274,7 @@ class Demo:
                 )
             maildir = config.delivery.maildir / mlist.list_id / "new"
             if not self._interrupted.is_set():
-                start_in_background(config, (config_file,))
+                start_in_background(config, files)
                 try:
                     self._deliver(config, maildir, result)
                 finally:

@@ -149,6 +149,9 @@ def test_every_command_over_a_site_takes_the_site_options_after_it() -> None:
     text = invoke("--help").stdout
     for option in ("-C, --config FILE", "--var-dir DIRECTORY", "--path DIRECTORY"):
         assert option in text
+    demo = invoke("demo", "--help").stdout
+    assert "-C, --config FILE" in demo
+    assert "--path DIRECTORY" in demo
 
 
 def test_a_missing_path_directory_is_a_usage_error(tmp_path: Path) -> None:
@@ -285,6 +288,7 @@ COMMANDS = [
     ("members", "remove", "ant@example.com", "anne@example.com"),
     ("qfile", "1714564800.000000000+0000000000000000000000000000000000000000"),
     ("conf",),
+    ("demo", "-n", "1"),
 ]
 
 
@@ -300,9 +304,19 @@ def test_every_command_refuses_a_bad_layer_before_doing_anything(
     command = (*args[:length], *options, *args[length:])
     if place == "before":
         command = (*options, *args)
+    elif args[0] == "demo":
+        command = (*args, "-C", str(ini))  # the demo's --var-dir is its own
     message = error_of(invoke(*command))
     assert f"layer {str(ini)!r}, section [lmtp], key 'port', value '70000'" in message
     assert not var_dir.exists()
+
+
+def test_a_bad_layer_in_the_environment_stops_the_demo_too(tmp_path: Path) -> None:
+    # The demo's site is its own: the environment's layers do not apply to it, but
+    # -C before 'demo' does, and is checked first.
+    ini = write(tmp_path / "class.ini", "[runner.helper]\nclass: rk_no_such_module.Helper\n")
+    message = error_of(invoke("-C", str(ini), "demo", "-n", "1"))
+    assert "cannot import module 'rk_no_such_module'" in message
 
 
 # Commands that only look.

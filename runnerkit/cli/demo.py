@@ -11,9 +11,25 @@ from typing import TypeVar
 
 import click
 
-from runnerkit.cli.common import EXIT_FAILED, CommandError, main
-from runnerkit.demo import Demo, check_count, check_members, check_timeout, print_summary
+from runnerkit.cli.common import (
+    EXIT_FAILED,
+    CommandError,
+    UsageProblem,
+    layer_options,
+    main,
+    site_options,
+)
+from runnerkit.demo import (
+    Demo,
+    check_count,
+    check_members,
+    check_timeout,
+    demo_configuration,
+    print_summary,
+)
 from runnerkit.errors import DemoError, RunnerkitError
+from runnerkit.importpath import use_import_path
+from runnerkit.runner import check_runner_classes
 from runnerkit.signals import SignalDispatcher
 
 T = TypeVar("T")
@@ -77,6 +93,7 @@ def checked_by(check: Callable[[T], None]) -> Callable[[click.Context, click.Par
     help="Keep the temporary var dir even when the demo went well (its path is printed).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@layer_options
 def demo(
     count: int,
     var_dir: Path | None,
@@ -84,6 +101,8 @@ def demo(
     timeout: float,
     keep: bool,
     as_json: bool,
+    config_files: tuple[Path, ...],
+    import_path: tuple[Path, ...],
 ) -> None:
     """Start everything, send COUNT messages over LMTP, and account for each one.
 
@@ -92,7 +111,22 @@ def demo(
     sent, or the timeout passed.  Ctrl-C (or SIGTERM) stops the master and its runners,
     prints the summary so far and exits with 130 (143).  The temporary var dir is
     removed after a run that went well, and kept otherwise; a --var-dir never is.
+
+    -C files are pushed over the demo's own layer, and checked before anything starts.
+    The demo's site is a throwaway one: $RUNNERKIT_CONFIG and $RUNNERKIT_VAR_DIR, which
+    name your own, do not apply to it (-C and --var-dir before 'demo' do).
     """
+    group = site_options()
+    files = (() if group.config_from_environment else group.config_files) + config_files
+    if var_dir is None and not group.var_dir_from_environment:
+        var_dir = group.var_dir
+    options = group.then((), None, import_path)
+    try:
+        with demo_configuration(files, options.import_dirs()) as checked:
+            use_import_path(checked)
+            check_runner_classes(checked)
+    except RunnerkitError as error:
+        raise UsageProblem(str(error)) from error
     try:
         run = Demo(
             count,
@@ -101,6 +135,8 @@ def demo(
             timeout=timeout,
             out=None if as_json else sys.stderr,
             keep=keep,
+            config_files=files,
+            import_path=options.import_dirs(),
         )
         with SignalDispatcher(dict.fromkeys(INTERRUPTS, run.interrupt)):
             result = run.run()
