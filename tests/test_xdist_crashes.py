@@ -228,9 +228,8 @@ def test_a_crash_hook_can_run_the_crashed_test_again(
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     if document:
         first, crashed, *rest = EXAMPLES
-        # The crashed example, and the rest of its document, ran again on the new
-        # worker, after the examples before them as a prelude: total is 2.
-        assert outcomes.pop(first) == ["passed"]
+        # The whole document ran again on the new worker, from its start.
+        assert outcomes.pop(first) == ["passed", "passed"]
         assert outcomes.pop(crashed) == ["failed", "passed"], result.stdout.str()
         assert all(outcomes.pop(nodeid) == ["passed"] for nodeid in rest)
     else:
@@ -261,3 +260,25 @@ def test_with_specs_max_worker_restart_is_honoured(
         assert "maximum crashed workers reached" not in output
         assert finals(reports)["test_crash.py::test_after"] == ["passed"]
     assert result.ret != 0
+
+
+@pytest.mark.slow
+def test_under_each_the_rest_of_a_crashed_document_is_not_run_again(
+    pytester: pytest.Pytester,
+) -> None:
+    # --dist each stays xdist's: it hands a replacement worker the rest of what the
+    # crashed worker had. Those examples fail as "not run": running the examples
+    # before them again would crash the replacement too, one worker after another.
+    project(pytester, document=True, every_time=True)
+    result, reports = run(pytester, "-n", "2", "--dist", "each")
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output
+    _first, crashed, *rest = EXAMPLES
+    crashes = [nodeid for nodeid, when, _, _ in reports if when == "???"]
+    assert crashes == [crashed, crashed], output
+    for nodeid in rest:
+        why = [
+            text for each, when, outcome, text in reports if each == nodeid and outcome == "failed"
+        ]
+        assert len(why) == 2, output
+        assert all("ran in another worker process, which crashed" in text for text in why)

@@ -9,13 +9,15 @@ selection of tests that pytest ends up running:
   the shuffle stands.
 * **Preludes.**  Selecting one example (``pytest doc.rst::line:40,column:1``, ``-k``,
   ``--lf``, ``--deselect``) would run it without the examples before it, and it would
-  fail with a ``NameError``.  While setting up each example, runnerkit first runs the
-  examples before it in its document that this process has not run yet, in order, in
-  the document's namespace: the unselected ones, and, on a fresh xdist worker that
-  takes over the rest of a document after a crash, the ones the crashed worker ran.
-  They are not reported as tests: the report holds only what was selected.  As in a
-  full run, a failure among them does not stop the next ones; it is shown in the
-  report section ``runnerkit prelude`` of the example, and in the terminal summary.
+  fail with a ``NameError``.  While setting up each selected example, runnerkit first
+  runs the unselected examples before it in its document, in order, in the
+  document's namespace.  They are not reported as tests: the report holds only what
+  was selected.  As in a full run, a failure among them does not stop the next ones;
+  it is shown in the report section ``runnerkit prelude`` of the example, and in the
+  terminal summary.
+* **Crashes.**  An xdist worker that is handed the rest of a document after the
+  worker running it crashed (``--dist each`` does that) fails those examples as "not
+  run", rather than run what crashed again.
 """
 
 from __future__ import annotations
@@ -62,27 +64,70 @@ def documents_in_order(items: list[pytest.Item]) -> list[pytest.Item]:
 class Preludes:
     """What each example needs run before it, in the process that runs it.
 
-    An example's prelude is every example before it in its document that this process
-    has not yet run, as a test or in a prelude.  An example counts as run once its
-    setup starts, whatever its outcome, as in a full run.
+    :meth:`select` is told the session's selected items, each document's examples in
+    document order.  An example's prelude is then every unselected example before it
+    in its document.  An example whose *selected* predecessors have not run in this
+    process (an xdist worker that took over the rest of a document after the worker
+    running it crashed) cannot run: what it builds on ran in a process that is gone,
+    and running the examples again could crash again.  :meth:`before` raises
+    :class:`NotRun` for it.
     """
 
     def __init__(self) -> None:
-        self._examples: dict[Document, list[Example]] = {}
+        self._unselected: dict[int, list[Example]] = {}
+        self._selected_before: dict[int, list[int]] = {}
         self._run: dict[Document, set[int]] = {}
 
+    def select(self, items: Sequence[pytest.Item]) -> None:
+        """Work out the preludes of the session's selected *items*.
+
+        Keyed by ``id(item)``: a node's hash is its node id, which xdist may change.
+        """
+        by_document: dict[Document, list[SybilItem]] = {}
+        for item in items:
+            if isinstance(item, SybilItem):
+                by_document.setdefault(item.example.document, []).append(item)
+        self._unselected, self._selected_before = {}, {}
+        for document, chosen in by_document.items():
+            starts = {item.example.start for item in chosen}
+            waiting: list[Example] = []
+            selected: list[int] = []
+            position = 0
+            last = max(starts)
+            for example in document.examples():
+                if example.start > last:
+                    break
+                if example.start not in starts:
+                    waiting.append(example)
+                    continue
+                item = chosen[position]
+                position += 1
+                self._unselected[id(item)], waiting = waiting, []
+                self._selected_before[id(item)] = list(selected)
+                selected.append(example.start)
+
     def before(self, item: SybilItem) -> list[Example]:
-        """The examples to run before *item*'s, now counted as run with it."""
-        document = item.example.document
-        examples = self._examples.get(document)
-        if examples is None:
-            examples = self._examples[document] = list(document.examples())
-        run = self._run.setdefault(document, set())
-        start = item.example.start
-        waiting = [each for each in examples if each.start < start and each.start not in run]
-        run.update(each.start for each in waiting)
-        run.add(start)
-        return waiting
+        """The examples to run before *item*'s; it counts as run from now on.
+
+        :raises NotRun: when a selected example before it has not run in this process.
+        """
+        run = self._run.setdefault(item.example.document, set())
+        missing = [start for start in self._selected_before.get(id(item), []) if start not in run]
+        run.add(item.example.start)
+        if missing:
+            raise NotRun(item.example.document.path, missing)
+        return self._unselected.get(id(item), [])
+
+
+class NotRun(Exception):
+    """An example whose document's earlier examples ran in another, crashed, process."""
+
+    def __init__(self, path: str, starts: Sequence[int]) -> None:
+        super().__init__(
+            f"not run: the examples before it in {path} ran in another worker process,"
+            " which crashed; the examples of a document build on each other, so the"
+            " rest of a document is not run after a crash"
+        )
 
 
 #: The name of the report section that holds a prelude's failures.
@@ -149,6 +194,7 @@ class DocumentOrder:
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Generator[None]:
         result = yield
         items[:] = documents_in_order(items)
+        self._preludes.select(items)
         return result
 
     @pytest.hookimpl(trylast=True)
@@ -159,6 +205,9 @@ class DocumentOrder:
         set-up error of every test, specs or not.
         """
         if isinstance(item, SybilItem):
-            examples = self._preludes.before(item)
+            try:
+                examples = self._preludes.before(item)
+            except NotRun as error:
+                pytest.fail(str(error), pytrace=False)
             if examples:
                 run_prelude(item, examples)

@@ -32,9 +32,9 @@ for ``load``:
 When the crashed test is an example of a document, the examples after it in that
 document cannot run without what it would have done, so they are not re-run: each
 is reported as failed, naming the crash.  Other documents are not touched.  If a
-``pytest_handlecrashitem`` hook marks the crashed example pending, it and the rest
-of its document are queued again as one unit; the worker that takes them first runs
-the examples before them as a prelude (see :mod:`runnerkit.testing.ordering`).
+``pytest_handlecrashitem`` hook marks the crashed example pending, its whole document
+is queued again, from its start, as one unit: the examples before the crash run (and
+are reported) a second time, since what they did was lost with the crashed worker.
 """
 
 from __future__ import annotations
@@ -288,12 +288,17 @@ class DocumentScheduling:
     def mark_test_pending(self, item: str) -> None:
         """Queue *item* again, first (xdist's retry of a crashed test).
 
-        A crashed example is queued with the rest of its document.
+        A crashed example is queued with its whole document, from its start.
         """
         assert self.collection is not None
         index = self.collection.index(item)
-        _node, orphans = self._orphans.pop(item, (None, []))
-        self.units.appendleft([index, *orphans])
+        document = self.documents[index]
+        if self._orphans.pop(item, None) is not None and document is not None:
+            # The examples before it ran in the crashed process: run it all again.
+            unit = [i for i, each in enumerate(self.documents) if each == document]
+        else:
+            unit = [index]
+        self.units.appendleft(unit)
         self._refill_all()
 
     def remove_pending_tests_from_node(self, node: Any, indices: Sequence[int]) -> None:
