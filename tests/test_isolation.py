@@ -380,3 +380,23 @@ def test_a_failed_test_under_pytest_timeout_is_not_warned_about(
     )
     result.assert_outcomes(failed=1)
     assert isolation_warnings(result) == []
+
+
+def test_a_time_zone_set_by_a_document_is_undone_in_the_c_library_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.undo()  # what the test found, the isolation keeps: TZ=UTC, applied
+    os.environ["TZ"] = "UTC"
+    isolation = Isolation()
+    os.environ["TZ"] = "Asia/Tokyo"
+    time.tzset()
+    assert time.strftime("%Z") == "JST"
+    try:
+        assert any("TZ" in line for line in isolation.restore())
+        # Setting os.environ back is not enough: time.tzset() must be called again.
+        assert time.strftime("%Z") == "UTC"
+    finally:
+        del os.environ["TZ"]
+        time.tzset()

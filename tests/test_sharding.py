@@ -532,3 +532,24 @@ def test_a_durations_file_round_trips(tmp_path: Path) -> None:
 def test_shard_parse() -> None:
     assert Shard.parse("2/3") == Shard(2, 3)
     assert str(Shard.parse("10/12")) == "10/12"
+
+
+def test_a_skipped_test_keeps_its_unit_from_being_recorded() -> None:
+    from runnerkit.testing.durations import DurationLog
+
+    log = DurationLog()
+    for when, outcome in (("setup", "skipped"), ("teardown", "passed")):
+        log.add(
+            pytest.TestReport(
+                nodeid="test_x.py::test_slow",
+                location=("test_x.py", 1, "test_slow"),
+                keywords={},
+                outcome=outcome,  # type: ignore[arg-type]
+                longrepr=("test_x.py", 1, "Skipped: not now") if outcome == "skipped" else None,
+                when=when,  # type: ignore[arg-type]
+                duration=0.001,
+            )
+        )
+    units = {"test_x.py::test_slow": "test_x.py::test_slow"}
+    # A skipped run says nothing of how long the test takes: its record is kept.
+    assert log.whole_units(units, {"test_x.py::test_slow": 1}) == {}

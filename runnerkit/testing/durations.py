@@ -131,18 +131,23 @@ class DurationLog:
 
     def __init__(self) -> None:
         self._seconds: dict[tuple[str, str], float] = {}
+        #: Tests that were skipped: a unit holding one did not really run whole.
+        self._skipped: set[str] = set()
 
     def add(self, report: pytest.TestReport) -> None:
         """Keep the duration of *report*'s phase of its test."""
         if report.when in _PHASES:
             self._seconds[(report.nodeid, report.when)] = report.duration
+            if report.skipped:
+                self._skipped.add(report.nodeid)
 
     def whole_units(self, units: Mapping[str, str], sizes: Mapping[str, int]) -> dict[str, float]:
         """The seconds of each unit that ran whole: every one of its tests, to teardown.
 
-        A unit some tests of which did not run (deselected, or after ``-x`` stopped the
-        run) is left out, so that a partial run never records a unit as quicker than
-        it is.
+        A unit some tests of which did not run (deselected, skipped, or after ``-x``
+        stopped the run) is left out, so that a partial run never records a unit as
+        quicker than it is: a skip-marked slow test would otherwise overwrite its real
+        time with a millisecond.
 
         :param units: the unit of each test's node id.
         :param sizes: how many tests each unit has.
@@ -153,6 +158,8 @@ class DurationLog:
             unit = units.get(nodeid)
             if unit is None:
                 continue
+            if nodeid in self._skipped:
+                unit = "\0skipped\0" + unit  # counted apart: the unit is never whole
             seconds[unit] = seconds.get(unit, 0.0) + duration
             if when == "teardown":
                 finished[unit] = finished.get(unit, 0) + 1

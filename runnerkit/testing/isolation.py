@@ -149,6 +149,8 @@ class Isolation:
             del os.environ[name]
         for name in removed + changed:
             os.environ[name] = self._environ[name]
+        if "TZ" in added + removed + changed and hasattr(time, "tzset"):
+            time.tzset()  # the C library keeps the zone it read until told again
         parts = [
             f"{what} {', '.join(names)}"
             for what, names in (("unset", added), ("set back", removed + changed))
