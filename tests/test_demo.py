@@ -17,6 +17,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 from collections.abc import Callable, Iterator
@@ -128,7 +129,8 @@ def wait_for(condition: Callable[[], object], what: str) -> None:
 def test_the_demo_refuses_an_option_it_cannot_work_with(
     args: list[str], complaint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    # tempfile reads $TMPDIR once a process, so its cached choice is replaced too.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = CliRunner().invoke(main, ["demo", *args])
     assert result.exit_code == 2, result.output
     assert complaint in result.output
@@ -158,9 +160,13 @@ def test_a_list_without_members_is_refused_at_once_not_after_the_timeout(
         ({"timeout": math.inf}, "above 0, got inf"),
     ],
 )
-def test_demo_objects_check_their_arguments_too(kwargs: dict[str, float], complaint: str) -> None:
+def test_demo_objects_check_their_arguments_too(
+    kwargs: dict[str, float], complaint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(DemoError, match=complaint):
         Demo(**kwargs)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []  # nothing made for a demo that cannot run
 
 
 def test_the_demo_refuses_a_var_dir_that_is_not_empty(tmp_path: Path) -> None:
