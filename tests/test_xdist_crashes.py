@@ -282,3 +282,15 @@ def test_under_each_the_rest_of_a_crashed_document_is_not_run_again(
         ]
         assert len(why) == 2, output
         assert all("ran in another worker process, which crashed" in text for text in why)
+
+
+def test_a_worker_the_scheduler_never_had_is_a_key_error_as_in_xdist() -> None:
+    # DSession.worker_errordown removes a worker that may have died before it was
+    # ready, and ignores the KeyError xdist's schedulers raise for it.
+    from runnerkit.testing.scheduling import SpecAwareScheduling
+
+    scheduler = SpecAwareScheduling(None, None, "load")  # type: ignore[arg-type]
+    scheduler.add_node("gw0")
+    with pytest.raises(KeyError):
+        scheduler.remove_node("gw1")
+    assert scheduler.remove_node("gw0") is None

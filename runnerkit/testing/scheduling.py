@@ -461,6 +461,10 @@ class SpecAwareScheduling:
 
     def remove_node(self, node: Any) -> str | None:
         if self.chosen is None:
+            if node not in self._waiting:
+                # xdist's own schedulers raise KeyError for a worker they never had
+                # (one that died before it was ready), and xdist expects it.
+                raise KeyError(node)
             self._waiting.remove(node)
             return None
         crashed: str | None = self.chosen.remove_node(node)
