@@ -8,6 +8,8 @@ so the two can never disagree.
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 
 
@@ -32,3 +34,22 @@ def lock_holder(path: Path) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def lock_is_held(path: Path) -> bool:
+    """Whether some process holds an exclusive ``flock`` on *path* now.
+
+    False when the file is missing or cannot be opened.  It asks for a shared lock
+    without blocking, and lets go at once.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

@@ -9,7 +9,6 @@ plain test find the process as it was, and that a warning names the document.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from runnerkit.locks import lock_is_held
 from runnerkit.testing.isolation import Isolation, IsolationWarning, terminate, thaw
 
 pytest_plugins = ["pytester"]
@@ -315,7 +315,7 @@ def start_headless(lock: Path, sigterm: str) -> subprocess.Popen[bytes]:
     """Start :data:`HEADLESS`; return once its main thread is a zombie, the lock held."""
     process = subprocess.Popen([sys.executable, "-c", HEADLESS, str(lock), sigterm])
     deadline = time.monotonic() + 15
-    while not (main_thread_state(process.pid) == "Z" and lock_held(lock)):
+    while not (main_thread_state(process.pid) == "Z" and lock_is_held(lock)):
         assert time.monotonic() < deadline, "the main thread did not exit"
         assert process.poll() is None, process.returncode
         time.sleep(0.01)
@@ -327,25 +327,12 @@ def main_thread_state(pid: int) -> str:
     return stat[stat.rfind(")") + 2]
 
 
-def lock_held(path: Path) -> bool:
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def test_terminate_waits_until_every_thread_has_exited(tmp_path: Path) -> None:
     lock = tmp_path / "held.lck"
     process = start_headless(lock, "ignore")
     try:
         terminate([process.pid], timeout=0.2)
-        assert not lock_held(lock)
+        assert not lock_is_held(lock)
     finally:
         process.kill()
         process.wait(timeout=15)
@@ -357,7 +344,7 @@ def test_a_child_whose_main_thread_has_exited_but_runs_on_is_stopped(tmp_path: P
     process = start_headless(lock, "default")
     try:
         assert isolation.restore() == [f"child process {process.pid} killed"]
-        assert not lock_held(lock)
+        assert not lock_is_held(lock)
     finally:
         process.kill()
         process.wait(timeout=15)

@@ -16,7 +16,6 @@ This module only runs on Linux: it finds processes through ``/proc``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import signal
@@ -33,7 +32,7 @@ from freezegun import api as freezegun_api
 
 from runnerkit.config import Configuration, current_config, set_current_config
 from runnerkit.errors import HarnessError, NoConfigurationError
-from runnerkit.locks import lock_holder
+from runnerkit.locks import lock_holder, lock_is_held
 from runnerkit.master import UNKNOWN_PID, running_master_pid, stop_master
 
 #: Seconds a master left running gets to stop its runners and itself before it is killed.
@@ -288,7 +287,7 @@ def stop_var_dir_processes(config: Configuration, timeout: float = STOP_SECONDS)
     runners = {
         holder: path.name
         for path in sorted(config.paths.lock_dir.glob("runner-*.lck"))
-        if _lock_held(path) and (holder := lock_holder(path)) not in (None, os.getpid())
+        if lock_is_held(path) and (holder := lock_holder(path)) not in (None, os.getpid())
     }
     if runners:
         terminate(runners)
@@ -384,20 +383,6 @@ def _is_helper(pid: int) -> bool:
     except OSError:
         return False
     return b"from multiprocessing." in command
-
-
-def _lock_held(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def _pids(pids: Iterable[int]) -> str:
