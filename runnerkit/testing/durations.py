@@ -158,9 +158,12 @@ class DurationLog:
             unit = units.get(nodeid)
             if unit is None:
                 continue
-            if nodeid in self._skipped:
-                unit = "\0skipped\0" + unit  # counted apart: the unit is never whole
             seconds[unit] = seconds.get(unit, 0.0) + duration
             if when == "teardown":
                 finished[unit] = finished.get(unit, 0) + 1
-        return {unit: seconds[unit] for unit, done in finished.items() if done == sizes.get(unit)}
+        skipped = {units[nodeid] for nodeid in self._skipped if nodeid in units}
+        return {
+            unit: seconds[unit]
+            for unit, done in finished.items()
+            if done == sizes.get(unit) and unit not in skipped
+        }

@@ -304,8 +304,9 @@ class DocumentScheduling:
     def remove_pending_tests_from_node(self, node: Any, indices: Sequence[int]) -> None:
         """A worker gave tests back (after a ``steal``, which this scheduler never sends)."""
         pending = self.node2pending[node]
-        returned = [index for index in pending if index in set(indices)]
-        pending[:] = [index for index in pending if index not in set(indices)]
+        given_back = set(indices)
+        returned = [index for index in pending if index in given_back]
+        pending[:] = [index for index in pending if index not in given_back]
         for unit in reversed(self._regroup(returned)):
             self.units.appendleft(unit)
         self._refill_all()
