@@ -31,6 +31,22 @@ log = logging.getLogger("runnerkit.runner")
 Until = Callable[["Runner"], bool]
 
 
+def takes_work_in(settings: RunnerSettings) -> bool:
+    """Whether a drain stops the runner of *settings*: it has no queue, and its class's
+    :attr:`Runner.intake` is true (or the class cannot be loaded: then its process
+    cannot be doing any work either, and stopping it loses nothing).
+
+    The import path must be in place (:func:`runnerkit.importpath.use_import_path`).
+    """
+    if settings.queue:
+        return False
+    try:
+        return load_runner_class(settings).intake
+    except ConfigurationError as error:
+        log.warning("%s; a drain stops runner %r", error, settings.name)
+        return True
+
+
 def load_runner_class(settings: RunnerSettings) -> type[Runner]:
     """Import and return the runner class that *settings* names in its ``class`` key.
 
@@ -129,6 +145,11 @@ class Runner:
     #: Whether the runner reads a queue.  Runners that serve a protocol set it False,
     #: and their sections say ``queue: no``.
     is_queue_runner: ClassVar[bool] = True
+    #: Whether a runner without a queue takes work in from outside (as the LMTP
+    #: runner does), so that a drain (``runnerkit stop --drain``) stops it first.  One
+    #: that only serves what is there (the REST runner) sets it False and keeps
+    #: running through a drain.  Queue runners are never stopped by a drain.
+    intake: ClassVar[bool] = True
 
     def __init__(
         self, name: str, slice: int | None = None, *, config: Configuration | None = None

@@ -454,8 +454,8 @@ def test_the_var_dir_comes_from_the_environment(rk: Commands, tmp_path: Path) ->
     assert result.exit_code == 0
     assert (elsewhere / "data" / "runnerkit.db").exists()
     assert not rk.var_dir.exists()
-    assert rk("lists", "list", "--var-dir", str(elsewhere)).stdout.startswith("ant@example.com")
-    assert rk("lists", "list").stdout == ""
+    assert "\nant@example.com " in rk("lists", "list", "--var-dir", str(elsewhere)).stdout
+    assert rk("lists", "list").exit_code == 2  # the default var dir does not exist
 
 
 def test_the_option_beats_the_environment(rk: Commands, tmp_path: Path) -> None:
@@ -474,7 +474,7 @@ def test_the_var_dir_defaults_to_var_in_the_current_directory(
     assert completed.returncode == 0, completed.stderr
     assert (here / "var" / "data" / "runnerkit.db").exists()
     listed = rk.process("lists", "list", env={}, cwd=here)
-    assert listed.stdout.startswith("ant@example.com ")
+    assert listed.stdout.splitlines()[1].startswith("ant@example.com ")
 
 
 def test_config_files_come_from_the_environment(rk: Commands, tmp_path: Path) -> None:
@@ -507,14 +507,18 @@ def test_config_option_repeats(rk: Commands, tmp_path: Path) -> None:
 
 
 def test_lists_create_list_and_delete(rk: Commands) -> None:
-    assert rk("lists", "list").stdout == ""
+    rk.var_dir.mkdir()
+    assert rk("lists", "list").stdout == "no mailing lists\n"
     created = rk("lists", "create", "Ant@Example.com")
     assert created.exit_code == 0
     assert created.stdout == "created ant@example.com (list id ant.example.com)\n"
     result = rk("lists", "create", "bee@example.org", "--language", "fr", "--display-name", "B")
     assert result.exit_code == 0
+    assert rk("members", "add", "ant@example.com", "anne@example.com").exit_code == 0
     assert rk("lists", "list").stdout == (
-        "ant@example.com  ant.example.com  en\nbee@example.org  bee.example.org  fr\n"
+        "LIST             LIST-ID          LANGUAGE  MEMBERS\n"
+        "ant@example.com  ant.example.com  en        1\n"
+        "bee@example.org  bee.example.org  fr        0\n"
     )
     with rk.configuration() as config:
         bee = config.lists.get("bee@example.org")
@@ -522,7 +526,10 @@ def test_lists_create_list_and_delete(rk: Commands) -> None:
         assert bee.display_name == "B"
     deleted = rk("lists", "delete", "ant@example.com")
     assert (deleted.exit_code, deleted.stdout) == (0, "deleted ant@example.com\n")
-    assert rk("lists", "list").stdout == "bee@example.org  bee.example.org  fr\n"
+    assert rk("lists", "list").stdout == (
+        "LIST             LIST-ID          LANGUAGE  MEMBERS\n"
+        "bee@example.org  bee.example.org  fr        0\n"
+    )
 
 
 def test_lists_create_twice_fails(rk: Commands, ant: str) -> None:
@@ -531,7 +538,7 @@ def test_lists_create_twice_fails(rk: Commands, ant: str) -> None:
 
 def test_lists_create_with_a_bad_name_fails(rk: Commands) -> None:
     assert_error(rk("lists", "create", "no-domain"), 1, "invalid email address 'no-domain'")
-    assert rk("lists", "list").stdout == ""
+    assert rk("lists", "list").stdout == "no mailing lists\n"
 
 
 def test_lists_delete_a_missing_list_fails(rk: Commands) -> None:
@@ -539,6 +546,9 @@ def test_lists_delete_a_missing_list_fails(rk: Commands) -> None:
 
 
 # Members.
+
+#: ``members list --role owner`` of the list ant with its one owner.
+OLGA = "ADDRESS           NAME  LANGUAGE\nolga@example.com  -     -\n"
 
 
 def test_members_add_list_and_remove(rk: Commands, ant: str) -> None:
@@ -550,9 +560,9 @@ def test_members_add_list_and_remove(rk: Commands, ant: str) -> None:
     assert rk("members", "add", ant, "bart@example.com").exit_code == 0
     assert rk("members", "add", ant, "olga@example.com", "--role", "owner").exit_code == 0
     assert rk("members", "list", ant).stdout == (
-        "anne@example.com  Anne  fr\nbart@example.com  -  -\n"
+        "ADDRESS           NAME  LANGUAGE\nanne@example.com  Anne  fr\nbart@example.com  -     -\n"
     )
-    assert rk("members", "list", "--role", "owner", ant).stdout == "olga@example.com  -  -\n"
+    assert rk("members", "list", "--role", "owner", ant).stdout == OLGA
     with rk.configuration() as config:
         mlist = config.lists.get(ant)
         assert mlist is not None
@@ -564,13 +574,15 @@ def test_members_add_list_and_remove(rk: Commands, ant: str) -> None:
         0,
         "removed anne@example.com from ant@example.com\n",
     )
-    assert rk("members", "list", ant).stdout == "bart@example.com  -  -\n"
-    assert rk("members", "list", "--role", "owner", ant).stdout == "olga@example.com  -  -\n"
+    assert rk("members", "list", ant).stdout == (
+        "ADDRESS           NAME  LANGUAGE\nbart@example.com  -     -\n"
+    )
+    assert rk("members", "list", "--role", "owner", ant).stdout == OLGA
 
 
 def test_members_of_a_list_given_by_its_list_id(rk: Commands, ant: str) -> None:
     assert rk("members", "add", "ant.example.com", "anne@example.com").exit_code == 0
-    assert rk("members", "list", ant).stdout == "anne@example.com  -  -\n"
+    assert rk("members", "list", ant).stdout.splitlines()[1:] == ["anne@example.com  -     -"]
 
 
 def test_members_add_twice_fails(rk: Commands, ant: str) -> None:
@@ -584,7 +596,7 @@ def test_members_add_with_a_bad_language_fails(rk: Commands, ant: str) -> None:
         1,
         "language 'not a language'",
     )
-    assert rk("members", "list", ant).stdout == ""
+    assert rk("members", "list", ant).stdout == f"no members of {ant}\n"
 
 
 def test_members_add_a_bad_address_fails(rk: Commands, ant: str) -> None:
@@ -1113,3 +1125,36 @@ def test_inject_of_a_message_too_deep_to_read_is_one_line(rk: Commands, tmp_path
     assert "MIME structure is too deep" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_lists_and_members_as_json(rk: Commands, ant: str) -> None:
+    rk("members", "add", ant, "anne@example.com", "--name", "Anne", "--language", "fr")
+    rk("members", "add", ant, "olga@example.com", "--role", "owner")
+    assert json.loads(rk("lists", "list", "--json").stdout) == {
+        "lists": [
+            {
+                "fqdn_listname": ant,
+                "list_id": "ant.example.com",
+                "display_name": "Ant",
+                "preferred_language": "en",
+                "members": 1,
+            }
+        ]
+    }
+    assert json.loads(rk("members", "list", ant, "--role", "owner", "--json").stdout) == {
+        "list": ant,
+        "role": "owner",
+        "members": [
+            {"address": "olga@example.com", "display_name": "", "preferred_language": None}
+        ],
+    }
+
+
+def test_a_display_name_cannot_break_a_row_of_the_table(rk: Commands, ant: str) -> None:
+    rk("members", "add", ant, "anne@example.com", "--name", "Anne\nbart@example.com  -  -")
+    rk("members", "add", ant, "zed@example.com", "--name", "Z\x1b[2J")
+    assert rk("members", "list", ant).stdout.splitlines() == [
+        "ADDRESS           NAME                          LANGUAGE",
+        "anne@example.com  Anne\\nbart@example.com  -  -  -",
+        "zed@example.com   Z\\x1b[2J                      -",
+    ]

@@ -372,7 +372,7 @@ def test_looking_at_a_site_changes_nothing_in_it(tmp_path: Path) -> None:
     for args in [*LOOKING, ("conf",)]:
         invoke(*args, "--var-dir", str(var_dir))
     assert invoke("members", "list", "ant@example.com", "--var-dir", str(var_dir)).output == (
-        "a@example.com  -  -\n"
+        "ADDRESS        NAME  LANGUAGE\na@example.com  -     -\n"
     )
     # No queue directory, no SQLite -wal or -shm left: nothing new, no file touched.
     # (SQLite makes those two while it reads, and removes them.)

@@ -276,7 +276,7 @@ def test_every_runner_writes_one_line_per_record_for_a_hostile_message(
         by_logger.setdefault(line.split()[3], []).append(line)
     incoming = by_logger["runnerkit.runners.incoming"]
     assert any("moved message <hostile-2@example.com> (list" in line for line in incoming)
-    lmtp_lines = "\n".join(by_logger["runnerkit.runner.lmtp"])
+    lmtp_lines = "\n".join(by_logger["runnerkit.runners.lmtp"])
     assert "refused a message: its MIME structure is too deep" in lmtp_lines
     assert "queued " in lmtp_lines
     shunted = "\n".join(by_logger["runnerkit.runner"])
@@ -286,3 +286,23 @@ def test_every_runner_writes_one_line_per_record_for_a_hostile_message(
     outgoing = "\n".join(by_logger["runnerkit.runners.outgoing"])
     assert "message <hostile-1@example.com>: 1 recipient(s) failed for now" in outgoing
     assert "delivered message <hostile-1@example.com> to " in outgoing
+
+
+def test_each_module_logs_under_its_own_name() -> None:
+    """A logger's name is the module's (a package's for its modules), so that a
+    grep for ``runnerkit.runners.`` finds every built-in runner's records."""
+    import importlib
+    import pkgutil
+
+    import runnerkit
+
+    names = {}
+    for info in pkgutil.walk_packages(runnerkit.__path__, "runnerkit."):
+        if info.name.startswith("runnerkit.testing") or info.name.endswith("__main__"):
+            continue
+        logger = getattr(importlib.import_module(info.name), "log", None)
+        if isinstance(logger, logging.Logger):
+            names[info.name] = logger.name
+    assert names["runnerkit.runners.lmtp"] == "runnerkit.runners.lmtp"
+    for module, name in names.items():
+        assert module == name or module.startswith(name + "."), (module, name)

@@ -157,9 +157,10 @@ def test_a_drain_stops_the_runners_without_a_queue_and_keeps_them_down(
         BUILT_INS_OFF + SLOW + "[runner.service]\nclass: process_runners.ServiceRunner\n"
         "queue: no\n",
     )
+    config.push("rest", "[runner.rest]\nstart: yes\n")
     master = Master(config)
-    service, slow = sorted(master.slots, key=lambda slot: slot.name)
-    assert (service.name, slow.name) == ("service", "slow")
+    rest, service, slow = sorted(master.slots, key=lambda slot: slot.name)
+    assert (rest.name, service.name, slow.name) == ("rest", "service", "slow")
     for slot in master.slots:
         slot.start_at = None
     # The service waits to be restarted after a failure: the drain cancels that.
@@ -168,10 +169,11 @@ def test_a_drain_stops_the_runners_without_a_queue_and_keeps_them_down(
     assert master.drain() == [service]
     assert master.draining
     assert (service.start_at, service.state, service.down_reason) == (None, "down", DRAINED)
-    assert slow.down_reason == ""
+    # The REST runner takes no work in (intake = False): it serves through the drain.
+    assert rest.down_reason == slow.down_reason == ""
     status = master.status()
     assert status.draining
-    assert [runner.reason for runner in status.runners] == [DRAINED, ""]
+    assert [runner.reason for runner in status.runners] == ["", DRAINED, ""]
 
 
 # Real masters.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -12,7 +13,13 @@ from runnerkit.cli.common import (
     main,
     opened,
 )
+from runnerkit.cli.table import echo_table
 from runnerkit.lists import ROLES
+
+#: ``--json``: print JSON instead of a table.
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON instead of a table."
+)
 
 
 @main.group()
@@ -42,11 +49,34 @@ def lists_create(
 
 @lists.command("list")
 @config_options
-def lists_list(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
-    """Print every list, one a line."""
+@json_option
+def lists_list(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) -> None:
+    """Print every list: posting address, list id, language and number of members.
+
+    With --json: {"lists": [{"fqdn_listname", "list_id", "display_name",
+    "preferred_language", "members"}, ...]}.
+    """
     with opened(config_files, var_dir, read_only=True) as config:
-        for mlist in config.lists:
-            click.echo(f"{mlist.fqdn_listname}  {mlist.list_id}  {mlist.preferred_language}")
+        found = [
+            {
+                "fqdn_listname": mlist.fqdn_listname,
+                "list_id": mlist.list_id,
+                "display_name": mlist.display_name,
+                "preferred_language": mlist.preferred_language,
+                "members": len(mlist.members),
+            }
+            for mlist in config.lists
+        ]
+    if as_json:
+        click.echo(json.dumps({"lists": found}, sort_keys=True))
+    elif not found:
+        click.echo("no mailing lists")
+    else:
+        keys = ("fqdn_listname", "list_id", "preferred_language", "members")
+        echo_table(
+            ("LIST", "LIST-ID", "LANGUAGE", "MEMBERS"),
+            [tuple(item[key] for key in keys) for item in found],
+        )
 
 
 @lists.command("delete")
@@ -101,15 +131,42 @@ def members_add(
 @members.command("list")
 @config_options
 @role_option
+@json_option
 @click.argument("listname")
 def members_list(
-    config_files: tuple[Path, ...], var_dir: Path | None, role: str, listname: str
+    config_files: tuple[Path, ...], var_dir: Path | None, role: str, as_json: bool, listname: str
 ) -> None:
-    """Print the members of LISTNAME."""
+    """Print the members of LISTNAME in one role: address, display name, language.
+
+    A member without a display name or a language of its own shows ``-``.  With
+    --json: {"list": FQDN_LISTNAME, "role": ROLE, "members": [{"address",
+    "display_name", "preferred_language"}, ...]} (null for no language of its own).
+    """
     with opened(config_files, var_dir, read_only=True) as config:
-        for member in find_list(config, listname).get_members(role):
-            language = member.preferred_language or "-"
-            click.echo(f"{member.address}  {member.display_name or '-'}  {language}")
+        mlist = find_list(config, listname)
+        found = [
+            {
+                "address": member.address,
+                "display_name": member.display_name,
+                "preferred_language": member.preferred_language,
+            }
+            for member in mlist.get_members(role)
+        ]
+        fqdn_listname = mlist.fqdn_listname
+    if as_json:
+        click.echo(
+            json.dumps({"list": fqdn_listname, "role": role, "members": found}, sort_keys=True)
+        )
+    elif not found:
+        click.echo(f"no {role}s of {fqdn_listname}")
+    else:
+        echo_table(
+            ("ADDRESS", "NAME", "LANGUAGE"),
+            [
+                (item["address"], item["display_name"] or "-", item["preferred_language"] or "-")
+                for item in found
+            ],
+        )
 
 
 @members.command("remove")

@@ -140,7 +140,7 @@ def _stop_after_failed_start(config: Site, pid: int) -> str:
 @click.option(
     "--drain",
     is_flag=True,
-    help="First stop intake (the LMTP server and the other runners without a queue) "
+    help="First stop intake (the LMTP server, and any runner whose class has intake true) "
     "and wait until every queue but bad and shunt is empty.",
 )
 @click.option(
@@ -196,7 +196,7 @@ def _drain(site: Site, timeout: float) -> None:
 def _drain_problem(report: DrainReport, timeout: float) -> str:
     """Why a drain fell short, and where things stand."""
     if not report.intake_stopped:
-        servers = ", ".join(report.intake) or "the runners without a queue"
+        servers = ", ".join(report.intake) or "the runners that take work in"
         problem = f"intake ({servers}) did not stop within {timeout:g}s"
     else:
         problem = f"the queues did not drain within {timeout:g}s"

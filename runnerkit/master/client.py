@@ -45,6 +45,8 @@ from runnerkit.master.files import (
     read_status,
     running_master_pid,
 )
+from runnerkit.master.status import RunnerStatus
+from runnerkit.runner import takes_work_in
 from runnerkit.switchboard import Switchboard
 
 #: How often the client looks at the master's lock while it waits.
@@ -265,7 +267,7 @@ def drain_master(
             raise master_gone()
         status = read_status(config)
         if status is not None and status.master_pid == pid and status.draining:
-            servers = [runner for runner in status.runners if runner.slice is None]
+            servers = [runner for runner in status.runners if _takes_work_in(config, runner)]
             intake = tuple(runner.name for runner in servers)
             if all(runner.pid is None for runner in servers):
                 intake_stopped = True
@@ -300,3 +302,13 @@ def drain_master(
         left={name: count for name, count in loads.items() if count},
         kept={name: count for name, count in kept.items() if count},
     )
+
+
+def _takes_work_in(config: Configuration, runner: RunnerStatus) -> bool:
+    """Whether the master's drain stops *runner* (:func:`runnerkit.runner.takes_work_in`);
+    a runner without a queue that *config* does not know is counted in."""
+    if runner.slice is not None:
+        return False
+    if runner.name not in config.runners:
+        return True
+    return takes_work_in(config.runner(runner.name))

@@ -13,9 +13,10 @@ SIGTERM and SIGINT stop every runner after its current message, wait up to
 ``[master] stop_timeout`` for them (then kill the stragglers) and exit.  SIGUSR1
 restarts all runners without spending their budget.  SIGHUP reopens the master's log
 file and every runner's.  SIGUSR2 starts a *drain* (``runnerkit stop --drain``): the
-runners without a queue -- the LMTP server and the other servers, where work comes in
--- are stopped and stay down, while the queue runners go on emptying their queues; the
-status file says ``"draining": true``.  SIGUSR1 ends a drain: every runner, the stopped
+runners where work comes in -- those without a queue whose class has ``intake`` true,
+as the LMTP server -- are stopped and stay down (the REST runner goes on serving),
+while the queue runners go on emptying their queues; the status file says
+``"draining": true``.  SIGUSR1 ends a drain: every runner, the stopped
 ones included, starts again.
 
 Each runner process's standard output and error go to a file of its slot; when a
@@ -52,6 +53,7 @@ from runnerkit.master.output import describe_end, file_size, last_line, output_p
 from runnerkit.master.policy import Action, RestartPolicy, describe_exit
 from runnerkit.master.status import MasterStatus, RunnerStatus
 from runnerkit.master.watchdog import Watchdog
+from runnerkit.runner import takes_work_in
 from runnerkit.signals import SignalDispatcher
 
 # The package's name, not this module's: operators and specs look for it in the log.
@@ -309,16 +311,19 @@ class Master:
         self.write_status()
 
     def drain(self) -> list[Slot]:
-        """Stop the runners without a queue, where work comes in, and keep them down.
+        """Stop the runners where work comes in, and keep them down.
 
-        Each is sent SIGTERM (it ends its sessions and exits); one waiting to restart
-        is not restarted.  The queue runners go on.  A restart (SIGUSR1) ends the drain.
+        Those are the runners without a queue whose class's
+        :attr:`~runnerkit.runner.Runner.intake` is true (the LMTP server; not the
+        REST runner, which goes on serving status and metrics).  Each is sent SIGTERM
+        (it ends its sessions and exits); one waiting to restart is not restarted.
+        The queue runners go on.  A restart (SIGUSR1) ends the drain.
 
         :returns: the slots stopped, or being stopped.
         """
-        stopped = [slot for slot in self.slots if not slot.has_queue]
+        stopped = [slot for slot in self.slots if takes_work_in(self.config.runner(slot.name))]
         names = ", ".join(slot.spec for slot in stopped) or "none"
-        log.info("master: draining; stopping the runners without a queue (%s)", names)
+        log.info("master: draining; stopping the runners that take work in (%s)", names)
         self.draining = True
         for slot in stopped:
             slot.drained = True

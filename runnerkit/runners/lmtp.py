@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from runnerkit.config import Configuration, LimitsSettings
     from runnerkit.switchboard import Switchboard
 
-log = logging.getLogger("runnerkit.runner.lmtp")
+log = logging.getLogger(__name__)
 
 #: The line ending of SMTP and LMTP.
 CRLF = "\r\n"

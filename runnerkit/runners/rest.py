@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from runnerkit.config import Configuration
 
-log = logging.getLogger("runnerkit.runners.rest")
+log = logging.getLogger(__name__)
 
 #: The methods the API answers; every other one gets a 405.
 ALLOWED = "GET, HEAD"
@@ -51,6 +51,8 @@ class RESTRunner(Runner):
     """
 
     is_queue_runner = False
+    #: It serves status and metrics through a drain: it takes no work in.
+    intake = False
 
     def __init__(
         self, name: str, slice: int | None = None, *, config: Configuration | None = None
