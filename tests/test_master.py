@@ -279,6 +279,22 @@ def test_a_second_start_fails_and_names_the_running_master(masters: Masters) -> 
     assert masters.pid_path.read_text(encoding="ascii") == f"{master}\n"
 
 
+def test_a_stop_as_soon_as_the_pid_file_appears_stops_the_master_in_order(
+    masters: Masters,
+) -> None:
+    """The master handles SIGTERM before it takes its lock and writes its pid file:
+    a ``runnerkit stop`` that comes at once ends it in order, its files removed."""
+    masters.configure(RECORDING)
+    for _ in range(3):
+        child = masters.spawn([sys.executable, "-m", "runnerkit.master", *masters.options()])
+        while not masters.pid_path.exists():
+            assert child.poll() is None, masters.output(child)
+        os.kill(child.pid, signal.SIGTERM)
+        assert child.wait(timeout=DEADLINE) == 0, masters.output(child)
+        assert not masters.pid_path.exists()
+        assert running_master_pid(masters.world.config) is None
+
+
 @pytest.mark.slow
 def test_of_two_starts_at_once_one_wins_and_the_other_names_it(masters: Masters) -> None:
     masters.configure(RECORDING)

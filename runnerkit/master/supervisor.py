@@ -225,23 +225,26 @@ class Master:
         :returns: the exit status, 0.
         :raises MasterRunningError: another master runs on this var dir.
         """
-        self.acquire_lock()
-        try:
-            write_layers(
-                self.config,
-                self.config_files,
-                [entry.path for entry in self.config.import_path],
-            )
-            configure_logging(self.config)
-            actions: dict[int, Callable[[int], object]] = {
-                signal.SIGTERM: self._on_stop,
-                signal.SIGINT: self._on_stop,
-                signal.SIGUSR1: self._on_restart,
-                signal.SIGHUP: self._on_hangup,
-                signal.SIGUSR2: self._on_drain,
-                signal.SIGCHLD: lambda signum: self._wake.set(),
-            }
-            with SignalDispatcher(actions):
+        actions: dict[int, Callable[[int], object]] = {
+            signal.SIGTERM: self._on_stop,
+            signal.SIGINT: self._on_stop,
+            signal.SIGUSR1: self._on_restart,
+            signal.SIGHUP: self._on_hangup,
+            signal.SIGUSR2: self._on_drain,
+            signal.SIGCHLD: lambda signum: self._wake.set(),
+        }
+        # The handlers come first: a SIGTERM that arrives as soon as the pid file is
+        # written (a ``runnerkit stop`` right after ``start``) stops the master in
+        # order, its lock released and its files removed, instead of killing it.
+        with SignalDispatcher(actions):
+            self.acquire_lock()
+            try:
+                write_layers(
+                    self.config,
+                    self.config_files,
+                    [entry.path for entry in self.config.import_path],
+                )
+                configure_logging(self.config)
                 log.info("master %d: starting %d runner processes", os.getpid(), len(self.slots))
                 while not self._stopping:
                     now = time.monotonic()
@@ -249,9 +252,9 @@ class Master:
                     self._wake.wait(self.seconds_to_next_start(now))
                     self._wake.clear()
                 self.shutdown()
-        finally:
-            remove_layers(self.config)
-            self.release_lock()
+            finally:
+                remove_layers(self.config)
+                self.release_lock()
         log.info("master %d: stopped", os.getpid())
         return 0
 
