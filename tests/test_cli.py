@@ -249,7 +249,7 @@ def test_commands_over_a_var_dir_take_config_and_var_dir(rk: Commands, path: tup
     text = rk(*path, "--help").stdout
     assert "-C, --config FILE" in text
     assert "$RUNNERKIT_CONFIG" in text
-    assert "--var-dir DIRECTORY" in text
+    assert "--var-dir DIR" in text
     assert "$RUNNERKIT_VAR_DIR" in text
 
 
@@ -1158,3 +1158,15 @@ def test_a_display_name_cannot_break_a_row_of_the_table(rk: Commands, ant: str) 
         "anne@example.com  Anne\\nbart@example.com  -  -  -",
         "zed@example.com   Z\\x1b[2J                      -",
     ]
+
+
+def test_every_option_value_is_named_for_what_it_is() -> None:
+    """Help names a value by what it is (DIR, N, SECONDS, NAME), as the README and the
+    docs do, never by click's type names."""
+    generic = re.compile(r"^\s+(?:-\w, )?--[\w-]+ (TEXT|INTEGER|FLOAT|DIRECTORY|PATH)\b", re.M)
+    found = {}
+    for path in command_paths(main):
+        text = CliRunner().invoke(main, [*path, "--help"], terminal_width=200).output
+        found[" ".join(path)] = generic.findall(text)
+    assert "members add" in found
+    assert {command: names for command, names in found.items() if names} == {}

@@ -144,14 +144,14 @@ def test_the_command_line_replaces_the_environment_in_either_place(
 def test_every_command_over_a_site_takes_the_site_options_after_it() -> None:
     for path in (("conf",), ("qfile",), ("status",), ("queues",), ("lists", "list")):
         text = invoke(*path, "--help").stdout
-        for option in ("-C, --config FILE", "--var-dir DIRECTORY", "--path DIRECTORY"):
+        for option in ("-C, --config FILE", "--var-dir DIR", "--path DIR"):
             assert option in text, (path, option)
     text = invoke("--help").stdout
-    for option in ("-C, --config FILE", "--var-dir DIRECTORY", "--path DIRECTORY"):
+    for option in ("-C, --config FILE", "--var-dir DIR", "--path DIR"):
         assert option in text
     demo = invoke("demo", "--help").stdout
     assert "-C, --config FILE" in demo
-    assert "--path DIRECTORY" in demo
+    assert "--path DIR" in demo
 
 
 def test_a_missing_path_directory_is_a_usage_error(tmp_path: Path) -> None:

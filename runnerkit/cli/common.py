@@ -175,6 +175,7 @@ def _site_option_decorators(*, group: bool, var_dir: bool = True) -> list[Callab
             "--var-dir",
             envvar="RUNNERKIT_VAR_DIR" if group else None,
             type=click.Path(file_okay=False, path_type=Path),
+            metavar="DIR",
             help="The var dir (default: $RUNNERKIT_VAR_DIR, else ./var).",
         ),
         click.option(
@@ -182,6 +183,7 @@ def _site_option_decorators(*, group: bool, var_dir: bool = True) -> list[Callab
             "import_path",
             multiple=True,
             type=click.Path(exists=True, file_okay=False, path_type=Path),
+            metavar="DIR",
             help="A directory to import runner classes from, before [runnerkit] "
             "import_path; repeat for more (the current directory always is one).",
         ),

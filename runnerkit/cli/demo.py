@@ -60,6 +60,7 @@ def checked_by(check: Callable[[T], None]) -> Callable[[click.Context, click.Par
     "-n",
     "--count",
     type=int,
+    metavar="N",
     default=1000,
     show_default=True,
     callback=checked_by(check_count),
@@ -68,12 +69,14 @@ def checked_by(check: Callable[[T], None]) -> Callable[[click.Context, click.Par
 @click.option(
     "--var-dir",
     type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
     help="Run in this (empty or new) directory instead of a fresh temporary one; "
     "it is never removed.",
 )
 @click.option(
     "--members",
     type=int,
+    metavar="N",
     default=3,
     show_default=True,
     callback=checked_by(check_members),
@@ -82,6 +85,7 @@ def checked_by(check: Callable[[T], None]) -> Callable[[click.Context, click.Par
 @click.option(
     "--timeout",
     type=float,
+    metavar="SECONDS",
     default=300.0,
     show_default=True,
     callback=checked_by(check_timeout),

@@ -29,8 +29,8 @@ def lists() -> None:
 
 @lists.command("create")
 @config_options
-@click.option("--language", help="The list's preferred language.")
-@click.option("--display-name", help="The list's display name.")
+@click.option("--language", metavar="CODE", help="The list's preferred language (en, fr ...).")
+@click.option("--display-name", metavar="NAME", help="The list's display name.")
 @click.argument("fqdn_listname")
 def lists_create(
     config_files: tuple[Path, ...],
@@ -100,14 +100,17 @@ role_option = click.option(
     type=click.Choice(ROLES),
     default="member",
     show_default=True,
-    help="The role on the list.",
+    metavar="ROLE",
+    help=f"The role on the list: {', '.join(ROLES)}.",
 )
 
 
 @members.command("add")
 @config_options
-@click.option("--name", "display_name", default="", help="The member's display name.")
-@click.option("--language", help="The member's preferred language.")
+@click.option(
+    "--name", "display_name", default="", metavar="NAME", help="The member's display name."
+)
+@click.option("--language", metavar="CODE", help="The member's preferred language (en, fr ...).")
 @role_option
 @click.argument("listname")
 @click.argument("address")

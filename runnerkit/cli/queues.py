@@ -49,8 +49,14 @@ def queues(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
 
 @main.command()
 @config_options
-@click.option("-q", "--queue", default="in", show_default=True, help="The queue.")
-@click.option("-l", "--list", "listname", help="The list the message is for.")
+@click.option("-q", "--queue", default="in", show_default=True, metavar="NAME", help="The queue.")
+@click.option(
+    "-l",
+    "--list",
+    "listname",
+    metavar="LIST",
+    help="The list the message is for (its posting address or list id).",
+)
 @click.option(
     "--force",
     is_flag=True,
