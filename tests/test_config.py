@@ -400,6 +400,16 @@ def test_a_runner_needs_a_site_not_settings_only(tmp_path: Path) -> None:
             id="a-queue-in-another-queues-directory",
         ),
         pytest.param(
+            "[runner.out]\npath: $QUEUE_DIR/x/../in/\n",
+            r"section \[runner.out\], key 'path'.*queues 'in' and 'out' would share",
+            id="the-same-directory-spelled-otherwise",
+        ),
+        pytest.param(
+            "[runner.out]\npath: $QUEUE_DIR/in/out\n",
+            r"section \[runner.out\], key 'path'.*queue 'out' .* is inside that of queue 'in'",
+            id="a-queue-inside-another-queues-directory",
+        ),
+        pytest.param(
             "[master]\nbackoff_base: 2m\n",
             r"section \[master\], key 'backoff_max'.*shorter than backoff_base",
             id="backoff-max-below-base",
@@ -693,3 +703,20 @@ def test_a_closed_configuration_refuses_pop(tmp_path: Path) -> None:
     config.close()
     with pytest.raises(ConfigurationError, match="is closed"):
         config.pop("layer")
+
+
+def test_a_symbolic_link_does_not_hide_a_shared_queue_directory(
+    config: Configuration, before: State, tmp_path: Path
+) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    text = f"[runner.in]\npath: {tmp_path / 'real'}\n[runner.out]\npath: {tmp_path / 'link'}\n"
+    with pytest.raises(ConfigurationError, match="queues 'in' and 'out' would share"):
+        config.push("linked", text)
+    assert state(config) == before
+
+
+def test_a_runner_without_a_queue_may_share_a_queues_path(config: Configuration) -> None:
+    # Only queues own their directories; a server's path is never read as a queue.
+    config.push("server", "[runner.server]\nqueue: no\npath: $QUEUE_DIR/in\n")
+    assert config.runner("server").path == config.runner("in").path

@@ -547,18 +547,27 @@ class Configuration:
         """Refuse values that are each valid but cannot work together.
 
         :raises ConfigurationError: two queues share a directory (their runners would
-            take each other's messages), ``backoff_max`` is below ``backoff_base``, or
+            take each other's messages), or one's is inside another's, ``backoff_max`` is below ``backoff_base``, or
             the LMTP and REST servers, both started, would listen on one port.
         """
+        # Compared as the file system will see them: symbolic links resolved.
         owners: dict[Path, str] = {}
         for name in resolved.queue_names:
-            path = resolved.runners[name].path
+            path = Path(os.path.realpath(resolved.runners[name].path))
             other = owners.setdefault(path, name)
             if other != name:
                 raise ConfigurationError(
                     f"{self._place(RUNNER_PREFIX + name, 'path')}: queues {other!r} and "
                     f"{name!r} would share the directory {str(path)!r}; each queue needs "
                     "its own, or their runners take each other's messages"
+                )
+        for path, name in owners.items():
+            outer = next((owners[up] for up in path.parents if up in owners), None)
+            if outer is not None:
+                raise ConfigurationError(
+                    f"{self._place(RUNNER_PREFIX + name, 'path')}: the directory of queue "
+                    f"{name!r} ({str(path)!r}) is inside that of queue {outer!r}; each "
+                    "queue needs a directory of its own, outside the others"
                 )
         master = resolved.master
         if master.backoff_max < master.backoff_base:
