@@ -36,6 +36,10 @@ class QueueCountError(QueueError):
     """A queue held another number of messages than a spec or test expected."""
 
 
+class UnsafeNameError(RunnerkitError, ValueError):
+    """A name that would make a path outside the directory it is meant for."""
+
+
 class MessageError(RunnerkitError):
     """A message cannot be read at all (the email parser itself gives up on it)."""
 

@@ -9,7 +9,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from runnerkit.errors import QueueFileError
+from runnerkit.errors import QueueFileError, UnsafeNameError
 from runnerkit.typing import StrPath
 
 #: Queue files are readable by the group (operators), writable only by the owner.
@@ -19,6 +19,36 @@ DIRECTORY_MODE = 0o750
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def path_in(directory: Path, name: str) -> Path:
+    """The path of the entry *name* directly inside *directory*, for a name from outside.
+
+    Every path runnerkit builds from a name (a list id for its Maildir, say) goes
+    through here, so that no name can lead out of its directory or into another entry's.
+
+    :param name: one path component.
+    :returns: ``directory / name``.
+    :raises UnsafeNameError: *name* is empty, ``.`` or ``..``, starts with a dot (a
+        hidden entry, or one of Maildir's own), holds a ``/``, a backslash or a NUL, or
+        is longer than 255 bytes (NAME_MAX of Linux's file systems); the message names it.
+    """
+    problem = None
+    if not name:
+        problem = "it is empty"
+    elif name.startswith("."):
+        problem = "it starts with a dot"
+    elif "/" in name or "\\" in name:
+        problem = "it holds a path separator"
+    elif "\0" in name:
+        problem = "it holds a NUL character"
+    elif len(os.fsencode(name)) > 255:
+        problem = "it is longer than 255 bytes"
+    if problem is not None:
+        raise UnsafeNameError(
+            f"the name {name!r} cannot be an entry of {str(directory)!r}: {problem}"
+        )
+    return directory / name
 
 
 def fsync_directory(directory: StrPath) -> None:

@@ -27,6 +27,42 @@ _DOMAIN = re.compile(rf"({_LABEL}\.)*{_LABEL}")
 #: The roles a member can have on a list.
 ROLES = ("member", "owner", "moderator")
 
+#: The name of a list, its posting address's part before the '@', lower-cased: a
+#: dot-atom (RFC 5322, section 3.2.3) of letters, digits, '-' and '_' only (the
+#: characters GNU Mailman accepts in list names by default), so that it is safe as a
+#: file name, in a list id (RFC 2919) and before a sub-address suffix (``-bounces``).
+_LIST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
+#: The longest display name, in characters: it becomes part of header fields
+#: (``Subject`` prefix, ``List-Id`` phrase), whose lines RFC 5322 (section 2.1.1)
+#: keeps under 998 characters.
+MAX_DISPLAY_NAME = 200
+#: What a display name cannot hold: control characters (C0, DEL, C1) and Unicode line
+#: and paragraph separators, which would break or forge a header field.
+_NOT_IN_A_DISPLAY_NAME = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_display_name(display_name: str, *, what: str = "display name") -> str:
+    """Return *display_name* if it can become part of a header field, else refuse it.
+
+    :raises ListError: it is not a str, holds a control character or line separator
+        (a newline would start a forged header field), or is longer than
+        :data:`MAX_DISPLAY_NAME` characters; the message names the value.
+    """
+    if not isinstance(display_name, str):
+        raise ListError(f"a {what} must be a str, got {type(display_name).__name__}")
+    bad = _NOT_IN_A_DISPLAY_NAME.search(display_name)
+    if bad is not None:
+        raise ListError(
+            f"{what} {display_name!r}: it holds the control character {bad.group()!r}, "
+            "which cannot be part of a header field"
+        )
+    if len(display_name) > MAX_DISPLAY_NAME:
+        raise ListError(
+            f"{what} {display_name[:40]!r}...: {len(display_name)} characters, more than "
+            f"the {MAX_DISPLAY_NAME} a display name may have"
+        )
+    return display_name
+
 
 def check_address(address: str, *, fqdn: bool = False) -> tuple[str, str]:
     """Split a plain email address into (local part, domain), checking both.
@@ -123,9 +159,11 @@ class MailingList:
 
         :raises InvalidAddressError: the address is malformed.
         :raises AlreadySubscribedError: it is subscribed in that role already.
-        :raises ListError: the role or language is unknown.
+        :raises ListError: the role or language is unknown, or the display name cannot
+            be part of a header field (:func:`check_display_name`).
         """
         check_address(address)
+        check_display_name(display_name, what="the member's display name")
         if role not in ROLES:
             raise ListError(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
         if preferred_language is not None:
@@ -221,11 +259,22 @@ class ListManager:
     ) -> MailingList:
         """Create the list whose posting address is *fqdn_listname*, and commit.
 
-        :raises InvalidAddressError: the name is not a fully qualified address.
+        :raises InvalidAddressError: the name is not a fully qualified address, or its
+            part before '@' is not a safe list name (letters, digits, '-', '_', dots).
+        :raises ListError: the display name cannot be part of a header field
+            (:func:`check_display_name`), or the language is unknown.
         :raises ListAlreadyExistsError: a list with that name or list id exists.
         """
         local, domain = check_address(fqdn_listname, fqdn=True)
         local, domain = local.lower(), domain.lower()
+        if not _LIST_NAME.fullmatch(local):
+            raise InvalidAddressError(
+                f"invalid list name {fqdn_listname!r}: the part before '@' may use only "
+                "letters, digits, '-', '_' and dots between them (it names the list's "
+                "files and addresses)"
+            )
+        if display_name is not None:
+            check_display_name(display_name, what="the list's display name")
         language = preferred_language or self.default_language
         try:
             check_language(language)

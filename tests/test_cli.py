@@ -27,6 +27,7 @@ from click.testing import CliRunner, Result
 
 from runnerkit import queuefile
 from runnerkit.cli import main
+from runnerkit.cli.table import echo_table
 from runnerkit.config import Configuration
 from runnerkit.message import Message, message_from_bytes, message_from_string
 from runnerkit.site import Site
@@ -1150,13 +1151,25 @@ def test_lists_and_members_as_json(rk: Commands, ant: str) -> None:
     }
 
 
-def test_a_display_name_cannot_break_a_row_of_the_table(rk: Commands, ant: str) -> None:
-    rk("members", "add", ant, "anne@example.com", "--name", "Anne\nbart@example.com  -  -")
-    rk("members", "add", ant, "zed@example.com", "--name", "Z\x1b[2J")
-    assert rk("members", "list", ant).stdout.splitlines() == [
-        "ADDRESS           NAME                          LANGUAGE",
-        "anne@example.com  Anne\\nbart@example.com  -  -  -",
-        "zed@example.com   Z\\x1b[2J                      -",
+def test_a_display_name_that_would_break_a_header_is_refused(rk: Commands, ant: str) -> None:
+    for name in ("Anne\nX-Injected: yes", "Z\x1b[2J", "A\u2028B"):
+        result = rk("members", "add", ant, "anne@example.com", "--name", name)
+        assert_error(result, 1, f"the member's display name {name!r}: it holds the control")
+        result = rk("lists", "create", "bee@example.com", "--display-name", name)
+        assert_error(result, 1, f"the list's display name {name!r}: it holds the control")
+    assert rk("members", "list", ant).stdout == f"no members of {ant}\n"
+    assert rk("lists", "list", "--json").stdout.count("fqdn_listname") == 1
+
+
+def test_a_cell_from_outside_cannot_break_a_row_of_a_table(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A database written before display names were checked may still hold such names.
+    echo_table(("ADDRESS", "NAME"), [("a@example.com", "A\nb@example.com  -"), ("z", "\x1b[2J")])
+    assert capsys.readouterr().out.splitlines() == [
+        "ADDRESS        NAME",
+        "a@example.com  A\\nb@example.com  -",
+        "z              \\x1b[2J",
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +18,12 @@ from runnerkit.errors import (
     ListError,
     NoSuchListError,
     NotAMemberError,
+    UnsafeNameError,
 )
+from runnerkit.fsio import path_in
 from runnerkit.lists import MailingList, check_address
+from runnerkit.message import message_from_string
+from runnerkit.runners.outgoing import OutgoingRunner
 
 CreateList = Callable[..., MailingList]
 
@@ -231,3 +236,85 @@ def test_a_failed_create_leaves_the_database_usable(
     create_list("other@example.com")
     config.abort()
     assert config.lists.names == ["other@example.com", "test@example.com"]
+
+
+# Names that become paths.
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "/srv/elsewhere/x@example.com",
+        "a/b@example.com",
+        "ok.example.com/new/z@example.com",
+        "../up@example.com",
+        "..@example.com",
+        ".hidden@example.com",
+        "back\\slash@example.com",
+        "plus+sign@example.com",
+        "percent%x@example.com",
+        "quote'x@example.com",
+    ],
+)
+def test_a_list_name_must_be_safe_as_a_file_name(
+    config: Configuration, create_list: CreateList, name: str
+) -> None:
+    with pytest.raises(InvalidAddressError, match=r"invalid (list name|email address)"):
+        create_list(name)
+    assert config.lists.names == []
+
+
+def test_list_names_of_letters_digits_dashes_underscores_and_dots(
+    create_list: CreateList,
+) -> None:
+    for name in ("a-b_c.d@example.com", "0day@example.com", "UPPER.case@Example.com"):
+        create_list(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("", "it is empty"),
+        (".", "it starts with a dot"),
+        ("..", "it starts with a dot"),
+        (".new", "it starts with a dot"),
+        ("../etc", "it starts with a dot"),
+        ("a/../../b", "it holds a path separator"),
+        ("/etc/passwd", "it holds a path separator"),
+        ("a\\b", "it holds a path separator"),
+        ("a\0b", "it holds a NUL character"),
+        ("x" * 256, "it is longer than 255 bytes"),
+        ("\u00e9" * 128, "it is longer than 255 bytes"),
+    ],
+)
+def test_path_in_keeps_a_name_inside_its_directory(
+    tmp_path: Path, name: str, problem: str
+) -> None:
+    with pytest.raises(UnsafeNameError) as raised:
+        path_in(tmp_path, name)
+    assert str(raised.value) == (
+        f"the name {name!r} cannot be an entry of {str(tmp_path)!r}: {problem}"
+    )
+    assert path_in(tmp_path, "ant.example.com") == tmp_path / "ant.example.com"
+
+
+def test_a_list_id_that_is_not_a_safe_name_is_shunted_not_delivered_elsewhere(
+    config: Configuration, create_list: CreateList, tmp_path: Path
+) -> None:
+    """A list made before names were checked: its delivery stops, with the reason."""
+    mlist = create_list("ant@example.com")
+    mlist.subscribe("anne@example.com")
+    outside = tmp_path / "outside"
+    config.lists.database.connection.execute(
+        "UPDATE mailing_list SET list_id = ? WHERE list_id = 'ant.example.com'",
+        (str(outside),),
+    )
+    config.commit()
+    mlist = config.lists.get("ant@example.com")
+    assert mlist is not None
+    runner = OutgoingRunner("out")
+    msg = message_from_string("From: anne@example.com\nSubject: hi\n\nhello\n")
+    config.switchboards["out"].enqueue(msg, listid=mlist.list_id)
+    runner.run_once()
+    assert not outside.exists()
+    assert len(config.switchboards["shunt"].files) == 1

@@ -547,8 +547,9 @@ class Configuration:
         """Refuse values that are each valid but cannot work together.
 
         :raises ConfigurationError: two queues share a directory (their runners would
-            take each other's messages), or one's is inside another's, ``backoff_max`` is below ``backoff_base``, or
-            the LMTP and REST servers, both started, would listen on one port.
+            take each other's messages), or one's is inside another's; ``backoff_max``
+            is below ``backoff_base``; or the LMTP and REST servers, both started, would
+            listen on one port.
         """
         # Compared as the file system will see them: symbolic links resolved.
         owners: dict[Path, str] = {}

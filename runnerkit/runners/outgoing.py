@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from runnerkit.database import Database
 from runnerkit.errors import RunnerError
-from runnerkit.fsio import fsync_directory, make_directories
+from runnerkit.fsio import fsync_directory, make_directories, path_in
 from runnerkit.logtext import header_for_log
 from runnerkit.message import Message
 from runnerkit.runner import Runner
@@ -170,9 +170,12 @@ class OutgoingRunner(Runner):
     def _deliver_to_maildir(self, mlist: MailingList, msg: Message) -> None:
         """Add one copy of *msg* to the list's Maildir, and flush it to disk."""
         make_directories(self.maildir)
-        box = mailbox.Maildir(self.maildir / mlist.list_id, factory=None, create=True)
+        # A list id from an older database may not be a safe name: then this raises,
+        # and the message is shunted with the reason.
+        folder = path_in(self.maildir, mlist.list_id)
+        box = mailbox.Maildir(folder, factory=None, create=True)
         key = box.add(wire_bytes(msg))
-        new = self.maildir / mlist.list_id / "new"
+        new = folder / "new"
         fd = os.open(new / key, os.O_RDONLY | os.O_CLOEXEC)
         try:
             os.fsync(fd)
