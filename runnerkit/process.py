@@ -28,12 +28,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runnerkit.config import Configuration, ImportDir, use_config
-from runnerkit.errors import RunnerkitError, RunnerSpecError
+from runnerkit.errors import ConfigurationError, RunnerkitError, RunnerSpecError
 from runnerkit.exits import EXIT_RESTART, EXIT_SETUP_FAILED
 from runnerkit.fsio import FILE_MODE, make_directories
 from runnerkit.importpath import use_import_path
 from runnerkit.locks import slice_lock_path
 from runnerkit.logs import configure_logging, reopen_logs
+from runnerkit.master.files import read_layers_file
 from runnerkit.runner import Runner, load_runner_class
 from runnerkit.signals import SignalDispatcher
 from runnerkit.site import Site
@@ -76,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="an INI file pushed over the defaults (repeat for more layers)",
+    )
+    parser.add_argument(
+        "--layers",
+        metavar="FILE",
+        help="a master's record of its layers (master.layers.json): its configuration "
+        "files, pushed with the texts the master read from them; instead of -C",
     )
     parser.add_argument("--var-dir", help="the var dir (default: ./var)")
     parser.add_argument(
@@ -180,10 +187,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     try:
         name, slice, count = parse_runner_spec(args.runner)
+        files, texts = args.config, None
+        if args.layers is not None:
+            record = read_layers_file(Path(args.layers))
+            if record is None:
+                raise ConfigurationError(f"--layers {args.layers!r}: no such file")
+            files, texts = list(record.config_files), record.texts
         config = Site.load(
-            args.config,
+            files,
             args.var_dir,
             import_path=[ImportDir(Path(path).absolute(), "--path") for path in args.path],
+            texts=texts,
         )
         use_import_path(config)
         settings = config.runner(name)

@@ -11,6 +11,7 @@ and any process that names the test's var dir on its command line.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -548,6 +549,76 @@ def test_sigusr1_restarts_every_runner_without_spending_the_budget(masters: Mast
     os.kill(master, signal.SIGUSR1)
     masters.wait_running(master, slots, avoid=every)
     assert masters.slot("quiet", 0)["reason"] == ""
+
+
+@pytest.mark.slow
+def test_a_file_edited_under_the_master_changes_nothing_until_a_restart(
+    masters: Masters,
+) -> None:
+    """A runner process started after a crash is built from the text the master read,
+    not from the file as it is now: an edit of instances does not take the slice down."""
+    masters.configure(RECORDING)
+    master = masters.start()
+    slots = {("quiet", 0), ("quiet", 1)}
+    pids = masters.wait_running(master, slots)
+    edited = masters.ini.read_text(encoding="utf-8").replace("instances: 2", "instances: 4")
+    masters.ini.write_text(edited, encoding="utf-8")
+
+    os.kill(pids["quiet", 1], signal.SIGKILL)
+    new = masters.wait_running(master, slots, avoid={pids["quiet", 1]})
+    assert masters.slot("quiet", 1)["restarts"] == 1
+    assert not any("has instances" in line for line in masters.messages_of(new["quiet", 1]))
+
+    # A restart cannot apply that edit as a whole (two generations of slices would
+    # share the queue): it is refused, and nothing changes.
+    result = masters.runnerkit("restart")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"runnerkit: error: the configuration files of master {master} changed, and a "
+        "restart cannot apply the change: [runner.quiet] instances changes from 2 to 4; "
+        "nothing was changed (to apply it, 'runnerkit stop', then 'runnerkit start')\n"
+    )
+    assert masters.running(master) == new
+
+
+@pytest.mark.slow
+def test_a_restart_applies_an_edited_file_as_a_whole(masters: Masters) -> None:
+    masters.configure(RECORDING)
+    master = masters.start()
+    slots = {("quiet", 0), ("quiet", 1)}
+    pids = masters.wait_running(master, slots)
+    text = masters.ini.read_text(encoding="utf-8")
+    masters.ini.write_text(text.replace("sleep_time: 100ms", "sleep_time: 7s"), encoding="utf-8")
+    # Applied by the master when asked, not before.
+    layers = json.loads((masters.var_dir / "master.layers.json").read_text(encoding="utf-8"))
+    assert layers["texts"] == [text]
+
+    result = masters.runnerkit("restart")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (
+        f"asked master {master} to restart its runners with the changed configuration "
+        f"({masters.ini})\n"
+    )
+    masters.wait_running(master, slots, avoid=set(pids.values()))
+    assert "master: the runners restart with the changed configuration" in masters.messages_of(
+        master
+    )
+    layers = json.loads((masters.var_dir / "master.layers.json").read_text(encoding="utf-8"))
+    assert layers["texts"] == [masters.ini.read_text(encoding="utf-8")]
+
+    # A file that no longer loads is refused by the command, and by the master itself
+    # when signalled directly.
+    masters.ini.write_text(text + "\n[runner.quiet]\nbogus: 1\n", encoding="utf-8")
+    result = masters.runnerkit("restart")
+    assert result.returncode == 2
+    os.kill(master, signal.SIGUSR1)
+    wait_for(
+        lambda: any(
+            line.startswith("master: the changed configuration is not applied: ")
+            for line in masters.messages_of(master)
+        ),
+        "the master to refuse the broken file",
+    )
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from runnerkit.master import (
     Master,
     MasterStatus,
     RunnerStatus,
+    changed_config_files,
     drain_master,
     read_status,
     restart_runners,
@@ -213,19 +214,31 @@ def _drain_problem(report: DrainReport, timeout: float) -> str:
 def restart(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
     """Restart every runner (the master stays), without spending restart budgets.
 
-    The runners start again with the master's own layers, re-reading its -C files, so
-    edits to those files take effect.  -C and --path may repeat what the master runs
-    with (to find it), but cannot change it: other layers are refused (exit status 2);
-    for them, stop the master and start it again with them.
+    The master reads its -C files again: edits to them take effect, as a whole, when
+    they start the same runner processes (each runner's start, queue and instances)
+    and keep every directory; an edit that changes those is refused (exit status 1)
+    and nothing changes: stop the master and start it again to apply it.  Until a
+    restart, the master starts every runner process (after a crash too) with the
+    files as they were when it read them.  -C and --path may repeat what the master
+    runs with (to find it), but cannot change it: other layers are refused (exit
+    status 2); for them, stop the master and start it again with them.
     """
     config = load_config(config_files, var_dir)
     try:
+        changed = changed_config_files(config)
         pid = restart_runners(config, config_files, site_options().import_path)
     except MasterLayersError as error:
         raise UsageProblem(str(error)) from error
     except RunnerkitError as error:
         raise CommandError(str(error)) from error
-    click.echo(f"asked master {pid} to restart its runners")
+    if changed:
+        files = ", ".join(str(path) for path in changed)
+        click.echo(
+            f"asked master {pid} to restart its runners with the changed configuration "
+            f"({files})"
+        )
+    else:
+        click.echo(f"asked master {pid} to restart its runners")
 
 
 @main.command()

@@ -1,6 +1,6 @@
 """Layered INI configuration (settings only), and the current configuration of the running code."""
 
-from runnerkit.config.configuration import CORE_QUEUES, Configuration
+from runnerkit.config.configuration import CORE_QUEUES, Configuration, read_config_texts
 from runnerkit.config.current import (
     current_config,
     reset_current_config,
@@ -38,6 +38,7 @@ __all__ = [
     "RunnerSettings",
     "Setting",
     "current_config",
+    "read_config_texts",
     "reset_current_config",
     "set_current_config",
     "use_config",

@@ -163,21 +163,21 @@ class Configuration:
         finally:
             self.pop(name)
 
-    def push_file(self, path: StrPath, name: str | None = None) -> None:
+    def push_file(
+        self, path: StrPath, name: str | None = None, *, text: str | None = None
+    ) -> None:
         """Push the INI file at *path* as a layer named *name* (default: the path).
 
         Relative directories in it (``[runnerkit] import_path``) are relative to the
         file's own directory.
 
+        :param text: the file's text as it was read earlier (a master's snapshot,
+            :func:`read_config_texts`); the file is then not read again.
         :raises ConfigurationError: the file cannot be read, or its text is bad.
         """
         self._check_open()
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigurationError(
-                f"cannot read configuration file {str(path)!r}: {error}"
-            ) from error
+        if text is None:
+            (text,) = read_config_texts([path])
         base = Path(path).expanduser().absolute().parent
         self._push(parse_layer(str(path) if name is None else name, text, base))
 
@@ -189,6 +189,7 @@ class Configuration:
         *,
         import_path: Iterable[ImportDir] = (),
         var_dir_layer: str = "--var-dir",
+        texts: Sequence[str] | None = None,
     ) -> Self:
         """Build a configuration from files, as a command line describes it.
 
@@ -201,12 +202,18 @@ class Configuration:
             come first in :attr:`import_path`.
         :param var_dir_layer: the name of the var dir's layer, saying where it came
             from (``--var-dir``, ``$RUNNERKIT_VAR_DIR``).
+        :param texts: the text of each of *config_files*, as read before (a master's
+            snapshot); the files are then not read.
         :raises ConfigurationError: a file cannot be read or holds a bad layer.
         """
+        if texts is not None and len(texts) != len(config_files):
+            raise ConfigurationError(
+                f"{len(texts)} texts given for {len(config_files)} configuration files"
+            )
         config = cls()
         config._import_path_given = tuple(import_path)
-        for path in config_files:
-            config.push_file(path)
+        for index, path in enumerate(config_files):
+            config.push_file(path, text=None if texts is None else texts[index])
         if var_dir is not None:
             # Built, not parsed: any directory name, '$' or newline included, is kept.
             text = str(Path(var_dir).expanduser().absolute())
@@ -587,3 +594,19 @@ class Configuration:
                 f"{self._place('rest', 'port')}: the LMTP server listens on port "
                 f"{lmtp.port} too; give the two servers different ports"
             )
+
+
+def read_config_texts(paths: Iterable[StrPath]) -> tuple[str, ...]:
+    """The text of each configuration file of *paths*, in order (UTF-8).
+
+    :raises ConfigurationError: a file cannot be read or decoded; the message names it.
+    """
+    texts = []
+    for path in paths:
+        try:
+            texts.append(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigurationError(
+                f"cannot read configuration file {str(path)!r}: {error}"
+            ) from error
+    return tuple(texts)

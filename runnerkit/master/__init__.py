@@ -28,6 +28,7 @@ from runnerkit.errors import (
 from runnerkit.master.client import (
     KEPT_QUEUES,
     DrainReport,
+    changed_config_files,
     drain_master,
     restart_runners,
     signal_master,
@@ -75,6 +76,7 @@ __all__ = [
     "StatusFileError",
     "Stuck",
     "Watchdog",
+    "changed_config_files",
     "drain_master",
     "listening_addresses",
     "lock_paths",

@@ -29,8 +29,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runnerkit.config import Configuration
+from runnerkit.config import Configuration, ImportDir, read_config_texts
 from runnerkit.errors import (
+    ConfigurationError,
     MasterError,
     MasterLayersError,
     MasterNotRunningError,
@@ -40,11 +41,13 @@ from runnerkit.errors import (
 from runnerkit.fsio import make_directories
 from runnerkit.master.files import (
     UNKNOWN_PID,
+    MasterLayers,
     lock_paths,
     read_layers,
     read_status,
     running_master_pid,
 )
+from runnerkit.master.reload import reload_problem
 from runnerkit.master.status import RunnerStatus
 from runnerkit.runner import takes_work_in
 from runnerkit.switchboard import Switchboard
@@ -132,8 +135,9 @@ def restart_runners(
 ) -> int:
     """Ask the master of *config*'s var dir to restart every runner (SIGUSR1).
 
-    The runners start again with the master's own layers, and read those files afresh,
-    so edits to them take effect; other layers would need another master.  So
+    The master reads its files afresh and applies what changed in them as a whole
+    (:meth:`runnerkit.master.supervisor.Master.reload`); other layers would need
+    another master.  So
     *config_files*, when given, must be the master's files, in its order, and each
     of *import_path* a directory of its import path: they may only find the master,
     never silently fail to apply.
@@ -141,6 +145,10 @@ def restart_runners(
     :returns: the master's pid.
     :raises MasterLayersError: *config_files* or *import_path* differ from the
         master's; the message names both, and how to run with other layers.
+    :raises MasterError: the master's files changed since it read them, and the
+        change cannot be applied by a restart
+        (:func:`runnerkit.master.reload.reload_problem`): it would change the runner
+        processes or a directory, or a runner class does not load.
     :raises MasterNotRunningError: no master holds the lock.
     :raises MasterError: the lock holder wrote no pid (see :func:`signal_master`).
     """
@@ -160,7 +168,60 @@ def restart_runners(
                 "runners with its own layers (re-reading those files) and cannot change "
                 "them: to run with these, 'runnerkit stop', then 'runnerkit start' with them"
             )
+        problem = _reload_problem(config, recorded)
+        if problem is not None:
+            raise MasterError(
+                f"the configuration files of master {pid} changed, and a restart cannot "
+                f"apply the change: {problem}; nothing was changed (to apply it, "
+                "'runnerkit stop', then 'runnerkit start')"
+            )
     return signal_master(config, signal.SIGUSR1)
+
+
+def changed_config_files(config: Configuration) -> list[Path]:
+    """The configuration files of the running master of *config*'s var dir whose text
+    changed since the master read them (a restart applies them); [] if none, or if no
+    master runs.
+
+    :raises StatusFileError: the master's record of its layers cannot be read.
+    """
+    recorded = read_layers(config)
+    if recorded is None or recorded.texts is None or recorded.master_pid != running_master_pid(
+        config
+    ):
+        return []
+    changed = []
+    for path, text in zip(recorded.config_files, recorded.texts, strict=True):
+        try:
+            (now,) = read_config_texts([path])
+        except ConfigurationError:
+            now = None
+        if now != text:
+            changed.append(path)
+    return changed
+
+
+def _reload_problem(config: Configuration, recorded: MasterLayers) -> str | None:
+    """Why the master that *recorded* describes could not take its files as they are now
+    (:func:`runnerkit.master.reload.reload_problem`); None if they did not change or can
+    be taken."""
+    if recorded.texts is None:
+        return None
+    try:
+        texts = read_config_texts(recorded.config_files)
+        if texts == recorded.texts:
+            return None
+        var_dir = str(config.paths.var_dir)
+        import_dirs = [ImportDir(path, "--path") for path in recorded.import_path]
+        running, changed = (
+            Configuration.load(
+                recorded.config_files, var_dir, import_path=import_dirs, texts=version
+            )
+            for version in (recorded.texts, texts)
+        )
+    except ConfigurationError as error:
+        return str(error)
+    return reload_problem(running, changed)
 
 
 def stop_master(config: Configuration, timeout: float) -> int | None:

@@ -190,11 +190,13 @@ def _lock_exclusively(fd: int) -> None:
 
 
 class MasterLayers(NamedTuple):
-    """What a master runs with: its configuration files and import path, absolute."""
+    """What a master runs with: its configuration files and import path, absolute, and
+    the text it read from each file (None in a record written before texts were kept)."""
 
     master_pid: int
     config_files: tuple[Path, ...]
     import_path: tuple[Path, ...]
+    texts: tuple[str, ...] | None = None
 
 
 def layers_path(config: Configuration) -> Path:
@@ -203,16 +205,23 @@ def layers_path(config: Configuration) -> Path:
 
 
 def write_layers(
-    config: Configuration, config_files: Sequence[Path], import_path: Sequence[Path]
+    config: Configuration,
+    config_files: Sequence[Path],
+    import_path: Sequence[Path],
+    texts: Sequence[str] = (),
 ) -> None:
     """Record that this process, a master, runs with *config_files* and *import_path*.
 
+    :param texts: the text the master read from each of *config_files*: its runner
+        processes are built from these (``python -m runnerkit.process --layers``),
+        never from the files, which may have changed since.
     :raises OSError: the file cannot be written.
     """
     record = {
         "master_pid": os.getpid(),
         "config_files": [str(path) for path in config_files],
         "import_path": [str(path) for path in import_path],
+        "texts": list(texts),
     }
     replace_file(layers_path(config), (json.dumps(record, indent=2) + "\n").encode())
 
@@ -231,7 +240,14 @@ def read_layers(config: Configuration) -> MasterLayers | None:
 
     :raises StatusFileError: the file cannot be read, or is not such a record.
     """
-    path = layers_path(config)
+    return read_layers_file(layers_path(config))
+
+
+def read_layers_file(path: Path) -> MasterLayers | None:
+    """The record of a master's layers in the file at *path* (see :func:`read_layers`).
+
+    :raises StatusFileError: the file cannot be read, or is not such a record.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -242,12 +258,24 @@ def read_layers(config: Configuration) -> MasterLayers | None:
         pid = data["master_pid"]
         files = data["config_files"]
         directories = data["import_path"]
+        texts = data.get("texts")
         if not (
             isinstance(pid, int) and all(isinstance(item, str) for item in [*files, *directories])
         ):
             raise TypeError("expected a pid and lists of paths")
-    except (KeyError, TypeError) as error:
+        if texts is not None and not (
+            isinstance(texts, list)
+            and len(texts) == len(files)
+            and all(isinstance(text, str) for text in texts)
+        ):
+            raise TypeError("expected the text of each configuration file")
+    except (KeyError, TypeError, AttributeError) as error:
         raise StatusFileError(
             f"{str(path)!r} is not a master's record of its layers: {error}"
         ) from error
-    return MasterLayers(pid, tuple(map(Path, files)), tuple(map(Path, directories)))
+    return MasterLayers(
+        pid,
+        tuple(map(Path, files)),
+        tuple(map(Path, directories)),
+        None if texts is None else tuple(texts),
+    )

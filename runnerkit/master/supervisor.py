@@ -42,15 +42,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runnerkit.config import Configuration, ImportDir
+from runnerkit.config import Configuration, ImportDir, read_config_texts
 from runnerkit.errors import MasterRunningError, RunnerkitError
 from runnerkit.exits import EXIT_RESTART
 from runnerkit.fsio import make_directories
 from runnerkit.importpath import use_import_path
 from runnerkit.logs import configure_logging, reopen_logs
-from runnerkit.master.files import MasterLock, remove_layers, write_layers, write_status
+from runnerkit.master.files import (
+    MasterLock,
+    layers_path,
+    remove_layers,
+    write_layers,
+    write_status,
+)
 from runnerkit.master.output import describe_end, file_size, last_line, output_path
 from runnerkit.master.policy import Action, RestartPolicy, describe_exit
+from runnerkit.master.reload import plan, reload_problem
 from runnerkit.master.status import MasterStatus, RunnerStatus
 from runnerkit.master.watchdog import Watchdog
 from runnerkit.runner import takes_work_in
@@ -156,9 +163,17 @@ class Master:
         config_files: Sequence[Path] = (),
         *,
         python: str = sys.executable,
+        texts: Sequence[str] | None = None,
+        var_dir: str | None = None,
+        import_dirs: Sequence[ImportDir] = (),
     ) -> None:
         self.config = config
         self.config_files = [Path(path).absolute() for path in config_files]
+        #: The text of each configuration file, as read when the master was made: the
+        #: runner processes are built from these, not from the files (:meth:`reload`).
+        self.texts = read_config_texts(self.config_files) if texts is None else tuple(texts)
+        #: What :meth:`reload` passes on to :meth:`Configuration.load`.
+        self.var_dir, self.import_dirs = var_dir, tuple(import_dirs)
         self.python = python
         settings = config.master
         self.policy = RestartPolicy.from_settings(settings)
@@ -191,18 +206,57 @@ class Master:
         self.watchdog.stuck_after = seconds
 
     def _plan(self) -> list[Slot]:
-        slots: list[Slot] = []
-        for name, settings in sorted(self.config.runners.items()):
-            if not settings.start:
-                continue
-            if settings.queue:
-                slots.extend(
-                    Slot(name, index, settings.instances, settings.max_restarts)
-                    for index in range(settings.instances)
-                )
-            else:
-                slots.append(Slot(name, None, 1, settings.max_restarts))
-        return slots
+        return [
+            Slot(name, index, count, self.config.runner(name).max_restarts)
+            for name, index, count in plan(self.config)
+        ]
+
+    def _apply_settings(self) -> None:
+        """Take the ``[master]`` settings and each slot's restart budget from the config."""
+        settings = self.config.master
+        self.policy = RestartPolicy.from_settings(settings)
+        self.stop_timeout = settings.stop_timeout.total_seconds()
+        self.watchdog.stuck_after = settings.stuck_after.total_seconds()
+        for slot in self.slots:
+            slot.max_restarts = self.config.runner(slot.name).max_restarts
+
+    def reload(self) -> bool:
+        """Read the configuration files again; take them if they changed and can be taken.
+
+        Changed texts are taken as a whole when they keep the plan and the directories
+        (:func:`runnerkit.master.reload.reload_problem`): the runner processes started
+        from then on are built from them, and the ``[master]`` settings apply.
+        Otherwise nothing changes, and the log says why.
+
+        :returns: whether the master now runs with changed texts.
+        """
+        changed: Configuration | None = None
+        try:
+            texts = read_config_texts(self.config_files)
+            if texts == self.texts:
+                return False
+            changed = Configuration.load(
+                self.config_files, self.var_dir, import_path=self.import_dirs, texts=texts
+            )
+            problem = reload_problem(self.config, changed)
+        except RunnerkitError as error:
+            problem = str(error)
+        if problem is not None or changed is None:
+            log.error(
+                "master: the changed configuration is not applied: %s; the runners go on "
+                "with the configuration the master has (stop and start the master to "
+                "apply it)",
+                problem,
+            )
+            return False
+        self.config, self.texts = changed, texts
+        self._apply_settings()
+        write_layers(self.config, self.config_files, self._import_path_dirs(), self.texts)
+        log.info("master: the runners restart with the changed configuration")
+        return True
+
+    def _import_path_dirs(self) -> list[Path]:
+        return [entry.path for entry in self.config.import_path]
 
     # The lock.
 
@@ -239,11 +293,7 @@ class Master:
         with SignalDispatcher(actions):
             self.acquire_lock()
             try:
-                write_layers(
-                    self.config,
-                    self.config_files,
-                    [entry.path for entry in self.config.import_path],
-                )
+                write_layers(self.config, self.config_files, self._import_path_dirs(), self.texts)
                 configure_logging(self.config)
                 log.info("master %d: starting %d runner processes", os.getpid(), len(self.slots))
                 while not self._stopping:
@@ -288,6 +338,7 @@ class Master:
         if self._restart_all:
             self._restart_all = False
             log.info("master: SIGUSR1, restarting all runners")
+            self.reload()
             if self.draining:
                 log.info("master: the drain ends; the stopped runners start again")
             self.draining = False
@@ -464,8 +515,9 @@ class Master:
     def _spawn(self, slot: Slot, now: float) -> None:
         command = [self.python, "-m", "runnerkit.process", "--runner", slot.spec]
         command += ["--var-dir", str(self.config.paths.var_dir), "--parent-pid", str(os.getpid())]
-        for path in self.config_files:
-            command += ["-C", str(path)]
+        if self.config_files:
+            # The texts the master holds, never the files, which may have changed since.
+            command += ["--layers", str(layers_path(self.config))]
         for entry in self.config.import_path:
             command += ["--path", str(entry.path)]
         output = output_path(self.config.paths.log_dir, slot.name, slot.slice)
@@ -544,13 +596,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--path", action="append", default=[], type=Path)
     args = parser.parse_args(argv)
     try:
+        import_dirs = [ImportDir(path.absolute(), "--path") for path in args.path]
+        texts = read_config_texts(args.config)
         config = Configuration.load(
-            args.config,
-            args.var_dir,
-            import_path=[ImportDir(path.absolute(), "--path") for path in args.path],
+            args.config, args.var_dir, import_path=import_dirs, texts=texts
         )
         use_import_path(config)
-        master = Master(config, args.config)
+        master = Master(
+            config, args.config, texts=texts, var_dir=args.var_dir, import_dirs=import_dirs
+        )
         with config:
             return master.run()
     except MasterRunningError as error:
