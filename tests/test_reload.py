@@ -30,7 +30,8 @@ def test_the_plan_is_every_started_process(tmp_path: Path) -> None:
     ("edit", "problem"),
     [
         (
-            "[runner.extra]\nsleep_time: 5s\n[logging]\nlevel: debug\n[master]\nstop_timeout: 1s\n",
+            "[runner.extra]\nsleep_time: 5s\n[logging]\nlevel: debug\n"
+            "[master]\nstop_timeout: 1s\n",
             None,
         ),
         ("[runner.extra]\ninstances: 4\n", "[runner.extra] instances changes from 2 to 4"),
