@@ -173,3 +173,31 @@ def test_only_taken_files_of_runners_with_slices_count(queue: Queue) -> None:
 def test_a_missing_queue_directory_finds_nothing(queue: Queue, slots: list[FakeSlot]) -> None:
     queue.directory.rmdir()
     assert watchdog(queue).check(slots, 1e12) == []
+
+
+def test_time_the_whole_system_lost_to_a_pause_is_not_counted(
+    queue: Queue, slots: list[FakeSlot]
+) -> None:
+    """The master's process group stopped for 6 s (stuck_after 3 s): the runner was
+    stopped too, and is judged by the time it had (the chaos run's 6 killed runners)."""
+    filebase, changed = queue.take(1)
+    dog = watchdog(queue, stuck_after=3.0)
+    assert dog.check(slots, changed + 1.0) == []
+    # Stopped from changed + 1.0 to changed + 7.0: 5 s of the 6 s gap are not counted.
+    assert dog.check(slots, changed + 7.0) == []
+    assert dog.check(slots, changed + 8.0) == []
+    [stuck] = dog.check(slots, changed + 9.0)
+    assert stuck == Stuck(slots[1], filebase, 4.0, PIDS[1])
+
+
+def test_a_pause_before_a_message_was_taken_does_not_excuse_it(
+    queue: Queue, slots: list[FakeSlot]
+) -> None:
+    filebase, changed = queue.take(1)
+    dog = watchdog(queue, stuck_after=3.0)
+    assert dog.check(slots, changed - 20.0) == []
+    assert dog.check(slots, changed - 10.0) == []  # a pause, over before it was taken
+    for second in range(-9, 3):  # then a look each second
+        assert dog.check(slots, changed + second) == []
+    [stuck] = dog.check(slots, changed + 3.5)
+    assert stuck.held == 3.5

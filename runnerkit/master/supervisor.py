@@ -59,15 +59,13 @@ from runnerkit.master.output import describe_end, file_size, last_line, output_p
 from runnerkit.master.policy import Action, RestartPolicy, describe_exit
 from runnerkit.master.reload import plan, reload_problem
 from runnerkit.master.status import MasterStatus, RunnerStatus
-from runnerkit.master.watchdog import Watchdog
+from runnerkit.master.watchdog import STUCK_CHECK_SECONDS, Watchdog
 from runnerkit.runner import takes_work_in
 from runnerkit.signals import SignalDispatcher
 
 # The package's name, not this module's: operators and specs look for it in the log.
 log = logging.getLogger("runnerkit.master")
 
-#: How often the master looks for runners stuck on one message, at most.
-STUCK_CHECK_SECONDS = 1.0
 #: The reason a runner stopped by a drain shows.
 DRAINED = "stopped for a drain"
 

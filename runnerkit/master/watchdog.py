@@ -11,7 +11,10 @@ one it logs an error naming the runner, the slice, the pid and the file, shows t
 process as ``stuck`` in the status file, and kills it with SIGKILL.  That is a failure
 like any other, so the process is restarted; the restarted runner recovers the message
 and counts the recovery in the file, and a message that is stuck every time ends in
-``bad`` after three attempts.  ``stuck_after: 0`` turns the watchdog off.  A ``.bak``
+``bad`` after three attempts.  Time the master itself did not run (a gap of
+over :data:`PAUSE_SECONDS` between two looks: its process group stopped, the machine
+suspended) is not counted: the runners lost it too.  ``stuck_after: 0`` turns the
+watchdog off.  A ``.bak``
 held by a leftover process of a killed master (which still holds the slice's lock) is
 only logged: the master kills only its own children.
 
@@ -30,6 +33,17 @@ from typing import Generic, Protocol, TypeVar
 
 from runnerkit.locks import lock_holder, slice_lock_path
 from runnerkit.slices import slice_of
+
+#: How often the master looks for runners stuck on one message, at most.
+STUCK_CHECK_SECONDS = 1.0
+#: A gap between two looks longer than this is a pause of the master itself (its
+#: process group stopped, the machine suspended), not a slow look: the runners were
+#: paused with it, so all of the gap but one look's interval does not count as time
+#: spent on a message.
+PAUSE_SECONDS = 5.0
+#: How many pauses the watchdog remembers; older ones end before any message it
+#: still measures was taken.
+KEPT_PAUSES = 64
 
 #: A queue file taken for processing: its base name, whose last 40 hex digits are the digest.
 _BACKUP_NAME = re.compile(r"(\d+(?:\.\d+)?\+([0-9a-f]{40}))\.bak")
@@ -103,6 +117,10 @@ class Watchdog:
         self.lock_dir = lock_dir
         #: Files already reported as held by a process the master did not start.
         self._foreign: set[str] = set()
+        #: When the last look was (the *now* of :meth:`check`).
+        self._last: float | None = None
+        #: The pauses seen, oldest first: (when each ended, seconds not counted).
+        self._pauses: list[tuple[float, float]] = []
 
     @property
     def enabled(self) -> bool:
@@ -117,11 +135,21 @@ class Watchdog:
         (:attr:`Stuck.own` is false) is reported once only.  Slots without slices are
         never stuck: they read no queue.
 
+        A pause of the master (a gap of over :data:`PAUSE_SECONDS` between two looks)
+        is not counted as time on a message: the whole system lost it, the runners
+        too, and they are judged by the time they had.
+
         :param now: the wall-clock time, as :func:`time.time` gives it (file ctimes are
             wall-clock times).
         """
         if not self.enabled:
             return []
+        if self._last is not None and now - self._last > PAUSE_SECONDS:
+            self._pauses = [
+                *self._pauses[-KEPT_PAUSES + 1 :],
+                (now, now - self._last - STUCK_CHECK_SECONDS),
+            ]
+        self._last = now
         by_queue: dict[str, dict[int, S]] = {}
         for candidate in slots:
             if candidate.slice is not None:
@@ -133,7 +161,10 @@ class Watchdog:
                 slot = slices.get(slice_of(digest, count))
                 if slot is None or slot.pid is None or slot.stuck_on:
                     continue
-                held = now - max(changed, slot.started)
+                since = max(changed, slot.started)
+                # Of a pause, only what was lost after the message was taken.
+                excused = sum(max(0.0, min(lost, end - since)) for end, lost in self._pauses)
+                held = now - since - excused
                 if held <= self.stuck_after:
                     continue
                 holder = lock_holder(slice_lock_path(self.lock_dir, name, slot.slice))
