@@ -51,8 +51,8 @@ from runnerkit.master.output import output_path
 from runnerkit.master.policy import Action, Decision, RestartPolicy
 from runnerkit.master.readiness import listening_addresses, wait_until_ready
 from runnerkit.master.status import MasterStatus, RunnerStatus
-from runnerkit.master.supervisor import STUCK_CHECK_SECONDS, Master, Slot, main
-from runnerkit.master.watchdog import Stuck, Watchdog
+from runnerkit.master.supervisor import Master, Slot, main
+from runnerkit.master.watchdog import STUCK_CHECK_SECONDS, Stuck, Watchdog
 
 __all__ = [
     "KEPT_QUEUES",
