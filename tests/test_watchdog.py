@@ -193,7 +193,7 @@ def test_time_the_whole_system_lost_to_a_pause_is_not_counted(
 def test_a_pause_before_a_message_was_taken_does_not_excuse_it(
     queue: Queue, slots: list[FakeSlot]
 ) -> None:
-    filebase, changed = queue.take(1)
+    _, changed = queue.take(1)
     dog = watchdog(queue, stuck_after=3.0)
     assert dog.check(slots, changed - 20.0) == []
     assert dog.check(slots, changed - 10.0) == []  # a pause, over before it was taken
