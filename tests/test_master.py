@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -619,6 +620,22 @@ def test_a_restart_applies_an_edited_file_as_a_whole(masters: Masters) -> None:
         ),
         "the master to refuse the broken file",
     )
+
+
+@pytest.mark.slow
+def test_a_master_whose_var_dir_is_deleted_stops_with_its_runners(masters: Masters) -> None:
+    masters.configure(RECORDING)
+    master = masters.start()
+    pids = masters.wait_running(master, {("quiet", 0), ("quiet", 1)})
+    # Gone at once, as a torn-down world's is (its runners may still write inside).
+    gone = masters.var_dir.with_name("gone")
+    masters.var_dir.rename(gone)
+    shutil.rmtree(gone, ignore_errors=True)
+    wait_for(lambda: not alive(master), "the master to notice and stop", DEADLINE)
+    wait_for(lambda: not any(alive(pid) for pid in pids.values()), "its runners to stop", DEADLINE)
+    # runnerkit made nothing again on its way out (the test's runners write records/).
+    made = {path.name for path in masters.var_dir.iterdir()} if masters.var_dir.exists() else set()
+    assert made <= {"records"}
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from runnerkit.config import Configuration
-from runnerkit.errors import MasterRunningError, StatusFileError
+from runnerkit.errors import MasterError, MasterRunningError, StatusFileError
 from runnerkit.fsio import FILE_MODE, make_directories, replace_file
 from runnerkit.master.status import MasterStatus
 
@@ -123,6 +123,28 @@ class MasterLock:
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._fd = fd
         replace_file(self.paths.pid, f"{os.getpid()}\n".encode())
+
+    def lost(self) -> str | None:
+        """Why the held lock no longer guards the var dir, or None while it does.
+
+        It does not once its file was removed or replaced (the var dir deleted, a
+        spec's world torn down under it): another master would take a new lock at the
+        same path.
+
+        :raises MasterError: the lock is not held.
+        """
+        if self._fd is None:
+            raise MasterError("the master lock is not held")
+        try:
+            on_disk = os.stat(self.paths.lock)
+        except FileNotFoundError:
+            return f"the master lock {str(self.paths.lock)!r} is gone"
+        except OSError as error:
+            return f"the master lock {str(self.paths.lock)!r} cannot be read: {error}"
+        held = os.fstat(self._fd)
+        if (on_disk.st_dev, on_disk.st_ino) != (held.st_dev, held.st_ino):
+            return f"the master lock {str(self.paths.lock)!r} was replaced by another file"
+        return None
 
     def release(self) -> None:
         """Remove the pid and status files and release the lock; nothing if not held."""

@@ -193,6 +193,7 @@ class Master:
         self._wake = threading.Event()
         self._status_written: MasterStatus | None = None
         self._next_stuck_check = 0.0
+        self._next_lock_check = 0.0
 
     @property
     def stuck_after(self) -> float:
@@ -326,8 +327,19 @@ class Master:
     def step(self, now: float) -> None:
         """One pass of the watch loop: handle signals, reap, restart, write the status.
 
+        Once a second it also makes sure its lock still guards the var dir
+        (:meth:`~runnerkit.master.files.MasterLock.lost`); a master whose lock file was
+        removed or replaced (its var dir deleted) stops, with its runners.
+
         :param now: the monotonic time, as :func:`time.monotonic` gives it.
         """
+        if now >= self._next_lock_check:
+            self._next_lock_check = now + STUCK_CHECK_SECONDS
+            problem = self.lock.lost() if self.lock.held else None
+            if problem is not None:
+                log.error("master: %s; stopping, with every runner", problem)
+                self._stopping = True
+                return
         if self._hangup:
             self._hangup = False
             reopen_logs()
