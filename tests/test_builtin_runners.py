@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import email
 import email.message
+import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
@@ -24,7 +26,7 @@ from runnerkit.lists import MailingList
 from runnerkit.message import Message, message_from_string
 from runnerkit.runners import handlers
 from runnerkit.runners.incoming import IncomingRunner
-from runnerkit.runners.outgoing import OutgoingRunner, delivery_failures
+from runnerkit.runners.outgoing import MAILDIR_TMP_AGE, OutgoingRunner, delivery_failures
 from runnerkit.runners.pipeline import PipelineRunner
 from runnerkit.runners.retry import RetryRunner
 from runnerkit.typing import MsgData
@@ -355,6 +357,27 @@ def test_out_delivers_one_maildir_file_per_message(
     assert delivered == [f"<post{number}@example.com>" for number in range(3)]
     get_queue_messages("out", expected_count=0)
     get_queue_messages("retry", expected_count=0)
+
+
+def test_out_removes_abandoned_maildir_tmp_files_only(
+    config: Configuration,
+    mlist: MailingList,
+    make_testable_runner: Callable[..., Any],
+) -> None:
+    """A delivery killed half-way leaves a file in tmp/; after 36 hours (the Maildir
+    convention) the out runner removes it, and never a recent one.  (The Maildir here
+    has only tmp/: the out runner makes the rest.)"""
+    tmp = config.get("delivery", "maildir") / mlist.list_id / "tmp"
+    tmp.mkdir(parents=True)
+    abandoned, recent = tmp / "1700000000.M1P2.host", tmp / "1700000001.M1P3.host"
+    for path in (abandoned, recent):
+        path.write_bytes(b"Subject: half\n\n")
+    old = time.time() - MAILDIR_TMP_AGE - 60
+    os.utime(abandoned, (old, old))
+    enqueue(config, "out", POST, **list_metadata(mlist))
+    make_testable_runner(OutgoingRunner, "out").run()
+    assert sorted(tmp.iterdir()) == [recent]
+    assert len(maildir_files(config, mlist)) == 1
 
 
 def test_out_delivers_non_ascii_text_to_the_maildir_as_utf8(

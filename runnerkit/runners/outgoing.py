@@ -25,6 +25,7 @@ import logging
 import mailbox
 import os
 import smtplib
+import time
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from runnerkit.database import Database
 from runnerkit.errors import RunnerError
-from runnerkit.fsio import fsync_directory, make_directories, path_in
+from runnerkit.fsio import fsync_directory, make_directories, path_in, remove_stale_temporary
 from runnerkit.logtext import header_for_log
 from runnerkit.message import Message
 from runnerkit.runner import Runner
@@ -117,6 +118,40 @@ def is_permanent(code: int | None) -> bool:
     return code is not None and 500 <= code <= 599
 
 
+#: How old a file in a Maildir's ``tmp/`` must be before it counts as abandoned (a
+#: delivery killed half-way), in seconds: 36 hours, the age the Maildir convention
+#: gives (D. J. Bernstein, "Using maildir format", cr.yp.to/proto/maildir.html).
+MAILDIR_TMP_AGE = 36 * 3600.0
+#: How often the out runner looks for abandoned ``tmp/`` files, in seconds.
+MAILDIR_CLEAN_INTERVAL = 3600.0
+
+
+def clean_maildir_tmp(maildir: Path, now: float, min_age: float = MAILDIR_TMP_AGE) -> int:
+    """Remove the abandoned files in the ``tmp/`` of each list's Maildir under *maildir*.
+
+    A file counts as abandoned when it was last modified *min_age* seconds or more
+    before *now* (wall-clock time) and no process holds a lock on it.
+
+    :returns: how many files were removed.
+    """
+    removed = 0
+    try:
+        folders = list(os.scandir(maildir))
+    except OSError:
+        return 0
+    for folder in folders:
+        tmp = Path(folder.path) / "tmp"
+        try:
+            entries = list(os.scandir(tmp))
+        except OSError:
+            continue
+        for entry in entries:
+            if remove_stale_temporary(entry.path, min_age, now):
+                log.info("removed an abandoned Maildir file %s", entry.path)
+                removed += 1
+    return removed
+
+
 class OutgoingRunner(Runner):
     """Deliver list messages by ``[delivery] method``; see the module's documentation.
 
@@ -141,6 +176,19 @@ class OutgoingRunner(Runner):
         self.smtp_host = delivery.smtp_host
         #: The smarthost's port.
         self.smtp_port = delivery.smtp_port
+        #: When to look for abandoned Maildir ``tmp/`` files next (monotonic time).
+        self._next_maildir_clean = 0.0
+
+    def _do_periodic(self) -> None:
+        """Once an hour (the first time at once), remove abandoned Maildir ``tmp/``
+        files (:func:`clean_maildir_tmp`); only the first slice's process looks."""
+        super()._do_periodic()
+        if self.method != "maildir" or self.slice not in (None, 0):
+            return
+        now = time.monotonic()
+        if now >= self._next_maildir_clean:
+            self._next_maildir_clean = now + MAILDIR_CLEAN_INTERVAL
+            clean_maildir_tmp(self.maildir, time.time())
 
     def _dispose(self, mlist: MailingList | None, msg: Message, msgdata: MsgData) -> bool:
         if mlist is None:
@@ -173,6 +221,9 @@ class OutgoingRunner(Runner):
         # A list id from an older database may not be a safe name: then this raises,
         # and the message is shunted with the reason.
         folder = path_in(self.maildir, mlist.list_id)
+        # All three, even in a folder that exists (one made half-way, or by hand).
+        for part in ("tmp", "new", "cur"):
+            make_directories(folder / part)
         box = mailbox.Maildir(folder, factory=None, create=True)
         key = box.add(wire_bytes(msg))
         new = folder / "new"
