@@ -140,6 +140,7 @@ class Switchboard:
         self._digest_prefixes = _digest_prefixes(slice, numslices)
         self._patterns: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {}
         self._records: dict[tuple[int, str], re.Pattern[str]] = {}
+        self._create = create
         try:
             if create:
                 make_directories(self.queue_directory)
@@ -259,9 +260,23 @@ class Switchboard:
 
         Opening a directory costs more than checking by ``stat`` that the one held open
         is still the one its path names; a directory removed or replaced meanwhile is
-        opened afresh, so no rename is ever fsynced in the wrong directory.
+        opened afresh, so no rename is ever fsynced in the wrong directory.  A
+        directory that is gone is made again (and the log says so), unless the
+        switchboard was made with ``create=False``.
         """
-        info = os.stat(self._prefix)
+        try:
+            info = os.stat(self._prefix)
+        except FileNotFoundError:
+            if not self._create:
+                raise
+            # Removed under a running system: the queue goes on in a new directory.
+            make_directories(self.queue_directory)
+            log.warning(
+                "the directory of queue %r, %s, was gone; made it again",
+                self.name,
+                self.queue_directory,
+            )
+            info = os.stat(self._prefix)
         if self._dir_fd is None or (info.st_ino, info.st_dev) != self._dir_id:
             self.close()
             fd = os.open(self._prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -659,6 +659,31 @@ def test_a_queue_directory_replaced_under_a_switchboard_is_followed(tmp_path: Pa
     assert list((tmp_path / "moved").iterdir()) == []
 
 
+def test_a_queue_directory_removed_under_a_switchboard_is_made_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deleted queue directory made LMTP answer 451 until a runner restarted: the
+    switchboard makes it again, and the log says so."""
+    queue = Switchboard("gone", tmp_path / "gone", bad=tmp_path / "bad")
+    queue.enqueue(message_from_string("Subject: first\n\n"))
+    for entry in (tmp_path / "gone").iterdir():
+        entry.unlink()
+    (tmp_path / "gone").rmdir()
+    with caplog.at_level("WARNING", logger="runnerkit.switchboard"):
+        second = queue.enqueue(message_from_string("Subject: second\n\n"))
+    assert queue.files == [second]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"the directory of queue 'gone', {tmp_path / 'gone'}, was gone; made it again"
+    ]
+    # One that only looks (create=False) makes nothing, and queueing to it fails.
+    (tmp_path / "look").mkdir()
+    looking = Switchboard("look", tmp_path / "look", create=False)
+    (tmp_path / "look").rmdir()
+    with pytest.raises(QueueError, match="cannot enqueue to 'look'"):
+        looking.enqueue(message_from_string("Subject: x\n\n"))
+    assert not (tmp_path / "look").exists()
+
+
 def test_a_metadata_key_that_is_not_text_is_refused(tmp_path: Path) -> None:
     queue = Switchboard("keys", tmp_path / "keys")
     with pytest.raises(MetadataError, match=r"metadata keys must be text; 1 is a int"):
