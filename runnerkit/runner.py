@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -17,7 +18,13 @@ from typing import TYPE_CHECKING, ClassVar
 
 from runnerkit.backend import QueueBackend
 from runnerkit.config import Configuration, RunnerSettings
-from runnerkit.errors import ConfigurationError, QueueError, QueueFileError, RunnerError
+from runnerkit.errors import (
+    ConfigurationError,
+    DatabaseError,
+    QueueError,
+    QueueFileError,
+    RunnerError,
+)
 from runnerkit.message import Message
 from runnerkit.site import Site, current_site
 from runnerkit.typing import MsgData
@@ -326,6 +333,10 @@ class Runner:
             self.config.commit()
         except Exception as error:
             self.config.abort()
+            if isinstance(error, (sqlite3.Error, DatabaseError)):
+                # A damaged, restored or replaced database: only a new connection
+                # sees it whole again.
+                self.config.reconnect()
             log.exception("%s: shunting %s after an error: %s", self, filebase, error)
             self._shunt(switchboard, filebase, msg, msgdata)
         except BaseException:

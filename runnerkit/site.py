@@ -13,6 +13,8 @@ built without ``config=`` use it.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Self
@@ -147,6 +149,18 @@ class Site(Configuration):
         """Roll back the database transaction, if the database has been opened."""
         if self._database is not None:
             self._database.abort()
+
+    def reconnect(self) -> None:
+        """Drop the database connection, discarding its transaction; the next use of
+        :attr:`database` opens the file afresh.
+
+        After a database error: a file damaged and then restored, or replaced, is only
+        seen whole again through a new connection.
+        """
+        if self._database is not None:
+            database, self._database = self._database, None
+            with contextlib.suppress(sqlite3.Error):
+                database.close()
 
     def close(self) -> None:
         """Release the database connection; the site cannot be used afterwards."""

@@ -1183,3 +1183,16 @@ def test_every_option_value_is_named_for_what_it_is() -> None:
         found[" ".join(path)] = generic.findall(text)
     assert "members add" in found
     assert {command: names for command, names in found.items() if names} == {}
+
+
+def test_a_damaged_database_is_a_clear_error_not_a_traceback(rk: Commands, ant: str) -> None:
+    with rk.configuration() as config:
+        path = config.database_path
+    size = path.stat().st_size
+    with path.open("r+b") as damaged:
+        damaged.write(b"garbage!" * (size // 8))
+    for args in (("lists", "list"), ("members", "list", ant), ("lists", "create", "b@x.org")):
+        result = rk(*args)
+        assert result.exit_code == 1, args
+        assert "Traceback" not in result.output
+        assert "file is not a database" in result.output

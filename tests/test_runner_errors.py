@@ -153,6 +153,29 @@ def test_an_exception_in_dispose_shunts_and_rolls_back(
     assert entries(bad_dir(config)) == []
 
 
+def test_a_database_error_makes_the_runner_open_the_database_afresh(
+    config: Site, test_queue: Switchboard, runner: RecordingRunner
+) -> None:
+    """A database damaged and then restored is seen whole only through a new
+    connection: after a database error the runner's next message gets one."""
+    connections: list[sqlite3.Connection] = []
+
+    def dispose(mlist: MailingList | None, msg: Message, msgdata: MsgData) -> bool:
+        connections.append(config.database.connection)
+        if msg["subject"] == "fails":
+            raise sqlite3.DatabaseError("database disk image is malformed")
+        return False
+
+    runner.action = dispose
+    for subject in ("works", "fails", "works again"):
+        test_queue.enqueue(message(subject))
+    runner.run()
+    first, failed, after = connections
+    assert first is failed
+    assert after is not failed
+    assert [subject for subject, _ in shunted(config)] == ["fails"]
+
+
 def test_the_base_runner_shunts_everything(
     config: Configuration, test_queue: Switchboard, make_testable_runner: MakeRunner
 ) -> None:

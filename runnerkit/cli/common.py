@@ -12,6 +12,7 @@ stand in for ``-C`` and ``--var-dir`` when neither place gives them.
 from __future__ import annotations
 
 import functools
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -276,6 +277,11 @@ def opened(
             yield config
     except RunnerkitError as error:
         raise CommandError(str(error)) from error
+    except sqlite3.Error as error:
+        raise CommandError(
+            f"the database {str(config.database_path)!r} cannot be used: {error} (restore "
+            "it from a backup, or check it with: sqlite3 FILE 'PRAGMA integrity_check')"
+        ) from error
 
 
 def _group_options(function: F) -> F:
