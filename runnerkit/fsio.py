@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from runnerkit.errors import QueueFileError, UnsafeNameError
 from runnerkit.typing import StrPath
@@ -49,6 +50,26 @@ def path_in(directory: Path, name: str) -> Path:
             f"the name {name!r} cannot be an entry of {str(directory)!r}: {problem}"
         )
     return directory / name
+
+
+def open_append(path: Path) -> BinaryIO:
+    """Open the file at *path* to append to it (an output or log file), made if missing.
+
+    The file is :data:`FILE_MODE` (0640: it may hold mail and addresses), whatever the
+    umask; one that exists with wider permissions (made by an older version) is
+    narrowed to it.
+
+    :raises OSError: the file cannot be opened.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & ~FILE_MODE:
+            os.fchmod(fd, mode & FILE_MODE)
+        return open(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def fsync_directory(directory: StrPath) -> None:

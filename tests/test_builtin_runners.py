@@ -10,6 +10,7 @@ import email
 import email.message
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -357,6 +358,8 @@ def test_out_delivers_one_maildir_file_per_message(
     assert delivered == [f"<post{number}@example.com>" for number in range(3)]
     get_queue_messages("out", expected_count=0)
     get_queue_messages("retry", expected_count=0)
+    # Mail is the owner's and the group's only, whatever the umask.
+    assert {stat.S_IMODE(path.stat().st_mode) for path in files} == {0o640}
 
 
 def test_out_removes_abandoned_maildir_tmp_files_only(

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -636,6 +637,19 @@ def test_a_master_whose_var_dir_is_deleted_stops_with_its_runners(masters: Maste
     # runnerkit made nothing again on its way out (the test's runners write records/).
     made = {path.name for path in masters.var_dir.iterdir()} if masters.var_dir.exists() else set()
     assert made <= {"records"}
+
+
+def test_output_files_are_the_owners_and_the_groups_only(masters: Masters) -> None:
+    masters.configure(RECORDING)
+    log_dir = masters.world.config.paths.log_dir
+    log_dir.mkdir(parents=True)
+    (log_dir / "master.err").write_bytes(b"")
+    (log_dir / "master.err").chmod(0o644)  # as an older version left it
+    master = masters.start()
+    masters.wait_running(master, {("quiet", 0), ("quiet", 1)})
+    outputs = [log_dir / "master.err", *sorted((log_dir / "runners").iterdir())]
+    assert len(outputs) == 3
+    assert {stat.S_IMODE(path.stat().st_mode) for path in outputs} == {0o640}
 
 
 @pytest.mark.slow

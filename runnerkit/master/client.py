@@ -38,7 +38,7 @@ from runnerkit.errors import (
     MasterRunningError,
     MasterStartError,
 )
-from runnerkit.fsio import make_directories
+from runnerkit.fsio import make_directories, open_append
 from runnerkit.master.files import (
     UNKNOWN_PID,
     MasterLayers,
@@ -77,7 +77,7 @@ def start_in_background(
         command += ["--path", str(entry.path)]
     make_directories(config.paths.log_dir)
     errors = config.paths.log_dir / "master.err"
-    with open(errors, "ab") as output:
+    with open_append(errors) as output:
         process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

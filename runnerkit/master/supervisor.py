@@ -45,7 +45,7 @@ from pathlib import Path
 from runnerkit.config import Configuration, ImportDir, read_config_texts
 from runnerkit.errors import MasterRunningError, RunnerkitError
 from runnerkit.exits import EXIT_RESTART
-from runnerkit.fsio import make_directories
+from runnerkit.fsio import make_directories, open_append
 from runnerkit.importpath import use_import_path
 from runnerkit.logs import configure_logging, reopen_logs
 from runnerkit.master.files import (
@@ -532,7 +532,7 @@ class Master:
             command += ["--path", str(entry.path)]
         output = output_path(self.config.paths.log_dir, slot.name, slot.slice)
         make_directories(output.parent)
-        with open(output, "ab") as stderr:
+        with open_append(output) as stderr:
             slot.output, slot.output_start = output, file_size(output)
             slot.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, close_fds=True

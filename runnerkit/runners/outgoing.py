@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING
 
 from runnerkit.database import Database
 from runnerkit.errors import RunnerError
-from runnerkit.fsio import fsync_directory, make_directories, path_in, remove_stale_temporary
+from runnerkit.fsio import (
+    FILE_MODE,
+    fsync_directory,
+    make_directories,
+    path_in,
+    remove_stale_temporary,
+)
 from runnerkit.logtext import header_for_log
 from runnerkit.message import Message
 from runnerkit.runner import Runner
@@ -229,6 +235,9 @@ class OutgoingRunner(Runner):
         new = folder / "new"
         fd = os.open(new / key, os.O_RDONLY | os.O_CLOEXEC)
         try:
+            # mailbox makes it 0666 less the umask; it holds mail (the folders are
+            # 0750, so no one else could reach it meanwhile).
+            os.fchmod(fd, FILE_MODE)
             os.fsync(fd)
         finally:
             os.close(fd)
