@@ -100,6 +100,10 @@ class MasterNotRunningError(MasterError):
     """No master holds the lock of this var dir."""
 
 
+class UnsafeSiteError(MasterError):
+    """The site's directories could be written by another user (strict modes)."""
+
+
 class MasterRunningError(MasterError):
     """Another master holds the lock of this var dir."""
 

@@ -40,6 +40,7 @@ from runnerkit.master import (
     stop_master,
     wait_until_ready,
 )
+from runnerkit.ownership import check_strict_modes
 from runnerkit.runner import check_runner_classes, load_runner_class
 from runnerkit.runners.lmtp import LMTPRunner
 from runnerkit.runners.rest import RESTRunner
@@ -99,6 +100,10 @@ def start(
         listeners = listener_names(config)
     except RunnerkitError as error:
         raise UsageProblem(str(error)) from error
+    try:
+        check_strict_modes(config)
+    except RunnerkitError as error:
+        raise CommandError(str(error)) from error
     pid = running_master_pid(config)
     if pid is not None:
         raise CommandError(

@@ -71,6 +71,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "backoff_max": Key(as_duration, "longest pause between restarts"),
         "stop_timeout": Key(as_duration, "how long to wait for runners to stop"),
         "stuck_after": Key(as_duration, "a runner on one message this long is killed (0: never)"),
+        "strict_modes": Key(
+            as_bool, "refuse to start on a var dir that another user owns or may write"
+        ),
     },
     "lmtp": {
         "host": Key(as_host, "the address the LMTP server listens on"),
@@ -142,6 +145,7 @@ backoff_base: 500ms
 backoff_max: 1m
 stop_timeout: 30s
 stuck_after: 10m
+strict_modes: yes
 
 [lmtp]
 host: 127.0.0.1

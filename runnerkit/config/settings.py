@@ -84,6 +84,9 @@ class MasterSettings:
     stop_timeout: timedelta
     #: A runner on one message this long is killed; zero turns the watchdog off.
     stuck_after: timedelta
+    #: Refuse to start on a var dir that another user owns or may write
+    #: (:func:`runnerkit.ownership.unsafe_paths`).
+    strict_modes: bool
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ from runnerkit.master.policy import Action, RestartPolicy, describe_exit
 from runnerkit.master.reload import plan, reload_problem
 from runnerkit.master.status import MasterStatus, RunnerStatus
 from runnerkit.master.watchdog import STUCK_CHECK_SECONDS, Watchdog
+from runnerkit.ownership import check_strict_modes
 from runnerkit.runner import takes_work_in
 from runnerkit.signals import SignalDispatcher
 
@@ -276,6 +277,8 @@ class Master:
         """Run until SIGTERM or SIGINT: the whole life of a master process.
 
         :returns: the exit status, 0.
+        :raises UnsafeSiteError: another user could write the site
+            (:func:`runnerkit.ownership.check_strict_modes`).
         :raises MasterRunningError: another master runs on this var dir.
         """
         actions: dict[int, Callable[[int], object]] = {
@@ -289,6 +292,7 @@ class Master:
         # The handlers come first: a SIGTERM that arrives as soon as the pid file is
         # written (a ``runnerkit stop`` right after ``start``) stops the master in
         # order, its lock released and its files removed, instead of killing it.
+        check_strict_modes(self.config)
         with SignalDispatcher(actions):
             self.acquire_lock()
             try:
