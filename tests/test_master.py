@@ -298,6 +298,33 @@ def test_a_stop_as_soon_as_the_pid_file_appears_stops_the_master_in_order(
         assert running_master_pid(masters.world.config) is None
 
 
+def test_a_second_master_with_another_lock_dir_is_refused_by_the_queues(
+    masters: Masters,
+) -> None:
+    """Two masters whose configurations differ only in lock_dir would share the queues
+    (two out processes on one slice, messages delivered twice): the queue directories
+    themselves are locked, so the second is refused, naming the queue."""
+    masters.configure(RECORDING)
+    master = masters.start()
+    masters.wait_running(master, {("quiet", 0), ("quiet", 1)})
+    other_ini = masters.ini.with_name("other-locks.ini")
+    other_ini.write_text(
+        masters.ini.read_text(encoding="utf-8") + "\n[paths]\nlock_dir: $VAR_DIR/other-locks\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "runnerkit.master", "-C", str(other_ini), *masters.options()[2:]],
+        env=masters.env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "is locked by another runnerkit master" in result.stderr
+    assert running_master_pid(masters.world.config) == master
+
+
 @pytest.mark.slow
 def test_of_two_starts_at_once_one_wins_and_the_other_names_it(masters: Masters) -> None:
     masters.configure(RECORDING)

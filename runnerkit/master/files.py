@@ -18,7 +18,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -162,6 +162,56 @@ class MasterLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+class QueueLocks:
+    """Exclusive :func:`fcntl.flock` locks on the queue directories themselves.
+
+    The master lock lives in ``[paths] lock_dir``; two masters whose lock dirs differ
+    would each take their own and run on the same queues, their runners sharing
+    slices (messages delivered twice).  So a master also locks every queue directory
+    it runs (the directory, opened, not a file in it): whatever else the
+    configurations say, one queue has one master.  The locks are not inherited by the
+    runner processes, and the kernel drops them when the master dies.
+
+    :param directories: queue name -> its directory; each is made if missing.
+    """
+
+    def __init__(self, directories: Mapping[str, Path]) -> None:
+        self.directories = dict(directories)
+        self._fds: list[int] = []
+
+    def acquire(self) -> None:
+        """Lock every directory, or none.
+
+        :raises MasterRunningError: a directory is locked by another process (another
+            master); the message names the queue and its directory.
+        """
+        if self._fds:
+            raise MasterRunningError("this process holds the queue directory locks")
+        try:
+            for name, directory in sorted(self.directories.items()):
+                make_directories(directory)
+                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self._fds.append(fd)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise MasterRunningError(
+                        f"the directory of queue {name!r}, {str(directory)!r}, is locked by "
+                        "another runnerkit master (one whose [paths] lock_dir or var_dir "
+                        "differ from this one's); two masters on one queue would process "
+                        "its messages twice: stop the other master first"
+                    ) from None
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Release every lock held; nothing if none are."""
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)
 
 
 def read_status(config: Configuration) -> MasterStatus | None:

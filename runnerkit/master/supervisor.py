@@ -50,6 +50,7 @@ from runnerkit.importpath import use_import_path
 from runnerkit.logs import configure_logging, reopen_logs
 from runnerkit.master.files import (
     MasterLock,
+    QueueLocks,
     layers_path,
     remove_layers,
     write_layers,
@@ -185,6 +186,9 @@ class Master:
         )
         self.slots = self._plan()
         self.lock = MasterLock(config)
+        self.queue_locks = QueueLocks(
+            {name: config.runner(name).path for name in config.queue_names}
+        )
         self._stopping = False
         self._restart_all = False
         self._hangup = False
@@ -261,14 +265,21 @@ class Master:
     # The lock.
 
     def acquire_lock(self) -> None:
-        """Take the var dir's master lock and write the pid files.
+        """Take the var dir's master lock and write the pid files, then lock every queue
+        directory (:class:`~runnerkit.master.files.QueueLocks`).
 
-        :raises MasterRunningError: a live master holds the lock.
+        :raises MasterRunningError: a live master holds the lock, or one of the queues.
         """
         self.lock.acquire()
+        try:
+            self.queue_locks.acquire()
+        except BaseException:
+            self.lock.release()
+            raise
 
     def release_lock(self) -> None:
-        """Remove the pid and status files and release the lock."""
+        """Remove the pid and status files and release the locks."""
+        self.queue_locks.release()
         self.lock.release()
 
     # Running.
