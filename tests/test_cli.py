@@ -610,7 +610,7 @@ def test_members_of_a_missing_list(rk: Commands) -> None:
 
 
 def queued_filebase(result: Result | subprocess.CompletedProcess[str], queue: str) -> str:
-    found = re.fullmatch(rf"queued (\S+) in {queue}\n", result.stdout)
+    found = re.fullmatch(rf"queued (\S+) in queue '{queue}'\n", result.stdout)
     assert found, result.stdout
     return found.group(1)
 

@@ -49,8 +49,8 @@ def queues(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
 
 @main.command()
 @config_options
-@click.option("-q", "--queue", default="in", show_default=True, help="The queue.")
-@click.option("-l", "--list", "listname", help="The list the message is for.")
+@click.option("-q", "--queue", default="in", show_default=True, metavar="QUEUE", help="The queue.")
+@click.option("-l", "--list", "listname", metavar="LISTNAME", help="The list the message is for.")
 @click.option(
     "--force",
     is_flag=True,
@@ -96,7 +96,7 @@ def inject(
         if not force:
             _check_usable(name, queue, mlist, msg)
         filebase = config.switchboards[queue].enqueue(msg, metadata)
-        click.echo(f"queued {filebase} in {queue}")
+        click.echo(f"queued {filebase} in queue {queue!r}")
 
 
 def _check_usable(name: str, queue: str, mlist: MailingList | None, msg: Message) -> None:
