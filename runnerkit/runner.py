@@ -33,6 +33,9 @@ log = logging.getLogger("runnerkit.runner")
 Until = Callable[["Runner"], bool]
 #: The longest reason kept with a shunted or preserved message, in characters.
 MAX_REASON = 500
+#: What :meth:`Runner._enqueue_shunt` records in a shunted message's metadata, beside
+#: ``whichq``; a message put back in its queue leaves them behind.
+SHUNT_KEYS = ("shunt_reason", "shunt_runner", "shunt_time")
 
 
 def error_reason(error: BaseException | None) -> str:
