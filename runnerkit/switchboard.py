@@ -261,6 +261,22 @@ class Switchboard:
                 f"cannot {action} {bak!r} of queue {self.name!r}: {error.strerror}"
             ) from error
 
+    def put_back(self, filebase: str) -> None:
+        """Undo :meth:`dequeue`: the taken ``<filebase>.bak`` waits again as ``.pck``.
+
+        For a tool that took a file to move it elsewhere, and could not.
+
+        :raises QueueError: there is no ``.bak`` for *filebase*, or it cannot be renamed.
+        """
+        bak = self._path(filebase, ".bak")
+        try:
+            os.rename(bak, self._path(filebase, ".pck"))
+            fsync_directory(self.queue_directory)
+        except OSError as error:
+            raise QueueError(
+                f"cannot put {bak!r} back in queue {self.name!r}: {error.strerror}"
+            ) from error
+
     def close(self) -> None:
         """Release the descriptor of the queue directory that enqueue holds open."""
         fd, self._dir_fd = getattr(self, "_dir_fd", None), None
