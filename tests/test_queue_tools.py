@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 
 from runnerkit import queuefile
+from runnerkit.cli.entries import format_age
+from runnerkit.config.values import as_duration
 from runnerkit.lists import MailingList
 from runnerkit.message import Message, message_from_bytes, message_from_string
 from runnerkit.runner import Runner
@@ -594,6 +596,22 @@ def test_metavars_are_the_same_across_commands(
     text = rk(var_dir, *command, "--help").stdout
     for fragment in shown:
         assert fragment in text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0, "0s"),
+        (59.9, "59s"),
+        (61, "1m1s"),
+        (3600, "1h"),
+        (3605, "1h5s"),
+        (2 * 86400 + 7300, "2d2h"),
+    ],
+)
+def test_ages_are_written_as_durations(seconds: float, shown: str) -> None:
+    assert format_age(seconds) == shown
+    assert as_duration(shown).total_seconds() <= seconds
 
 
 # Helpers.
