@@ -419,7 +419,8 @@ class Runner:
         """
         failure = sys.exc_info()[1]
         try:
-            self._enqueue_shunt(msg, msgdata, reason=error_reason(failure))
+            # Its reason by default is the error being handled: this one.
+            self._enqueue_shunt(msg, msgdata)
         except Exception as error:
             log.exception(
                 "%s: shunting %s failed, preserving it in bad: %s", self, filebase, error
