@@ -218,12 +218,14 @@ def queue_requeue(
 ) -> None:
     """Put entries of QUEUE back to work: the IDs given, those the filters select, or --all.
 
-    A shunted entry goes back to the queue it came from (its whichq), an entry
-    preserved in bad to the queue --to names, else to the one it was preserved from.
+    An entry goes to the queue --to names, else to the one it came from: its whichq
+    (a shunted entry's), else the queue it was preserved in bad from.
     The message is queued there before it is removed from QUEUE, so nothing is lost;
     the runner's record of why it was shunted is dropped.  An entry that cannot be
     read is not requeued: it stays where it is, and the reason is given.  An ID that
-    is not in QUEUE is an error (exit 1), after the others are done.
+    is not in QUEUE is an error (exit 1), after the others are done.  --json prints
+    {"requeued": [{"id", "from", "to", "new_id"}, ...], "refused": [{"id", "reason"},
+    ...], "missing": [ID, ...]}.
     """
     with opened(config_files, var_dir) as site:
         switchboard = _switchboard(site, name)
@@ -286,7 +288,7 @@ def queue_discard(
     It asks first on a terminal; --yes does not ask, and without a terminal it is
     required.  Damaged entries can be discarded too.  A preserved entry's reason file
     goes with it.  An ID that is not in QUEUE is an error (exit 1), after the others
-    are done.
+    are done.  --json prints {"discarded": [ID, ...], "missing": [ID, ...]}.
     """
     if not yes and not sys.stdin.isatty():
         raise UsageProblem(
