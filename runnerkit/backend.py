@@ -9,7 +9,9 @@ queue:
   its *file base* (``<time>+<40 hex digits>``), whose digest decides its slice;
 - :attr:`~QueueBackend.files` lists this slice's waiting file bases, oldest first;
 - :meth:`~QueueBackend.dequeue` takes one for processing (a crash leaves it to be
-  recovered), and :meth:`~QueueBackend.finish` removes it or preserves it in ``bad``;
+  recovered), and :meth:`~QueueBackend.finish` removes it or preserves it in ``bad``,
+  keeping the reason it is given beside it, for the operator's tools
+  (``runnerkit queue list bad``);
 - :meth:`~QueueBackend.recover_backup_files` puts back what a crash left taken, and
   preserves in ``bad`` what has been recovered too often;
 - :meth:`~QueueBackend.depth` counts what waits, and what is preserved.
@@ -56,15 +58,21 @@ class QueueBackend(Protocol):
         """
         ...
 
-    def finish(self, filebase: str, preserve: bool = False) -> None:
+    def finish(self, filebase: str, preserve: bool = False, reason: str | None = None) -> None:
         """Be done with a taken message: remove it, or preserve it in ``bad``.
 
+        :param reason: with *preserve*, why, in one line: kept with the preserved
+            message (the switchboard writes ``<filebase>.reason`` beside its ``.psv``).
+            Failing to keep it must not fail the preserving.
         :raises QueueError: *filebase* is not taken, or cannot be removed or moved.
         """
         ...
 
     def recover_backup_files(self) -> None:
-        """Put back this slice's messages that a crash left taken (at most 3 times)."""
+        """Put back this slice's messages that a crash left taken (at most 3 times).
+
+        What cannot be put back is preserved in ``bad`` with the reason (as :meth:`finish`).
+        """
         ...
 
     def depth(self) -> int:

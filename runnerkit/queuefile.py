@@ -191,6 +191,49 @@ def with_recoveries(data: bytes, recoveries: int) -> bytes:
     return _frame(bytes(body), recoveries)
 
 
+def salvage_metadata(data: bytes) -> MsgData | None:
+    """The metadata of a queue file that does not decode whole, as far as it reads.
+
+    For showing what is left of a damaged file (``runnerkit qfile``, ``runnerkit
+    queue list``): the metadata comes first in both formats, so a file damaged or cut
+    after it still tells its list and its ``whichq``.  Nothing is checked against the
+    CRC-32 (or RKQ1's SHA-256), which covers the whole document: the result is a
+    best effort, never to be queued as it is.  It is decoded as :func:`decode` decodes
+    metadata, executing nothing.
+
+    :returns: the metadata, a mapping of text keys; None if that part does not decode.
+    """
+    newline = data.find(b"\n", 0, _MAX_HEADER)
+    if newline < 0:
+        return None
+    metadata: Any = None
+    try:
+        if data.startswith(MAGIC_RKQ1):
+            length = int(data[len(MAGIC_RKQ1) : newline].split(b" ")[0])
+            metadata = json.loads(
+                data[newline + 1 : newline + 1 + length].decode("utf-8"), object_hook=_from_wire
+            )
+        elif data.startswith(MAGIC):
+            unpacker = msgpack.Unpacker(
+                raw=False,
+                unicode_errors="surrogatepass",
+                ext_hook=_refuse_extension,
+                object_hook=_from_wire,
+                max_buffer_size=max(len(data), 1),
+            )
+            unpacker.feed(data[newline + 1 :])
+            if unpacker.read_array_header() >= 1:
+                metadata = unpacker.unpack()
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError, msgpack.UnpackException):
+        return None
+    if type(metadata) is not dict or not _TEXT_KEYS.issuperset(map(type, metadata)):
+        return None
+    try:
+        return metadata if _plain_data(metadata) else None
+    except RecursionError:
+        return None
+
+
 # Framing.
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 import logging
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -25,6 +26,7 @@ from runnerkit.errors import (
     QueueFileError,
     RunnerError,
 )
+from runnerkit.logtext import one_line
 from runnerkit.message import Message
 from runnerkit.site import Site, current_site
 from runnerkit.typing import MsgData
@@ -36,6 +38,24 @@ log = logging.getLogger("runnerkit.runner")
 
 #: A condition on a runner, checked after every message and every pass.
 Until = Callable[["Runner"], bool]
+#: The longest reason kept with a shunted or preserved message, in characters.
+MAX_REASON = 500
+#: What :meth:`Runner._enqueue_shunt` records in a shunted message's metadata, beside
+#: ``whichq``; a message put back in its queue leaves them behind.
+SHUNT_KEYS = ("shunt_reason", "shunt_runner", "shunt_time")
+
+
+def error_reason(error: BaseException | None) -> str:
+    """*error* as the one-line reason kept with a message: ``Type: message``, bounded.
+
+    At most :data:`MAX_REASON` characters before escaping (:func:`runnerkit.logtext.one_line`).
+    """
+    if error is None:
+        return "no error was given"
+    text = str(error)
+    return one_line(
+        f"{type(error).__name__}: {text}" if text else type(error).__name__, MAX_REASON
+    )
 
 
 def takes_work_in(settings: RunnerSettings) -> bool:
@@ -371,7 +391,9 @@ class Runner:
                     listid,
                     listname,
                 )
-                self._enqueue_shunt(msg, msgdata)
+                self._enqueue_shunt(
+                    msg, msgdata, reason=f"no such list (listid={listid!r}, listname={listname!r})"
+                )
                 return
         msgdata["lang"] = self._language(mlist, msg)
         if self._dispose(mlist, msg, msgdata) and self.switchboard is not None:
@@ -421,23 +443,60 @@ class Runner:
     def _shunt(
         self, switchboard: QueueBackend, filebase: str, msg: Message, msgdata: MsgData
     ) -> None:
+        """Move a message whose processing failed to ``shunt``, with the reason.
+
+        Called from the handler of the error that failed it (:meth:`_process_filebase`):
+        that error is the reason.  Should the shunting fail, the file is preserved in
+        ``bad`` instead, with both errors as the reason.
+        """
+        failure = sys.exc_info()[1]
         try:
+            # Its reason by default is the error being handled: this one.
             self._enqueue_shunt(msg, msgdata)
         except Exception as error:
             log.exception(
                 "%s: shunting %s failed, preserving it in bad: %s", self, filebase, error
             )
-            self._finish(switchboard, filebase, preserve=True)
+            reason = f"{error_reason(failure)}; then shunting it failed: {error_reason(error)}"
+            self._finish(switchboard, filebase, preserve=True, reason=reason)
         else:
             self._finish(switchboard, filebase)
 
-    def _enqueue_shunt(self, msg: Message, msgdata: MsgData) -> None:
+    def _enqueue_shunt(self, msg: Message, msgdata: MsgData, reason: str | None = None) -> None:
+        """Queue *msg* in ``shunt``, recording where from, why, by whom and when.
+
+        The metadata gets ``whichq`` (this runner's queue, where ``runnerkit unshunt``
+        and ``runnerkit queue requeue`` put it back), ``shunt_reason`` (one line, at
+        most :data:`MAX_REASON` characters; by default the error being handled),
+        ``shunt_runner`` (this runner's name) and ``shunt_time`` (UTC, ISO 8601).
+
+        :raises QueueError: the message could not be queued (nor was anything).
+        :raises MetadataError: its metadata cannot be stored.
+        """
+        if reason is None:
+            reason = error_reason(sys.exc_info()[1])
         msgdata["whichq"] = self.name
+        msgdata["shunt_reason"] = one_line(reason, MAX_REASON)
+        msgdata["shunt_runner"] = self.name
+        msgdata["shunt_time"] = datetime.now(UTC).isoformat(timespec="seconds")
         filebase = self.config.switchboards["shunt"].enqueue(msg, msgdata)
         log.error("%s: shunted as %s", self, filebase)
 
-    def _finish(self, switchboard: QueueBackend, filebase: str, preserve: bool = False) -> None:
+    def _finish(
+        self,
+        switchboard: QueueBackend,
+        filebase: str,
+        preserve: bool = False,
+        reason: str | None = None,
+    ) -> None:
+        """Finish *filebase*, logging a failure; preserved, it keeps *reason*.
+
+        Preserving from the handler of an error (an unreadable file), with no *reason*,
+        keeps that error as the reason.
+        """
+        if preserve and reason is None:
+            reason = error_reason(sys.exc_info()[1])
         try:
-            switchboard.finish(filebase, preserve=preserve)
+            switchboard.finish(filebase, preserve=preserve, reason=reason if preserve else None)
         except QueueError as error:
             log.error("%s: %s", self, error)

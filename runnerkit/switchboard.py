@@ -8,12 +8,14 @@ file.  Everything about a queue can be learned by listing its directory.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import threading
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,14 @@ from runnerkit import queuefile
 from runnerkit.backend import QueueBackend
 from runnerkit.errors import MetadataError, QueueError, QueueFileError
 from runnerkit.fsio import (
+    fsync_directory,
     make_directories,
     move,
     read_queue_file,
     remove_stale_temporary,
     write_new_file,
 )
+from runnerkit.logtext import one_line
 from runnerkit.message import Message
 from runnerkit.slices import DIGEST_BITS, DIGEST_HEX, check_slice, digest_pattern, slice_of
 from runnerkit.typing import MsgData, StrPath
@@ -40,6 +44,14 @@ METADATA_VERSION = 3
 MAX_RECOVERIES = 3
 #: Leftover ``.tmp`` files younger than this may belong to a live writer.
 TMP_MIN_AGE = 1.0
+
+#: The suffix of the file that keeps, beside a preserved ``<filebase>.psv``, why it was
+#: preserved: ``<filebase>.reason``, a JSON object with ``queue`` (where it was
+#: preserved from), ``reason`` (one line) and ``time`` (UTC, ISO 8601).  It is not a
+#: queue file: no listing by extension ever counts it, and it goes when its entry goes.
+REASON_SUFFIX = ".reason"
+#: The longest reason kept, in characters before escaping (see :func:`one_line`).
+MAX_REASON = 500
 
 _TEXT = frozenset({str})
 _FILEBASE = re.compile(r"(\d+)(?:\.(\d+))?\+([0-9a-f]{40})")
@@ -225,18 +237,22 @@ class Switchboard:
         entry = queuefile.decode(data, source=f"{self._prefix}{bak}")
         return entry.message, entry.metadata
 
-    def finish(self, filebase: str, preserve: bool = False) -> None:
+    def finish(self, filebase: str, preserve: bool = False, reason: str | None = None) -> None:
         """Be done with a dequeued file: remove its ``.bak``, or preserve it in ``bad``.
 
         :param preserve: move the file to the ``bad`` queue as ``<filebase>.psv``, for
             an operator to inspect, instead of removing it.
+        :param reason: with *preserve*, why: kept beside the preserved file as
+            ``<filebase>.reason`` (:data:`REASON_SUFFIX`), made one line of at most
+            :data:`MAX_REASON` characters.  A reason that cannot be written is logged;
+            the file is preserved all the same.
         :raises QueueError: there is no ``.bak`` for *filebase*, or it cannot be moved.
         """
         self._check_filebase(filebase)
         bak = f"{self._prefix}{filebase}.bak"
         try:
             if preserve:
-                self._preserve(bak, filebase)
+                self._preserve(bak, filebase, reason)
             else:
                 # The directory that dequeue used, held open: no path walked again.
                 os.unlink(f"{filebase}.bak", dir_fd=self._dir_fd or self._directory_fd())
@@ -244,6 +260,22 @@ class Switchboard:
             action = "preserve" if preserve else "remove"
             raise QueueError(
                 f"cannot {action} {bak!r} of queue {self.name!r}: {error.strerror}"
+            ) from error
+
+    def put_back(self, filebase: str) -> None:
+        """Undo :meth:`dequeue`: the taken ``<filebase>.bak`` waits again as ``.pck``.
+
+        For a tool that took a file to move it elsewhere, and could not.
+
+        :raises QueueError: there is no ``.bak`` for *filebase*, or it cannot be renamed.
+        """
+        bak = self._path(filebase, ".bak")
+        try:
+            os.rename(bak, self._path(filebase, ".pck"))
+            fsync_directory(self.queue_directory)
+        except OSError as error:
+            raise QueueError(
+                f"cannot put {bak!r} back in queue {self.name!r}: {error.strerror}"
             ) from error
 
     def close(self) -> None:
@@ -387,7 +419,7 @@ class Switchboard:
                 recoveries = queuefile.decode(data, source=str(bak)).recoveries + 1
             except QueueFileError as error:
                 log.error("preserving unreadable backup %s in bad: %s", bak, error)
-                self._preserve_quietly(bak, filebase)
+                self._preserve_quietly(bak, filebase, f"unreadable after a crash: {error}")
                 continue
             if recoveries >= MAX_RECOVERIES:
                 log.error(
@@ -395,7 +427,11 @@ class Switchboard:
                     bak,
                     recoveries,
                 )
-                self._preserve_quietly(bak, filebase)
+                self._preserve_quietly(
+                    bak,
+                    filebase,
+                    f"recovered {recoveries} times after crashes: processing it keeps failing",
+                )
                 continue
             pck = self._path(filebase, ".pck")
             tmp = self._path(filebase, ".pck.tmp")
@@ -426,15 +462,78 @@ class Switchboard:
         self._check_filebase(filebase)
         return f"{self._prefix}{filebase}{extension}"
 
-    def _preserve(self, bak: str, filebase: str) -> None:
+    def _preserve(self, bak: str, filebase: str, reason: str | None = None) -> None:
         make_directories(self.bad_directory)
         move(bak, self.bad_directory / f"{filebase}.psv")
+        if reason is not None:
+            # After the move: a reason never stands without its entry.
+            self._write_reason(filebase, reason)
 
-    def _preserve_quietly(self, bak: str, filebase: str) -> None:
+    def _write_reason(self, filebase: str, reason: str) -> None:
+        """Keep *reason* beside the preserved *filebase*, atomically; log a failure."""
+        record = {
+            "queue": self.name,
+            "reason": one_line(reason, MAX_REASON),
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        final = self.bad_directory / f"{filebase}{REASON_SUFFIX}"
+        tmp = final.with_name(f"{final.name}.tmp")
         try:
-            self._preserve(bak, filebase)
+            write_new_file(tmp, final, (json.dumps(record, sort_keys=True) + "\n").encode())
+        except OSError as error:
+            log.error("cannot keep the reason beside %s.psv in bad: %s", filebase, error)
+
+    def _preserve_quietly(self, bak: str, filebase: str, reason: str) -> None:
+        try:
+            self._preserve(bak, filebase, reason)
         except Exception as error:
             log.error("cannot preserve %s in bad, leaving it in place: %s", bak, error)
+
+    # Preserved entries.
+
+    def preserved_reason(self, filebase: str) -> dict[str, str] | None:
+        """Why the ``<filebase>.psv`` of this queue's directory was preserved, if known.
+
+        :returns: the ``<filebase>.reason`` record (:data:`REASON_SUFFIX`): ``queue``,
+            ``reason`` and ``time``, as text; None when there is none.  A record that
+            does not read as one is returned as ``{"reason": "<what is wrong>"}``.
+        :raises QueueError: *filebase* is not a queue file base name.
+        """
+        path = self._path(filebase, REASON_SUFFIX)
+        try:
+            data = read_queue_file(path)
+        except QueueFileError as error:
+            if not os.path.lexists(path):
+                return None
+            return {"reason": f"its reason file cannot be read: {error}"}
+        try:
+            record = json.loads(data.decode("utf-8"))
+        except ValueError as error:
+            return {"reason": f"its reason file {path!r} is not JSON: {error}"}
+        if not isinstance(record, dict):
+            return {"reason": f"its reason file {path!r} is not a JSON object"}
+        return {str(key): one_line(value, MAX_REASON) for key, value in record.items()}
+
+    def remove_preserved(self, filebase: str) -> None:
+        """Remove the preserved ``<filebase>.psv`` of this queue's directory, and its reason.
+
+        :raises QueueError: there is no such file, or it cannot be removed; its reason,
+            if any, is then left as it was.
+        """
+        psv = self._path(filebase, ".psv")
+        try:
+            os.unlink(psv)
+        except OSError as error:
+            raise QueueError(
+                f"cannot remove {psv!r} of queue {self.name!r}: {error.strerror}"
+            ) from error
+        try:
+            os.unlink(self._path(filebase, REASON_SUFFIX))
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            log.error("cannot remove the reason of %s: %s", psv, error)
+        fsync_directory(self.queue_directory)
 
 
 def _plain_text(msg: Message) -> str:

@@ -623,7 +623,7 @@ def test_members_of_a_missing_list(rk: Commands) -> None:
 
 
 def queued_filebase(result: Result | subprocess.CompletedProcess[str], queue: str) -> str:
-    found = re.fullmatch(rf"queued (\S+) in {queue}\n", result.stdout)
+    found = re.fullmatch(rf"queued (\S+) in queue '{queue}'\n", result.stdout)
     assert found, result.stdout
     return found.group(1)
 
@@ -781,9 +781,30 @@ def test_qfile_refuses_a_pickle_dressed_as_a_queue_file(rk: Commands, tmp_path: 
     assert not marker.exists()
 
 
-def test_qfile_refuses_a_damaged_file(rk: Commands, tmp_path: Path) -> None:
-    path = rk.enqueue("in")
+def test_qfile_shows_what_reads_of_a_damaged_file(rk: Commands, tmp_path: Path) -> None:
+    # Cut after its metadata: that still reads, and is shown, then the reason (exit 1).
+    path = rk.enqueue("in", listid="ant.example.com")
     path.write_bytes(path.read_bytes()[:-3])
+    result = rk("qfile", str(path))
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "(the message cannot be read: the file is damaged; its metadata, as far as it "
+        "reads, unchecked:)",
+        "-" * 20 + " metadata " + "-" * 20,
+        "_parsemsg: False",
+        "listid   : 'ant.example.com'",
+        f"version  : {METADATA_VERSION}",
+    ]
+    assert result.stderr.startswith(ERROR)
+    assert "truncated or damaged" in result.stderr.splitlines()[0]
+    assert result.stderr.splitlines()[1].startswith("runnerkit: hint: use 'runnerkit qfile --hex")
+
+
+def test_qfile_of_a_file_damaged_in_its_metadata_gives_the_reason(
+    rk: Commands, tmp_path: Path
+) -> None:
+    path = tmp_path / "cut.pck"
+    path.write_bytes(queuefile.encode(message_from_string(MESSAGE), {"listid": "a.b"})[:30])
     assert_error(rk("qfile", str(path)), 1, "truncated or damaged")
 
 
@@ -945,7 +966,13 @@ def test_qfile_hints_at_hex_for_a_damaged_file(rk: Commands, tmp_path: Path) -> 
     path.write_bytes(bytes(data))
     for options in ((), ("--raw",), ("-v",)):
         result = rk("qfile", *options, str(path))
-        assert_error(result, 1, str(path), "CRC-32 does not match")
+        # The metadata, which still reads, is shown; --raw writes the message or nothing.
+        assert ("metadata" in result.stdout) == (options != ("--raw",))
+        assert result.exit_code == 1
+        message = result.stderr.splitlines()[0]
+        assert message.startswith(ERROR)
+        assert str(path) in message
+        assert "CRC-32 does not match" in message
         assert result.stderr.splitlines()[1:] == [
             f"runnerkit: hint: use 'runnerkit qfile --hex {path}' to see its bytes"
         ]

@@ -319,6 +319,23 @@ def test_finish_with_preserve_moves_the_message_to_bad(make_queue: Queues, msg: 
         queue.finish(kept, preserve=True)
 
 
+def test_a_reason_kept_with_a_preserved_message_is_not_a_message(
+    make_queue: Queues, msg: Message
+) -> None:
+    queue = make_queue()
+    kept = queue.enqueue(msg)
+    queue.dequeue(kept)
+    queue.finish(kept, preserve=True, reason="ValueError: cannot digest\nthis one")
+    assert make_queue.bad.depth() == 1
+    assert make_queue.bad.files == []
+    assert (queue.files, queue.depth()) == ([], 0)
+    # Without preserve there is nothing to keep it with: it is ignored.
+    gone = queue.enqueue(msg)
+    queue.dequeue(gone)
+    queue.finish(gone, reason="ignored")
+    assert make_queue.bad.depth() == 1
+
+
 def test_file_queues_need_no_configuration(tmp_path: Path, msg: Message) -> None:
     with file_queues(tmp_path) as make_queue:
         with pytest.raises(NoConfigurationError):

@@ -120,7 +120,9 @@ def test_stray_entries_do_not_stop_the_runner(
     test_queue.enqueue(message("good"))
     runner.run()
     assert [subject for _, subject, _ in runner.seen] == ["good"]
-    assert entries(bad_dir(config)) == sorted(f"{fb}.psv" for fb in (link, directory, fifo))
+    assert entries(bad_dir(config)) == sorted(
+        f"{fb}{suffix}" for fb in (link, directory, fifo) for suffix in (".psv", ".reason")
+    )
     assert (bad_dir(config) / f"{link}.psv").is_symlink()
     assert queuefile.decode(target.read_bytes()).message["subject"] == "target"
     assert entries(queue) == ["README.pck"]

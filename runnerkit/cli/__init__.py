@@ -8,7 +8,7 @@ configuration (a var dir that does not exist, for a command that only looks).
 """
 
 # The subcommands register themselves on ``main`` when their modules are imported.
-from runnerkit.cli import conf, demo, lists, qfile, queues, system  # noqa: F401
+from runnerkit.cli import conf, demo, lists, qfile, queue, queues, system  # noqa: F401
 from runnerkit.cli.common import EXIT_FAILED, EXIT_USAGE, CommandError, UsageProblem, main
 
 __all__ = ["EXIT_FAILED", "EXIT_USAGE", "CommandError", "UsageProblem", "main"]

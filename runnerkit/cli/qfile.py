@@ -22,6 +22,7 @@ from runnerkit.cli.common import (
 from runnerkit.errors import QueueFileError
 from runnerkit.fsio import read_queue_file
 from runnerkit.message import Message
+from runnerkit.typing import MsgData
 
 #: How much of a file ``qfile --hex`` dumps unless told otherwise.
 HEX_DUMP_LIMIT = 64 * 1024
@@ -82,6 +83,8 @@ def qfile(
 
     PATH is any file, or the name of a file in a queue of the site (-C, --var-dir):
     its base name, with or without .pck, .bak or .psv, found in whichever queue holds it.
+    A .psv file (preserved in bad) is a queue file like any other.  Of a damaged file,
+    the metadata is shown if it still reads, then the reason it is damaged (exit 1).
 
     The message is shown as it is stored: 8-bit text as text, never re-encoded; bytes
     that are not UTF-8, and control characters, as \\xNN escapes.  --raw writes its
@@ -107,6 +110,11 @@ def qfile(
         entry = queuefile.decode(data, source=str(path))
     except QueueFileError as error:
         if not hex_dump:
+            salvaged = None if raw else queuefile.salvage_metadata(data)
+            if salvaged is not None:
+                if verbose:
+                    click.echo(f"# {error}")
+                click.echo("\n".join(salvaged_lines(salvaged)))
             raise DamagedQueueFile(error, path) from error
         verdict = str(error)
     else:
@@ -120,18 +128,52 @@ def qfile(
         click.echo(f"# {verdict}")
         click.echo(hex_lines(data, max_bytes))
         return
-    message = stored_bytes(entry.message)
     if raw:
-        click.echo(message, nl=False)  # bytes go to the binary stream as they are
+        click.echo(
+            stored_bytes(entry.message), nl=False
+        )  # bytes go to the binary stream as they are
         return
     if verbose:
         click.echo(f"# {verdict}")
-    click.echo(readable(message))
-    click.echo("-" * 20 + " metadata " + "-" * 20)
-    width = max(len(key) for key in [*entry.metadata, "recoveries"])
-    for key in sorted(entry.metadata):
-        click.echo(f"{key:{width}}: {entry.metadata[key]!r}")
-    click.echo(f"{'recoveries':{width}}: {entry.recoveries}")
+    click.echo("\n".join(entry_lines(entry)))
+
+
+#: The line between a message and its metadata.
+METADATA_RULE = "-" * 20 + " metadata " + "-" * 20
+
+
+def entry_lines(entry: queuefile.QueueEntry) -> list[str]:
+    """A queue file's message (see :func:`readable`), a rule, then its metadata.
+
+    The metadata is one ``key: repr(value)`` line a key, sorted, then ``recoveries``.
+    """
+    lines = [readable(stored_bytes(entry.message)), METADATA_RULE]
+    lines += metadata_lines({**entry.metadata}, {"recoveries": str(entry.recoveries)})
+    return lines
+
+
+def salvaged_lines(metadata: MsgData) -> list[str]:
+    """What is shown of a damaged file whose metadata still reads: a note, then that."""
+    return [
+        "(the message cannot be read: the file is damaged; its metadata, as far as it "
+        "reads, unchecked:)",
+        METADATA_RULE,
+        *metadata_lines(metadata),
+    ]
+
+
+def metadata_lines(metadata: MsgData, after: dict[str, str] | None = None) -> list[str]:
+    """``key: value`` lines, keys padded alike: *metadata* sorted with ``repr`` values
+    (controls escaped), then *after* as it is."""
+    after = after or {}
+    width = max((len(key) for key in [*metadata, *after]), default=0)
+    lines = [f"{key:{width}}: {readable_text(repr(metadata[key]))}" for key in sorted(metadata)]
+    return lines + [f"{key:{width}}: {value}" for key, value in after.items()]
+
+
+def readable_text(text: str) -> str:
+    """*text* with controls escaped, as :func:`readable` shows a message."""
+    return _CONTROL.sub(_escape_control, text)
 
 
 #: The extensions of a queue file: waiting, being processed, preserved in ``bad``.

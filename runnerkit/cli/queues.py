@@ -23,6 +23,7 @@ from runnerkit.limits import read_message
 from runnerkit.lists import MailingList
 from runnerkit.logtext import escape
 from runnerkit.message import Message
+from runnerkit.runner import SHUNT_KEYS
 from runnerkit.runners.incoming import check_message
 from runnerkit.switchboard import queue_depths
 
@@ -49,12 +50,12 @@ def queues(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
 
 @main.command()
 @config_options
-@click.option("-q", "--queue", default="in", show_default=True, metavar="NAME", help="The queue.")
+@click.option("-q", "--queue", default="in", show_default=True, metavar="QUEUE", help="The queue.")
 @click.option(
     "-l",
     "--list",
     "listname",
-    metavar="LIST",
+    metavar="LISTNAME",
     help="The list the message is for (its posting address or list id).",
 )
 @click.option(
@@ -102,7 +103,7 @@ def inject(
         if not force:
             _check_usable(name, queue, mlist, msg)
         filebase = config.switchboards[queue].enqueue(msg, metadata)
-        click.echo(f"queued {filebase} in {queue}")
+        click.echo(f"queued {filebase} in queue {queue!r}")
 
 
 def _check_usable(name: str, queue: str, mlist: MailingList | None, msg: Message) -> None:
@@ -135,7 +136,11 @@ def _check_usable(name: str, queue: str, mlist: MailingList | None, msg: Message
 @main.command()
 @config_options
 def unshunt(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
-    """Move shunted messages back to the queues they came from."""
+    """Move shunted messages back to the queues they came from.
+
+    What 'runnerkit queue requeue shunt --all' does, all at once; the metadata the runner
+    recorded when it shunted a message (whichq, shunt_reason ...) is dropped.
+    """
     with opened(config_files, var_dir) as config:
         shunt = config.switchboards["shunt"]
         moved = kept = preserved = 0
@@ -144,7 +149,7 @@ def unshunt(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
                 msg, msgdata = shunt.dequeue(filebase)
             except QueueFileError as error:
                 # Damaged: moving it on would only fail again; an operator can inspect it.
-                shunt.finish(filebase, preserve=True)
+                shunt.finish(filebase, preserve=True, reason=f"unreadable in shunt: {error}")
                 click.echo(f"{filebase}: {error}; preserved in bad", err=True)
                 preserved += 1
                 continue
@@ -160,6 +165,8 @@ def unshunt(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
                 shunt.finish(filebase)
                 kept += 1
                 continue
+            for key in SHUNT_KEYS:
+                msgdata.pop(key, None)
             config.switchboards[target].enqueue(msg, msgdata)
             shunt.finish(filebase)
             moved += 1

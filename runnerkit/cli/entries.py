@@ -1,0 +1,253 @@
+"""The entries of a queue, as the ``runnerkit queue`` commands read them.
+
+An entry is a queue file: ``<filebase>.pck`` waiting in its queue, or
+``<filebase>.psv`` preserved in ``bad``.  Its id is its file base, ``<time>+<40 hex
+digits>``.  Its reason is the one the runner recorded: a shunted message's
+``shunt_reason`` (:meth:`runnerkit.runner.Runner._enqueue_shunt`), or the
+``<filebase>.reason`` kept beside a preserved one
+(:meth:`runnerkit.switchboard.Switchboard.finish`).  A file that does not decode is
+an entry too, with the reason it cannot be read and what still reads of it
+(:func:`runnerkit.queuefile.salvage_metadata`).  Reading an entry changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from runnerkit import queuefile
+from runnerkit.cli.common import UsageProblem
+from runnerkit.config.values import as_duration
+from runnerkit.errors import QueueFileError
+from runnerkit.fsio import read_queue_file
+from runnerkit.logtext import header_for_log, one_line
+from runnerkit.site import Site
+from runnerkit.switchboard import Switchboard
+from runnerkit.typing import MsgData
+
+#: Where an entry is: waiting in its queue, or preserved (in ``bad``).
+WAITING, PRESERVED = "waiting", "preserved"
+_EXTENSIONS = {".pck": WAITING, ".psv": PRESERVED}
+#: The longest list name an entry shows, in characters.
+MAX_LISTNAME = 40
+
+
+@dataclass
+class Entry:
+    """One entry of a queue, read without changing anything."""
+
+    #: The queue's name.
+    queue: str
+    #: Its file base, ``<time>+<40 hex digits>``: its id.
+    filebase: str
+    #: :data:`WAITING` (``.pck``) or :data:`PRESERVED` (``.psv``).
+    state: str
+    #: Its file.
+    path: Path
+    #: When it entered this queue, in seconds since the epoch: when it was preserved,
+    #: as its reason says, else the time in its file base.
+    since: float
+    #: The decoded file, or None if it does not decode.
+    entry: queuefile.QueueEntry | None = None
+    #: Its metadata: decoded, or as far as it reads of a damaged file, or None.
+    metadata: MsgData | None = None
+    #: Why the file cannot be read, or None.
+    damage: str | None = None
+    #: The ``<filebase>.reason`` record of a preserved entry, or None.
+    preserved: dict[str, str] | None = field(default=None)
+
+    @property
+    def reason(self) -> str:
+        """Why it is here: the recorded reason, else why it cannot be read, else ``''``."""
+        recorded = (self.metadata or {}).get("shunt_reason")
+        if recorded is None and self.preserved is not None:
+            recorded = self.preserved.get("reason")
+        if recorded is None and self.damage is not None:
+            recorded = f"unreadable: {self.damage}"
+        return "" if recorded is None else one_line(recorded)
+
+    @property
+    def listname(self) -> str:
+        metadata = self.metadata or {}
+        return one_line(metadata.get("listname") or metadata.get("listid") or "", MAX_LISTNAME)
+
+    @property
+    def sender(self) -> str:
+        return "" if self.entry is None else one_line(self.entry.message.sender, 200)
+
+    @property
+    def subject(self) -> str:
+        return "" if self.entry is None else header_for_log(self.entry.message, "subject", "")
+
+    @property
+    def origin(self) -> str | None:
+        """The queue it came from: its ``whichq``, else the queue it was preserved from."""
+        whichq = (self.metadata or {}).get("whichq")
+        if isinstance(whichq, str) and whichq:
+            return whichq
+        if self.preserved is not None:
+            return self.preserved.get("queue") or None
+        return None
+
+    def age(self, now: float) -> float:
+        """Its age at *now*, in seconds (0 for a time in the future)."""
+        return max(0.0, now - self.since)
+
+    def as_json(self, now: float) -> dict[str, Any]:
+        """Its fields as a JSON object (the layout of ``queue list --json``)."""
+        return {
+            "id": self.filebase,
+            "queue": self.queue,
+            "state": self.state,
+            "path": str(self.path),
+            "since": iso_time(self.since),
+            "age": round(self.age(now), 3),
+            "list": self.listname or None,
+            "sender": self.sender or None,
+            "subject": self.subject or None,
+            "reason": self.reason or None,
+            "whichq": self.origin,
+            "damaged": self.damage,
+        }
+
+
+def read_entry(switchboard: Switchboard, filebase: str, extension: str) -> Entry:
+    """The entry ``<filebase><extension>`` of *switchboard*'s directory, read as it is.
+
+    A file that cannot be read or decoded makes an entry with :attr:`Entry.damage`.
+    """
+    path = switchboard.queue_directory / f"{filebase}{extension}"
+    state = _EXTENSIONS[extension]
+    preserved = switchboard.preserved_reason(filebase) if state == PRESERVED else None
+    item = Entry(switchboard.name, filebase, state, path, _since(filebase, preserved))
+    item.preserved = preserved
+    try:
+        data = read_queue_file(path)
+    except QueueFileError as error:
+        item.damage = str(error)
+        return item
+    try:
+        item.entry = queuefile.decode(data, source=str(path))
+    except QueueFileError as error:
+        item.damage = str(error)
+        item.metadata = queuefile.salvage_metadata(data)
+    else:
+        item.metadata = item.entry.metadata
+    return item
+
+
+def queue_entries(switchboard: Switchboard) -> list[Entry]:
+    """Every entry of *switchboard*'s queue, waiting and preserved, oldest first."""
+    names = [(fb, ext) for ext in _EXTENSIONS for fb in switchboard.get_files(ext)]
+    names.sort(key=lambda name: (_stamp(name[0]), name[0]))
+    return [read_entry(switchboard, filebase, extension) for filebase, extension in names]
+
+
+def find_entry(switchboard: Switchboard, entry_id: str) -> Entry | None:
+    """The entry *entry_id* (a file base, with or without ``.pck``/``.psv``), or None."""
+    filebase, extension = entry_id, None
+    for known in _EXTENSIONS:
+        if entry_id.endswith(known):
+            filebase, extension = entry_id[: -len(known)], known
+    if not _is_filebase(filebase):
+        return None
+    for candidate in [extension] if extension else list(_EXTENSIONS):
+        if os.path.lexists(switchboard.queue_directory / f"{filebase}{candidate}"):
+            return read_entry(switchboard, filebase, candidate)
+    return None
+
+
+def select_entries(
+    site: Site,
+    items: Iterable[Entry],
+    listname: str | None,
+    older_than: str | None,
+    match: str | None,
+    now: float,
+) -> list[Entry]:
+    """The *items* that every filter given lets through.
+
+    *listname* matches an entry's ``listname`` or ``listid``; a list of *site* named
+    by either matches by both.
+
+    :raises UsageProblem: *older_than* is not a duration (the configuration's syntax,
+        :func:`runnerkit.config.values.as_duration`).
+    """
+    minimum: timedelta | None = None
+    if older_than is not None:
+        try:
+            minimum = as_duration(older_than)
+        except ValueError as error:
+            raise UsageProblem(f"--older-than: {older_than!r}: {error}") from None
+    wanted = None if listname is None else _list_names(site, listname)
+    needle = None if match is None else match.casefold()
+    chosen = []
+    for item in items:
+        metadata = item.metadata or {}
+        names = {str(metadata.get(key, "")).lower() for key in ("listname", "listid")}
+        if wanted is not None and not wanted & names:
+            continue
+        if minimum is not None and item.age(now) < minimum.total_seconds():
+            continue
+        text = " ".join((item.reason, item.subject, item.sender)).casefold()
+        if needle is not None and needle not in text:
+            continue
+        chosen.append(item)
+    return chosen
+
+
+def _list_names(site: Site, listname: str) -> set[str]:
+    """The names *listname* goes by: itself, and its list's posting address and id."""
+    names = {listname.lower()}
+    mlist = site.lists.find(listname)
+    if mlist is not None:
+        names |= {mlist.fqdn_listname.lower(), mlist.list_id.lower()}
+    return names
+
+
+def format_age(seconds: float) -> str:
+    """*seconds* in the duration syntax of the configuration, in its two largest units:
+    ``45s``, ``5m3s``, ``3h5m``, ``2d3h``."""
+    whole = int(seconds)
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size or (unit == "s" and not parts):
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return "".join(parts[:2])
+
+
+def _is_filebase(text: str) -> bool:
+    head, plus, digest = text.partition("+")
+    seconds, _, fraction = head.partition(".")
+    return (
+        bool(plus)
+        and seconds.isdigit()
+        and (fraction == "" or fraction.isdigit())
+        and len(digest) == 40
+        and all(char in "0123456789abcdef" for char in digest)
+    )
+
+
+def _stamp(filebase: str) -> float:
+    """The time in *filebase*, in seconds since the epoch: when it was queued."""
+    head = filebase.partition("+")[0]
+    return float(head) if head.replace(".", "", 1).isdigit() else 0.0
+
+
+def _since(filebase: str, preserved: dict[str, str] | None) -> float:
+    if preserved is not None and "time" in preserved:
+        try:
+            return datetime.fromisoformat(preserved["time"]).timestamp()
+        except ValueError:
+            pass
+    return _stamp(filebase)
+
+
+def iso_time(seconds: float) -> str:
+    """*seconds* since the epoch as UTC, ISO 8601, to the second."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,477 @@
+"""``queue``: list, show, requeue and discard the entries of a queue, shunt and bad above all.
+
+``runnerkit queue list NAME`` lists a queue's entries (:mod:`runnerkit.cli.entries`),
+``show NAME ID`` shows one, ``requeue NAME ...`` puts entries back to work and
+``discard NAME ...`` removes them, as ``postqueue -p``, ``postcat -q`` and
+``postsuper -r``/``-d`` do for postfix's queues, and ``rq``'s registries for its failed
+jobs.  Entries that cannot be read are listed and shown, never requeued.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runnerkit.cli.common import (
+    EXIT_FAILED,
+    CommandError,
+    UsageProblem,
+    config_options,
+    main,
+    opened,
+)
+from runnerkit.cli.entries import (
+    PRESERVED,
+    WAITING,
+    Entry,
+    find_entry,
+    format_age,
+    iso_time,
+    queue_entries,
+    select_entries,
+)
+from runnerkit.cli.qfile import METADATA_RULE, entry_lines, metadata_lines, readable, stored_bytes
+from runnerkit.errors import MetadataError, QueueError, QueueFileError
+from runnerkit.runner import SHUNT_KEYS
+from runnerkit.site import Site
+from runnerkit.switchboard import Switchboard
+from runnerkit.typing import MsgData
+
+#: The widest a cell of ``queue list`` grows, in characters, but for the last (reason).
+MAX_CELL = 40
+#: The queues an entry is never requeued to.
+_NOT_TARGETS = ("bad",)
+
+
+@main.group()
+def queue() -> None:
+    """List, show, requeue and discard the entries of a queue (shunt, bad, any).
+
+    An entry's ID is its file base, <time>+<40 hex digits>, as 'queue list' shows it.
+    """
+
+
+def _filter_options(function: Any) -> Any:
+    for decorator in reversed(
+        [
+            click.option(
+                "--list",
+                "listname",
+                metavar="LISTNAME",
+                help="Only entries for this list (posting address or list id).",
+            ),
+            click.option(
+                "--older-than",
+                metavar="DURATION",
+                help="Only entries in the queue for longer than this (30s, 10m, 2h, 1d, 1h30m).",
+            ),
+            click.option(
+                "--match",
+                metavar="TEXT",
+                help="Only entries whose reason, subject or sender holds TEXT (any case).",
+            ),
+        ]
+    ):
+        function = decorator(function)
+    return function
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@queue.command("list")
+@config_options
+@_filter_options
+@_json_option
+@click.argument("name", metavar="QUEUE")
+def queue_list(
+    config_files: tuple[Path, ...],
+    var_dir: Path | None,
+    name: str,
+    listname: str | None,
+    older_than: str | None,
+    match: str | None,
+    as_json: bool,
+) -> None:
+    """List the entries of QUEUE, oldest first: id, age, list, sender, subject, reason.
+
+    Damaged entries are listed too, with the reason they cannot be read.  Header
+    text is shown with control characters escaped.  --json prints
+    {"queue": QUEUE, "entries": [{"id", "age" (seconds), "since" (UTC), "list",
+    "sender", "subject", "reason", "whichq", "state", "damaged", "path"}, ...]}.
+    """
+    with opened(config_files, var_dir, read_only=True) as site:
+        switchboard = _switchboard(site, name)
+        now = datetime.now(UTC).timestamp()
+        chosen = select_entries(site, queue_entries(switchboard), listname, older_than, match, now)
+    if as_json:
+        entries = [item.as_json(now) for item in chosen]
+        click.echo(json.dumps({"queue": name, "entries": entries}, sort_keys=True))
+        return
+    if not chosen:
+        click.echo(f"no entries in queue {name!r}")
+        return
+    rows = [("ID", "AGE", "LIST", "SENDER", "SUBJECT", "REASON")]
+    rows += [
+        (
+            item.filebase,
+            format_age(item.age(now)),
+            _cell(item.listname),
+            _cell(item.sender),
+            _cell(item.subject),
+            item.reason or "-",
+        )
+        for item in chosen
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(5)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[5]]))
+
+
+@queue.command("show")
+@config_options
+@_json_option
+@click.argument("name", metavar="QUEUE")
+@click.argument("entry_id", metavar="ID")
+def queue_show(
+    config_files: tuple[Path, ...], var_dir: Path | None, name: str, entry_id: str, as_json: bool
+) -> None:
+    """Show the entry ID of QUEUE: what 'queue list' says of it, then its message and
+    metadata as 'runnerkit qfile' shows them (of a damaged entry, what still reads).
+
+    --json prints the fields of 'queue list --json', with "metadata" (each value as
+    Python writes it) and "message" (the message as text, or null).
+    """
+    with opened(config_files, var_dir, read_only=True) as site:
+        item = find_entry(_switchboard(site, name), entry_id)
+    if item is None:
+        raise CommandError(
+            f"no entry {entry_id!r} in queue {name!r}; see 'runnerkit queue list {name}'"
+        )
+    now = datetime.now(UTC).timestamp()
+    if as_json:
+        document = item.as_json(now)
+        metadata = item.metadata
+        document["metadata"] = (
+            None if metadata is None else {key: repr(metadata[key]) for key in sorted(metadata)}
+        )
+        message = None if item.entry is None else readable(stored_bytes(item.entry.message))
+        document["message"] = message
+        click.echo(json.dumps(document, sort_keys=True))
+        return
+    fields = {
+        "id": item.filebase,
+        "queue": f"{item.queue} ({item.state})",
+        "file": readable(str(item.path).encode("utf-8", "surrogateescape")),
+        "age": f"{format_age(item.age(now))} (since {iso_time(item.since)})",
+        "list": item.listname or "-",
+        "sender": item.sender or "-",
+        "subject": item.subject or "-",
+        "reason": item.reason or "-",
+        "from queue": item.origin or "-",
+    }
+    width = max(map(len, fields))
+    for key, value in fields.items():
+        click.echo(f"{key:{width}}: {value}")
+    click.echo("=" * 50)
+    if item.entry is not None:
+        click.echo("\n".join(entry_lines(item.entry)))
+        return
+    click.echo(f"(the message cannot be read: {item.damage})")
+    if item.metadata is not None:
+        click.echo(METADATA_RULE)
+        click.echo("\n".join(metadata_lines(item.metadata)))
+    click.echo(f"(its bytes: runnerkit qfile --hex {item.path})")
+
+
+@queue.command("requeue")
+@config_options
+@_filter_options
+@click.option("--all", "everything", is_flag=True, help="Requeue every entry of QUEUE.")
+@click.option(
+    "--to",
+    "target",
+    metavar="QUEUE",
+    help="The queue to put them in (default: the queue each came from, its whichq).",
+)
+@_json_option
+@click.argument("name", metavar="QUEUE")
+@click.argument("entry_ids", metavar="[ID]...", nargs=-1)
+def queue_requeue(
+    config_files: tuple[Path, ...],
+    var_dir: Path | None,
+    name: str,
+    entry_ids: tuple[str, ...],
+    listname: str | None,
+    older_than: str | None,
+    match: str | None,
+    everything: bool,
+    target: str | None,
+    as_json: bool,
+) -> None:
+    """Put entries of QUEUE back to work: the IDs given, those the filters select, or --all.
+
+    An entry goes to the queue --to names, else to the one it came from: its whichq
+    (a shunted entry's), else the queue it was preserved in bad from.
+    The message is queued there before it is removed from QUEUE, so nothing is lost;
+    the runner's record of why it was shunted is dropped.  An entry that cannot be
+    read is not requeued: it stays where it is, and the reason is given.  An ID that
+    is not in QUEUE is an error (exit 1), after the others are done.  --json prints
+    {"requeued": [{"id", "from", "to", "new_id"}, ...], "refused": [{"id", "reason"},
+    ...], "missing": [ID, ...]}.
+    """
+    with opened(config_files, var_dir) as site:
+        switchboard = _switchboard(site, name)
+        if target is not None:
+            _check_target(site, target)
+        chosen, missing = _selection(
+            site, switchboard, entry_ids, everything, listname, older_than, match, "requeue"
+        )
+        done: list[dict[str, str]] = []
+        refused: list[dict[str, str]] = []
+        for item in chosen:
+            try:
+                destination, new_id = _requeue(site, switchboard, item, target)
+            except CommandError as error:
+                refused.append({"id": item.filebase, "reason": error.format_message()})
+                continue
+            done.append({"id": item.filebase, "from": name, "to": destination, "new_id": new_id})
+            if not as_json:
+                click.echo(
+                    f"requeued {item.filebase} from {name!r} to {destination!r} as {new_id}"
+                )
+    if as_json:
+        click.echo(
+            json.dumps({"requeued": done, "refused": refused, "missing": missing}, sort_keys=True)
+        )
+    else:
+        if not done and not refused and not missing:
+            click.echo(f"nothing to requeue in queue {name!r}")
+        for problem in refused:
+            click.echo(
+                f"runnerkit: error: {problem['id']}: not requeued: {problem['reason']}", err=True
+            )
+        _report_missing(missing, name)
+    if refused or missing:
+        sys.exit(EXIT_FAILED)
+
+
+@queue.command("discard")
+@config_options
+@_filter_options
+@click.option("--all", "everything", is_flag=True, help="Discard every entry of QUEUE.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@_json_option
+@click.argument("name", metavar="QUEUE")
+@click.argument("entry_ids", metavar="[ID]...", nargs=-1)
+def queue_discard(
+    config_files: tuple[Path, ...],
+    var_dir: Path | None,
+    name: str,
+    entry_ids: tuple[str, ...],
+    listname: str | None,
+    older_than: str | None,
+    match: str | None,
+    everything: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Remove entries of QUEUE for good: the IDs given, those the filters select, or --all.
+
+    It asks first on a terminal; --yes does not ask, and without a terminal it is
+    required.  Damaged entries can be discarded too.  A preserved entry's reason file
+    goes with it.  An ID that is not in QUEUE is an error (exit 1), after the others
+    are done.  --json prints {"discarded": [ID, ...], "missing": [ID, ...]}.
+    """
+    if not yes and not sys.stdin.isatty():
+        raise UsageProblem(
+            "discard removes messages for good and asks first, but standard input is not "
+            "a terminal; give --yes to discard without asking"
+        )
+    with opened(config_files, var_dir) as site:
+        switchboard = _switchboard(site, name)
+        chosen, missing = _selection(
+            site, switchboard, entry_ids, everything, listname, older_than, match, "discard"
+        )
+        if chosen and not yes:
+            count = f"{len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}"
+            if not click.confirm(f"Discard {count} of queue {name!r} for good?"):
+                raise CommandError("nothing discarded")
+        done: list[str] = []
+        for item in chosen:
+            try:
+                _discard(switchboard, item)
+            except QueueError:
+                missing.append(item.filebase)  # gone since it was read
+                continue
+            done.append(item.filebase)
+            if not as_json:
+                click.echo(f"discarded {item.filebase} from {name!r}")
+    if as_json:
+        click.echo(json.dumps({"discarded": done, "missing": missing}, sort_keys=True))
+    else:
+        if not done and not missing:
+            click.echo(f"nothing to discard in queue {name!r}")
+        _report_missing(missing, name)
+    if missing:
+        sys.exit(EXIT_FAILED)
+
+
+# Helpers.
+
+
+def _switchboard(site: Site, name: str) -> Switchboard:
+    switchboard = site.switchboards.get(name)
+    if not isinstance(switchboard, Switchboard):
+        raise UsageProblem(
+            f"no queue {name!r}; queues are: {', '.join(sorted(site.switchboards))}"
+        )
+    return switchboard
+
+
+def _check_target(site: Site, target: str) -> None:
+    if target not in site.switchboards or target in _NOT_TARGETS:
+        choices = ", ".join(sorted(set(site.switchboards) - set(_NOT_TARGETS)))
+        raise UsageProblem(f"--to: no queue {target!r} to requeue to; queues are: {choices}")
+
+
+def _selection(
+    site: Site,
+    switchboard: Switchboard,
+    entry_ids: tuple[str, ...],
+    everything: bool,
+    listname: str | None,
+    older_than: str | None,
+    match: str | None,
+    verb: str,
+) -> tuple[list[Entry], list[str]]:
+    """The entries to act on, and the IDs given that are not in the queue.
+
+    :raises UsageProblem: no IDs, filters or --all; or IDs with either of them.
+    """
+    filtered = any(value is not None for value in (listname, older_than, match))
+    if entry_ids and (everything or filtered):
+        raise UsageProblem(
+            f"give IDs, or filters (--list, --older-than, --match), or --all to {verb}; "
+            "not IDs and more"
+        )
+    if entry_ids:
+        found = [
+            (entry_id, find_entry(switchboard, entry_id)) for entry_id in dict.fromkeys(entry_ids)
+        ]
+        return [item for _, item in found if item is not None], [
+            entry_id for entry_id, item in found if item is None
+        ]
+    if not (everything or filtered):
+        raise UsageProblem(
+            f"say what to {verb}: IDs (see 'runnerkit queue list {switchboard.name}'), "
+            "filters (--list, --older-than, --match), or --all"
+        )
+    now = datetime.now(UTC).timestamp()
+    return select_entries(site, queue_entries(switchboard), listname, older_than, match, now), []
+
+
+def _requeue(
+    site: Site, switchboard: Switchboard, item: Entry, target: str | None
+) -> tuple[str, str]:
+    """Queue *item* in its destination, then remove it from *switchboard*.
+
+    :returns: the destination's name and the new file base.
+    :raises CommandError: it is not requeued (unreadable, no destination, gone); it
+        is left where it was.
+    """
+    if item.entry is None:
+        raise CommandError(
+            f"it cannot be read ({item.damage}); left in {item.queue!r} "
+            f"(see 'runnerkit qfile --hex {item.path}')"
+        )
+    destination = target or item.origin
+    if destination is None:
+        raise CommandError(
+            f"its metadata names no queue it came from; name one with --to; left in {item.queue!r}"
+        )
+    if destination not in site.switchboards or destination in _NOT_TARGETS:
+        raise CommandError(
+            f"it came from queue {destination!r}, which is not one to requeue to; name "
+            f"one with --to; left in {item.queue!r}"
+        )
+    if destination == item.queue and item.state == WAITING:
+        raise CommandError(f"it is already waiting in {destination!r}")
+    if item.state == PRESERVED:
+        metadata = _for_requeue(item.entry.metadata)
+        new_id = _enqueue(site, destination, item.entry.message, metadata, item)
+        try:
+            switchboard.remove_preserved(item.filebase)
+        except QueueError as error:
+            raise CommandError(f"queued in {destination!r} as {new_id}, but {error}") from error
+        return destination, new_id
+    try:
+        msg, msgdata = switchboard.dequeue(item.filebase)
+    except QueueFileError as error:
+        # Changed since it was read: keep it, with the reason, for an operator.
+        switchboard.finish(item.filebase, preserve=True, reason=str(error))
+        raise CommandError(f"it cannot be read ({error}); preserved in bad") from error
+    except QueueError as error:
+        raise CommandError(f"it is gone: {error}") from error
+    try:
+        new_id = _enqueue(site, destination, msg, _for_requeue(msgdata), item)
+    except CommandError as error:
+        try:
+            switchboard.put_back(item.filebase)
+        except QueueError as stuck:
+            raise CommandError(
+                f"{error.format_message()}; and then {stuck}: it waits as {item.filebase}.bak "
+                f"in {str(switchboard.queue_directory)!r}, for the queue's runner to recover"
+            ) from stuck
+        raise
+    switchboard.finish(item.filebase)
+    return destination, new_id
+
+
+def _enqueue(site: Site, destination: str, msg: Any, metadata: MsgData, item: Entry) -> str:
+    try:
+        return site.switchboards[destination].enqueue(msg, metadata)
+    except (QueueError, MetadataError) as error:
+        raise CommandError(
+            f"cannot queue it in {destination!r}: {error}; left in {item.queue!r}"
+        ) from error
+
+
+def _for_requeue(metadata: MsgData) -> MsgData:
+    """*metadata* without what shunting recorded: it goes back to work."""
+    return {key: value for key, value in metadata.items() if key not in ("whichq", *SHUNT_KEYS)}
+
+
+def _discard(switchboard: Switchboard, item: Entry) -> None:
+    """Remove *item* (and a preserved one's reason).
+
+    :raises QueueError: it is gone.
+    """
+    if item.state == PRESERVED:
+        switchboard.remove_preserved(item.filebase)
+        return
+    # Damaged, it is taken all the same (now .bak), and removed like any other.
+    with contextlib.suppress(QueueFileError):
+        switchboard.dequeue(item.filebase)
+    switchboard.finish(item.filebase)
+
+
+def _report_missing(missing: list[str], name: str) -> None:
+    for entry_id in missing:
+        click.echo(
+            f"runnerkit: error: no entry {entry_id!r} in queue {name!r}; see "
+            f"'runnerkit queue list {name}'",
+            err=True,
+        )
+
+
+def _cell(text: str) -> str:
+    text = text or "-"
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 3] + "..."
