@@ -585,7 +585,7 @@ def test_unshunt_drops_the_record_of_the_failure(site: Site, var_dir: Path) -> N
     ("command", "shown"),
     [
         (("inject",), ["-q, --queue QUEUE", "-l, --list LISTNAME"]),
-        (("queue", "list"), ["--list LISTNAME", "--older-than DURATION", "--match TEXT"]),
+        (("queue", "list"), ["--list LISTNAME", "--older-than DURATION", "--match SUBSTRING"]),
         (("queue", "requeue"), ["--to QUEUE", "--list LISTNAME", "[OPTIONS] QUEUE [ID]..."]),
         (("queue", "discard"), ["-y, --yes", "--older-than DURATION", "[OPTIONS] QUEUE [ID]..."]),
     ],

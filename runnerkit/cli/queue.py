@@ -37,6 +37,7 @@ from runnerkit.cli.entries import (
     select_entries,
 )
 from runnerkit.cli.qfile import METADATA_RULE, entry_lines, metadata_lines, readable, stored_bytes
+from runnerkit.cli.table import echo_table
 from runnerkit.errors import MetadataError, QueueError, QueueFileError
 from runnerkit.runner import SHUNT_KEYS
 from runnerkit.site import Site
@@ -73,8 +74,8 @@ def _filter_options(function: Any) -> Any:
             ),
             click.option(
                 "--match",
-                metavar="TEXT",
-                help="Only entries whose reason, subject or sender holds TEXT (any case).",
+                metavar="SUBSTRING",
+                help="Only entries whose reason, subject or sender holds SUBSTRING (any case).",
             ),
         ]
     ):
@@ -117,22 +118,20 @@ def queue_list(
     if not chosen:
         click.echo(f"no entries in queue {name!r}")
         return
-    rows = [("ID", "AGE", "LIST", "SENDER", "SUBJECT", "REASON")]
-    rows += [
-        (
-            item.filebase,
-            format_age(item.age(now)),
-            _cell(item.listname),
-            _cell(item.sender),
-            _cell(item.subject),
-            item.reason or "-",
-        )
-        for item in chosen
-    ]
-    widths = [max(len(row[column]) for row in rows) for column in range(5)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        click.echo("  ".join([*cells, row[5]]))
+    echo_table(
+        ("ID", "AGE", "LIST", "SENDER", "SUBJECT", "REASON"),
+        [
+            (
+                item.filebase,
+                format_age(item.age(now)),
+                _cell(item.listname),
+                _cell(item.sender),
+                _cell(item.subject),
+                item.reason or "-",
+            )
+            for item in chosen
+        ],
+    )
 
 
 @queue.command("show")
