@@ -22,7 +22,7 @@ from runnerkit.message import message_from_string
 from runnerkit.runners.command import CommandRunner, pend, pendings
 from runnerkit.runners.incoming import IncomingRunner
 from runnerkit.runners.lmtp import LMTPRunner
-from runnerkit.runners.outgoing import OutgoingRunner
+from runnerkit.runners.outgoing import OutgoingRunner, mailbox_name
 from runnerkit.site import Site
 from runnerkit.testing.helpers import QueueItem
 
@@ -255,6 +255,34 @@ def test_owner_mail_is_delivered_by_smtp_to_the_owners_from_the_bounces_address(
     assert received.rcpt_tos == ["olga@example.org"]
     assert received.mail_from == "test-bounces@example.com"
     assert message_from_bytes(received.content)["Message-ID"] == "<hello@example.org>"
+
+
+def test_owner_mail_delivered_to_maildirs_goes_to_each_owners_own_and_not_the_lists(
+    config: Site,
+    mlist: MailingList,
+    make_testable_runner: MakeRunner,
+) -> None:
+    mlist.subscribe("Olga@example.org", role="owner")
+    enqueue_to_owner(config, mlist)
+    make_testable_runner(IncomingRunner, "in").run()
+    make_testable_runner(OutgoingRunner, "out").run()
+    maildir = config.delivery.maildir
+    assert not (maildir / mlist.list_id).exists()
+    [path] = (maildir / "olga@example.org" / "new").iterdir()
+    assert message_from_bytes(path.read_bytes())["Message-ID"] == "<hello@example.org>"
+
+
+@pytest.mark.parametrize(
+    ("address", "name"),
+    [
+        ("Olga@Example.org", "olga@example.org"),
+        ("a/b@example.org", "a%2Fb@example.org"),
+        ("..", "%2E."),
+        ("", "%00"),
+    ],
+)
+def test_a_recipients_maildir_name_is_one_plain_directory_name(address: str, name: str) -> None:
+    assert mailbox_name(address) == name
 
 
 def test_a_message_to_the_owners_of_a_list_without_owners_is_kept_in_bad(
