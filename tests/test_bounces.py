@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import smtplib
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -491,3 +493,42 @@ def test_bounce_event_is_a_row_of_the_table(config: Site, mlist: MailingList) ->
     assert bounce_state(config.database, mlist, "cris@example.org") == BounceState(
         1, "2024-01-01T00:00:00+00:00"
     )
+
+
+# What an operator sees.
+
+
+def members_bounces(config: Site, listname: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runnerkit", "members", "bounces", listname,
+         "--var-dir", str(config.paths.var_dir)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_members_bounces_shows_the_scores_and_the_events(
+    config: Site, mlist: MailingList, make_testable_runner: MakeRunner
+) -> None:
+    queue_bounce(config, mlist, DSN)
+    queue_bounce(config, mlist, QSBMF)
+    run_bounces(make_testable_runner)
+    events = bounce_events(config.database)
+    result = members_bounces(config, "test.example.com")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [
+        f"bart@example.org  score 2  last {events[2].timestamp}",
+        f"dave@example.org  score 1  last {events[1].timestamp}",
+        f"{events[0].timestamp}  bart@example.org  5.1.1  dsn  <dsn-1@mx.example.net>",
+        f"{events[1].timestamp}  dave@example.org  5.2.2  dsn  <dsn-1@mx.example.net>",
+        f"{events[2].timestamp}  bart@example.org  5.1.1  qsbmf  <qsbmf-1@mx.example.net>",
+    ]
+
+
+def test_members_bounces_reads_an_old_database_without_changing_it(world: Any) -> None:
+    config: Site = world.config
+    path = old_database(config.database_path)
+    before = path.read_bytes()
+    result = members_bounces(config, "test@example.com")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert path.read_bytes() == before
+    assert "bounce_score" not in columns(path, "member")

@@ -98,13 +98,40 @@ def record_bounce(database: Database, event: BounceEvent) -> None:
     )
 
 
-def bounce_events(database: Database) -> list[BounceEvent]:
-    """Every recorded bounce, oldest first."""
+def records_bounces(database: Database) -> bool:
+    """Whether *database* has the tables and columns of bounces: a read-only connection
+    to a file made before them, which it may not migrate, has not."""
+    connection = database.connection
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(member)")}
+    return "bounce_event" in tables and "bounce_score" in columns
+
+
+def bounce_events(database: Database, list_id: str | None = None) -> list[BounceEvent]:
+    """Every recorded bounce (of the list *list_id*, if given), oldest first; none in a
+    database that does not :func:`records_bounces`."""
+    if not records_bounces(database):
+        return []
     rows = database.connection.execute(
         "SELECT list_id, email, timestamp, status, action, message_id, context"
-        " FROM bounce_event ORDER BY id"
+        " FROM bounce_event WHERE ? IS NULL OR list_id = ? ORDER BY id",
+        (list_id, list_id),
     ).fetchall()
     return [BounceEvent(*row) for row in rows]
+
+
+def bouncing_members(database: Database, mlist: MailingList) -> list[tuple[str, BounceState]]:
+    """The members (role ``member``) of *mlist* with a bounce score above 0, by address;
+    none in a database that does not :func:`records_bounces`."""
+    if not records_bounces(database):
+        return []
+    rows = database.connection.execute(
+        "SELECT email, bounce_score, last_bounce_received FROM member"
+        " WHERE role = 'member' AND bounce_score > 0"
+        " AND mailing_list = (SELECT id FROM mailing_list WHERE list_id = ?) ORDER BY email",
+        (mlist.list_id,),
+    ).fetchall()
+    return [(email, BounceState(score, last)) for email, score, last in rows]
 
 
 def bounce_state(database: Database, mlist: MailingList, email: str) -> BounceState | None:
