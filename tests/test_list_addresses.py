@@ -558,3 +558,39 @@ def test_a_request_without_a_usable_from_is_kept_in_bad(
     reasons = [item.msgdata["reason"] for item in get_queue_messages("bad", expected_count=2)]
     assert reasons[0] == "The request has no From address to answer."
     assert reasons[1].startswith("The request's From address is unusable: invalid email")
+
+
+def test_a_join_of_a_member_or_a_leave_of_a_stranger_is_answered_and_pends_nothing(
+    config: Site,
+    mlist: MailingList,
+    make_testable_runner: MakeRunner,
+    get_queue_messages: GetQueue,
+) -> None:
+    queue_request(config, mlist, "From: bart@example.org\n\nhi\n", tojoin=True)
+    queue_request(config, mlist, "From: anne@example.org\n\nbye\n", toleave=True)
+    run_commands(make_testable_runner)
+    assert pendings(config.database) == []
+    items = get_queue_messages("out", expected_count=2)
+    assert [item.msgdata["recipients"] for item in items] == [
+        ["bart@example.org"],
+        ["anne@example.org"],
+    ]
+    assert [str(item.msg.get_payload()) for item in items] == [
+        "join: bart@example.org is already a member of test@example.com.\n",
+        "leave: anne@example.org is not a member of test@example.com.\n",
+    ]
+
+
+def test_a_leave_sent_to_the_leave_address_is_pended_for_the_member(
+    config: Site,
+    mlist: MailingList,
+    make_testable_runner: MakeRunner,
+    get_queue_messages: GetQueue,
+) -> None:
+    queue_request(config, mlist, "From: Bart@Example.org\n\nbye\n", toleave=True)
+    run_commands(make_testable_runner)
+    [pended] = pendings(config.database)
+    assert (pended.email, pended.action) == ("Bart@Example.org", "leave")
+    assert mlist.get_member("bart@example.org") is not None
+    [item] = get_queue_messages("out", expected_count=1)
+    assert item.msg["Subject"] == f"confirm {pended.token}"

@@ -370,7 +370,7 @@ class CommandRunner(Runner):
         original = (read_header(msg, "Message-ID") or "").strip()
         if _MSG_ID.fullmatch(original):
             lines += [f"In-Reply-To: {original}", f"References: {original}"]
-        reply = message_from_string("\n".join(lines) + "\n\n" + body)
+        reply = message_from_string("\n".join(lines) + "\n\n" + body.rstrip("\n") + "\n")
         self.config.switchboards[OUT_QUEUE].enqueue(
             reply,
             listid=mlist.list_id,
