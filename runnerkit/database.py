@@ -1,4 +1,10 @@
-"""The SQLite database that holds mailing lists and their members."""
+"""The SQLite database that holds mailing lists, their members and their mail's fate.
+
+A file made by an earlier schema is brought up to date when it is opened for writing
+(:data:`MIGRATIONS`): new tables are created, new columns added.  A read-only
+connection changes nothing; code that reads a column added later must cope with its
+absence there.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +35,8 @@ CREATE TABLE IF NOT EXISTS member (
     display_name TEXT NOT NULL,
     preferred_language TEXT,
     role TEXT NOT NULL,
+    bounce_score INTEGER NOT NULL DEFAULT 0,
+    last_bounce_received TEXT,
     UNIQUE (mailing_list, email, role)
 );
 CREATE TABLE IF NOT EXISTS delivery_failure (
@@ -41,7 +49,48 @@ CREATE TABLE IF NOT EXISTS delivery_failure (
     attempts INTEGER NOT NULL,
     failed_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS bounce_event (
+    id INTEGER PRIMARY KEY,
+    list_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    status TEXT NOT NULL,
+    action TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    context TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pended (
+    token TEXT PRIMARY KEY,
+    list_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    action TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expiration_date TEXT NOT NULL
+);
 """
+
+#: Columns added to tables after their first release: (table, column, its definition).
+#: A file made before them gets them on opening; new tables need no entry (SCHEMA
+#: creates what is missing).
+MIGRATIONS = (
+    ("member", "bounce_score", "INTEGER NOT NULL DEFAULT 0"),
+    ("member", "last_bounce_received", "TEXT"),
+)
+
+
+def migrate(connection: sqlite3.Connection) -> list[str]:
+    """Add every column of :data:`MIGRATIONS` that a table lacks, in the open transaction.
+
+    :returns: the columns added, as ``table.column``.
+    """
+    added = []
+    for table, column, definition in MIGRATIONS:
+        columns = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            added.append(f"{table}.{column}")
+    return added
 
 
 class Database:
@@ -77,6 +126,10 @@ class Database:
             self.connection.execute("PRAGMA journal_mode = WAL")
             self.connection.execute("PRAGMA synchronous = NORMAL")
             self.connection.executescript(SCHEMA)
+            # Another process may open the same old file at once: one migrates, under
+            # the write lock, and the other then finds nothing left to do.
+            self.connection.execute("BEGIN IMMEDIATE")
+            migrate(self.connection)
             self.connection.commit()
         except (OSError, sqlite3.Error) as error:
             raise DatabaseError(f"cannot open database {str(self.path)!r}: {error}") from error

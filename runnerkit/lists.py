@@ -147,6 +147,40 @@ class MailingList:
         """The address members post to."""
         return self.fqdn_listname
 
+    # The list's other addresses, as Mailman names them: ``<list_name>-<suffix>@<mail_host>``.
+
+    def _subaddress(self, suffix: str) -> str:
+        return f"{self.list_name}-{suffix}@{self.mail_host}"
+
+    @property
+    def bounces_address(self) -> str:
+        """Where delivery status notifications come back: the envelope sender of list mail."""
+        return self._subaddress("bounces")
+
+    @property
+    def owner_address(self) -> str:
+        """The address that reaches the list's owners."""
+        return self._subaddress("owner")
+
+    @property
+    def request_address(self) -> str:
+        """The address that takes commands (join, leave, help) in a message."""
+        return self._subaddress("request")
+
+    @property
+    def join_address(self) -> str:
+        """A message here asks to join the list as its sender."""
+        return self._subaddress("join")
+
+    @property
+    def leave_address(self) -> str:
+        """A message here asks to leave the list as its sender."""
+        return self._subaddress("leave")
+
+    def confirm_address(self, token: str) -> str:
+        """The address a reply confirming the request of *token* goes to."""
+        return self._subaddress(f"confirm+{token}")
+
     def subscribe(
         self,
         address: str,

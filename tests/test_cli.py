@@ -384,7 +384,7 @@ def test_inject_to_an_unknown_queue_names_the_queues(rk: Commands, message_file:
         rk("inject", "-q", "nosuch", str(message_file)),
         2,
         "no queue 'nosuch'",
-        "bad, in, out, pipeline, retry, shunt",
+        "bad, bounces, command, in, out, pipeline, retry, shunt",
     )
 
 
@@ -424,6 +424,8 @@ def test_status_without_a_master_shows_queue_depths_and_exits_3(rk: Commands) ->
         "\n"
         "queue          depth\n"
         "bad                0\n"
+        "bounces            0\n"
+        "command            0\n"
         "in                 2\n"
         "out                0\n"
         "pipeline           0\n"
@@ -441,7 +443,16 @@ def test_status_json_without_a_master_is_complete_and_exits_3(rk: Commands) -> N
         "master_pid": None,
         "draining": False,
         "runners": [],
-        "queues": {"bad": 0, "in": 0, "out": 1, "pipeline": 0, "retry": 0, "shunt": 0},
+        "queues": {
+            "bad": 0,
+            "bounces": 0,
+            "command": 0,
+            "in": 0,
+            "out": 1,
+            "pipeline": 0,
+            "retry": 0,
+            "shunt": 0,
+        },
         "problems": ["master: not running"],
     }
 
@@ -696,6 +707,8 @@ def test_queues_shows_every_depth(rk: Commands) -> None:
     assert result.exit_code == 0
     assert result.stdout == (
         "bad                2\n"
+        "bounces            0\n"
+        "command            0\n"
         "in                 0\n"
         "out                0\n"
         "pipeline           3\n"
@@ -715,7 +728,16 @@ def test_queues_json_gives_every_depth(rk: Commands) -> None:
     # One line, the layout of the REST runner's /queues.
     assert completed.stdout.count("\n") == 1
     assert json.loads(completed.stdout) == {
-        "queues": {"bad": 1, "in": 0, "out": 0, "pipeline": 1, "retry": 0, "shunt": 1}
+        "queues": {
+            "bad": 1,
+            "bounces": 0,
+            "command": 0,
+            "in": 0,
+            "out": 0,
+            "pipeline": 1,
+            "retry": 0,
+            "shunt": 1,
+        }
     }
 
 

@@ -391,7 +391,7 @@ def test_a_runner_needs_a_site_not_settings_only(tmp_path: Path) -> None:
     [
         pytest.param(
             "[runner.defaults]\npath: $QUEUE_DIR/shared\n",
-            r"section \[runner.defaults\], key 'path'.*queues 'bad' and 'in' would share",
+            r"section \[runner.defaults\], key 'path'.*queues 'bad' and 'bounces' would share",
             id="one-path-for-every-queue",
         ),
         pytest.param(

@@ -176,7 +176,8 @@ A master that keeps running
     >>> from runnerkit.master import running_master_pid
     >>> ini = world.var_dir / 'quiet.ini'
     >>> _ = ini.write_text(''.join(
-    ...     f'[runner.{{name}}]\\nstart: no\\n' for name in ('lmtp', 'retry', 'rest')))
+    ...     f'[runner.{{name}}]\\nstart: no\\n'
+    ...     for name in ('lmtp', 'retry', 'bounces', 'command', 'rest')))
     >>> env = dict(os.environ, RUNNERKIT_VAR_DIR=str(world.var_dir))
     >>> print(subprocess.run([sys.executable, '-m', 'runnerkit', 'start', '-C', str(ini)],
     ...                      env=env, capture_output=True, text=True, timeout=60).stdout)

@@ -193,6 +193,8 @@ def test_start_in_the_background_runs_one_process_per_slice(masters: Masters) ->
     assert result.stdout.split("\n\n")[1].splitlines() == [
         "queue          depth",
         "bad                0",
+        "bounces            0",
+        "command            0",
         "in                 0",
         "out                0",
         "paused             3",

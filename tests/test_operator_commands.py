@@ -44,7 +44,7 @@ from runnerkit.testing import World
 
 PROCESSES_DIR = Path(__file__).parent / "processes"
 RUNNERKIT = Path(sys.executable).with_name("runnerkit")
-BUILT_INS = ("lmtp", "in", "pipeline", "out", "retry", "rest")
+BUILT_INS = ("lmtp", "in", "pipeline", "out", "retry", "bounces", "command", "rest")
 
 #: How long a start may take on a loaded machine: the runner processes import a lot.
 START_WAIT = "60"
@@ -337,7 +337,18 @@ def test_status_shows_why_a_runner_is_restarting_and_exits_1(
     assert re.fullmatch(r"slow +0/1 +\d+ running +0 +0", operator.row(result.stdout, "slow"))
     # Every queue, bad and shunt included, while the master runs.
     assert result.stdout.split("\n\n")[1].splitlines()[1:] == [
-        f"{name:<12} {0:>7}" for name in ("bad", "in", "out", "pipeline", "retry", "shunt", "slow")
+        f"{name:<12} {0:>7}"
+        for name in (
+            "bad",
+            "bounces",
+            "command",
+            "in",
+            "out",
+            "pipeline",
+            "retry",
+            "shunt",
+            "slow",
+        )
     ]
 
     code, status = operator.status_json()
@@ -347,7 +358,9 @@ def test_status_shows_why_a_runner_is_restarting_and_exits_1(
         master,
         False,
     )
-    assert set(status["queues"]) == {"bad", "in", "out", "pipeline", "retry", "shunt", "slow"}
+    assert set(status["queues"]) == {
+        *("bad", "bounces", "command", "in", "out", "pipeline", "retry", "shunt", "slow")
+    }
     [lmtp] = [runner for runner in status["runners"] if runner["name"] == "lmtp"]
     assert (lmtp["state"], lmtp["pid"], lmtp["last_error"]) == ("starting", None, busy)
     assert status["problems"] == [

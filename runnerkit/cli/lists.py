@@ -15,6 +15,8 @@ from runnerkit.cli.common import (
 )
 from runnerkit.cli.table import echo_table
 from runnerkit.lists import ROLES
+from runnerkit.logtext import one_line
+from runnerkit.runners.bounce import bounce_events, bouncing_members
 
 #: ``--json``: print JSON instead of a table.
 json_option = click.option(
@@ -184,3 +186,21 @@ def members_remove(
     with opened(config_files, var_dir) as config:
         find_list(config, listname).unsubscribe(address, role=role)
         click.echo(f"removed {address} from {listname}")
+
+
+@members.command("bounces")
+@config_options
+@click.argument("listname")
+def members_bounces(config_files: tuple[Path, ...], var_dir: Path | None, listname: str) -> None:
+    """Print the bounces recorded for LISTNAME: each bouncing member with its bounce
+    score and last bounce, then every bounce, oldest first (time, address, RFC 3463
+    status, report form, the bounce's Message-ID)."""
+    with opened(config_files, var_dir, read_only=True) as config:
+        mlist = find_list(config, listname)
+        for email, state in bouncing_members(config.database, mlist):
+            click.echo(f"{email}  score {state.bounce_score}  last {state.last_bounce_received}")
+        for event in bounce_events(config.database, mlist.list_id):
+            click.echo(
+                f"{event.timestamp}  {event.email}  {event.status or '-'}  {event.context}"
+                f"  {one_line(event.message_id) or '-'}"
+            )

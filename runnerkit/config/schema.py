@@ -196,7 +196,8 @@ start: no
 [runner.shunt]
 start: no
 
-# The built-in pipeline: lmtp -> in -> pipeline -> out (-> retry -> out).
+# The built-in pipeline: lmtp -> in -> pipeline -> out (-> retry -> out); a message to a
+# list's -owner address goes lmtp -> in -> out, to the owners.
 [runner.lmtp]
 class: runnerkit.runners.lmtp.LMTPRunner
 queue: no
@@ -213,6 +214,14 @@ class: runnerkit.runners.outgoing.OutgoingRunner
 [runner.retry]
 class: runnerkit.runners.retry.RetryRunner
 sleep_time: 1m
+
+# Delivery status notifications sent to a list's -bounces address.
+[runner.bounces]
+class: runnerkit.runners.bounce.BounceRunner
+
+# Requests to a list's -request, -join, -leave and -confirm addresses.
+[runner.command]
+class: runnerkit.runners.command.CommandRunner
 
 [runner.rest]
 class: runnerkit.runners.rest.RESTRunner

@@ -3,6 +3,12 @@
 A message that cannot be handled (no ``From``, no list) is not an error of runnerkit
 but of the message: it goes to the ``bad`` queue with a ``reason``, for an operator,
 instead of being shunted.
+
+A message sent to the list's ``-owner`` address (metadata ``toowner``) is for the
+list's owners, not its members: it skips the pipeline (it is not list traffic, and
+gets no list headers or subject prefix) and goes straight to ``out`` with
+``recipients`` set to the addresses of the members with role ``owner``.  A list
+without owners has nobody to give it to: it goes to ``bad`` with the reason.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ log = logging.getLogger(__name__)
 PIPELINE_QUEUE = "pipeline"
 #: The queue that unusable messages go to.
 BAD_QUEUE = "bad"
+#: The queue that messages for the owners go to, bypassing the pipeline.
+OUT_QUEUE = "out"
 
 
 def check_message(mlist: MailingList | None, msg: Message) -> str | None:
@@ -50,6 +58,12 @@ class IncomingRunner(Runner):
 
     def _dispose(self, mlist: MailingList | None, msg: Message, msgdata: MsgData) -> bool:
         reason = check_message(mlist, msg)
+        if reason is None and mlist is not None and msgdata.get("toowner"):
+            owners = [owner.address for owner in mlist.owners]
+            if owners:
+                self.config.switchboards[OUT_QUEUE].enqueue(msg, msgdata, recipients=owners)
+                return False
+            reason = f"The message is for the owners of {mlist.fqdn_listname}, which has none."
         if reason is None:
             self.config.switchboards[PIPELINE_QUEUE].enqueue(msg, msgdata)
             return False

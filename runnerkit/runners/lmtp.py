@@ -1,11 +1,30 @@
-"""The LMTP runner: receives mail for the mailing lists and queues it to ``in``.
+"""The LMTP runner: receives mail for the mailing lists and queues it.
 
 An MTA hands messages to runnerkit over LMTP (RFC 2033), on ``[lmtp] host`` and
-``port``.  Only the posting address of an existing list is a valid recipient: any other
-address is refused at ``RCPT`` time with 550, so the server never relays.  After
-``DATA`` the server answers once per accepted recipient, as LMTP requires, so one list
-can accept a message while another defers it.  For each accepted list the message is
-queued to ``in`` with this metadata:
+``port``.  Only the addresses of an existing list are valid recipients: any other
+address is refused at ``RCPT`` time with 550, so the server never relays.  A list
+``<name>@<host>`` has these addresses (the names are Mailman's), matched in any case;
+each queues the message to a queue of its own, with a flag in its metadata saying which
+address it came to:
+
+=====================================  ============  ================================
+address                                queue         flag
+=====================================  ============  ================================
+``<name>@<host>`` (posting)            ``in``        ``tolist``
+``<name>-owner@<host>``                ``in``        ``toowner``
+``<name>-bounces@<host>``              ``bounces``   (none: the queue says it)
+``<name>-request@<host>``              ``command``   ``torequest``
+``<name>-join@``, ``-subscribe@``      ``command``   ``tojoin``
+``<name>-leave@``, ``-unsubscribe@``   ``command``   ``toleave``
+``<name>-confirm[+TOKEN]@<host>``      ``command``   ``toconfirm`` (and ``token``)
+=====================================  ============  ================================
+
+Only ``-confirm`` takes a ``+`` detail, the token of the request it confirms; any other
+``<name>-<word>`` is refused like any unknown address.  After ``DATA`` the server
+answers once per accepted recipient, as LMTP requires (RFC 2033, section 4.2), so one
+address can accept a message while another defers it; an address named twice in one
+transaction is queued once and answered twice.  Each queued message gets this metadata,
+besides its flag:
 
 ``listid``
     the list's RFC 2919 identifier;
@@ -17,6 +36,8 @@ queued to ``in`` with this metadata:
     when the message was received, in seconds since the epoch (a float);
 ``original_size``
     the size in bytes of the message as queued.
+``token``
+    only for ``-confirm+TOKEN``: the TOKEN, as written.
 
 Messages are queued in runnerkit's internal form: the wire's CRLF line endings become
 LF, and nothing else changes, so 8-bit content is kept byte for byte.  A message
@@ -42,6 +63,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,13 +86,33 @@ log = logging.getLogger(__name__)
 
 #: The line ending of SMTP and LMTP.
 CRLF = "\r\n"
-#: The queue every received message goes to.
+#: The queue posts and messages to the owners go to.
 INCOMING_QUEUE = "in"
+#: The queue of delivery status notifications, sent to ``-bounces``.
+BOUNCES_QUEUE = "bounces"
+#: The queue of requests: ``-request``, ``-join``, ``-leave``, ``-confirm``.
+COMMAND_QUEUE = "command"
+#: Every queue this server writes to.
+QUEUES = (INCOMING_QUEUE, BOUNCES_QUEUE, COMMAND_QUEUE)
+#: The suffixes of a list's addresses, ``<name>-<suffix>@<host>``: the queue a message
+#: to each goes to, and the metadata flag that says which address it came to.
+SUBADDRESSES: dict[str, tuple[str, str | None]] = {
+    "bounces": (BOUNCES_QUEUE, None),
+    "owner": (INCOMING_QUEUE, "toowner"),
+    "request": (COMMAND_QUEUE, "torequest"),
+    "join": (COMMAND_QUEUE, "tojoin"),
+    "subscribe": (COMMAND_QUEUE, "tojoin"),
+    "leave": (COMMAND_QUEUE, "toleave"),
+    "unsubscribe": (COMMAND_QUEUE, "toleave"),
+    "confirm": (COMMAND_QUEUE, "toconfirm"),
+}
+#: The only suffix that takes a ``+`` detail (the token).
+CONFIRM = "confirm"
 
 # Replies.  RFC 3463 enhanced status codes follow the basic code.
 OK_RECIPIENT = "250 2.1.5 Ok"
 NO_SUCH_LIST = "550 5.1.1 {address}: no such mailing list here"
-RELAY_DENIED = "550 5.7.1 {address}: relay access denied; only list posting addresses accepted"
+RELAY_DENIED = "550 5.7.1 {address}: relay access denied; only list addresses accepted"
 LOOKUP_FAILED = "451 4.3.0 {address}: cannot check this recipient now; try again later"
 QUEUED = "250 2.0.0 {address}: Ok, queued as {filebase}"
 QUEUE_FAILED = "451 4.3.0 {address}: cannot queue the message now; try again later"
@@ -87,16 +130,55 @@ _AIOSMTPD_TOO_BIG = ("552 Error: Too much mail data", "500 Line too long (see RF
 SHUTTING_DOWN = b"421 4.3.2 runnerkit LMTP service shutting down\r\n"
 
 
+@dataclass(frozen=True)
+class ListRecipient:
+    """What a recipient address of a list means: see the module's documentation."""
+
+    mlist: MailingList
+    #: The queue the message goes to.
+    queue: str
+    #: The metadata flag set to True (``tolist``, ``toowner`` ...), or None.
+    flag: str | None
+    #: The ``+`` detail of a ``-confirm+TOKEN`` address, or None.
+    token: str | None = None
+
+
+def resolve_recipient(lists: ListManager, address: str) -> ListRecipient | None:
+    """Which list *address* belongs to, and which of its addresses it is; None if none.
+
+    The posting address wins over a sub-address: should lists ``ants`` and
+    ``ants-owner`` both exist, ``ants-owner@`` is the second list's posting address.
+    """
+    mlist = lists.get(address)
+    if mlist is not None:
+        return ListRecipient(mlist, INCOMING_QUEUE, "tolist")
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return None
+    local, plus, detail = local.partition("+")
+    name, dash, suffix = local.rpartition("-")
+    suffix = suffix.lower()
+    if not (dash and name and suffix in SUBADDRESSES):
+        return None
+    if plus and (suffix != CONFIRM or not detail):
+        return None
+    mlist = lists.get(f"{name}@{domain}")
+    if mlist is None:
+        return None
+    queue, flag = SUBADDRESSES[suffix]
+    return ListRecipient(mlist, queue, flag, detail if plus else None)
+
+
 def _printable(address: str) -> str:
     """*address* made safe for an ASCII reply line."""
     return address.encode("ascii", "backslashreplace").decode("ascii").replace("\r", "\\r")
 
 
 class ListDelivery:
-    """The aiosmtpd handler: accepts list posting addresses, queues messages to ``in``.
+    """The aiosmtpd handler: accepts list addresses, queues each message where it goes.
 
     :param lists: where the lists are looked up, on the server's own thread.
-    :param incoming: the ``in`` queue.
+    :param switchboards: the queues of :data:`QUEUES`, by name.
     :param limits: what a message may be (``[limits]``).
     :param max_size: the largest message in octets (``[lmtp] max_message_size``); 0
         for no limit.
@@ -105,13 +187,13 @@ class ListDelivery:
     def __init__(
         self,
         lists: ListManager,
-        incoming: Switchboard,
+        switchboards: Mapping[str, Switchboard],
         *,
         limits: LimitsSettings,
         max_size: int = 0,
     ) -> None:
         self.lists = lists
-        self.incoming = incoming
+        self.switchboards = switchboards
         self.limits = limits
         self.max_size = max_size
 
@@ -126,18 +208,18 @@ class ListDelivery:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        """Accept *address* if it is a list's posting address; refuse it otherwise."""
+        """Accept *address* if it is one of a list's addresses; refuse it otherwise."""
         shown = _printable(address)
         try:
-            mlist = self.lists.get(address)
+            target = resolve_recipient(self.lists, address)
             # A local name, or another address at a list's domain, is a missing list;
             # anything else would be relayed.
             _, at, domain = address.rpartition("@")
-            served = mlist is not None or not at or domain.lower() in self._served_domains()
+            served = target is not None or not at or domain.lower() in self._served_domains()
         except Exception:
             log.exception("cannot look up recipient %s", shown)
             return LOOKUP_FAILED.format(address=shown)
-        if mlist is None:
+        if target is None:
             log.info("refused recipient %s (%s)", shown, "no such list" if served else "relay")
             return (NO_SUCH_LIST if served else RELAY_DENIED).format(address=shown)
         envelope.rcpt_tos.append(address)
@@ -145,7 +227,7 @@ class ListDelivery:
         return OK_RECIPIENT
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        """Queue the message once per accepted list; one reply line per recipient."""
+        """Queue the message once per accepted address; one reply line per recipient."""
         received_time = time.time()
         content = envelope.original_content or b""
         try:
@@ -162,7 +244,7 @@ class ListDelivery:
         sender = envelope.mail_from or ""
         if sender == "<>":
             sender = ""
-        # A list named twice in one transaction gets the message once, and two replies.
+        # An address named twice in one transaction gets the message once, and two replies.
         replies: dict[str, str] = {}
         lines = []
         for address in envelope.rcpt_tos:
@@ -175,17 +257,24 @@ class ListDelivery:
     def _queue(self, msg: Message, address: str, sender: str, received_time: float) -> str:
         shown = _printable(address)
         try:
-            mlist: MailingList | None = self.lists.get(address)
-            if mlist is None:
+            target = resolve_recipient(self.lists, address)
+            if target is None:
                 log.warning("list %s was deleted during the transaction", shown)
                 return NO_SUCH_LIST.format(address=shown)
-            filebase = self.incoming.enqueue(
+            mlist = target.mlist
+            extra: dict[str, Any] = {}
+            if target.flag is not None:
+                extra[target.flag] = True
+            if target.token is not None:
+                extra["token"] = target.token
+            filebase = self.switchboards[target.queue].enqueue(
                 msg,
                 listid=mlist.list_id,
                 listname=mlist.fqdn_listname,
                 original_sender=sender,
                 received_time=received_time,
                 original_size=msg.original_size,
+                **extra,
             )
         except MetadataError as error:
             # The message's own fault: no retry will help, so the sender hears it now.
@@ -194,7 +283,7 @@ class ListDelivery:
         except Exception:
             log.exception("cannot queue a message for %s; the client will retry", shown)
             return QUEUE_FAILED.format(address=shown)
-        log.debug("queued %s for %s from %r", filebase, mlist.fqdn_listname, sender)
+        log.debug("queued %s to %s for %s from %r", filebase, target.queue, shown, sender)
         return QUEUED.format(address=shown, filebase=filebase)
 
 
@@ -310,7 +399,7 @@ class LMTPRunner(Runner):
             lists = self.config.lists_in(database)
             handler = ListDelivery(
                 lists,
-                self.config.switchboards[INCOMING_QUEUE],
+                {name: self.config.switchboards[name] for name in QUEUES},
                 limits=self.config.limits,
                 max_size=self.max_message_size,
             )

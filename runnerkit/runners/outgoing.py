@@ -5,7 +5,12 @@
 ``maildir``
     One Maildir per list at ``<[delivery] maildir>/<list id>/``, holding one copy of
     each message in ``new/``, written durably.  It stands in for the members' mailboxes
-    in the embedded default, which needs no mail server.
+    in the embedded default, which needs no mail server.  A message for chosen
+    recipients (``msgdata['recipients']``: mail to the owners, replies to requests)
+    is not for the members: it gets one copy in each recipient's own Maildir,
+    ``<[delivery] maildir>/<address>/`` (lower-cased, and with any character but
+    letters, digits and ``@.+-_=`` %-escaped, so it is one directory name; a list id
+    has no ``@``, so the two never meet).
 
 ``smtp``
     One SMTP transaction per message to ``[delivery] smtp_host``:``smtp_port``, every
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from runnerkit.database import Database
 from runnerkit.errors import RunnerError
@@ -119,6 +125,14 @@ def wire_bytes(msg: Message) -> bytes:
         return msg.as_string().encode("utf-8", "surrogateescape")
 
 
+def mailbox_name(address: str) -> str:
+    """The name of *address*'s own Maildir under ``[delivery] maildir``: the address
+    lower-cased, every character but letters, digits and ``@.+-_=`` %-escaped, and a
+    leading dot too (never ``.`` or ``..``, never hidden)."""
+    name = quote(address.lower(), safe="@.+-_=")
+    return "%2E" + name[1:] if name.startswith(".") else name or "%00"
+
+
 def is_permanent(code: int | None) -> bool:
     """Whether an SMTP reply code says that trying again cannot help (5xx)."""
     return code is not None and 500 <= code <= 599
@@ -204,7 +218,11 @@ class OutgoingRunner(Runner):
             log.info("%s: %s has no recipients; nothing to deliver", self, _describe(msg))
             return False
         if self.method == "maildir":
-            self._deliver_to_maildir(mlist, msg)
+            if msgdata.get("recipients") is None:
+                self._deliver_to_maildir(mlist.list_id, msg)
+            else:
+                for recipient in recipients:
+                    self._deliver_to_maildir(mailbox_name(recipient), msg)
             return False
         failures = self._deliver_by_smtp(mlist, msg, recipients)
         if failures:
@@ -221,12 +239,13 @@ class OutgoingRunner(Runner):
 
     # Maildir.
 
-    def _deliver_to_maildir(self, mlist: MailingList, msg: Message) -> None:
-        """Add one copy of *msg* to the list's Maildir, and flush it to disk."""
+    def _deliver_to_maildir(self, name: str, msg: Message) -> None:
+        """Add one copy of *msg* to the Maildir *name* (a list id or a
+        :func:`mailbox_name`), and flush it to disk."""
         make_directories(self.maildir)
-        # A list id from an older database may not be a safe name: then this raises,
-        # and the message is shunted with the reason.
-        folder = path_in(self.maildir, mlist.list_id)
+        # A name from an older database may not be a safe name: then this raises, and
+        # the message is shunted with the reason.
+        folder = path_in(self.maildir, name)
         # All three, even in a folder that exists (one made half-way, or by hand).
         for part in ("tmp", "new", "cur"):
             make_directories(folder / part)

@@ -399,7 +399,7 @@ def runner_processes(var_dir: Path) -> dict[str, list[int]]:
 #: The built-in runners are tested elsewhere; the tests of the master keep them off.
 BUILT_INS_OFF = "".join(
     f"[runner.{name}]\nstart: no\n\n"
-    for name in ("lmtp", "in", "pipeline", "out", "retry", "rest")
+    for name in ("lmtp", "in", "pipeline", "out", "retry", "bounces", "command", "rest")
 )
 
 
