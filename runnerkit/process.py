@@ -33,7 +33,7 @@ from runnerkit.exits import EXIT_RESTART, EXIT_SETUP_FAILED
 from runnerkit.fsio import FILE_MODE, make_directories
 from runnerkit.importpath import use_import_path
 from runnerkit.locks import slice_lock_path
-from runnerkit.logs import configure_logging, reopen_logs
+from runnerkit.logs import configure_delivery_log, configure_logging, reopen_logs
 from runnerkit.runner import Runner, load_runner_class
 from runnerkit.signals import SignalDispatcher
 from runnerkit.site import Site
@@ -202,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SETUP_FAILED
     with config, use_config(config), contextlib.ExitStack() as stack:
         configure_logging(config)
+        configure_delivery_log(config)
         control = _Control(args.runner)
         # Signals are handled from here on, so that one arriving while the slice lock
         # is awaited or the runner is built stops the process cleanly.

@@ -103,6 +103,11 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "logging": {
         "level": Key(one_of("debug", "info", "warning", "error"), "debug, info, warning or error"),
         "path": Key(path_template(PATH_VARIABLES), "the log file", is_path=True),
+        "delivery_path": Key(
+            path_template(PATH_VARIABLES),
+            "the delivery log: one line per message the out runner delivered or failed",
+            is_path=True,
+        ),
     },
 }
 
@@ -174,6 +179,7 @@ port: 8001
 [logging]
 level: info
 path: $LOG_DIR/runnerkit.log
+delivery_path: $LOG_DIR/delivery.log
 
 [runner.defaults]
 class: runnerkit.runner.Runner

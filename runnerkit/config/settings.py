@@ -156,6 +156,8 @@ class LoggingSettings:
     #: ``debug``, ``info``, ``warning`` or ``error``.
     level: str
     path: Path
+    #: The delivery log, written by the ``out`` runner (:mod:`runnerkit.runners.outgoing`).
+    delivery_path: Path
 
 
 @dataclass(frozen=True)
