@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from runnerkit.backend import QueueBackend
 from runnerkit.config import Configuration, RunnerSettings
 from runnerkit.errors import ConfigurationError, QueueError, QueueFileError, RunnerError
 from runnerkit.message import Message
+from runnerkit.metrics import NOTHING, RunnerMetrics, runner_metrics
 from runnerkit.site import Site, current_site
 from runnerkit.typing import MsgData
 
@@ -167,6 +169,11 @@ class Runner:
             self.switchboard = self.config.switchboard(
                 name, slice, settings.instances, recover=True
             )
+        #: What the runner counts (:mod:`runnerkit.metrics`): nothing unless it runs in
+        #: a process of a master's.
+        self.metrics: RunnerMetrics = (
+            runner_metrics(self.config, name) if self.is_queue_runner else NOTHING
+        )
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._until: Until | None = None
@@ -300,6 +307,7 @@ class Runner:
         except QueueError as error:
             log.warning("%s: skipping %s: %s", self, filebase, error)
             return False
+        started = time.monotonic()
         try:
             self._process_one_file(msg, msgdata)
             self.config.commit()
@@ -307,6 +315,7 @@ class Runner:
             self.config.abort()
             log.exception("%s: shunting %s after an error: %s", self, filebase, error)
             self._shunt(switchboard, filebase, msg, msgdata)
+            self.metrics.shunted()
         except BaseException:
             # An interrupt is not the message's fault: roll back, and leave the .bak
             # for recovery instead of shunting the message.
@@ -314,6 +323,7 @@ class Runner:
             raise
         else:
             self._finish(switchboard, filebase)
+        self.metrics.processed(time.monotonic() - started)
         return True
 
     def _process_one_file(self, msg: Message, msgdata: MsgData) -> None:
@@ -340,6 +350,7 @@ class Runner:
                     listname,
                 )
                 self._enqueue_shunt(msg, msgdata)
+                self.metrics.shunted()
                 return
         msgdata["lang"] = self._language(mlist, msg)
         if self._dispose(mlist, msg, msgdata) and self.switchboard is not None:
@@ -409,3 +420,6 @@ class Runner:
             switchboard.finish(filebase, preserve=preserve)
         except QueueError as error:
             log.error("%s: %s", self, error)
+        else:
+            if preserve:
+                self.metrics.preserved()

@@ -225,7 +225,7 @@ def test_world_with_lists_members_and_queued_files(
 ) -> None:
     queue_some(config, msg)
     served = serve()
-    assert served.get("/")["endpoints"] == ["/lists", "/queues", "/runners"]
+    assert served.get("/")["endpoints"] == ["/lists", "/metrics", "/queues", "/runners"]
     assert served.get("/queues")["queues"]["in"] == 2
     assert [entry["members"] for entry in served.get("/lists")["lists"]] == [2, 0]
     assert served.get("/runners")["runners"] == []

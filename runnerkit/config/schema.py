@@ -64,6 +64,10 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "log_dir": Key(path_template(("VAR_DIR",)), "where log files are written"),
         "data_dir": Key(path_template(("VAR_DIR",)), "where the database lives"),
         "lock_dir": Key(path_template(("VAR_DIR",)), "where lock and pid files live"),
+        "metrics_dir": Key(
+            path_template(("VAR_DIR",)),
+            "where runner processes keep their Prometheus metrics; emptied when a master starts",
+        ),
     },
     "master": {
         "restart_window": Key(as_duration, "failures older than this are forgotten"),
@@ -140,6 +144,7 @@ queue_dir: $VAR_DIR/queue
 log_dir: $VAR_DIR/logs
 data_dir: $VAR_DIR/data
 lock_dir: $VAR_DIR/locks
+metrics_dir: $VAR_DIR/metrics
 
 [master]
 restart_window: 10m

@@ -18,6 +18,12 @@ runners without a queue -- the LMTP server and the other servers, where work com
 status file says ``"draining": true``.  SIGUSR1 ends a drain: every runner, the stopped
 ones included, starts again.
 
+Metrics
+-------
+When it starts, the master empties ``[paths] metrics_dir`` and starts every runner
+process with ``PROMETHEUS_MULTIPROC_DIR`` naming it, so that each counts in files of
+its own and the REST runner's ``/metrics`` sums them all (:mod:`runnerkit.metrics`).
+
 Each runner process's standard output and error go to a file of its slot; when a
 process fails, the last line it wrote there becomes the slot's ``last_error`` in the
 status file (:mod:`runnerkit.master.output`).
@@ -52,6 +58,7 @@ from runnerkit.master.output import describe_end, file_size, last_line, output_p
 from runnerkit.master.policy import Action, RestartPolicy, describe_exit
 from runnerkit.master.status import MasterStatus, RunnerStatus
 from runnerkit.master.watchdog import Watchdog
+from runnerkit.metrics import prepare_directory, process_environment
 from runnerkit.signals import SignalDispatcher
 
 # The package's name, not this module's: operators and specs look for it in the log.
@@ -231,6 +238,8 @@ class Master:
                 [entry.path for entry in self.config.import_path],
             )
             configure_logging(self.config)
+            # Counts of an earlier master's processes would add to this one's.
+            prepare_directory(self.config.paths.metrics_dir)
             actions: dict[int, Callable[[int], object]] = {
                 signal.SIGTERM: self._on_stop,
                 signal.SIGINT: self._on_stop,
@@ -465,7 +474,12 @@ class Master:
         with open(output, "ab") as stderr:
             slot.output, slot.output_start = output, file_size(output)
             slot.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, close_fds=True
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                close_fds=True,
+                env=process_environment(self.config.paths.metrics_dir),
             )
         slot.started = time.time()
         slot.launched = now
