@@ -292,6 +292,12 @@ def test_metrics_are_summed_over_every_process_and_outlive_a_killed_one(
     assert age is not None
     assert 0 <= age < 120
 
+    # A message whose processing raises is shunted too: out needs a list.
+    world.config.switchboards["out"].enqueue(message_from_string(POST.format(number=98)))
+    samples = system.wait_for_sample("runnerkit_messages_shunted_total", 1, runner="out")
+    assert value(samples, "runnerkit_messages_processed_total", runner="out") == 21
+    assert value(samples, "runnerkit_queue_messages", queue="shunt") == 2
+
     # An unreadable queue file is preserved in bad, and counted so.
     junk = world.config.switchboards["pipeline"].queue_directory / (
         f"{time.time():.9f}+{'0' * 40}.pck"
