@@ -4,7 +4,7 @@ The process makes its configuration current, logs to the configured file and run
 runner until a signal stops it: SIGTERM, SIGINT and SIGUSR1 stop the runner after the
 message it is processing (the message is finished, never shunted); after SIGUSR1 the
 process exits with status 75, which asks the master to restart it.  SIGHUP reopens the
-log file, for log rotation.
+log files (the main log and the delivery log), for log rotation.
 
 Before it sets up its runner, the process takes the lock of its slice (a file in the lock
 dir) and holds it until it exits.  A runner left over from a master killed outright may
