@@ -44,8 +44,8 @@ A runner counts only when ``PROMETHEUS_MULTIPROC_DIR`` names its own site's
 ``metrics_dir``, as in a process the master started; anywhere else (a runner run in
 a test or a spec, in-process) it counts nothing and writes no file, at the cost of
 one method call that does nothing.  ``prometheus_client`` picks its multiprocess mode
-when it is first imported, from the same variable; so runnerkit imports it only once
-it knows it will count, or serve.
+when it is first imported, from the same variable; so runnerkit imports it only when
+it first counts (a runner process that never counts pays nothing for it), or serves.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -61,6 +62,7 @@ from runnerkit.fsio import make_directories
 from runnerkit.switchboard import filebase_time
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter, Histogram
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import Collector
 
@@ -132,49 +134,61 @@ NOTHING = _Nothing()
 
 
 class _RunnerCounters:
-    """A queue runner's counters, in the process's files (multiprocess mode)."""
+    """A queue runner's counters, in the process's files (multiprocess mode).
+
+    They are made, and ``prometheus_client`` imported (some 40 ms of CPU), at the
+    first count: a process that never counts pays nothing, and leaves no file.
+    """
 
     def __init__(self, runner: str) -> None:
+        self.runner = runner
+
+    @cached_property
+    def _children(self) -> tuple[Counter, Counter, Counter, Histogram]:
         from prometheus_client import Counter, Histogram
 
         def counter(name: str, documentation: str) -> Counter:
-            return Counter(name, documentation, ["runner"], registry=None)
+            return Counter(name, documentation, ["runner"], registry=None).labels(self.runner)
 
-        self._processed = counter(
-            "runnerkit_messages_processed", "Messages a runner took from its queue and processed."
-        ).labels(runner)
-        self._shunted = counter(
-            "runnerkit_messages_shunted", "Messages a runner shunted after processing failed."
-        ).labels(runner)
-        self._preserved = counter(
-            "runnerkit_messages_preserved", "Queue files a runner preserved in bad."
-        ).labels(runner)
-        self._seconds = Histogram(
-            "runnerkit_message_processing_seconds",
-            "How long a runner took to process a message, from dequeue to finish.",
-            ["runner"],
-            buckets=PROCESSING_BUCKETS,
-            registry=None,
-        ).labels(runner)
+        return (
+            counter(
+                "runnerkit_messages_processed",
+                "Messages a runner took from its queue and processed.",
+            ),
+            counter(
+                "runnerkit_messages_shunted", "Messages a runner shunted after processing failed."
+            ),
+            counter("runnerkit_messages_preserved", "Queue files a runner preserved in bad."),
+            Histogram(
+                "runnerkit_message_processing_seconds",
+                "How long a runner took to process a message, from dequeue to finish.",
+                ["runner"],
+                buckets=PROCESSING_BUCKETS,
+                registry=None,
+            ).labels(self.runner),
+        )
 
     def processed(self, seconds: float) -> None:
-        self._processed.inc()
-        self._seconds.observe(seconds)
+        processed, _, _, histogram = self._children
+        processed.inc()
+        histogram.observe(seconds)
 
     def shunted(self) -> None:
-        self._shunted.inc()
+        self._children[1].inc()
 
     def preserved(self) -> None:
-        self._preserved.inc()
+        self._children[2].inc()
 
 
 class _LMTPCounters:
-    """The LMTP server's counters, in the process's files (multiprocess mode)."""
+    """The LMTP server's counters, in the process's files (multiprocess mode); made at
+    the first count, as :class:`_RunnerCounters` are."""
 
-    def __init__(self) -> None:
+    @cached_property
+    def _replies(self) -> Counter:
         from prometheus_client import Counter
 
-        self._replies = Counter(
+        return Counter(
             "runnerkit_lmtp_replies", "LMTP replies sent, by reply code.", ["code"], registry=None
         )
 
