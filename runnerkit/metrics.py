@@ -170,8 +170,9 @@ class _RunnerCounters:
 
     def processed(self, seconds: float) -> None:
         processed, _, _, histogram = self._children
-        processed.inc()
+        # The counter last: once a scrape sees it, the histogram holds the message too.
         histogram.observe(seconds)
+        processed.inc()
 
     def shunted(self) -> None:
         self._children[1].inc()
