@@ -25,6 +25,11 @@ LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
 MAX_MESSAGE = 8 * MAX_VALUE
 #: What starts each line of a traceback (or stack) that follows a record.
 CONTINUATION = "  "
+#: The logger of the delivery log (``[logging] delivery_path``): one record per
+#: delivery outcome, written by the ``out`` runner (:mod:`runnerkit.runners.outgoing`).
+DELIVERY_LOGGER = "runnerkit.delivery"
+#: The format of every delivery log line: time, process, then the runner's fields.
+DELIVERY_FORMAT = "%(asctime)s %(process)d %(message)s"
 
 
 class OneLineFormatter(logging.Formatter):
@@ -96,6 +101,8 @@ class ReopenableFileHandler(logging.FileHandler):
 def configure_logging(config: Configuration, name: str = "runnerkit") -> ReopenableFileHandler:
     """Send the ``runnerkit`` loggers to the configured log file at the configured level.
 
+    A runner process also calls :func:`configure_delivery_log`, for the delivery log.
+
     :param name: the logger to configure; its children inherit the handler.
     :returns: the handler, which :func:`reopen_logs` reopens.
     """
@@ -109,11 +116,41 @@ def configure_logging(config: Configuration, name: str = "runnerkit") -> Reopena
     return handler
 
 
+def configure_delivery_log(config: Configuration) -> ReopenableFileHandler:
+    """Send the records of :data:`DELIVERY_LOGGER` to ``[logging] delivery_path`` alone.
+
+    Each is one line in :data:`DELIVERY_FORMAT`, made one line as every record is
+    (:class:`OneLineFormatter`).  They are written at any ``[logging] level``, and not
+    to the main log.  The file is created with the first record.
+
+    :returns: the handler, which :func:`reopen_logs` reopens.
+    """
+    path = config.logging.delivery_path
+    make_directories(path.parent)
+    handler = ReopenableFileHandler(path, delay=True, encoding="utf-8")
+    handler.setFormatter(OneLineFormatter(DELIVERY_FORMAT))
+    logger = logging.getLogger(DELIVERY_LOGGER)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return handler
+
+
 def reopen_logs(name: str = "runnerkit") -> int:
-    """Reopen every reopenable handler of logger *name*; return how many there were."""
+    """Reopen every reopenable handler of logger *name* and of the loggers below it.
+
+    :returns: how many handlers were reopened.
+    """
+    prefix = name + "."
+    loggers = [logging.getLogger(name)] + [
+        logger
+        for logger_name, logger in list(logging.Logger.manager.loggerDict.items())
+        if logger_name.startswith(prefix) and isinstance(logger, logging.Logger)
+    ]
     count = 0
-    for handler in logging.getLogger(name).handlers:
-        if isinstance(handler, ReopenableFileHandler):
-            handler.reopen()
-            count += 1
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, ReopenableFileHandler):
+                handler.reopen()
+                count += 1
     return count

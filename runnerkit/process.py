@@ -4,7 +4,7 @@ The process makes its configuration current, logs to the configured file and run
 runner until a signal stops it: SIGTERM, SIGINT and SIGUSR1 stop the runner after the
 message it is processing (the message is finished, never shunted); after SIGUSR1 the
 process exits with status 75, which asks the master to restart it.  SIGHUP reopens the
-log file, for log rotation.
+log files (the main log and the delivery log), for log rotation.
 
 Before it sets up its runner, the process takes the lock of its slice (a file in the lock
 dir) and holds it until it exits.  A runner left over from a master killed outright may
@@ -33,7 +33,7 @@ from runnerkit.exits import EXIT_RESTART, EXIT_SETUP_FAILED
 from runnerkit.fsio import FILE_MODE, make_directories
 from runnerkit.importpath import use_import_path
 from runnerkit.locks import slice_lock_path
-from runnerkit.logs import configure_logging, reopen_logs
+from runnerkit.logs import configure_delivery_log, configure_logging, reopen_logs
 from runnerkit.master.files import read_layers_file
 from runnerkit.runner import Runner, load_runner_class
 from runnerkit.signals import SignalDispatcher
@@ -216,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SETUP_FAILED
     with config, use_config(config), contextlib.ExitStack() as stack:
         configure_logging(config)
+        configure_delivery_log(config)
         control = _Control(args.runner)
         # Signals are handled from here on, so that one arriving while the slice lock
         # is awaited or the runner is built stops the process cleanly.

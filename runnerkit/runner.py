@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from runnerkit.errors import (
 )
 from runnerkit.logtext import one_line
 from runnerkit.message import Message
+from runnerkit.metrics import NOTHING, RunnerMetrics, runner_metrics
 from runnerkit.site import Site, current_site
 from runnerkit.typing import MsgData
 
@@ -215,6 +217,11 @@ class Runner:
             self.switchboard = self.config.switchboard(
                 name, slice, settings.instances, recover=True
             )
+        #: What the runner counts (:mod:`runnerkit.metrics`): nothing unless it runs in
+        #: a process of a master's.
+        self.metrics: RunnerMetrics = (
+            runner_metrics(self.config, name) if self.is_queue_runner else NOTHING
+        )
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._until: Until | None = None
@@ -348,6 +355,7 @@ class Runner:
         except QueueError as error:
             log.warning("%s: skipping %s: %s", self, filebase, error)
             return False
+        started = time.monotonic()
         try:
             self._process_one_file(msg, msgdata)
             self.config.commit()
@@ -359,6 +367,7 @@ class Runner:
                 self.config.reconnect()
             log.exception("%s: shunting %s after an error: %s", self, filebase, error)
             self._shunt(switchboard, filebase, msg, msgdata)
+            self.metrics.shunted()
         except BaseException:
             # An interrupt is not the message's fault: roll back, and leave the .bak
             # for recovery instead of shunting the message.
@@ -366,6 +375,7 @@ class Runner:
             raise
         else:
             self._finish(switchboard, filebase)
+        self.metrics.processed(time.monotonic() - started)
         return True
 
     def _process_one_file(self, msg: Message, msgdata: MsgData) -> None:
@@ -394,6 +404,7 @@ class Runner:
                 self._enqueue_shunt(
                     msg, msgdata, reason=f"no such list (listid={listid!r}, listname={listname!r})"
                 )
+                self.metrics.shunted()
                 return
         msgdata["lang"] = self._language(mlist, msg)
         if self._dispose(mlist, msg, msgdata) and self.switchboard is not None:
@@ -500,3 +511,6 @@ class Runner:
             switchboard.finish(filebase, preserve=preserve, reason=reason if preserve else None)
         except QueueError as error:
             log.error("%s: %s", self, error)
+        else:
+            if preserve:
+                self.metrics.preserved()

@@ -555,6 +555,18 @@ def queue_depths(switchboards: Mapping[str, QueueBackend]) -> dict[str, int]:
     return {name: switchboard.depth() for name, switchboard in sorted(switchboards.items())}
 
 
+def filebase_time(filebase: str) -> float:
+    """When the file *filebase* was queued, in seconds since the epoch: its name's time.
+
+    :raises QueueError: *filebase* is not a queue file's base name.
+    """
+    match = _FILEBASE.fullmatch(filebase)
+    if match is None:
+        raise QueueError(f"not a queue file name: {filebase!r}")
+    seconds, fraction = match.group(1), match.group(2) or ""
+    return int(seconds) + int(fraction.ljust(9, "0")[:9]) / 1e9
+
+
 def _fifo_key(match: tuple[str, ...]) -> tuple[int, str, str]:
     return int(match[1]), match[2].ljust(9, "0"), match[3]
 

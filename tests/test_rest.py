@@ -209,6 +209,42 @@ def test_runners_reads_the_master_status_file(
     assert serve().get("/runners") == status
 
 
+def test_metrics_are_prometheus_text_with_the_queues_and_the_masters_restarts(
+    serve: Callable[[], Served], config: Configuration, msg: Message
+) -> None:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    queue_some(config, msg)
+    lock_paths(config)[2].write_text(
+        json.dumps(
+            {
+                "draining": False,
+                "master_pid": 4242,
+                "runners": [
+                    {"name": "in", "slice": index, "count": 2, "pid": 4243 + index}
+                    | {"state": "running", "restarts": index + 1, "reason": "", "last_error": ""}
+                    for index in (0, 1)
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    served = serve()
+    status, headers, body = served.request("GET", "/metrics")
+    assert status == 200
+    assert headers["Content-Type"] == CONTENT_TYPE_LATEST
+    lines = body.decode("utf-8").splitlines()
+    assert 'runnerkit_queue_messages{queue="in"} 2.0' in lines
+    assert 'runnerkit_queue_messages{queue="bad"} 1.0' in lines
+    # Summed over the slices.
+    assert 'runnerkit_runner_restarts_total{runner="in"} 3.0' in lines
+    # No runner process counted anything: no counter of theirs is shown.
+    assert not [line for line in lines if line.startswith("runnerkit_messages_")]
+    status, headers, body = served.request("HEAD", "/metrics")
+    assert (status, body) == (200, b"")
+    assert int(headers["Content-Length"]) > 0
+
+
 def test_a_broken_status_file_is_a_json_500(
     serve: Callable[[], Served], config: Configuration
 ) -> None:
@@ -225,7 +261,7 @@ def test_world_with_lists_members_and_queued_files(
 ) -> None:
     queue_some(config, msg)
     served = serve()
-    assert served.get("/")["endpoints"] == ["/lists", "/queues", "/runners"]
+    assert served.get("/")["endpoints"] == ["/lists", "/metrics", "/queues", "/runners"]
     assert served.get("/queues")["queues"]["in"] == 2
     assert [entry["members"] for entry in served.get("/lists")["lists"]] == [2, 0]
     assert served.get("/runners")["runners"] == []

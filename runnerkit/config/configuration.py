@@ -480,7 +480,7 @@ class Configuration:
         var_dir_text, _ = self._lookup("paths", "var_dir") or ("var", "defaults")
         var_dir = Path(os.path.expanduser(var_dir_text)).absolute()
         derived = {}
-        for key in ("queue_dir", "log_dir", "data_dir", "lock_dir"):
+        for key in ("queue_dir", "log_dir", "data_dir", "lock_dir", "metrics_dir"):
             template, _ = self._lookup("paths", key) or ("", "defaults")
             derived[key] = Path(Template(template).substitute(VAR_DIR=str(var_dir))).absolute()
         paths = Paths(var_dir=var_dir, **derived)

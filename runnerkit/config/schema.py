@@ -64,6 +64,10 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "log_dir": Key(path_template(("VAR_DIR",)), "where log files are written"),
         "data_dir": Key(path_template(("VAR_DIR",)), "where the database lives"),
         "lock_dir": Key(path_template(("VAR_DIR",)), "where lock and pid files live"),
+        "metrics_dir": Key(
+            path_template(("VAR_DIR",)),
+            "where runner processes keep their Prometheus metrics; emptied when a master starts",
+        ),
     },
     "master": {
         "restart_window": Key(as_duration, "failures older than this are forgotten"),
@@ -106,6 +110,11 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "logging": {
         "level": Key(one_of("debug", "info", "warning", "error"), "debug, info, warning or error"),
         "path": Key(path_template(PATH_VARIABLES), "the log file", is_path=True),
+        "delivery_path": Key(
+            path_template(PATH_VARIABLES),
+            "the delivery log: one line per message the out runner delivered or failed",
+            is_path=True,
+        ),
     },
 }
 
@@ -138,6 +147,7 @@ queue_dir: $VAR_DIR/queue
 log_dir: $VAR_DIR/logs
 data_dir: $VAR_DIR/data
 lock_dir: $VAR_DIR/locks
+metrics_dir: $VAR_DIR/metrics
 
 [master]
 restart_window: 10m
@@ -178,6 +188,7 @@ port: 8001
 [logging]
 level: info
 path: $LOG_DIR/runnerkit.log
+delivery_path: $LOG_DIR/delivery.log
 
 [runner.defaults]
 class: runnerkit.runner.Runner

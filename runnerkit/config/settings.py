@@ -22,6 +22,8 @@ class Paths:
     log_dir: Path
     data_dir: Path
     lock_dir: Path
+    #: Where runner processes keep their Prometheus metrics (:mod:`runnerkit.metrics`).
+    metrics_dir: Path
 
     def substitutions(self) -> dict[str, str]:
         """The ``$VARIABLES`` that path templates may use."""
@@ -159,6 +161,8 @@ class LoggingSettings:
     #: ``debug``, ``info``, ``warning`` or ``error``.
     level: str
     path: Path
+    #: The delivery log, written by the ``out`` runner (:mod:`runnerkit.runners.outgoing`).
+    delivery_path: Path
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,12 @@ while the queue runners go on emptying their queues; the status file says
 ``"draining": true``.  SIGUSR1 ends a drain: every runner, the stopped
 ones included, starts again.
 
+Metrics
+-------
+When it starts, the master empties ``[paths] metrics_dir`` and starts every runner
+process with ``PROMETHEUS_MULTIPROC_DIR`` naming it, so that each counts in files of
+its own and the REST runner's ``/metrics`` sums them all (:mod:`runnerkit.metrics`).
+
 Each runner process's standard output and error go to a file of its slot; when a
 process fails, the last line it wrote there becomes the slot's ``last_error`` in the
 status file (:mod:`runnerkit.master.output`).
@@ -61,6 +67,7 @@ from runnerkit.master.policy import Action, RestartPolicy, describe_exit
 from runnerkit.master.reload import plan, reload_problem
 from runnerkit.master.status import MasterStatus, RunnerStatus
 from runnerkit.master.watchdog import STUCK_CHECK_SECONDS, Watchdog
+from runnerkit.metrics import prepare_directory, process_environment
 from runnerkit.ownership import check_strict_modes
 from runnerkit.runner import takes_work_in
 from runnerkit.signals import SignalDispatcher
@@ -309,6 +316,8 @@ class Master:
             try:
                 write_layers(self.config, self.config_files, self._import_path_dirs(), self.texts)
                 configure_logging(self.config)
+                # Counts of an earlier master's processes would add to this one's.
+                prepare_directory(self.config.paths.metrics_dir)
                 log.info("master %d: starting %d runner processes", os.getpid(), len(self.slots))
                 while not self._stopping:
                     now = time.monotonic()
@@ -550,7 +559,12 @@ class Master:
         with open_append(output) as stderr:
             slot.output, slot.output_start = output, file_size(output)
             slot.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, close_fds=True
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                close_fds=True,
+                env=process_environment(self.config.paths.metrics_dir),
             )
         slot.started = time.time()
         slot.launched = now

@@ -74,6 +74,7 @@ from runnerkit.fsio import make_directories, replace_file
 from runnerkit.limits import read_message
 from runnerkit.lists import ListManager, MailingList
 from runnerkit.message import Message
+from runnerkit.metrics import LMTPMetrics, lmtp_metrics
 from runnerkit.runner import Runner, Until, refuse_until
 
 if TYPE_CHECKING:
@@ -314,15 +315,19 @@ def _protocol_class() -> type[Any]:
         is repeated for each, and an oversize one says so with an enhanced status
         code.  Lines may be as long as the whole message may be (aiosmtpd's own limit
         is RFC 5321's 1,000 octets; ``[limits] max_line_length`` decides instead).
-        Open sessions are tracked so that a stopping server can end them.
+        Open sessions are tracked so that a stopping server can end them, and every
+        reply sent is counted in *metrics*.
         """
 
-        def __init__(self, handler: Any, sessions: set[Any], **kws: Any) -> None:
+        def __init__(
+            self, handler: Any, sessions: set[Any], metrics: LMTPMetrics, **kws: Any
+        ) -> None:
             size = kws.get("data_size_limit")
             # Read by the base class's constructor, which makes the stream reader.
             self.line_length_limit = size + len(CRLF) if size else sys.maxsize
             super().__init__(handler, **kws)
             self._sessions = sessions
+            self._metrics = metrics
             self._replies_owed = 0
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -345,6 +350,10 @@ def _protocol_class() -> type[Any]:
                 )
             elif owed > 1 and isinstance(status, str) and CRLF not in status:
                 status = CRLF.join([status] * owed)
+            # Counted before it is sent: a client that has read it may ask for /metrics.
+            self._metrics.replies(
+                status if isinstance(status, str) else status.decode("ascii", "replace")
+            )
             await super().push(status)
             if isinstance(status, str) and status.startswith("354") and self.envelope:
                 self._replies_owed = len(self.envelope.rcpt_tos)
@@ -433,11 +442,13 @@ class LMTPRunner(Runner):
         protocol_class = _protocol_class()
         sessions: set[Any] = set()
         hostname = socket.getfqdn()
+        metrics = lmtp_metrics(self.config)
 
         def make_protocol() -> Any:
             return protocol_class(
                 handler,
                 sessions,
+                metrics,
                 data_size_limit=self.max_message_size or None,
                 hostname=hostname,
                 ident="runnerkit LMTP",

@@ -22,6 +22,40 @@
     recipient is not tried again.
 
 The recipients are ``msgdata['recipients']`` when present, else the list's members.
+
+The delivery log
+----------------
+Each delivery attempt writes one line to the delivery log (``[logging] delivery_path``,
+``$LOG_DIR/delivery.log`` by default, reopened on SIGHUP like the main log), as an
+operator greps Mailman's ``smtp.log``: one line per outcome, so a message that some
+recipients took and others refused has a line for each.  After the time and the pid
+(:data:`~runnerkit.logs.DELIVERY_FORMAT`) come ``key=value`` fields in this order, a
+value with a space, ``"`` or ``=`` in double quotes with ``\\`` and ``\"`` escaped (the
+*logfmt* convention).  Two lines, each shown here over two::
+
+    2026-11-30 02:31:00,123 4242 outcome=delivered message_id=<hello@example.com>
+      list=ant.example.com recipients=2 seconds=0.004
+    2026-11-30 02:31:05,456 4242 outcome=deferred message_id=<x@example.com>
+      list=ant.example.com recipients=1 attempt=1/5 seconds=0.031 reply="451 4.3.0 later"
+
+``outcome``
+    ``delivered`` (to the Maildir, or accepted by the smarthost), ``deferred`` (a
+    temporary failure: queued to ``retry``, to be tried again), or ``failed`` (a
+    permanent failure, or the last attempt: recorded, not tried again);
+``message_id``
+    the Message-ID, as :func:`~runnerkit.logtext.header_for_log` shows a header
+    field (unfolded, escaped, bounded), ``-`` when there is none;
+``list``
+    the list's RFC 2919 list id;
+``recipients``
+    how many recipients had this outcome;
+``attempt``
+    SMTP only: this attempt's number and ``[delivery] max_attempts``;
+``seconds``
+    how long the delivery took, the whole SMTP transaction or Maildir write;
+``reply``
+    ``deferred`` and ``failed`` only: the SMTP reply (code and text) or, when there
+    was none, why (``cannot deliver through HOST:PORT: ...``).
 """
 
 from __future__ import annotations
@@ -47,6 +81,7 @@ from runnerkit.fsio import (
     path_in,
     remove_stale_temporary,
 )
+from runnerkit.logs import DELIVERY_LOGGER
 from runnerkit.logtext import header_for_log
 from runnerkit.message import Message
 from runnerkit.runner import Runner
@@ -57,6 +92,7 @@ if TYPE_CHECKING:
     from runnerkit.lists import MailingList
 
 log = logging.getLogger(__name__)
+delivery_log = logging.getLogger(DELIVERY_LOGGER)
 
 #: The delivery methods ``[delivery] method`` may name.
 METHODS = ("maildir", "smtp")
@@ -64,6 +100,9 @@ METHODS = ("maildir", "smtp")
 RETRY_QUEUE = "retry"
 #: Seconds to wait for the smarthost before the attempt counts as a temporary failure.
 SMTP_TIMEOUT = 60.0
+
+#: The outcomes of the delivery log: accepted, to be tried again, and given up.
+DELIVERED, DEFERRED, FAILED = "delivered", "deferred", "failed"
 
 #: A failed recipient's SMTP reply code (None: no reply, such as a refused connection)
 #: and the reply's text.
@@ -217,17 +256,57 @@ class OutgoingRunner(Runner):
         if not recipients:
             log.info("%s: %s has no recipients; nothing to deliver", self, _describe(msg))
             return False
+        started = time.monotonic()
         if self.method == "maildir":
             if msgdata.get("recipients") is None:
                 self._deliver_to_maildir(mlist.list_id, msg)
             else:
                 for recipient in recipients:
                     self._deliver_to_maildir(mailbox_name(recipient), msg)
+            self._log_delivery(DELIVERED, mlist, msg, len(recipients), started)
             return False
         failures = self._deliver_by_smtp(mlist, msg, recipients)
+        attempt = (int(msgdata.get("attempts", 0)) + 1, self.max_attempts)
+        delivered = len([rcpt for rcpt in recipients if rcpt not in failures])
+        if delivered:
+            self._log_delivery(DELIVERED, mlist, msg, delivered, started, attempt=attempt)
         if failures:
-            self._handle_failures(mlist, msg, msgdata, failures)
+            temporary, permanent = self._handle_failures(mlist, msg, msgdata, failures)
+            for outcome, refused in ((DEFERRED, temporary), (FAILED, permanent)):
+                by_reply: dict[str, int] = {}
+                for code, response in refused.values():
+                    reply = _reply(code, response)
+                    by_reply[reply] = by_reply.get(reply, 0) + 1
+                for reply, count in by_reply.items():
+                    self._log_delivery(
+                        outcome, mlist, msg, count, started, attempt=attempt, reply=reply
+                    )
         return False
+
+    def _log_delivery(
+        self,
+        outcome: str,
+        mlist: MailingList,
+        msg: Message,
+        recipients: int,
+        started: float,
+        *,
+        attempt: tuple[int, int] | None = None,
+        reply: str | None = None,
+    ) -> None:
+        """Write one line to the delivery log; see the module's documentation."""
+        delivery_log.info(
+            "%s",
+            delivery_line(
+                outcome,
+                header_for_log(msg, "Message-ID", "-"),
+                mlist.list_id,
+                recipients,
+                time.monotonic() - started,
+                attempt=attempt,
+                reply=reply,
+            ),
+        )
 
     def _recipients(self, mlist: MailingList, msgdata: MsgData) -> list[str]:
         given = msgdata.get("recipients")
@@ -296,8 +375,12 @@ class OutgoingRunner(Runner):
 
     def _handle_failures(
         self, mlist: MailingList, msg: Message, msgdata: MsgData, failures: dict[str, Failure]
-    ) -> None:
-        """Queue the temporary failures to ``retry``; record the permanent ones."""
+    ) -> tuple[dict[str, Failure], dict[str, Failure]]:
+        """Queue the temporary failures to ``retry``; record the permanent ones.
+
+        :returns: the recipients queued to retry, and those given up, each with its
+            failure (after the last attempt, the reply says so).
+        """
         attempts = int(msgdata.get("attempts", 0)) + 1
         temporary = [rcpt for rcpt, (code, _) in failures.items() if not is_permanent(code)]
         permanent = {
@@ -344,6 +427,51 @@ class OutgoingRunner(Runner):
                     failed_at=failed_at,
                 ),
             )
+        return {rcpt: failures[rcpt] for rcpt in temporary}, permanent
+
+
+def delivery_line(
+    outcome: str,
+    message_id: str,
+    list_id: str,
+    recipients: int,
+    seconds: float,
+    *,
+    attempt: tuple[int, int] | None = None,
+    reply: str | None = None,
+) -> str:
+    """The fields of one delivery log line, after its time and pid.
+
+    :param outcome: :data:`DELIVERED`, :data:`DEFERRED` or :data:`FAILED`.
+    :param message_id: the Message-ID as a log shows it
+        (:func:`~runnerkit.logtext.header_for_log`).
+    :param recipients: how many recipients had this outcome.
+    :param seconds: how long the delivery took.
+    :param attempt: the attempt's number and the most there may be (SMTP only).
+    :param reply: the SMTP reply, or why there was none.
+    :returns: ``outcome=... message_id=... list=... recipients=N [attempt=A/M]
+        seconds=S [reply=...]``, each value quoted as :func:`logfmt_value` quotes it.
+    """
+    fields = [
+        ("outcome", outcome),
+        ("message_id", message_id),
+        ("list", list_id),
+        ("recipients", str(recipients)),
+    ]
+    if attempt is not None:
+        fields.append(("attempt", f"{attempt[0]}/{attempt[1]}"))
+    fields.append(("seconds", f"{seconds:.3f}"))
+    if reply is not None:
+        fields.append(("reply", reply))
+    return " ".join(f"{key}={logfmt_value(value)}" for key, value in fields)
+
+
+def logfmt_value(value: str) -> str:
+    """*value* as a logfmt value: as it is, or in double quotes when it holds a space,
+    ``"``, ``=`` or nothing, with ``\\`` and ``"`` escaped by a backslash."""
+    if value and not any(char in value for char in ' "='):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _describe(msg: Message) -> str:

@@ -9,6 +9,8 @@ port, which :attr:`RESTRunner.port` then tells) and answers ``GET`` (and ``HEAD`
   ``{"master_pid": null, "runners": []}`` when there is none;
 - ``/lists``: ``{"lists": [{"fqdn_listname", "list_id", "display_name",
   "preferred_language", "members"}, ...]}``, ``members`` being the number of members;
+- ``/metrics``: the Prometheus metrics of every runner process of the site, in
+  Prometheus's text exposition format (:mod:`runnerkit.metrics` lists them);
 - ``/``: the endpoints above.
 
 Any other path is a 404, any other method a 405; both with a JSON ``error``.
@@ -28,6 +30,7 @@ from urllib.parse import urlsplit
 from runnerkit.database import Database
 from runnerkit.errors import RunnerError
 from runnerkit.master import read_status
+from runnerkit.metrics import QueueCollector, RestartCollector, exposition
 from runnerkit.runner import Runner, Until, refuse_until
 from runnerkit.switchboard import queue_depths
 
@@ -40,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: The methods the API answers; every other one gets a 405.
 ALLOWED = "GET, HEAD"
+#: The path of the Prometheus metrics, which are text, not JSON.
+METRICS = "/metrics"
 
 
 class RESTRunner(Runner):
@@ -121,7 +126,23 @@ class RESTRunner(Runner):
 
     def index(self) -> dict[str, Any]:
         """``/``: the endpoints."""
-        return {"endpoints": sorted(path for path in self._routes if path != "/")}
+        return {"endpoints": sorted([METRICS, *(path for path in self._routes if path != "/")])}
+
+    def metrics_exposition(self) -> tuple[bytes, str]:
+        """``/metrics``: the metrics, and their content type (:mod:`runnerkit.metrics`)."""
+        with self._lock:
+            return exposition(
+                self.config.paths.metrics_dir,
+                (QueueCollector(self.config.switchboards), RestartCollector(self._restarts)),
+            )
+
+    def _restarts(self) -> dict[str, int]:
+        """Each runner's restarts, summed over its slices, as the master's status says."""
+        status = read_status(self.config)
+        restarts: dict[str, int] = {}
+        for runner in status.runners if status is not None else ():
+            restarts[runner.name] = restarts.get(runner.name, 0) + runner.restarts
+        return restarts
 
     def queues(self) -> dict[str, Any]:
         """``/queues``: every queue's number of waiting files."""
@@ -183,9 +204,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, *, body: bool) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"
+        if path == METRICS:
+            self._send_metrics(body=body)
+            return
         resource = self.rest._routes.get(path)
         if resource is None:
-            known = ", ".join(sorted(self.rest._routes))
+            known = ", ".join(sorted([*self.rest._routes, METRICS]))
             self._send(
                 HTTPStatus.NOT_FOUND,
                 {"error": f"no resource {path!r}; resources are: {known}"},
@@ -203,6 +227,24 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         self._send(HTTPStatus.OK, document, body=body)
+
+    def _send_metrics(self, *, body: bool) -> None:
+        try:
+            payload, content_type = self.rest.metrics_exposition()
+        except Exception as error:
+            log.exception("%s: GET %s failed", self.rest, METRICS)
+            self._send(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                {"error": f"GET {METRICS} failed: {error}"},
+                body=body,
+            )
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if body:
+            self.wfile.write(payload)
 
     def _send(
         self,
