@@ -62,7 +62,8 @@ class QueueBackend(Protocol):
         """Be done with a taken message: remove it, or preserve it in ``bad``.
 
         :param reason: with *preserve*, why, in one line: kept with the preserved
-            message (the switchboard writes ``<filebase>.reason`` beside its ``.psv``).
+            message (the switchboard writes ``<filebase>.reason`` in ``bad.reasons``,
+            beside ``bad``).
             Failing to keep it must not fail the preserving.
         :raises QueueError: *filebase* is not taken, or cannot be removed or moved.
         """

@@ -45,11 +45,19 @@ MAX_RECOVERIES = 3
 #: Leftover ``.tmp`` files younger than this may belong to a live writer.
 TMP_MIN_AGE = 1.0
 
-#: The suffix of the file that keeps, beside a preserved ``<filebase>.psv``, why it was
-#: preserved: ``<filebase>.reason``, a JSON object with ``queue`` (where it was
-#: preserved from), ``reason`` (one line) and ``time`` (UTC, ISO 8601).  It is not a
-#: queue file: no listing by extension ever counts it, and it goes when its entry goes.
+#: The suffix of the file that keeps why a ``<filebase>.psv`` was preserved:
+#: ``<filebase>.reason``, a JSON object with ``queue`` (where it was preserved from),
+#: ``reason`` (one line) and ``time`` (UTC, ISO 8601).  It lives in the directory
+#: beside ``bad``'s, ``bad.reasons`` (:func:`reasons_directory`), so that ``bad``
+#: holds only what was preserved, as Mailman's does; it goes when its entry goes.
 REASON_SUFFIX = ".reason"
+
+
+def reasons_directory(bad_directory: Path) -> Path:
+    """Where the reasons of the entries preserved in *bad_directory* are kept: the
+    directory beside it, named after it with ``.reasons`` (``$QUEUE_DIR/bad.reasons``).
+    No queue can have that name: runner names have no dot."""
+    return bad_directory.with_name(f"{bad_directory.name}.reasons")
 #: The longest reason kept, in characters before escaping (see :func:`one_line`).
 MAX_REASON = 500
 
@@ -476,9 +484,11 @@ class Switchboard:
             "reason": one_line(reason, MAX_REASON),
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        final = self.bad_directory / f"{filebase}{REASON_SUFFIX}"
+        directory = reasons_directory(self.bad_directory)
+        final = directory / f"{filebase}{REASON_SUFFIX}"
         tmp = final.with_name(f"{final.name}.tmp")
         try:
+            make_directories(directory)
             write_new_file(tmp, final, (json.dumps(record, sort_keys=True) + "\n").encode())
         except OSError as error:
             log.error("cannot keep the reason beside %s.psv in bad: %s", filebase, error)
@@ -494,12 +504,13 @@ class Switchboard:
     def preserved_reason(self, filebase: str) -> dict[str, str] | None:
         """Why the ``<filebase>.psv`` of this queue's directory was preserved, if known.
 
-        :returns: the ``<filebase>.reason`` record (:data:`REASON_SUFFIX`): ``queue``,
+        :returns: the ``<filebase>.reason`` record (:data:`REASON_SUFFIX`, in
+            :func:`reasons_directory`): ``queue``,
             ``reason`` and ``time``, as text; None when there is none.  A record that
             does not read as one is returned as ``{"reason": "<what is wrong>"}``.
         :raises QueueError: *filebase* is not a queue file base name.
         """
-        path = self._path(filebase, REASON_SUFFIX)
+        path = self._reason_path(filebase)
         try:
             data = read_queue_file(path)
         except QueueFileError as error:
@@ -513,6 +524,11 @@ class Switchboard:
         if not isinstance(record, dict):
             return {"reason": f"its reason file {path!r} is not a JSON object"}
         return {str(key): one_line(value, MAX_REASON) for key, value in record.items()}
+
+    def _reason_path(self, filebase: str) -> str:
+        """The reason file of *filebase*, preserved in this queue (``bad``)."""
+        self._check_filebase(filebase)
+        return str(reasons_directory(self.queue_directory) / f"{filebase}{REASON_SUFFIX}")
 
     def remove_preserved(self, filebase: str) -> None:
         """Remove the preserved ``<filebase>.psv`` of this queue's directory, and its reason.
@@ -528,7 +544,7 @@ class Switchboard:
                 f"cannot remove {psv!r} of queue {self.name!r}: {error.strerror}"
             ) from error
         try:
-            os.unlink(self._path(filebase, REASON_SUFFIX))
+            os.unlink(self._reason_path(filebase))
         except FileNotFoundError:
             pass
         except OSError as error:

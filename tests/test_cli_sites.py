@@ -481,6 +481,7 @@ def test_conf_of_a_section_or_a_key(tmp_path: Path) -> None:
         "[master] backoff_max: 1m",
         "[master] stop_timeout: 5s",
         "[master] stuck_after: 10m",
+        "[master] strict_modes: yes",
     ]
     assert invoke("conf", "-C", str(ini), "master", "stop_timeout").output == "5s\n"
     as_json = json.loads(invoke("conf", "-C", str(ini), "master", "stop_timeout", "--json").stdout)

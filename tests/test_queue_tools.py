@@ -29,6 +29,7 @@ from runnerkit.lists import MailingList
 from runnerkit.message import Message, message_from_bytes, message_from_string
 from runnerkit.runner import Runner
 from runnerkit.site import Site
+from runnerkit.switchboard import reasons_directory
 from runnerkit.typing import MsgData
 
 #: The bound on every child process.
@@ -125,7 +126,13 @@ def queued(site: Site, queue: str) -> list[tuple[Message, MsgData]]:
 
 
 def bad_files(site: Site) -> list[str]:
-    return sorted(path.name for path in site.switchboards["bad"].queue_directory.iterdir())
+    """The entries of bad, then of bad.reasons (as ``reasons/NAME``)."""
+    bad = site.switchboards["bad"].queue_directory
+    reasons = reasons_directory(bad)
+    found = sorted(path.name for path in bad.iterdir())
+    if reasons.exists():
+        found += sorted(f"reasons/{path.name}" for path in reasons.iterdir())
+    return found
 
 
 def damage_in_pipeline(site: Site, subject: str) -> str:
@@ -174,10 +181,9 @@ def test_a_long_reason_is_bounded(site: Site) -> None:
 def test_a_preserved_file_keeps_its_reason_beside_it_uncounted(site: Site, var_dir: Path) -> None:
     filebase = damage_in_pipeline(site, "broken")
     run_fragile(site)
-    assert bad_files(site) == [f"{filebase}.psv", f"{filebase}.reason"]
-    record = json.loads(
-        (site.switchboards["bad"].queue_directory / f"{filebase}.reason").read_text()
-    )
+    assert bad_files(site) == [f"{filebase}.psv", f"reasons/{filebase}.reason"]
+    bad = site.switchboards["bad"].queue_directory
+    record = json.loads((reasons_directory(bad) / f"{filebase}.reason").read_text())
     assert record["queue"] == "pipeline"
     assert record["reason"].startswith("QueueFileError: ")
     assert "truncated or damaged" in record["reason"]
@@ -309,7 +315,7 @@ def test_list_filters(site: Site, var_dir: Path) -> None:
 def test_list_of_an_unknown_queue(site: Site, var_dir: Path) -> None:
     result = rk(var_dir, "queue", "list", "shnut")
     assert result.returncode == 2
-    assert result.stderr.startswith(f"{ERROR}no queue 'shnut'; queues are: bad, in, ")
+    assert result.stderr.startswith(f"{ERROR}no queue 'shnut'; queues are: bad, bounces, command, in, ")
 
 
 @pytest.mark.parametrize("args", [("list", "shunt"), ("show", "shunt", f"{OLD}+{'a' * 40}")])
@@ -481,7 +487,7 @@ def test_requeue_refuses_a_damaged_entry_and_leaves_it(site: Site, var_dir: Path
     assert result.returncode == 1
     assert result.stderr.startswith(f"{ERROR}{filebase}: not requeued: it cannot be read (")
     assert "left in 'bad'" in result.stderr
-    assert bad_files(site) == [f"{filebase}.psv", f"{filebase}.reason"]
+    assert bad_files(site) == [f"{filebase}.psv", f"reasons/{filebase}.reason"]
     assert queued(site, "pipeline") == []
 
 

@@ -47,6 +47,7 @@ def test_the_policy_is_built_from_the_master_section() -> None:
         backoff_max=timedelta(minutes=1),
         stop_timeout=timedelta(seconds=30),
         stuck_after=timedelta(minutes=10),
+        strict_modes=True,
     )
     assert RestartPolicy.from_settings(settings) == RestartPolicy(600.0, 0.5, 60.0)
 

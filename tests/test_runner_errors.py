@@ -17,7 +17,7 @@ from runnerkit.lists import MailingList
 from runnerkit.message import Message, message_from_string
 from runnerkit.runner import Runner
 from runnerkit.site import Site
-from runnerkit.switchboard import Switchboard
+from runnerkit.switchboard import Switchboard, reasons_directory
 from runnerkit.testing import get_queue_messages
 from runnerkit.typing import MsgData
 
@@ -120,8 +120,9 @@ def test_stray_entries_do_not_stop_the_runner(
     test_queue.enqueue(message("good"))
     runner.run()
     assert [subject for _, subject, _ in runner.seen] == ["good"]
-    assert entries(bad_dir(config)) == sorted(
-        f"{fb}{suffix}" for fb in (link, directory, fifo) for suffix in (".psv", ".reason")
+    assert entries(bad_dir(config)) == sorted(f"{fb}.psv" for fb in (link, directory, fifo))
+    assert entries(reasons_directory(bad_dir(config))) == sorted(
+        f"{fb}.reason" for fb in (link, directory, fifo)
     )
     assert (bad_dir(config) / f"{link}.psv").is_symlink()
     assert queuefile.decode(target.read_bytes()).message["subject"] == "target"

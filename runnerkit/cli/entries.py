@@ -3,8 +3,9 @@
 An entry is a queue file: ``<filebase>.pck`` waiting in its queue, or
 ``<filebase>.psv`` preserved in ``bad``.  Its id is its file base, ``<time>+<40 hex
 digits>``.  Its reason is the one the runner recorded: a shunted message's
-``shunt_reason`` (:meth:`runnerkit.runner.Runner._enqueue_shunt`), or the
-``<filebase>.reason`` kept beside a preserved one
+``shunt_reason`` (:meth:`runnerkit.runner.Runner._enqueue_shunt`), the ``reason`` of
+a message a runner put in ``bad`` itself (``in``, ``bounces``, ``command``), or the
+``<filebase>.reason`` kept for a preserved one in ``bad.reasons``
 (:meth:`runnerkit.switchboard.Switchboard.finish`).  A file that does not decode is
 an entry too, with the reason it cannot be read and what still reads of it
 (:func:`runnerkit.queuefile.salvage_metadata`).  Reading an entry changes nothing.
@@ -63,7 +64,9 @@ class Entry:
     @property
     def reason(self) -> str:
         """Why it is here: the recorded reason, else why it cannot be read, else ``''``."""
-        recorded = (self.metadata or {}).get("shunt_reason")
+        metadata = self.metadata or {}
+        # A shunted message's, or the one a runner gave when it put it in bad.
+        recorded = metadata.get("shunt_reason", metadata.get("reason"))
         if recorded is None and self.preserved is not None:
             recorded = self.preserved.get("reason")
         if recorded is None and self.damage is not None:
