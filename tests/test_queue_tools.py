@@ -315,7 +315,9 @@ def test_list_filters(site: Site, var_dir: Path) -> None:
 def test_list_of_an_unknown_queue(site: Site, var_dir: Path) -> None:
     result = rk(var_dir, "queue", "list", "shnut")
     assert result.returncode == 2
-    assert result.stderr.startswith(f"{ERROR}no queue 'shnut'; queues are: bad, bounces, command, in, ")
+    assert result.stderr.startswith(
+        f"{ERROR}no queue 'shnut'; queues are: bad, bounces, command, in, "
+    )
 
 
 @pytest.mark.parametrize("args", [("list", "shunt"), ("show", "shunt", f"{OLD}+{'a' * 40}")])
