@@ -28,7 +28,10 @@ guessed at, since a wrong guess would count a bounce against the wrong member.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.message
+import quopri
 import re
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
@@ -44,6 +47,8 @@ _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 #: A QSBMF recipient paragraph's first line.
 _QSBMF_RECIPIENT = re.compile(r"<([^<>\s]+@[^<>\s]+)>:")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+#: An RFC 5322 comment (not nested), as some MTAs put after a field's value.
+_COMMENT = re.compile(r"\([^()]*\)")
 
 
 @dataclass(frozen=True)
@@ -93,11 +98,13 @@ def _scan_dsn(report: email.message.Message) -> BounceReport:
             continue
         if part.get_content_type() not in STATUS_TYPES:
             continue
-        for block in _blocks(part)[1:]:
-            action = str(block.get("Action", "")).strip().lower()
+        # Each recipient's block; the per-message block has no recipient fields (a
+        # report that runs both together in one block still names its recipient).
+        for block in _blocks(part):
             addresses = _dsn_addresses(block)
             if not addresses:
                 continue
+            action = action_of(block)
             if action == "failed":
                 status = str(block.get("Status", "")).strip()
                 match = _STATUS.match(status)
@@ -109,13 +116,34 @@ def _scan_dsn(report: email.message.Message) -> BounceReport:
     return result
 
 
+def action_of(block: email.message.Message) -> str:
+    """A recipient block's ``Action``, lower-cased, without the comments some MTAs add
+    (``failed (bad destination mailbox address)``: RFC 5322 comments, section 3.2.2);
+    ``''`` when it has none."""
+    value = _COMMENT.sub(" ", str(block.get("Action", ""))).strip().lower()
+    return value.split()[0] if value else ""
+
+
 def _blocks(part: email.message.Message) -> list[email.message.Message]:
     """The field blocks of a delivery-status part: per-message first, then recipients."""
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
     payload = part.get_payload()
-    if isinstance(payload, list):
+    if isinstance(payload, list) and encoding not in ("base64", "quoted-printable"):
         return [block for block in payload if isinstance(block, email.message.Message)]
-    # Not split by the parser (an encoded or global part): split it here.
-    raw = part.get_payload(decode=True)
+    # Not split by the parser (a global part), or split before it was decoded (an
+    # encoded part, which the parser takes for one block of no fields): split it here.
+    if isinstance(payload, list):
+        body = part.as_string().replace("\r\n", "\n").partition("\n\n")[2]
+        encoded = body.encode("ascii", "replace")
+        raw: object
+        try:
+            raw = (
+                base64.b64decode(encoded) if encoding == "base64" else quopri.decodestring(encoded)
+            )
+        except (binascii.Error, ValueError):
+            raw = b""
+    else:
+        raw = part.get_payload(decode=True)
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
     text = text.replace("\r\n", "\n").strip("\n")
     parser = HeaderParser()

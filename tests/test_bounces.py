@@ -6,7 +6,9 @@ world's SQLite file; one test takes a bounce in over LMTP from a real LMTP runne
 
 from __future__ import annotations
 
+import base64
 import logging
+import quopri
 import smtplib
 import sqlite3
 import subprocess
@@ -194,6 +196,55 @@ def test_a_dsn_recipient_is_read_in_any_case_and_needs_an_rfc822_address() -> No
     ]
 
 
+def test_a_comment_after_the_action_is_no_part_of_it() -> None:
+    """Some MTAs add a comment to Action (GNU Mailman's DSN detector allows for it)."""
+    report = scan(
+        message_from_string(
+            dsn(
+                "Final-Recipient: rfc822; a@example.org\n"
+                "Action: failed (bad destination mailbox address)\nStatus: 5.1.1\n",
+                "Final-Recipient: rfc822; b@example.org\nAction: (still trying) delayed\n",
+            )
+        )
+    )
+    assert report.failed == [FailedRecipient(("a@example.org",), "5.1.1", "dsn")]
+    assert report.other == [("b@example.org", "delayed")]
+
+
+def test_a_report_that_runs_its_blocks_together_still_names_the_recipient() -> None:
+    text = (
+        "From: MAILER-DAEMON@mx.example.net\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        "--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx\n"
+        "Final-Recipient: rfc822; a@example.org\nAction: failed\nStatus: 5.1.1\n--B--\n"
+    )
+    assert scan(message_from_string(text)).failed == [
+        FailedRecipient(("a@example.org",), "5.1.1", "dsn")
+    ]
+
+
+@pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
+def test_an_encoded_status_part_is_decoded_before_it_is_read(encoding: str) -> None:
+    fields = (
+        "Reporting-MTA: dns; mx\n\n"
+        "Final-Recipient: rfc822; a@example.org\nAction: failed\nStatus: 5.1.1\n"
+    )
+    body = (
+        base64.encodebytes(fields.encode()).decode()
+        if encoding == "base64"
+        else quopri.encodestring(fields.encode(), quotetabs=True).decode()
+    )
+    text = (
+        "From: MAILER-DAEMON@mx.example.net\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        "--B\nContent-Type: message/delivery-status\n"
+        f"Content-Transfer-Encoding: {encoding}\n\n{body}\n--B--\n"
+    )
+    assert scan(message_from_string(text)).failed == [
+        FailedRecipient(("a@example.org",), "5.1.1", "dsn")
+    ]
+
+
 def test_a_qsbmf_bounce_names_the_recipients_before_the_returned_message() -> None:
     report = scan(message_from_string(QSBMF))
     assert report.context == "qsbmf"
@@ -316,6 +367,11 @@ def test_a_delay_notice_is_no_bounce_and_is_dropped(
         (
             dsn("Final-Recipient: rfc822; zed@example.org\nAction: failed\nStatus: 5.1.1\n"),
             "No failed recipient is a member of test@example.com: zed@example.org.",
+        ),
+        (
+            dsn("Final-Recipient: rfc822; bart@example.org\nAction: bounced\n"),
+            "The dsn report gives bart@example.org the action 'bounced', which is not one "
+            "of RFC 3464's.",
         ),
     ],
 )

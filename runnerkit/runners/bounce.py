@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from runnerkit.bounces import FailedRecipient, scan
+from runnerkit.bounces import NOT_FAILED, FailedRecipient, scan
 from runnerkit.database import Database
 from runnerkit.logtext import header_for_log, one_line
 from runnerkit.message import Message, read_header
@@ -165,6 +165,19 @@ class BounceRunner(Runner):
             )
             return False
         if not report.failed:
+            unknown = [
+                (address, action) for address, action in report.other if action not in NOT_FAILED
+            ]
+            if unknown:
+                # Neither a failure nor a notice RFC 3464 names: an operator decides.
+                address, action = unknown[0]
+                self._keep(
+                    msg,
+                    msgdata,
+                    f"The {report.context} report gives {one_line(address)} the action "
+                    f"{one_line(action)!r}, which is not one of RFC 3464's.",
+                )
+                return False
             if report.other:
                 log.info(
                     "%s: %s for %s is a notice, not a bounce (%s); dropped",
