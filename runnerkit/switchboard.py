@@ -8,13 +8,15 @@ file.  Everything about a queue can be learned by listing its directory.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
@@ -529,6 +531,52 @@ class Switchboard:
         """The reason file of *filebase*, preserved in this queue (``bad``)."""
         self._check_filebase(filebase)
         return str(reasons_directory(self.queue_directory) / f"{filebase}{REASON_SUFFIX}")
+
+    @contextlib.contextmanager
+    def preserved_held(self, filebase: str) -> Iterator[None]:
+        """Hold the preserved ``<filebase>.psv`` of this queue (``bad``) for the block.
+
+        Two commands that requeue or discard the same entry at once would otherwise
+        both queue a copy: the first to take an exclusive :func:`fcntl.flock` on the
+        file goes on, and one that gets it after the file was removed finds it gone.
+
+        :raises QueueError: the entry is held by another process, gone, or cannot be
+            opened (a symbolic link, say); the message says which.
+        """
+        path = self._path(filebase, ".psv")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as error:
+            raise QueueError(f"cannot take {path!r}: {error.strerror}") from error
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise QueueError(f"{path!r} is being handled by another command") from None
+            held = os.fstat(fd)
+            try:
+                now = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                raise QueueError(f"{path!r} is gone: another command took it") from None
+            if (now.st_ino, now.st_dev) != (held.st_ino, held.st_dev):
+                raise QueueError(f"{path!r} is gone: another command took it")
+            yield
+        finally:
+            os.close(fd)
+
+    def remove_orphaned_reason(self, filebase: str) -> bool:
+        """Remove the reason kept for *filebase* in this queue (``bad``) when its entry is
+        gone (removed by hand, say); leave it if the entry is there.
+
+        :returns: whether a reason was removed.
+        """
+        if os.path.lexists(self._path(filebase, ".psv")):
+            return False
+        try:
+            os.unlink(self._reason_path(filebase))
+        except FileNotFoundError:
+            return False
+        return True
 
     def remove_preserved(self, filebase: str) -> None:
         """Remove the preserved ``<filebase>.psv`` of this queue's directory, and its reason.

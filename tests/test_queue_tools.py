@@ -589,6 +589,74 @@ def test_unshunt_drops_the_record_of_the_failure(site: Site, var_dir: Path) -> N
     assert not {"whichq", "shunt_reason", "shunt_runner", "shunt_time"} & set(metadata)
 
 
+def test_unshunt_leaves_an_entry_it_cannot_requeue_under_its_own_id(
+    site: Site, var_dir: Path
+) -> None:
+    shunt = site.switchboards["shunt"]
+    kept = shunt.enqueue(message("for a queue that went away"), whichq="digest")
+    for _ in range(2):
+        result = rk(var_dir, "unshunt")
+        assert result.returncode == 1
+        assert f"{kept}: unknown queue 'digest', left in shunt" in result.stderr
+        # The same entry, not a new one: its age and --older-than still hold.
+        assert shunt.files == [kept]
+
+
+def test_a_preserved_entry_held_by_one_command_is_not_requeued_by_another(
+    site: Site, var_dir: Path
+) -> None:
+    """Two requeues of bad at once queued every message twice (RQ's requeue race)."""
+    filebase = site.switchboards["bad"].enqueue(message("in bad"), whichq="pipeline")
+    bad = site.switchboards["bad"]
+    # As a runner preserves it: a .psv, with its reason.
+    bad.dequeue(filebase)
+    bad.finish(filebase, preserve=True, reason="ValueError: x")
+    with bad.preserved_held(filebase):
+        result = rk(var_dir, "queue", "requeue", "bad", "--all", "--to", "pipeline")
+        assert result.returncode == 1
+        assert "is being handled by another command" in result.stderr
+        assert queued(site, "pipeline") == []
+    result = rk(var_dir, "queue", "requeue", "bad", "--all", "--to", "pipeline")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert len(queued(site, "pipeline")) == 1
+    assert bad_files(site) == []
+
+
+def test_concurrent_requeues_of_bad_queue_each_message_once(site: Site, var_dir: Path) -> None:
+    bad = site.switchboards["bad"]
+    for number in range(20):
+        filebase = bad.enqueue(message(f"m{number}"), whichq="pipeline")
+        bad.dequeue(filebase)
+        bad.finish(filebase, preserve=True, reason="ValueError: x")
+    command = [*console_script(), "queue", "requeue", "bad", "--all", "--to", "pipeline"]
+    children = [
+        subprocess.Popen(
+            command, env=environment(var_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    for child in children:
+        child.communicate(timeout=DEADLINE)
+    subjects = sorted(str(msg["subject"]) for msg, _ in queued(site, "pipeline"))
+    assert subjects == sorted(f"m{number}" for number in range(20))
+    assert bad_files(site) == []
+
+
+def test_discarding_the_id_of_an_entry_removed_by_hand_removes_its_reason(
+    site: Site, var_dir: Path
+) -> None:
+    bad = site.switchboards["bad"]
+    filebase = bad.enqueue(message("removed by hand"))
+    bad.dequeue(filebase)
+    bad.finish(filebase, preserve=True, reason="ValueError: x")
+    (bad.queue_directory / f"{filebase}.psv").unlink()
+    assert bad_files(site) == [f"reasons/{filebase}.reason"]
+    result = rk(var_dir, "queue", "discard", "bad", filebase, "--yes")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"removed the reason of {filebase}, whose entry was gone\n"
+    assert bad_files(site) == []
+
+
 @pytest.mark.parametrize(
     ("command", "shown"),
     [

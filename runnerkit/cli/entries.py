@@ -156,7 +156,7 @@ def find_entry(switchboard: Switchboard, entry_id: str) -> Entry | None:
     for known in _EXTENSIONS:
         if entry_id.endswith(known):
             filebase, extension = entry_id[: -len(known)], known
-    if not _is_filebase(filebase):
+    if not is_filebase(filebase):
         return None
     for candidate in [extension] if extension else list(_EXTENSIONS):
         if os.path.lexists(switchboard.queue_directory / f"{filebase}{candidate}"):
@@ -224,7 +224,7 @@ def format_age(seconds: float) -> str:
     return "".join(parts[:2])
 
 
-def _is_filebase(text: str) -> bool:
+def is_filebase(text: str) -> bool:
     head, plus, digest = text.partition("+")
     seconds, _, fraction = head.partition(".")
     return (

@@ -32,6 +32,7 @@ from runnerkit.cli.entries import (
     Entry,
     find_entry,
     format_age,
+    is_filebase,
     iso_time,
     queue_entries,
     select_entries,
@@ -299,6 +300,15 @@ def queue_discard(
         chosen, missing = _selection(
             site, switchboard, entry_ids, everything, listname, older_than, match, "discard"
         )
+        orphans: list[str] = []
+        if name == "bad":
+            # A reason whose entry was removed by hand goes when its id is discarded.
+            for filebase in [entry for entry in missing if is_filebase(entry)]:
+                if switchboard.remove_orphaned_reason(filebase):
+                    missing.remove(filebase)
+                    orphans.append(filebase)
+                    if not as_json:
+                        click.echo(f"removed the reason of {filebase}, whose entry was gone")
         if chosen and not yes:
             count = f"{len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}"
             if not click.confirm(f"Discard {count} of queue {name!r} for good?"):
@@ -316,7 +326,7 @@ def queue_discard(
     if as_json:
         click.echo(json.dumps({"discarded": done, "missing": missing}, sort_keys=True))
     else:
-        if not done and not missing:
+        if not done and not missing and not orphans:
             click.echo(f"nothing to discard in queue {name!r}")
         _report_missing(missing, name)
     if missing:
@@ -405,11 +415,18 @@ def _requeue(
         raise CommandError(f"it is already waiting in {destination!r}")
     if item.state == PRESERVED:
         metadata = _for_requeue(item.entry.metadata)
-        new_id = _enqueue(site, destination, item.entry.message, metadata, item)
         try:
-            switchboard.remove_preserved(item.filebase)
+            # Held, so that two commands never both queue a copy.
+            with switchboard.preserved_held(item.filebase):
+                new_id = _enqueue(site, destination, item.entry.message, metadata, item)
+                try:
+                    switchboard.remove_preserved(item.filebase)
+                except QueueError as error:
+                    raise CommandError(
+                        f"queued in {destination!r} as {new_id}, but {error}"
+                    ) from error
         except QueueError as error:
-            raise CommandError(f"queued in {destination!r} as {new_id}, but {error}") from error
+            raise CommandError(f"not taken: {error}") from error
         return destination, new_id
     try:
         msg, msgdata = switchboard.dequeue(item.filebase)
@@ -444,8 +461,13 @@ def _enqueue(site: Site, destination: str, msg: Any, metadata: MsgData, item: En
 
 
 def _for_requeue(metadata: MsgData) -> MsgData:
-    """*metadata* without what shunting recorded: it goes back to work."""
-    return {key: value for key, value in metadata.items() if key not in ("whichq", *SHUNT_KEYS)}
+    """*metadata* without what shunting (or a runner that put it in bad) recorded: it
+    goes back to work."""
+    return {
+        key: value
+        for key, value in metadata.items()
+        if key not in ("whichq", "reason", *SHUNT_KEYS)
+    }
 
 
 def _discard(switchboard: Switchboard, item: Entry) -> None:
@@ -454,7 +476,8 @@ def _discard(switchboard: Switchboard, item: Entry) -> None:
     :raises QueueError: it is gone.
     """
     if item.state == PRESERVED:
-        switchboard.remove_preserved(item.filebase)
+        with switchboard.preserved_held(item.filebase):
+            switchboard.remove_preserved(item.filebase)
         return
     # Damaged, it is taken all the same (now .bak), and removed like any other.
     with contextlib.suppress(QueueFileError):

@@ -160,9 +160,8 @@ def unshunt(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
             target = msgdata.pop("whichq", "in")
             if target not in config.switchboards or target == "shunt":
                 click.echo(f"{filebase}: unknown queue {target!r}, left in shunt", err=True)
-                msgdata["whichq"] = target
-                shunt.enqueue(msg, msgdata)
-                shunt.finish(filebase)
+                # As it was, under its own id: its age and the filters still hold.
+                shunt.put_back(filebase)
                 kept += 1
                 continue
             for key in SHUNT_KEYS:

@@ -233,7 +233,10 @@ class BounceRunner(Runner):
 
     def _keep(self, msg: Message, msgdata: MsgData, reason: str) -> None:
         """Move *msg* to ``bad`` with *reason*, and log it."""
-        filebase = self.config.switchboards[BAD_QUEUE].enqueue(msg, msgdata, reason=reason)
+        # whichq: where an operator who fixed the cause requeues it (runnerkit queue).
+        filebase = self.config.switchboards[BAD_QUEUE].enqueue(
+            msg, msgdata, reason=reason, whichq=self.name
+        )
         log.warning(
             "%s: moved %s (list %s) to bad as %s: %s",
             self,

@@ -67,7 +67,10 @@ class IncomingRunner(Runner):
         if reason is None:
             self.config.switchboards[PIPELINE_QUEUE].enqueue(msg, msgdata)
             return False
-        filebase = self.config.switchboards[BAD_QUEUE].enqueue(msg, msgdata, reason=reason)
+        # whichq: where an operator who fixed the cause requeues it (runnerkit queue).
+        filebase = self.config.switchboards[BAD_QUEUE].enqueue(
+            msg, msgdata, reason=reason, whichq=self.name
+        )
         log.warning(
             "%s: moved message %s (list %s) to bad as %s: %s",
             self,
