@@ -508,3 +508,34 @@ def test_a_message_the_parser_cannot_read_gets_a_permanent_5xx_once_per_recipien
         assert code == 554, text
         assert text == expected.encode()
     assert queued(lmtp_config) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (
+            b"Subject: no sender\n\nhello\n",
+            b"5.6.0 test@example.com: the message is refused: the message has no From header",
+        ),
+        (
+            b"From: Anne <>\nSubject: no address\n\nhello\n",
+            b"5.6.0 test@example.com: the message is refused: the message's From header names "
+            b"no address",
+        ),
+        (
+            bytes(range(1, 256)) * 4,
+            b"5.6.0 test@example.com: the message is refused: it has no header fields: it is "
+            b"not an email message (RFC 5322 2.1)",
+        ),
+    ],
+)
+def test_a_post_the_in_runner_could_only_put_in_bad_is_refused_for_good(
+    client: smtplib.LMTP, lmtp_config: Configuration, content: bytes, reason: bytes
+) -> None:
+    """As inject refuses it: the sender hears it now, nothing waits in bad."""
+    assert client.mail("anne@example.org")[0] == 250
+    assert client.rcpt("test@example.com")[0] == 250
+    code, text = client.data(content.replace(b"\n", b"\r\n"))
+    assert (code, text) == (554, reason)
+    assert queued(lmtp_config) == 0
+    assert lmtp_config.switchboards["bad"].files == []

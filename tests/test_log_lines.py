@@ -238,7 +238,18 @@ def test_every_runner_writes_one_line_per_record_for_a_hostile_message(
             for number in (1, 2, 3):
                 data = HOSTILE % number
                 if number == 2:
+                    # No From: LMTP refuses it for good; queued by hand (as inject
+                    # --force does), the in runner moves it to bad.
                     data = data.replace(b"From: Anne \x00 <anne@example.com>\r\n", b"")
+                    client.mail("anne@example.com")
+                    client.rcpt("test@example.com")
+                    assert client.data(data)[0] == 554
+                    config.switchboards["in"].enqueue(
+                        message_from_bytes(data.replace(b"\r\n", b"\n")),
+                        listid=mlist.list_id,
+                        listname=mlist.fqdn_listname,
+                    )
+                    continue
                 assert client.sendmail("anne@example.com", ["test@example.com"], data) == {}
             deep = b"From: a@example.com\r\nMessage-ID: <\x1b>\r\n" + b"".join(
                 b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (n, n)
@@ -278,6 +289,7 @@ def test_every_runner_writes_one_line_per_record_for_a_hostile_message(
     assert any("moved message <hostile-2@example.com> (list" in line for line in incoming)
     lmtp_lines = "\n".join(by_logger["runnerkit.runners.lmtp"])
     assert "refused a message: its MIME structure is too deep" in lmtp_lines
+    assert "refused a message for test@example.com: The message has no From header" in lmtp_lines
     assert "queued " in lmtp_lines
     shunted = "\n".join(by_logger["runnerkit.runner"])
     assert "shunting " in shunted

@@ -76,6 +76,7 @@ from runnerkit.lists import ListManager, MailingList
 from runnerkit.message import Message
 from runnerkit.metrics import LMTPMetrics, lmtp_metrics
 from runnerkit.runner import Runner, Until, refuse_until
+from runnerkit.runners.incoming import check_message
 
 if TYPE_CHECKING:
     from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -242,6 +243,15 @@ class ListDelivery:
                 (TOO_BIG if too_big else REFUSED).format(address=_printable(rcpt), reason=reason)
                 for rcpt in envelope.rcpt_tos
             )
+        if not msg.keys():
+            # Not an email message at all (RFC 5322, section 2.1: header fields, then a
+            # body): it could only end in bad.
+            reason = "it has no header fields: it is not an email message (RFC 5322 2.1)"
+            log.warning("refused a message: %s", reason)
+            return CRLF.join(
+                REFUSED.format(address=_printable(rcpt), reason=reason)
+                for rcpt in envelope.rcpt_tos
+            )
         sender = envelope.mail_from or ""
         if sender == "<>":
             sender = ""
@@ -263,6 +273,12 @@ class ListDelivery:
                 log.warning("list %s was deleted during the transaction", shown)
                 return NO_SUCH_LIST.format(address=shown)
             mlist = target.mlist
+            problem = check_message(mlist, msg) if target.queue == INCOMING_QUEUE else None
+            if problem is not None:
+                # The in runner would only move it to bad: the sender hears it now.
+                log.warning("refused a message for %s: %s", shown, problem)
+                reason = problem[:1].lower() + problem[1:].rstrip(".")
+                return REFUSED.format(address=shown, reason=_printable(reason))
             extra: dict[str, Any] = {}
             if target.flag is not None:
                 extra[target.flag] = True
