@@ -326,6 +326,27 @@ def test_bounces_add_up_and_the_last_date_moves_on(
         ).fetchall() == [(2,)]
 
 
+def test_the_same_bounce_sent_twice_counts_once(
+    config: Site,
+    mlist: MailingList,
+    make_testable_runner: MakeRunner,
+    get_queue_messages: GetQueue,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An MTA sends a report again when it lost the LMTP reply (RFC 2033, 4.2)."""
+    caplog.set_level(logging.INFO, "runnerkit.runners.bounce")
+    queue_bounce(config, mlist, DSN)
+    queue_bounce(config, mlist, DSN)
+    run_bounces(make_testable_runner)
+    assert [e.email for e in bounce_events(config.database)] == [
+        "bart@example.org",
+        "dave@example.org",
+    ]
+    assert bounce_state(config.database, mlist, "bart@example.org").bounce_score == 1
+    assert "a bounce already recorded on test@example.com for bart@example.org" in caplog.text
+    get_queue_messages("bad", expected_count=0)
+
+
 def test_a_bounce_of_the_same_address_on_another_list_counts_there_only(
     config: Site,
     mlist: MailingList,

@@ -68,15 +68,30 @@ class BounceEvent:
 class BounceState:
     """A member's bounce record: the columns of ``member`` that bounces change."""
 
-    #: Bounces recorded against the member, one per bounce message.
+    #: Bounces recorded against the member, one per bounce message (a repeat of one
+    #: already recorded, by its Message-ID, is not counted again).
     bounce_score: int
     #: When the last one was, in ISO 8601, UTC; None if there was none.
     last_bounce_received: str | None
 
 
-def record_bounce(database: Database, event: BounceEvent) -> None:
+def record_bounce(database: Database, event: BounceEvent) -> bool:
     """Add *event* to ``bounce_event`` and count it against the member with role
-    ``member``, in the current transaction."""
+    ``member``, in the current transaction.
+
+    A report with a Message-ID already recorded for this member of this list is the
+    same bounce again (an MTA that sends once more after a lost LMTP reply, RFC 2033
+    section 4.2): it is not counted twice.
+
+    :returns: whether it was recorded; False for such a repeat.
+    """
+    if event.message_id:
+        seen = database.connection.execute(
+            "SELECT 1 FROM bounce_event WHERE list_id = ? AND email = ? AND message_id = ?",
+            (event.list_id, event.email, event.message_id),
+        ).fetchone()
+        if seen is not None:
+            return False
     database.connection.execute(
         "INSERT INTO bounce_event (list_id, email, timestamp, status, action, message_id,"
         " context) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -96,6 +111,7 @@ def record_bounce(database: Database, event: BounceEvent) -> None:
         " AND mailing_list = (SELECT id FROM mailing_list WHERE list_id = ?)",
         (event.timestamp, event.email, event.list_id),
     )
+    return True
 
 
 def records_bounces(database: Database) -> bool:
@@ -194,25 +210,34 @@ class BounceRunner(Runner):
             return False
         timestamp = datetime.now(UTC).isoformat()
         message_id = (read_header(msg, "Message-ID") or "").strip()
-        recorded, strangers = [], []
+        recorded, strangers, repeats = [], [], []
         for failed in report.failed:
             email = _member_email(mlist, failed)
             if email is None:
                 strangers.append(failed.addresses[0])
                 continue
-            record_bounce(
-                self.config.database,
-                BounceEvent(
-                    mlist.list_id,
-                    email,
-                    timestamp,
-                    failed.status,
-                    "failed",
-                    message_id,
-                    failed.context,
-                ),
+            event = BounceEvent(
+                mlist.list_id,
+                email,
+                timestamp,
+                failed.status,
+                "failed",
+                message_id,
+                failed.context,
             )
-            recorded.append(f"{email} ({failed.status or 'no status'})")
+            if record_bounce(self.config.database, event):
+                recorded.append(f"{email} ({failed.status or 'no status'})")
+            else:
+                repeats.append(email)
+        if repeats and not recorded:
+            log.info(
+                "%s: %s: a bounce already recorded on %s for %s; not counted again",
+                self,
+                _describe(msg),
+                mlist.fqdn_listname,
+                one_line(", ".join(repeats)),
+            )
+            return False
         if not recorded:
             self._keep(
                 msg,
