@@ -398,6 +398,24 @@ def test_the_last_error_is_of_the_last_failed_process_across_restarts_and_sigkil
     assert operator.slot("lmtp", None)["last_error"] == "killed by SIGKILL"
 
 
+def test_ctrl_c_during_start_stops_what_it_started(operator: Operator) -> None:
+    operator.configure_site(
+        {"lmtp"}, "[lmtp]\nport: 0\n[runner.lmtp]\nclass: process_runners.SlowLMTPRunner\n"
+    )
+    start = operator.popen("start", "--wait", "60")
+    wait_for(
+        lambda: running_master_pid(operator.config) is not None, "the master to start", SLOW_WAIT
+    )
+    master = running_master_pid(operator.config)
+    start.send_signal(signal.SIGINT)
+    out, err = start.communicate(timeout=SLOW_WAIT)
+    assert start.returncode == 130
+    assert out == ""
+    assert err == f"runnerkit: interrupted; stopped the master (pid {master}) and its runners\n"
+    assert running_master_pid(operator.config) is None
+    wait_for(operator.nothing_left, "every process to be gone", SLOW_WAIT)
+
+
 # stop --drain.
 
 

@@ -10,6 +10,7 @@ not, :data:`STATUS_NOT_RUNNING` (3, as for an LSB init script) when no master ru
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -116,15 +117,23 @@ def start(
                 sys.exit(Master(config, config_files).run())
         except RunnerkitError as error:
             raise CommandError(str(error)) from error
+    pid = None
     try:
         pid = start_in_background(config, config_files)
+        if wait > 0:
+            wait_until_ready(config, pid, listeners, wait)
+    except MasterStartError as error:
+        if pid is None:
+            raise CommandError(str(error)) from error
+        raise CommandError(f"{error}; {_stop_after_failed_start(config, pid)}") from error
     except RunnerkitError as error:
         raise CommandError(str(error)) from error
-    if wait > 0:
-        try:
-            wait_until_ready(config, pid, listeners, wait)
-        except MasterStartError as error:
-            raise CommandError(f"{error}; {_stop_after_failed_start(config, pid)}") from error
+    except KeyboardInterrupt:
+        # Interrupted while it started: what was started is stopped, not left behind.
+        pid = pid if pid is not None else running_master_pid(config)
+        done = _stop_after_failed_start(config, pid) if pid is not None else "no master ran"
+        click.echo(f"runnerkit: interrupted; {done}", err=True)
+        sys.exit(128 + signal.SIGINT)
     click.echo(f"master started with pid {pid}")
 
 

@@ -28,10 +28,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from runnerkit.lists import MailingList
 from runnerkit.message import Message
 from runnerkit.runner import Runner
+from runnerkit.runners.lmtp import LMTPRunner
 from runnerkit.typing import MsgData
 
 #: How long a gated message waits for its release before going on regardless, so that
@@ -111,3 +113,11 @@ class FinishingRunner(Runner):
 
     def run(self) -> None:
         return
+
+
+class SlowLMTPRunner(LMTPRunner):
+    """An LMTP runner that takes 30 s to set up, so that ``start --wait`` waits."""
+
+    def __init__(self, *args: Any, **kws: Any) -> None:
+        time.sleep(30)
+        super().__init__(*args, **kws)
