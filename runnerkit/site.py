@@ -58,31 +58,36 @@ class Site(Configuration):
         *,
         import_path: Iterable[ImportDir] = (),
         var_dir_layer: str = "--var-dir",
+        read_only: bool = True,
     ) -> Self:
-        """A read-only site over a var dir that exists, for a look that changes nothing.
+        """A site over a var dir that exists: by default read-only, for a look that
+        changes nothing.
 
-        The arguments are those of :meth:`~runnerkit.config.Configuration.load`.  Its
-        switchboards create no directory (a queue whose directory is missing is empty)
-        and recover nothing; its database is opened only if its file exists (else it
-        is empty) and refuses writes.
+        The other arguments are those of :meth:`~runnerkit.config.Configuration.load`.
+        A read-only site's switchboards create no directory (a queue whose directory is
+        missing is empty) and recover nothing; its database is opened only if its file
+        exists (else it is empty) and refuses writes.
 
+        :param read_only: False for a command that changes an existing site (requeue,
+            discard, unshunt): a var dir given by mistake is then an error, not a new
+            empty site in which it finds nothing to do.
         :raises ConfigurationError: a layer is bad, or the var dir does not exist; the
             message names the directory and the layer that set it.
         """
         site = cls.load(
             config_files, var_dir, import_path=import_path, var_dir_layer=var_dir_layer
         )
-        site._read_only = True
+        site._read_only = read_only
         var_dir_path = site.paths.var_dir
         if not var_dir_path.is_dir():
             layer = site.setting("paths", "var_dir").layer
             given = "the default, ./var" if layer == "defaults" else f"from {layer}"
             problem = "is not a directory" if var_dir_path.exists() else "does not exist"
             site.close()
+            does = "only looks, and creates nothing" if read_only else "works on a site"
             raise ConfigurationError(
-                f"the var dir {str(var_dir_path)!r} ({given}) {problem}; this command only "
-                "looks, and creates nothing: give the var dir of a site (--var-dir, "
-                "$RUNNERKIT_VAR_DIR, [paths] var_dir)"
+                f"the var dir {str(var_dir_path)!r} ({given}) {problem}; this command {does}: "
+                "give the var dir of a site (--var-dir, $RUNNERKIT_VAR_DIR, [paths] var_dir)"
             )
         return site
 

@@ -1153,6 +1153,7 @@ def test_unshunt_preserves_damaged_files_in_bad(rk: Commands) -> None:
 
 
 def test_unshunt_with_nothing_shunted(rk: Commands) -> None:
+    rk.var_dir.mkdir()
     result = rk("unshunt")
     assert (result.exit_code, result.stdout) == (0, "moved 0 message(s) back; 0 left in shunt\n")
 

@@ -725,3 +725,23 @@ def _read_until(fd: int, wanted: bytes) -> bytes:
         if ready:
             seen += os.read(fd, 1024)
     return seen
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("unshunt",),
+        ("queue", "requeue", "shunt", "--all"),
+        ("queue", "discard", "bad", "--all", "--yes"),
+    ],
+)
+def test_a_command_that_changes_a_site_needs_one_that_exists(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """A typo in --var-dir made these report 'nothing to do' over a new empty site."""
+    missing = tmp_path / "typo"
+    result = rk(missing, *args)
+    assert result.returncode == 2
+    assert f"the var dir {str(missing)!r}" in result.stderr
+    assert "does not exist; this command works on a site" in result.stderr
+    assert not missing.exists()

@@ -233,7 +233,11 @@ def config_options(function: F) -> F:
 
 
 def load_config(
-    config_files: tuple[Path, ...], var_dir: Path | None, *, read_only: bool = False
+    config_files: tuple[Path, ...],
+    var_dir: Path | None,
+    *,
+    read_only: bool = False,
+    existing: bool = False,
 ) -> Site:
     """Build the site the options describe, and put its import path on ``sys.path``.
 
@@ -242,16 +246,26 @@ def load_config(
 
     :param read_only: open the site for a look that changes nothing
         (:meth:`Site.open_existing`): the var dir must exist, and nothing is created.
+    :param existing: for commands that change a site that must exist (requeue,
+        discard, unshunt): the var dir must exist, but the site is writable.
     :raises UsageProblem: a layer is bad, an import directory is missing, or (read
-        only) the var dir does not exist; exit status 2.
+        only, or existing) the var dir does not exist; exit status 2.
     """
     options = site_options()
     layer = options.var_dir_layer if var_dir == options.var_dir else "--var-dir"
-    build = Site.open_existing if read_only else Site.load
     try:
-        config = build(
-            config_files, var_dir, import_path=options.import_dirs(), var_dir_layer=layer
-        )
+        if read_only or existing:
+            config = Site.open_existing(
+                config_files,
+                var_dir,
+                import_path=options.import_dirs(),
+                var_dir_layer=layer,
+                read_only=read_only,
+            )
+        else:
+            config = Site.load(
+                config_files, var_dir, import_path=options.import_dirs(), var_dir_layer=layer
+            )
     except RunnerkitError as error:
         raise UsageProblem(str(error)) from error
     try:
@@ -264,14 +278,18 @@ def load_config(
 
 @contextmanager
 def opened(
-    config_files: tuple[Path, ...], var_dir: Path | None, *, read_only: bool = False
+    config_files: tuple[Path, ...],
+    var_dir: Path | None,
+    *,
+    read_only: bool = False,
+    existing: bool = False,
 ) -> Iterator[Site]:
     """The site, current and closed afterwards; runnerkit errors become exits.
 
     :param read_only: for commands that only look (``status``, ``queues``, ``lists
         list`` ...): the var dir must exist, and nothing is created in it.
     """
-    config = load_config(config_files, var_dir, read_only=read_only)
+    config = load_config(config_files, var_dir, read_only=read_only, existing=existing)
     try:
         with config, use_config(config):
             yield config

@@ -227,7 +227,7 @@ def queue_requeue(
     {"requeued": [{"id", "from", "to", "new_id"}, ...], "refused": [{"id", "reason"},
     ...], "missing": [ID, ...]}.
     """
-    with opened(config_files, var_dir) as site:
+    with opened(config_files, var_dir, existing=True) as site:
         switchboard = _switchboard(site, name)
         if target is not None:
             _check_target(site, target)
@@ -295,7 +295,7 @@ def queue_discard(
             "discard removes messages for good and asks first, but standard input is not "
             "a terminal; give --yes to discard without asking"
         )
-    with opened(config_files, var_dir) as site:
+    with opened(config_files, var_dir, existing=True) as site:
         switchboard = _switchboard(site, name)
         chosen, missing = _selection(
             site, switchboard, entry_ids, everything, listname, older_than, match, "discard"

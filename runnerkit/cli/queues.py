@@ -141,7 +141,7 @@ def unshunt(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
     What 'runnerkit queue requeue shunt --all' does, all at once; the metadata the runner
     recorded when it shunted a message (whichq, shunt_reason ...) is dropped.
     """
-    with opened(config_files, var_dir) as config:
+    with opened(config_files, var_dir, existing=True) as config:
         shunt = config.switchboards["shunt"]
         moved = kept = preserved = 0
         for filebase in shunt.files:
