@@ -4,8 +4,8 @@ Whoever can write a queue directory can plant a message that the ``out`` runner
 delivers as the list's, and whoever can write the var dir can replace any directory in
 it.  So, as OpenSSH's ``StrictModes`` and ``postfix check`` do, a master refuses to
 start when one of the site's directories (the var dir, ``[paths]``'s directories and
-every queue's) or its database is owned by another user than the one it runs as (root
-excepted), or is writable by its group or by others.  ``[master] strict_modes: no``
+every queue's), its database or one of its ``-C`` files is owned by another user than
+the one it runs as (root excepted), or is writable by its group or by others.  ``[master] strict_modes: no``
 turns the check off, for those who must.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from runnerkit.config import Configuration
@@ -36,11 +37,15 @@ def site_paths(config: Configuration) -> list[Path]:
     return unique
 
 
-def unsafe_paths(config: Configuration, uid: int | None = None) -> list[str]:
+def unsafe_paths(
+    config: Configuration, uid: int | None = None, config_files: Sequence[Path] = ()
+) -> list[str]:
     """Why each of *config*'s site paths that exists is unsafe, one problem a line.
 
     A path is unsafe when its owner is neither *uid* (default: the effective user) nor
-    root, or when its group or others may write it.  Symbolic links are followed: the
+    root, or when its group or others may write it.  *config_files* (the ``-C``
+    files) are checked too: one can name runner classes and an import path, so whoever
+    may write it may run code as runnerkit's user.  Symbolic links are followed: the
     directory that is used is the one checked.  Paths that do not exist yet are made
     safe when they are made.
 
@@ -49,7 +54,7 @@ def unsafe_paths(config: Configuration, uid: int | None = None) -> list[str]:
     """
     uid = os.geteuid() if uid is None else uid
     problems = []
-    for path in site_paths(config):
+    for path in [*site_paths(config), *(Path(file) for file in config_files)]:
         try:
             info = path.stat()
         except FileNotFoundError:
@@ -83,7 +88,7 @@ def _user(uid: int) -> str:
         return str(uid)
 
 
-def check_strict_modes(config: Configuration) -> None:
+def check_strict_modes(config: Configuration, config_files: Sequence[Path] = ()) -> None:
     """Refuse *config*'s site if a path of it is unsafe, unless ``strict_modes`` is off.
 
     :raises UnsafeSiteError: naming every problem (:func:`unsafe_paths`) and the key
@@ -91,7 +96,7 @@ def check_strict_modes(config: Configuration) -> None:
     """
     if not config.master.strict_modes:
         return
-    problems = unsafe_paths(config)
+    problems = unsafe_paths(config, config_files=config_files)
     if problems:
         raise UnsafeSiteError(
             "refusing to start: another user could plant or change mail here: "

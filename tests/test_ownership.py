@@ -71,3 +71,15 @@ def test_start_refuses_an_unsafe_var_dir_and_names_the_fix(site: Site) -> None:
     assert result.stderr.startswith("runnerkit: error: refusing to start: another user could")
     assert f"fix: chmod go-w {site.paths.var_dir}" in result.stderr
     assert not (site.paths.var_dir / "master.pid").exists()
+
+
+def test_a_configuration_file_others_may_write_is_refused(site: Site, tmp_path: Path) -> None:
+    """A -C file names runner classes and an import path: whoever writes it runs code."""
+    ini = tmp_path / "site.ini"
+    ini.write_text("[runner.rest]\nstart: no\n", encoding="utf-8")
+    ini.chmod(0o646)
+    assert unsafe_paths(site, config_files=[ini]) == [
+        f"{str(ini)!r} is writable by others (mode 0646; fix: chmod go-w {ini})"
+    ]
+    with pytest.raises(UnsafeSiteError):
+        check_strict_modes(site, [ini])

@@ -102,7 +102,7 @@ def start(
     except RunnerkitError as error:
         raise UsageProblem(str(error)) from error
     try:
-        check_strict_modes(config)
+        check_strict_modes(config, config_files)
     except RunnerkitError as error:
         raise CommandError(str(error)) from error
     pid = running_master_pid(config)

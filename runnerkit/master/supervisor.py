@@ -310,7 +310,7 @@ class Master:
         # The handlers come first: a SIGTERM that arrives as soon as the pid file is
         # written (a ``runnerkit stop`` right after ``start``) stops the master in
         # order, its lock released and its files removed, instead of killing it.
-        check_strict_modes(self.config)
+        check_strict_modes(self.config, self.config_files)
         with SignalDispatcher(actions):
             self.acquire_lock()
             try:
