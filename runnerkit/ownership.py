@@ -5,8 +5,8 @@ delivers as the list's, and whoever can write the var dir can replace any direct
 it.  So, as OpenSSH's ``StrictModes`` and ``postfix check`` do, a master refuses to
 start when one of the site's directories (the var dir, ``[paths]``'s directories and
 every queue's), its database or one of its ``-C`` files is owned by another user than
-the one it runs as (root excepted), or is writable by its group or by others.  ``[master] strict_modes: no``
-turns the check off, for those who must.
+the one it runs as (root excepted), or is writable by its group or by others.
+``[master] strict_modes: no`` turns the check off, for those who must.
 """
 
 from __future__ import annotations
