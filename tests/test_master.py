@@ -653,19 +653,29 @@ def test_a_restart_applies_an_edited_file_as_a_whole(masters: Masters) -> None:
 
 
 @pytest.mark.slow
-def test_a_master_whose_var_dir_is_deleted_stops_with_its_runners(masters: Masters) -> None:
+@pytest.mark.parametrize("deleted", [True, False], ids=["deleted", "moved"])
+def test_a_master_whose_var_dir_is_deleted_stops_with_its_runners(
+    masters: Masters, deleted: bool
+) -> None:
     masters.configure(RECORDING)
     master = masters.start()
     pids = masters.wait_running(master, {("quiet", 0), ("quiet", 1)})
-    # Gone at once, as a torn-down world's is (its runners may still write inside).
+    # Gone at once, as a torn-down world's is (its runners may still write inside),
+    # or moved away (the master then cannot write its status there either).
     gone = masters.var_dir.with_name("gone")
     masters.var_dir.rename(gone)
-    shutil.rmtree(gone, ignore_errors=True)
+    if deleted:
+        shutil.rmtree(gone, ignore_errors=True)
     wait_for(lambda: not alive(master), "the master to notice and stop", DEADLINE)
     wait_for(lambda: not any(alive(pid) for pid in pids.values()), "its runners to stop", DEADLINE)
     # runnerkit made nothing again on its way out (the test's runners write records/).
     made = {path.name for path in masters.var_dir.iterdir()} if masters.var_dir.exists() else set()
     assert made <= {"records"}
+    if not deleted:
+        # It said why, and ended in order: no traceback.
+        log = (gone / "logs" / "runnerkit.log").read_text(encoding="utf-8")
+        assert "is gone; stopping, with every runner" in log
+        assert "Traceback" not in (gone / "logs" / "master.err").read_text(encoding="utf-8")
 
 
 def test_output_files_are_the_owners_and_the_groups_only(masters: Masters) -> None:

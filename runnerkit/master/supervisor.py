@@ -609,7 +609,13 @@ class Master:
         status = self.status()
         if status == self._status_written:
             return
-        write_status(self.config, status)
+        try:
+            write_status(self.config, status)
+        except OSError as error:
+            # The var dir moved or deleted under it (the lock check stops the master),
+            # or a full disk: the next pass tries again.
+            log.error("master: cannot write the status file: %s", error)
+            return
         self._status_written = status
 
 
