@@ -303,6 +303,14 @@ def test_start_returns_once_lmtp_and_rest_listen(operator: Operator) -> None:
     code, status = operator.status_json()
     assert code == 0
     assert status["problems"] == []
+    # status says where each server listens (the ports were 0: any free one).
+    servers = {runner["name"]: runner["listening"] for runner in status["runners"]}
+    assert servers["rest"] == [rest]
+    assert servers["lmtp"] == [f"{address[0]}:{address[1]}"]
+    assert servers["slow"] == []
+    text = operator.runnerkit("status").stdout
+    assert f"  listening on {rest}\n" in text
+    assert f"  listening on {address[0]}:{address[1]}\n" in text
 
 
 # status.

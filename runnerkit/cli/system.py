@@ -34,6 +34,7 @@ from runnerkit.master import (
     RunnerStatus,
     changed_config_files,
     drain_master,
+    listening_addresses,
     read_status,
     restart_runners,
     running_master_pid,
@@ -248,8 +249,7 @@ def restart(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
     if changed:
         files = ", ".join(str(path) for path in changed)
         click.echo(
-            f"asked master {pid} to restart its runners with the changed configuration "
-            f"({files})"
+            f"asked master {pid} to restart its runners with the changed configuration ({files})"
         )
     else:
         click.echo(f"asked master {pid} to restart its runners")
@@ -262,7 +262,8 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
     """Show the master, its runners and the depth of every queue.
 
     A runner that is not running shows why, and the last error line of its last failed
-    process.  Exit status: 0 when the master and every runner process run, 1 when some
+    process; a server (LMTP, REST) the addresses it listens on ("listening" in the
+    JSON).  Exit status: 0 when the master and every runner process run, 1 when some
     runner does not, 3 when no master runs, 4 when the master lock is held by a process
     that wrote no pid.
     """
@@ -293,25 +294,38 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
                 problems.append(runner.problem())
                 code = max(code, STATUS_DEGRADED)
         depths = queue_depths(config.switchboards)
+        listening = {
+            runner.name: listening_addresses(runner.pid) or []
+            for runner in runners
+            if runner.slice is None and runner.pid is not None
+        }
         if as_json:
             document = {
                 "master": master,
                 "master_pid": pid if master == "running" else None,
                 "draining": draining,
-                "runners": [runner.to_dict() for runner in runners],
+                "runners": [
+                    {**runner.to_dict(), "listening": listening.get(runner.name, [])}
+                    for runner in runners
+                ],
                 "queues": depths,
                 "problems": problems,
             }
             click.echo(json.dumps(document, sort_keys=True))
         else:
-            _show_status(pid, draining, runners, depths)
+            _show_status(pid, draining, runners, depths, listening)
         sys.exit(code)
 
 
 def _show_status(
-    pid: int | None, draining: bool, runners: tuple[RunnerStatus, ...], depths: dict[str, int]
+    pid: int | None,
+    draining: bool,
+    runners: tuple[RunnerStatus, ...],
+    depths: dict[str, int],
+    listening: dict[str, list[str]],
 ) -> None:
-    """The text of ``status``: the master, a table of runners, a table of queues."""
+    """The text of ``status``: the master, a table of runners (a server's with the
+    addresses it listens on), a table of queues."""
     if pid is None:
         click.echo("master: not running")
     elif pid == UNKNOWN_PID:
@@ -328,6 +342,11 @@ def _show_status(
         click.echo(
             f"{runner.name:<12} {runner.where:<7} {runner.pid or '-':>8} "
             f"{runner.state:<9} {runner.restarts:>8} {depth:>7}{_why(runner)}"
+            + (
+                f"  listening on {', '.join(listening[runner.name])}"
+                if listening.get(runner.name)
+                else ""
+            )
         )
     click.echo()
     click.echo(f"{'queue':<12} {'depth':>7}")
