@@ -501,3 +501,15 @@ def test_a_drain_needs_a_running_master(operator: Operator) -> None:
         f"runnerkit: error: no master is running on {operator.var_dir}; "
         "start one with 'runnerkit start'\n"
     )
+
+
+def test_stop_with_timeout_0_asks_and_does_not_wait(operator: Operator) -> None:
+    operator.configure_site((), SLOW)
+    master = operator.start("--wait", START_WAIT)
+    result = operator.runnerkit("stop", "--timeout", "0")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        f"asked master {master} to stop\n",
+        "",
+    )
+    wait_for(lambda: running_master_pid(operator.config) is None, "the master to stop", SLOW_WAIT)

@@ -38,6 +38,7 @@ from runnerkit.master import (
     read_status,
     restart_runners,
     running_master_pid,
+    signal_master,
     start_in_background,
     stop_master,
     wait_until_ready,
@@ -138,10 +139,14 @@ def start(
     click.echo(f"master started with pid {pid}")
 
 
+#: Seconds a stop waits beyond the master's stop_timeout, for it to kill and exit.
+STOP_MARGIN = 5.0
+
+
 def _stop_after_failed_start(config: Site, pid: int) -> str:
     """Stop the master *pid* that ``start`` started, and say how that went."""
     # The master gives its runners stop_timeout, then kills them: wait a little more.
-    timeout = config.master.stop_timeout.total_seconds() + 5.0
+    timeout = config.master.stop_timeout.total_seconds() + STOP_MARGIN
     try:
         stopped = stop_master(config, timeout)
     except RunnerkitError as error:
@@ -165,8 +170,9 @@ def _stop_after_failed_start(config: Site, pid: int) -> str:
     default=60.0,
     show_default=True,
     metavar="SECONDS",
-    help="How long to wait for the master to stop; with --drain, for the queues to "
-    "empty, and then as long again for the stop.",
+    help="How long to wait for the master to stop (0: ask it, do not wait); with "
+    "--drain, for the queues to empty, then for the stop at least the master's "
+    "stop_timeout and 5 seconds.",
 )
 def stop(
     config_files: tuple[Path, ...], var_dir: Path | None, drain: bool, timeout: float
@@ -182,17 +188,25 @@ def stop(
         return
     config = load_config(config_files, var_dir)
     try:
-        pid = stop_master(config, timeout)
+        if timeout == 0:
+            # As start --wait 0: ask, do not wait.
+            asked = signal_master(config, signal.SIGTERM)
+            click.echo(f"asked master {asked} to stop")
+            return
+        stopped = stop_master(config, timeout)
     except RunnerkitError as error:
         raise CommandError(str(error)) from error
-    if pid is None:
+    if stopped is None:
         raise CommandError(f"the master did not stop within {timeout:g}s")
-    click.echo(f"master {pid} stopped")
+    click.echo(f"master {stopped} stopped")
 
 
 def _drain(site: Site, timeout: float) -> None:
     try:
-        report = drain_master(site, site.switchboards, timeout, stop_timeout=timeout)
+        # The stop after the drain waits as long as the master may take to stop (it
+        # kills what overstays its stop_timeout), whatever the drain's own timeout.
+        stop_timeout = max(timeout, site.master.stop_timeout.total_seconds() + STOP_MARGIN)
+        report = drain_master(site, site.switchboards, timeout, stop_timeout=stop_timeout)
     except KeyboardInterrupt:
         raise CommandError(
             "drain interrupted: the master still runs, its intake perhaps stopped; "
@@ -206,10 +220,10 @@ def _drain(site: Site, timeout: float) -> None:
     if report.drained:
         click.echo(f"drained in {report.seconds:.1f}s; master {report.pid} stopped")
         return
-    raise CommandError(_drain_problem(report, timeout))
+    raise CommandError(_drain_problem(report, timeout, stop_timeout))
 
 
-def _drain_problem(report: DrainReport, timeout: float) -> str:
+def _drain_problem(report: DrainReport, timeout: float, stop_timeout: float) -> str:
     """Why a drain fell short, and where things stand."""
     if not report.intake_stopped:
         servers = ", ".join(report.intake) or "the runners that take work in"
@@ -221,7 +235,7 @@ def _drain_problem(report: DrainReport, timeout: float) -> str:
         problem += f"; left, for the next start: {left}"
     if report.stopped:
         return f"{problem}; master {report.pid} stopped"
-    return f"{problem}; master {report.pid} did not stop within {timeout:g}s"
+    return f"{problem}; master {report.pid} did not stop within {stop_timeout:g}s"
 
 
 @main.command()
