@@ -493,11 +493,17 @@ class MasterGroup:
         return status
 
     def slot(self, name: str, slice: int | None = 0) -> dict[str, Any]:
-        """The status row of runner *name*'s *slice*."""
-        for runner in self.status()["runners"]:
-            if (runner["name"], runner["slice"]) == (name, slice):
-                return dict(runner)
-        pytest.fail(f"no {name} slice {slice} in {self.status()}")
+        """The status row of runner *name*'s *slice*; a master that has just started
+        (``start --wait 0``) is given until :data:`DEADLINE` to write its first status."""
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            status = self.status()
+            for runner in status["runners"]:
+                if (runner["name"], runner["slice"]) == (name, slice):
+                    return dict(runner)
+            if status["runners"] or time.monotonic() > deadline:
+                pytest.fail(f"no {name} slice {slice} in {status}")
+            time.sleep(0.05)
 
     def running(self, master: int) -> dict[Slot, int]:
         """The runner processes that master *master* reports running, by (name, slice)."""
