@@ -7,6 +7,7 @@ Subclasses override :meth:`Runner._dispose`, and optionally the other hooks.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import sqlite3
@@ -45,6 +46,51 @@ MAX_REASON = 500
 #: What :meth:`Runner._enqueue_shunt` records in a shunted message's metadata, beside
 #: ``whichq``; a message put back in its queue leaves them behind.
 SHUNT_KEYS = ("shunt_reason", "shunt_runner", "shunt_time")
+
+
+#: The errors of the environment, not of the message (errno(3)): a full disk or quota,
+#: an I/O error, no descriptors or memory left, a read-only file system.  A message
+#: that meets one waits to be tried again; it is not shunted, nor put in bad.
+TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EIO,
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ENOMEM,
+        errno.ENOBUFS,
+        errno.EROFS,
+    }
+)
+#: SQLite's primary result codes of the same kind (sqlite.org/rescode.html): busy or
+#: locked past the timeout, an I/O error, a full disk, a file it cannot open.
+TRANSIENT_SQLITE_CODES = frozenset({5, 6, 10, 13, 14})
+#: The longest pause after a transient error, in seconds; it doubles from
+#: ``sleep_time`` (at least 0.1 s) on each one in a row.
+MAX_BACKOFF = 60.0
+
+
+def transient_error(error: BaseException) -> OSError | sqlite3.Error | None:
+    """The error of the environment behind *error* (itself, or a cause of it), if any.
+
+    :returns: an :class:`OSError` whose errno is in :data:`TRANSIENT_ERRNOS`, or an
+        :class:`sqlite3.OperationalError` whose primary code is in
+        :data:`TRANSIENT_SQLITE_CODES`; None when *error* is the message's own fault
+        (or nobody knows).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in TRANSIENT_ERRNOS:
+            return current
+        if isinstance(current, sqlite3.OperationalError):
+            code = getattr(current, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in TRANSIENT_SQLITE_CODES:
+                return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def error_reason(error: BaseException | None) -> str:
@@ -227,6 +273,10 @@ class Runner:
         self._until: Until | None = None
         #: Whether a set stop flag is left from an earlier run, not asked for since.
         self._stop_is_stale = False
+        #: Errors of the environment in a row, and the pause they ask for (monotonic).
+        self._transient_failures = 0
+        self._backoff_until = 0.0
+        self._short_circuit_once = False
 
     def __repr__(self) -> str:
         where = "" if self.slice is None else f" slice {self.slice}"
@@ -365,6 +415,9 @@ class Runner:
                 # A damaged, restored or replaced database: only a new connection
                 # sees it whole again.
                 self.config.reconnect()
+            if transient_error(error) is not None:
+                self._wait_and_retry(switchboard, filebase, error)
+                return True
             log.exception("%s: shunting %s after an error: %s", self, filebase, error)
             self._shunt(switchboard, filebase, msg, msgdata)
             self.metrics.shunted()
@@ -375,8 +428,36 @@ class Runner:
             raise
         else:
             self._finish(switchboard, filebase)
+        self._transient_failures = 0
         self.metrics.processed(time.monotonic() - started)
         return True
+
+    def _wait_and_retry(self, switchboard: QueueBackend, filebase: str, error: Exception) -> None:
+        """Keep a message that met an error of the environment for another try.
+
+        The taken file waits in the queue again, under its own name (or, if even that
+        fails, stays ``.bak`` for the next start's recovery), and the runner pauses
+        before its next pass: ``sleep_time`` doubled for each such error in a row, at
+        most :data:`MAX_BACKOFF` seconds.
+        """
+        self._transient_failures += 1
+        pause = min(MAX_BACKOFF, max(self.sleep_float, 0.1) * 2 ** (self._transient_failures - 1))
+        log.error(
+            "%s: %s met an error of the environment, not of the message (%s); it waits "
+            "to be tried again in %.1fs",
+            self,
+            filebase,
+            error_reason(error),
+            pause,
+        )
+        put_back = getattr(switchboard, "put_back", None)
+        if put_back is not None:
+            try:
+                put_back(filebase)
+            except QueueError as stuck:
+                log.error("%s: %s; it is recovered at the next start", self, stuck)
+        self._backoff_until = time.monotonic() + pause
+        self._short_circuit_once = True
 
     def _process_one_file(self, msg: Message, msgdata: MsgData) -> None:
         """Find the message's list and language, then dispose of the message.
@@ -437,13 +518,22 @@ class Runner:
 
         :meth:`stop` and :meth:`wake` end the sleep at once.
         """
+        backoff = self._backoff_until - time.monotonic()
+        if backoff > 0:
+            # After an error of the environment: a pause, whatever waits.
+            self._stop.wait(backoff)
+            return
         if filecnt or self.sleep_float <= 0:
             return
         self._wake.wait(self.sleep_float)
         self._wake.clear()
 
     def _short_circuit(self) -> bool:
-        """Whether to end the current pass early; by default, once stopping."""
+        """Whether to end the current pass early; by default, once stopping, or after
+        an error of the environment (the runner then pauses before the next pass)."""
+        if self._short_circuit_once:
+            self._short_circuit_once = False
+            return True
         return self._stop.is_set()
 
     def _clean_up(self) -> None:
@@ -465,6 +555,11 @@ class Runner:
             # Its reason by default is the error being handled: this one.
             self._enqueue_shunt(msg, msgdata)
         except Exception as error:
+            if transient_error(error) is not None:
+                # shunt cannot be written for now (a full disk): not the message's
+                # fault, so not bad either; it is tried again.
+                self._wait_and_retry(switchboard, filebase, error)
+                return
             log.exception(
                 "%s: shunting %s failed, preserving it in bad: %s", self, filebase, error
             )

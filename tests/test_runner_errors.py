@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 from collections.abc import Callable
@@ -177,6 +178,78 @@ def test_a_database_error_makes_the_runner_open_the_database_afresh(
     assert first is failed
     assert after is not failed
     assert [subject for subject, _ in shunted(config)] == ["fails"]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        OSError(errno.EIO, "Input/output error"),
+        OSError(errno.EMFILE, "Too many open files"),
+        sqlite3.OperationalError("database or disk is full"),
+    ],
+    ids=["ENOSPC", "EIO", "EMFILE", "SQLITE_FULL"],
+)
+def test_an_error_of_the_environment_is_retried_not_shunted(
+    config: Site,
+    test_queue: Switchboard,
+    runner: RecordingRunner,
+    failure: Exception,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A full disk for a moment is not the message's fault: it waits and is tried
+    again, instead of ending in shunt or bad."""
+    if isinstance(failure, sqlite3.OperationalError):
+        failure.sqlite_errorcode = 13  # type: ignore[attr-defined]  # SQLITE_FULL
+    attempts = []
+
+    def dispose(mlist: MailingList | None, msg: Message, msgdata: MsgData) -> bool:
+        attempts.append(msg["subject"])
+        if len(attempts) < 3:
+            raise failure
+        return False
+
+    runner.action = dispose
+    test_queue.enqueue(message("waits"))
+    runner.run()
+    assert attempts == ["waits"] * 3
+    assert shunted(config) == []
+    assert not bad_dir(config).exists() or entries(bad_dir(config)) == []
+    assert test_queue.files == []
+    assert entries(test_queue.queue_directory) == []
+    assert "met an error of the environment, not of the message" in caplog.text
+
+
+def test_a_shunt_that_cannot_be_written_for_now_is_retried_not_preserved(
+    config: Site,
+    test_queue: Switchboard,
+    runner: RecordingRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The chaos run's 4 of 7 messages in bad: shunt could not be written (ENOSPC)."""
+    shunt = config.switchboards["shunt"]
+    real_enqueue = shunt.enqueue
+    full = [True]
+
+    def enqueue(*args: Any, **kws: Any) -> str:
+        if full[0]:
+            full[0] = False
+            raise QueueError("cannot enqueue to 'shunt'") from OSError(
+                errno.ENOSPC, "No space left on device"
+            )
+        return real_enqueue(*args, **kws)
+
+    monkeypatch.setattr(shunt, "enqueue", enqueue)
+
+    def dispose(mlist: MailingList | None, msg: Message, msgdata: MsgData) -> bool:
+        raise ValueError("this message is trouble")
+
+    runner.action = dispose
+    test_queue.enqueue(message("trouble"))
+    runner.run()
+    # Tried again once there was room: shunted, with its own reason; nothing in bad.
+    assert [subject for subject, _ in shunted(config)] == ["trouble"]
+    assert not bad_dir(config).exists() or entries(bad_dir(config)) == []
 
 
 def test_the_base_runner_shunts_everything(
