@@ -439,7 +439,18 @@ class SpecAwareScheduling:
 
     @property
     def collection_is_completed(self) -> bool:
-        return self.chosen is not None and bool(self.chosen.collection_is_completed)
+        if self.chosen is None or not self.chosen.collection_is_completed:
+            return False
+        # pytest-xdist 3.8's EachScheduling counts the collections of crashed workers
+        # too, so it says "completed" while a replacement worker has not reported its
+        # collection yet, and its schedule() then fails with a KeyError for that worker
+        # (an INTERNALERROR, depending on timing).  Every live worker has reported
+        # before it is complete here; the replacement's own report schedules it.
+        pending = getattr(self.chosen, "node2pending", None)
+        collections = getattr(self.chosen, "node2collection", None)
+        if isinstance(pending, dict) and isinstance(collections, dict):
+            return all(node in collections for node in pending)
+        return True
 
     @property
     def tests_finished(self) -> bool:
