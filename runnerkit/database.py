@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS mailing_list (
     preferred_language TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+-- The LMTP server asks whether a domain is a list's for every unknown recipient.
+CREATE INDEX IF NOT EXISTS mailing_list_mail_host ON mailing_list (mail_host);
 CREATE TABLE IF NOT EXISTS member (
     id INTEGER PRIMARY KEY,
     mailing_list INTEGER NOT NULL REFERENCES mailing_list(id) ON DELETE CASCADE,

@@ -380,6 +380,14 @@ class ListManager:
             raise NoSuchListError(f"no mailing list {fqdn_listname!r}")
         return mlist
 
+    def serves_domain(self, domain: str) -> bool:
+        """Whether a list has its posting address at *domain* (any case), by an index:
+        the LMTP server asks it of every recipient that is not a list."""
+        row = self.database.connection.execute(
+            "SELECT 1 FROM mailing_list WHERE mail_host = ? LIMIT 1", (domain.lower(),)
+        ).fetchone()
+        return row is not None
+
     def _one(self, column: str, value: str) -> MailingList | None:
         if not isinstance(value, str):
             return None

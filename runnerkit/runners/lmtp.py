@@ -199,9 +199,6 @@ class ListDelivery:
         self.limits = limits
         self.max_size = max_size
 
-    def _served_domains(self) -> set[str]:
-        return {mlist.mail_host for mlist in self.lists}
-
     async def handle_RCPT(
         self,
         server: SMTP,
@@ -217,7 +214,7 @@ class ListDelivery:
             # A local name, or another address at a list's domain, is a missing list;
             # anything else would be relayed.
             _, at, domain = address.rpartition("@")
-            served = target is not None or not at or domain.lower() in self._served_domains()
+            served = target is not None or not at or self.lists.serves_domain(domain)
         except Exception:
             log.exception("cannot look up recipient %s", shown)
             return LOOKUP_FAILED.format(address=shown)
