@@ -13,6 +13,17 @@ from typing import BinaryIO
 from runnerkit.errors import QueueFileError, UnsafeNameError
 from runnerkit.typing import StrPath
 
+#: Bytes a queue file may hold beyond its message's limit: its metadata, and the
+#: header fields the pipeline adds.
+METADATA_ALLOWANCE = 1024 * 1024
+
+
+def max_queue_file_size(max_message_size: int) -> int | None:
+    """The largest queue file read, in bytes, for ``[lmtp] max_message_size``; None
+    when that is 0 (no limit)."""
+    return max_message_size + METADATA_ALLOWANCE if max_message_size else None
+
+
 #: Queue files are readable by the group (operators), writable only by the owner.
 FILE_MODE = 0o640
 #: Queue directories: the same rule.
@@ -157,11 +168,16 @@ def replace_file(path: Path, data: bytes) -> None:
     write_new_file(tmp, path, data)
 
 
-def read_queue_file(path: StrPath, directory_fd: int | None = None) -> bytes:
+def read_queue_file(
+    path: StrPath, directory_fd: int | None = None, max_size: int | None = None
+) -> bytes:
     """Read the regular file at *path*, never following a link or blocking on a FIFO.
 
     :param directory_fd: an open descriptor of the directory *path* is a name in.
-    :raises QueueFileError: *path* is a link, a directory, a FIFO, unreadable, or gone.
+    :param max_size: the largest file read, in bytes, checked before reading: a file
+        of gigabytes would otherwise take as much memory (None: no limit).
+    :raises QueueFileError: *path* is a link, a directory, a FIFO, unreadable, gone,
+        or larger than *max_size* (the message gives both sizes).
     """
     try:
         fd = os.open(path, _READ_FLAGS, dir_fd=directory_fd)
@@ -174,6 +190,12 @@ def read_queue_file(path: StrPath, directory_fd: int | None = None) -> bytes:
             raise QueueFileError(
                 f"cannot read queue file {str(path)!r}: it is not a regular file "
                 f"({_kind(info.st_mode)})"
+            )
+        if max_size is not None and info.st_size > max_size:
+            raise QueueFileError(
+                f"cannot read queue file {str(path)!r}: it is {info.st_size} bytes, more "
+                f"than the {max_size} a queue file may be ([lmtp] max_message_size and "
+                f"{METADATA_ALLOWANCE} bytes for its metadata)"
             )
         # One read for the whole file: asked for a byte more than its size, a regular
         # file gives exactly its size when that is all there is.

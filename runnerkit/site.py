@@ -22,6 +22,7 @@ from typing import Self
 from runnerkit.config import Configuration, ImportDir, current_config
 from runnerkit.database import Database
 from runnerkit.errors import ConfigurationError, NoConfigurationError
+from runnerkit.fsio import max_queue_file_size
 from runnerkit.lists import ListManager
 from runnerkit.switchboard import QueueClock, Switchboard
 from runnerkit.typing import StrPath
@@ -119,6 +120,7 @@ class Site(Configuration):
             bad=self.runner("bad").path,
             clock=self.clock,
             create=not self._read_only,
+            max_file_size=max_queue_file_size(self.lmtp.max_message_size),
         )
 
     @property

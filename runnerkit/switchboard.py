@@ -119,6 +119,8 @@ class Switchboard:
         created when a file is first preserved.
     :param clock: the clock that stamps file names; by default one of its own.  Queues
         that must keep FIFO order among each other share one.
+    :param max_file_size: the largest queue file read, in bytes, checked before
+        reading (None: no limit); :func:`runnerkit.fsio.max_queue_file_size`.
     :param create: create the directory now if it does not exist.  Without it, a
         switchboard over a missing directory lists no files (for a look that must
         change nothing, such as ``runnerkit status``), and queueing to it fails.
@@ -136,6 +138,7 @@ class Switchboard:
         bad: StrPath | None = None,
         clock: QueueClock | None = None,
         create: bool = True,
+        max_file_size: int | None = None,
     ) -> None:
         check_slice(slice, numslices)
         #: The queue's name.
@@ -163,6 +166,9 @@ class Switchboard:
         self._patterns: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {}
         self._records: dict[tuple[int, str], re.Pattern[str]] = {}
         self._create = create
+        #: The largest queue file read, in bytes (None: no limit); a larger one is
+        #: unreadable, and preserved in bad with the reason, never read into memory.
+        self.max_file_size = max_file_size
         try:
             if create:
                 make_directories(self.queue_directory)
@@ -243,7 +249,7 @@ class Switchboard:
             raise QueueError(
                 f"cannot dequeue {filebase!r} from {self.name!r}: {error.strerror}"
             ) from error
-        data = read_queue_file(bak, fd)
+        data = read_queue_file(bak, fd, self.max_file_size)
         entry = queuefile.decode(data, source=f"{self._prefix}{bak}")
         return entry.message, entry.metadata
 
@@ -425,7 +431,7 @@ class Switchboard:
         for filebase in self.get_files(".bak"):
             bak = self._path(filebase, ".bak")
             try:
-                data = read_queue_file(bak)
+                data = read_queue_file(bak, max_size=self.max_file_size)
                 recoveries = queuefile.decode(data, source=str(bak)).recoveries + 1
             except QueueFileError as error:
                 log.error("preserving unreadable backup %s in bad: %s", bak, error)

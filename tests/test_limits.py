@@ -10,6 +10,8 @@ in a thread, on a port the system picks.
 from __future__ import annotations
 
 import smtplib
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -412,3 +414,29 @@ def test_inject_to_in_refuses_a_message_without_a_sender(site: Path) -> None:
 def test_inject_names_a_list_that_does_not_exist(site: Path) -> None:
     result = run_inject(site, "-l", "ghost@example.com", "-", input=PLAIN)
     assert_one_line_error(result, 1, "no mailing list 'ghost@example.com'")
+
+
+#: The ``runnerkit`` console script of the interpreter running the tests.
+RUNNERKIT = Path(sys.executable).with_name("runnerkit")
+
+
+def test_inject_reads_no_more_than_the_limit_of_a_huge_input(site: Path) -> None:
+    """inject had no size limit: it reads one byte more than [lmtp] max_message_size,
+    enough to refuse it, from a stream that would never end."""
+    endless = subprocess.Popen(["yes", "x" * 1000], stdout=subprocess.PIPE)
+    try:
+        result = subprocess.run(
+            [str(RUNNERKIT), "inject", "-l", "ants@example.com", "-", "--var-dir", str(site)],
+            stdin=endless.stdout,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        endless.kill()
+        endless.wait()
+        assert endless.stdout is not None
+        endless.stdout.close()
+    assert result.returncode == 1
+    assert "max_message_size" in result.stderr

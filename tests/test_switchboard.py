@@ -689,3 +689,37 @@ def test_a_metadata_key_that_is_not_text_is_refused(tmp_path: Path) -> None:
     with pytest.raises(MetadataError, match=r"metadata keys must be text; 1 is a int"):
         queue.enqueue(message_from_string("Subject: x\n\n"), {1: "x"})  # type: ignore[dict-item]
     assert queue.files == []
+
+
+def test_a_queue_file_over_the_limit_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 2 GB file made the runner die of MemoryError at every start: its size is
+    checked first, and the file is preserved in bad with the reason."""
+    queue = Switchboard("big", tmp_path / "big", bad=tmp_path / "bad", max_file_size=1000)
+    small = queue.enqueue(message_from_string("Subject: small\n\nx\n"))
+    big = queue.enqueue(message_from_string("Subject: big\n\n" + "x" * 2000 + "\n"))
+    reads: list[int] = []
+    real_read = os.read
+
+    def counting_read(fd: int, size: int) -> bytes:
+        reads.append(size)
+        return real_read(fd, size)
+
+    monkeypatch.setattr(os, "read", counting_read)
+    with pytest.raises(QueueFileError, match=r"it is \d+ bytes, more than the 1000"):
+        queue.dequeue(big)
+    assert reads == []  # not a byte of it read
+    monkeypatch.undo()
+    queue.finish(big, preserve=True, reason="too big")
+    msg, _ = queue.dequeue(small)
+    assert msg["subject"] == "small"
+    # Recovery after a crash checks it too: the runner goes on with the rest.
+    queue.finish(small)
+    again = queue.enqueue(message_from_string("Subject: big\n\n" + "x" * 2000 + "\n"))
+    # Taken by a runner that then crashed: its .bak waits for recovery.
+    (tmp_path / "big" / f"{again}.pck").rename(tmp_path / "big" / f"{again}.bak")
+    queue.recover_backup_files()
+    assert sorted(p.name for p in (tmp_path / "bad").iterdir()) == sorted(
+        [f"{again}.psv", f"{big}.psv"]
+    )

@@ -129,7 +129,7 @@ def read_entry(switchboard: Switchboard, filebase: str, extension: str) -> Entry
     item = Entry(switchboard.name, filebase, state, path, _since(filebase, preserved))
     item.preserved = preserved
     try:
-        data = read_queue_file(path)
+        data = read_queue_file(path, max_size=switchboard.max_file_size)
     except QueueFileError as error:
         item.damage = str(error)
         return item

@@ -20,7 +20,7 @@ from runnerkit.cli.common import (
     opened,
 )
 from runnerkit.errors import QueueFileError
-from runnerkit.fsio import read_queue_file
+from runnerkit.fsio import max_queue_file_size, read_queue_file
 from runnerkit.message import Message
 from runnerkit.typing import MsgData
 
@@ -91,10 +91,12 @@ def qfile(
     exact bytes, for a pipe; --hex dumps the file, which works for any file.
     """
     ctx = click.get_current_context()
-    if os.path.lexists(path):
-        # Any file will do; the layers are still checked, as every command does.
-        load_config(config_files, var_dir).close()
-    else:
+    # The layers are checked, as every command does; they also say how big a queue
+    # file may be, which is checked before reading (a file of gigabytes is refused).
+    settings = load_config(config_files, var_dir)
+    limit = max_queue_file_size(settings.lmtp.max_message_size)
+    settings.close()
+    if not os.path.lexists(path):
         path = find_in_queues(config_files, var_dir, path)
     if raw and hex_dump:
         raise UsageProblem("--raw and --hex do not go together; give one of them")
@@ -103,7 +105,7 @@ def qfile(
     if not hex_dump and ctx.get_parameter_source("max_bytes") is not ParameterSource.DEFAULT:
         raise UsageProblem("--max-bytes only limits --hex")
     try:
-        data = read_queue_file(path)
+        data = read_queue_file(path, max_size=None if hex_dump else limit)
     except QueueFileError as error:
         raise CommandError(str(error)) from error
     try:

@@ -90,7 +90,10 @@ def inject(
             mlist = find_list(config, listname)
             metadata.update(listid=mlist.list_id, listname=mlist.fqdn_listname)
         name = escape(str(getattr(message_file, "name", "<stdin>")))
-        data = message_file.read()
+        # At most one byte over the limit: enough to refuse it, never the whole of a
+        # huge file in memory.
+        limit = config.lmtp.max_message_size
+        data = message_file.read(limit + 1) if limit else message_file.read()
         if not data.strip():
             raise UsageProblem(
                 f"{name} is empty; give a file (or - for standard input) that holds an "
