@@ -351,6 +351,12 @@ def test_inject_refuses_a_message_over_the_size_limit(site: Path, tmp_path: Path
     ini = tmp_path / "size.ini"
     ini.write_text("[lmtp]\nmax_message_size: 50\n", encoding="utf-8")
     result = run_inject(site, "-C", str(ini), "-l", "ants@example.com", "-", input=PLAIN)
+    assert_one_line_error(
+        result, 1, "more than [lmtp] max_message_size (50 octets); it was not read further"
+    )
+    path = tmp_path / "big.eml"
+    path.write_bytes(PLAIN)
+    result = run_inject(site, "-C", str(ini), "-l", "ants@example.com", str(path))
     assert_one_line_error(result, 1, f"{len(PLAIN)} octets, more than [lmtp] max_message_size")
 
 

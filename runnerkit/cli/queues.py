@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -91,9 +94,20 @@ def inject(
             metadata.update(listid=mlist.list_id, listname=mlist.fqdn_listname)
         name = escape(str(getattr(message_file, "name", "<stdin>")))
         # At most one byte over the limit: enough to refuse it, never the whole of a
-        # huge file in memory.
+        # huge file in memory (a file's size is known before reading; a stream's not).
         limit = config.lmtp.max_message_size
+        size = _file_size(message_file)
+        if limit and size is not None and size > limit:
+            raise CommandError(
+                f"{name}: the message is refused: the message is {size} octets, more than "
+                f"[lmtp] max_message_size ({limit})"
+            )
         data = message_file.read(limit + 1) if limit else message_file.read()
+        if limit and len(data) > limit:
+            raise CommandError(
+                f"{name}: the message is refused: the message is more than [lmtp] "
+                f"max_message_size ({limit} octets); it was not read further"
+            )
         if not data.strip():
             raise UsageProblem(
                 f"{name} is empty; give a file (or - for standard input) that holds an "
@@ -107,6 +121,15 @@ def inject(
             _check_usable(name, queue, mlist, msg)
         filebase = config.switchboards[queue].enqueue(msg, metadata)
         click.echo(f"queued {filebase} in queue {queue!r}")
+
+
+def _file_size(stream: Any) -> int | None:
+    """The size of *stream*'s file in bytes if it is a regular file, else None."""
+    try:
+        info = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def _check_usable(name: str, queue: str, mlist: MailingList | None, msg: Message) -> None:
