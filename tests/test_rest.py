@@ -417,3 +417,59 @@ def test_a_rest_process_serves_and_stops_on_sigterm(
         process.wait(timeout=DEADLINE)
         if process.stderr is not None:
             process.stderr.close()
+
+
+# Hardening.
+
+
+def request_with_host(served: Served, host: str | None) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", served.runner.port, timeout=DEADLINE)
+    try:
+        connection.putrequest("GET", "/queues", skip_host=True)
+        if host is not None:
+            connection.putheader("Host", host)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_only_the_hosts_it_knows_are_answered(config: Configuration) -> None:
+    """A page on evil.example whose name resolves to 127.0.0.1 (DNS rebinding) gets no
+    answer; the local names, the listening address and [rest] allowed_hosts do."""
+    config.push("free-port", "[rest]\nallowed_hosts: status.example.org\n" + FREE_PORT[7:])
+    served = Served(RESTRunner("rest", config=config)).start()
+    port = served.runner.port
+    for host in (
+        "127.0.0.1",
+        f"127.0.0.1:{port}",
+        "localhost",
+        f"LOCALHOST:{port}",
+        "[::1]:80",
+        "status.example.org",
+        None,
+    ):
+        assert request_with_host(served, host)[0] == 200, host
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+        status, headers, body = request_with_host(served, host)
+        assert status == 403, host
+        assert headers["Content-Type"] == "application/json"
+        assert "add its name to [rest] allowed_hosts" in json.loads(body)["error"]
+    served.stop()
+
+
+def test_the_server_header_names_no_python_version(serve: Callable[[], Served]) -> None:
+    _, headers, _ = serve().request("GET", "/")
+    assert headers["Server"] == "runnerkit-rest"
+
+
+def test_an_idle_connection_is_closed(
+    serve: Callable[[], Served], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """750 idle connections held 755 threads for ever."""
+    monkeypatch.setattr("runnerkit.runners.rest._Handler.timeout", 0.3)
+    served = serve()
+    with socket.create_connection(("127.0.0.1", served.runner.port), timeout=DEADLINE) as idle:
+        idle.settimeout(DEADLINE)
+        assert idle.recv(1) == b""  # closed by the server, not by the test's timeout

@@ -19,6 +19,7 @@ from runnerkit.config.values import (
     as_dotted_name,
     as_duration,
     as_host,
+    as_hosts,
     as_language,
     as_line_length,
     as_listen_port,
@@ -106,6 +107,11 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "rest": {
         "host": Key(as_host, "the address the REST API listens on"),
         "port": Key(as_listen_port, "the REST API port (0: any free port)"),
+        "allowed_hosts": Key(
+            as_hosts,
+            "Host header names the API answers besides its address, localhost, "
+            "127.0.0.1 and ::1 (a defence against DNS rebinding)",
+        ),
     },
     "logging": {
         "level": Key(one_of("debug", "info", "warning", "error"), "debug, info, warning or error"),
@@ -184,6 +190,7 @@ max_attempts: 5
 [rest]
 host: 127.0.0.1
 port: 8001
+allowed_hosts:
 
 [logging]
 level: info

@@ -152,6 +152,8 @@ class RESTSettings:
     host: str
     #: 1 to 65535, or 0 for any free port.
     port: int
+    #: Host header names answered besides the address itself and the local ones.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,12 @@ def as_host(value: str) -> str:
     return text.removeprefix("[").removesuffix("]")
 
 
+def as_hosts(value: str) -> tuple[str, ...]:
+    """Host names or IP addresses (each as :func:`as_host`), separated by white space;
+    none when empty.  Kept lower-cased, as host names compare."""
+    return tuple(as_host(word).lower() for word in value.split())
+
+
 def one_of(*choices: str) -> Converter:
     """Make a converter that accepts one of *choices*, case-insensitively, as lower case."""
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +66,11 @@ class RESTRunner(Runner):
         super().__init__(name, slice, config=config)
         #: The address the server listens on.
         self.host: str = self.config.rest.host
+        #: The Host header names answered (lower case, without a port): the address
+        #: it listens on, the local names, and ``[rest] allowed_hosts``.
+        self.allowed_hosts = frozenset(
+            {self.host.lower(), *LOCAL_HOSTS, *self.config.rest.allowed_hosts}
+        )
         #: The port: the configured one, then the bound one once :attr:`ready` is set.
         self.port: int = self.config.rest.port
         #: Set once the server listens, so that :attr:`port` is the bound port.
@@ -113,6 +119,13 @@ class RESTRunner(Runner):
 
         class Server(ThreadingHTTPServer):
             address_family = family
+            request_queue_size = LISTEN_BACKLOG
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A client that went away mid-answer: one line, not a traceback on
+                # standard error for every impatient client.
+                error = sys.exc_info()[1]
+                log.debug("%s: request from %s failed: %s", runner, client_address, error)
 
         try:
             return Server((self.host, self.port), Handler)
@@ -181,11 +194,57 @@ class RESTRunner(Runner):
             database.close()
 
 
+#: The Host names a local client uses, always answered.
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+#: Seconds an idle connection is kept.
+IDLE_TIMEOUT = 10.0
+#: Connections the kernel keeps waiting to be accepted (the standard library's 5 is
+#: for toys).
+LISTEN_BACKLOG = 128
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Answers one request from the :class:`RESTRunner` :attr:`rest`."""
 
     rest: RESTRunner
     server_version = "runnerkit-rest"
+    #: Seconds a connection may stay silent before it is closed (an idle client
+    #: would otherwise hold a thread for ever).
+    timeout = IDLE_TIMEOUT
+
+    def version_string(self) -> str:
+        """The ``Server`` header: the name alone, not Python's version."""
+        return self.server_version
+
+    def _host_allowed(self) -> bool:
+        """Whether the request's ``Host`` is one this API answers to (no Host, as in
+        HTTP/1.0, is a local client's)."""
+        host = self.headers.get("Host")
+        if host is None:
+            return True
+        name = host.strip().lower()
+        if name.startswith("["):
+            name = name[1 : name.find("]")] if "]" in name else name
+        else:
+            name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+        return name in self.rest.allowed_hosts
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self._host_allowed():
+            return True
+        host = self.headers.get("Host", "")
+        self._send(
+            HTTPStatus.FORBIDDEN,
+            {
+                "error": f"Host {host!r} is not one this API answers to (a defence against "
+                "DNS rebinding); add its name to [rest] allowed_hosts"
+            },
+            body=self.command != "HEAD",
+        )
+        self.close_connection = True
+        return False
 
     def do_GET(self) -> None:
         self._answer(body=True)
