@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +25,13 @@ from runnerkit.logtext import MAX_VALUE, bounded, escape
 LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
 #: The longest message of one record, in characters, before escaping.
 MAX_MESSAGE = 8 * MAX_VALUE
+#: The loggers of the libraries runnerkit serves with, routed to its log file:
+#: aiosmtpd's (the LMTP server).
+LIBRARY_LOGGERS = ("mail.log",)
+#: Records of one logger let through per :data:`LOG_PERIOD` seconds.
+LOG_BURST = 100
+#: Seconds of a :class:`RateLimitFilter` period.
+LOG_PERIOD = 10.0
 #: What starts each line of a traceback (or stack) that follows a record.
 CONTINUATION = "  "
 #: The logger of the delivery log (``[logging] delivery_path``): one record per
@@ -98,10 +107,49 @@ class ReopenableFileHandler(logging.FileHandler):
             self.release()
 
 
+class RateLimitFilter(logging.Filter):
+    """Let through at most *burst* records of one logger per *period* seconds.
+
+    What a client can make a server log (bogus commands to the LMTP server, a REST
+    client going away) must not fill the disk: 2,000 LMTP connections once wrote
+    5.4 MB in 1.7 s.  The records over the limit are dropped and counted; the first
+    record let through after them starts with how many of that logger's were dropped.
+
+    :param burst: records let through per period, per logger.
+    :param period: seconds.
+    """
+
+    def __init__(self, burst: int = LOG_BURST, period: float = LOG_PERIOD) -> None:
+        super().__init__()
+        self.burst = burst
+        self.period = period
+        #: logger name -> (start of its period, records let through in it, dropped).
+        self._windows: dict[str, tuple[float, int, int]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            start, passed, dropped = self._windows.get(record.name, (now, 0, 0))
+            if now - start >= self.period:
+                start, passed = now, 0
+            if passed >= self.burst:
+                self._windows[record.name] = (start, passed, dropped + 1)
+                return False
+            self._windows[record.name] = (start, passed + 1, 0)
+        if dropped:
+            record.msg = f"[{dropped} earlier record(s) of this logger dropped] {record.msg}"
+        return True
+
+
 def configure_logging(config: Configuration, name: str = "runnerkit") -> ReopenableFileHandler:
     """Send the ``runnerkit`` loggers to the configured log file at the configured level.
 
-    A runner process also calls :func:`configure_delivery_log`, for the delivery log.
+    The libraries runnerkit serves with log there too, at WARNING and above: aiosmtpd
+    (``mail.log``, the LMTP server) would otherwise write to standard error, and so to
+    the runner's output file without bound.  Every record passes a
+    :class:`RateLimitFilter`.  A runner process also calls
+    :func:`configure_delivery_log`, for the delivery log.
 
     :param name: the logger to configure; its children inherit the handler.
     :returns: the handler, which :func:`reopen_logs` reopens.
@@ -110,10 +158,28 @@ def configure_logging(config: Configuration, name: str = "runnerkit") -> Reopena
     make_directories(path.parent)
     handler = ReopenableFileHandler(path, delay=True, encoding="utf-8")
     handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+    handler.addFilter(RateLimitFilter())
     logger = logging.getLogger(name)
     logger.addHandler(handler)
     logger.setLevel(getattr(logging, config.logging.level.upper()))
+    for library in LIBRARY_LOGGERS:
+        library_logger = logging.getLogger(library)
+        library_logger.addHandler(handler)
+        library_logger.setLevel(logging.WARNING)
+        library_logger.propagate = False
     return handler
+
+
+def unconfigure_logging(handler: logging.Handler, name: str = "runnerkit") -> None:
+    """Undo :func:`configure_logging`: take *handler* off logger *name* and the library
+    loggers (which propagate again, at any level), and close it."""
+    logging.getLogger(name).removeHandler(handler)
+    for library in LIBRARY_LOGGERS:
+        library_logger = logging.getLogger(library)
+        library_logger.removeHandler(handler)
+        library_logger.setLevel(logging.NOTSET)
+        library_logger.propagate = True
+    handler.close()
 
 
 def configure_delivery_log(config: Configuration) -> ReopenableFileHandler:

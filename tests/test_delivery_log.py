@@ -25,7 +25,12 @@ from child_processes import DEADLINE, MasterGroup, kill_at_end, master_section, 
 
 from runnerkit.config import Configuration
 from runnerkit.lists import MailingList
-from runnerkit.logs import DELIVERY_LOGGER, configure_delivery_log, configure_logging
+from runnerkit.logs import (
+    DELIVERY_LOGGER,
+    configure_delivery_log,
+    configure_logging,
+    unconfigure_logging,
+)
 from runnerkit.message import message_from_string
 from runnerkit.runners.outgoing import OutgoingRunner, delivery_line, logfmt_value
 from runnerkit.testing import World
@@ -104,8 +109,7 @@ def test_the_lines_are_in_their_own_file_whatever_the_level(
     try:
         deliver(world, mlist)
     finally:
-        runnerkit.removeHandler(main)
-        main.close()
+        unconfigure_logging(main)
         runnerkit.setLevel(level)
     assert len(lines(delivery_log)) == 1
     assert not (tmp_path / "main.log").exists()
