@@ -539,3 +539,35 @@ def test_a_post_the_in_runner_could_only_put_in_bad_is_refused_for_good(
     assert (code, text) == (554, reason)
     assert queued(lmtp_config) == 0
     assert lmtp_config.switchboards["bad"].files == []
+
+
+def test_sessions_beyond_max_connections_are_told_to_try_again_later(
+    lmtp_config: Configuration, lists: list[MailingList]
+) -> None:
+    """60 concurrent 9 MB messages held 623 MB: sessions are capped, and one more is
+    answered 421 at once, before anything of it is read."""
+    lmtp_config.push("cap", "[lmtp]\nmax_connections: 2\n")
+    served = ServerThread(LMTPRunner("lmtp", config=lmtp_config))
+    lmtp_config.pop("cap")  # read by the runner when it was made
+    served.start()
+    try:
+        port = served.runner.port
+        first = smtplib.LMTP("127.0.0.1", port, timeout=DEADLINE)
+        second = smtplib.LMTP("127.0.0.1", port, timeout=DEADLINE)
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as third:
+            greeting = third.makefile("rb").readline()
+        assert greeting == (
+            b"421 4.3.2 Too many sessions at once ([lmtp] max_connections); try again later\r\n"
+        )
+        first.quit()
+        # A place is free again.
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as fourth:
+                if fourth.makefile("rb").readline().startswith(b"220 "):
+                    break
+            assert time.monotonic() < deadline, "no place came free"
+            time.sleep(0.05)
+        second.quit()
+    finally:
+        served.stop()

@@ -84,6 +84,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "host": Key(as_host, "the address the LMTP server listens on"),
         "port": Key(as_listen_port, "the LMTP port (0: any free port)"),
         "max_message_size": Key(as_count, "largest message accepted, in bytes (0: no limit)"),
+        "max_connections": Key(
+            as_count, "sessions at once; more are answered 421 (0: no limit)"
+        ),
     },
     "limits": {
         "max_mime_depth": Key(as_mime_depth, "deepest nesting of MIME parts, 1 to 100"),
@@ -167,6 +170,8 @@ strict_modes: yes
 host: 127.0.0.1
 port: 8024
 max_message_size: 10485760
+# Postfix's default_destination_concurrency_limit: what an MTA sends at once.
+max_connections: 20
 
 # Where mail enters (LMTP, runnerkit inject), a message beyond one of these is refused
 # for good.  The sources of the defaults are in runnerkit/limits.py.

@@ -100,6 +100,9 @@ class LMTPSettings:
     port: int
     #: Largest message accepted, in bytes; 0 for no limit.
     max_message_size: int
+    #: Sessions at once, beyond which a new one is answered 421; 0 for no limit.  With
+    #: :attr:`max_message_size` it bounds the memory of messages being received.
+    max_connections: int = 20
 
 
 @dataclass(frozen=True)

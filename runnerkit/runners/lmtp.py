@@ -126,6 +126,9 @@ UNQUEUEABLE = "554 5.6.0 {address}: the message cannot be queued: {reason}"
 REFUSED = "554 5.6.0 {address}: the message is refused: {reason}"
 #: A message larger than [lmtp] max_message_size (RFC 3463 5.3.4: too big for the system).
 TOO_BIG = "552 5.3.4 {address}: the message is refused: {reason}"
+#: The greeting of a session over ``[lmtp] max_connections`` (RFC 3463 4.3.2: system
+#: not accepting network messages, for now).
+TOO_MANY = "421 4.3.2 Too many sessions at once ([lmtp] max_connections); try again later"
 #: What aiosmtpd answers, once, to data beyond its size limit (a line longer than the
 #: whole limit is "too long").
 _AIOSMTPD_TOO_BIG = ("552 Error: Too much mail data", "500 Line too long (see RFC5321 4.5.3.1.6)")
@@ -333,7 +336,12 @@ def _protocol_class() -> type[Any]:
         """
 
         def __init__(
-            self, handler: Any, sessions: set[Any], metrics: LMTPMetrics, **kws: Any
+            self,
+            handler: Any,
+            sessions: set[Any],
+            metrics: LMTPMetrics,
+            max_connections: int = 0,
+            **kws: Any,
         ) -> None:
             size = kws.get("data_size_limit")
             # Read by the base class's constructor, which makes the stream reader.
@@ -342,12 +350,25 @@ def _protocol_class() -> type[Any]:
             self._sessions = sessions
             self._metrics = metrics
             self._replies_owed = 0
+            self._max_connections = max_connections
+            self._turned_away = False
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if self._max_connections and len(self._sessions) >= self._max_connections:
+                # Busy: the client tries again later (RFC 5321, 3.8 and 4.2.3), and
+                # nothing of it is read into memory.
+                self._turned_away = True
+                self._metrics.replies(TOO_MANY)
+                if isinstance(transport, asyncio.WriteTransport):
+                    transport.write((TOO_MANY + CRLF).encode("ascii"))
+                transport.close()
+                return
             super().connection_made(transport)
             self._sessions.add(self)
 
         def connection_lost(self, error: Exception | None) -> None:
+            if self._turned_away:
+                return
             self._sessions.discard(self)
             super().connection_lost(error)
 
@@ -395,6 +416,8 @@ class LMTPRunner(Runner):
         self.port: int = self.config.lmtp.port
         #: The largest message accepted, in bytes; 0 for no limit.
         self.max_message_size: int = self.config.lmtp.max_message_size
+        #: Sessions at once; one more is answered 421 (0: no limit).
+        self.max_connections: int = self.config.lmtp.max_connections
         #: Set while the server is listening.
         self.ready = threading.Event()
         self._lock = threading.Lock()
@@ -462,6 +485,7 @@ class LMTPRunner(Runner):
                 handler,
                 sessions,
                 metrics,
+                self.max_connections,
                 data_size_limit=self.max_message_size or None,
                 hostname=hostname,
                 ident="runnerkit LMTP",
