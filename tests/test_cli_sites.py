@@ -512,7 +512,10 @@ def test_conf_json_is_the_whole_configuration(tmp_path: Path) -> None:
     ("args", "fragments"),
     [
         (("nosuch",), ("no section [nosuch]", "[lmtp]", "[runner.in]")),
-        (("lmtp", "nosuch"), ("section [lmtp] has no key 'nosuch'", "host, max_connections, max_message_size")),
+        (
+            ("lmtp", "nosuch"),
+            ("section [lmtp] has no key 'nosuch'", "host, max_connections, max_message_size"),
+        ),
         (("runner.nosuch", "start"), ("no [runner.nosuch] section", "known runners")),
     ],
 )

@@ -263,3 +263,33 @@ def test_a_real_tiny_file_system_fills_up(tmp_path: Path) -> None:
     print(f"tmpfs of {TMPFS_SIZE}: {len(enqueued)} files queued, then: {error['message']}")
     # The mount lived only in the namespace.
     assert list(mount_point.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_full_disk_for_a_moment_strands_no_accepted_message(tmp_path: Path) -> None:
+    """The chaos run: with the var dir's file system full for a moment, 4 of 7 accepted
+    messages ended in bad and stayed there.  The environment's error is not the
+    message's: they wait, and flow once there is room."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    script = 'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"'
+    command = [
+        *("unshare", "-Urm", "sh", "-c", script, "sh", "2m", str(mount_point)),
+        *(sys.executable, "-m", "hostilekit.full_pipeline", str(mount_point)),
+    ]
+    forbidden = user_namespaces_forbidden()
+    try:
+        result = subprocess.run(
+            command, env=child_env(), capture_output=True, text=True, timeout=DEADLINE
+        )
+    except FileNotFoundError:
+        assert forbidden, "unshare(1) is missing, but this machine allows user namespaces"
+        return
+    if result.returncode != 0 and forbidden:
+        assert "unshare" in result.stderr, result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    # While the disk was full, none moved on, and none went to shunt or bad.
+    assert report["full"] == {"pipeline": 7, "out": 0, "shunt": 0, "bad": 0}, report
+    assert report["after"] == {"pipeline": 0, "out": 7, "shunt": 0, "bad": 0}, report
