@@ -11,6 +11,7 @@ import os
 import signal
 import smtplib
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ import pytest
 
 from runnerkit.config import Configuration
 from runnerkit.errors import QueueError
-from runnerkit.lists import MailingList
+from runnerkit.lists import ListManager, MailingList
 from runnerkit.runners.lmtp import LMTPRunner
 from runnerkit.testing.helpers import QueueItem
 
@@ -571,3 +572,36 @@ def test_sessions_beyond_max_connections_are_told_to_try_again_later(
         second.quit()
     finally:
         served.stop()
+
+
+def test_after_a_database_error_lookups_use_a_new_connection(
+    lmtp_config: Configuration,
+    lists: list[MailingList],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After the SQLite file was damaged and restored in place, LMTP answered 451 for
+    over 120 s until a restart: after a database error it opens the file afresh."""
+    failing: list[bool] = [False]
+    real_get = ListManager.get
+
+    def get(self: ListManager, fqdn_listname: str) -> MailingList | None:
+        if failing[0]:
+            failing[0] = False
+            raise sqlite3.DatabaseError("database disk image is malformed")
+        return real_get(self, fqdn_listname)
+
+    monkeypatch.setattr(ListManager, "get", get)
+    served = ServerThread(LMTPRunner("lmtp", config=lmtp_config))
+    served.start()
+    client = smtplib.LMTP("127.0.0.1", served.runner.port, timeout=DEADLINE)
+    try:
+        client.ehlo()
+        assert client.mail("anne@example.org")[0] == 250
+        failing[0] = True
+        assert client.rcpt("test@example.com")[0] == 451
+        assert client.rcpt("test@example.com")[0] == 250
+    finally:
+        client.close()
+        served.stop()
+    assert "opened the database afresh after an error" in caplog.text

@@ -60,16 +60,23 @@ import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runnerkit.database import Database
-from runnerkit.errors import MessageError, MessageLimitError, MetadataError, RunnerError
+from runnerkit.errors import (
+    DatabaseError,
+    MessageError,
+    MessageLimitError,
+    MetadataError,
+    RunnerError,
+)
 from runnerkit.fsio import make_directories, replace_file
 from runnerkit.limits import read_message
 from runnerkit.lists import ListManager, MailingList
@@ -196,8 +203,11 @@ class ListDelivery:
         *,
         limits: LimitsSettings,
         max_size: int = 0,
+        reconnect: Callable[[], ListManager] | None = None,
     ) -> None:
         self.lists = lists
+        #: Opens the database afresh after a database error, and gives its lists.
+        self.reconnect = reconnect
         self.switchboards = switchboards
         self.limits = limits
         self.max_size = max_size
@@ -218,8 +228,14 @@ class ListDelivery:
             # anything else would be relayed.
             _, at, domain = address.rpartition("@")
             served = target is not None or not at or self.lists.serves_domain(domain)
-        except Exception:
+        except Exception as error:
             log.exception("cannot look up recipient %s", shown)
+            if isinstance(error, (sqlite3.Error, DatabaseError)) and self.reconnect:
+                # The client tries again; by then a new connection answers.
+                try:
+                    self.lists = self.reconnect()
+                except DatabaseError as failure:
+                    log.error("cannot open the database afresh: %s", failure)
             return LOOKUP_FAILED.format(address=shown)
         if target is None:
             log.info("refused recipient %s (%s)", shown, "no such list" if served else "relay")
@@ -439,19 +455,32 @@ class LMTPRunner(Runner):
         refuse_until(self, until)
         # sqlite3 connections belong to the thread that opened them, and run() may not
         # be on the configuration's thread: the server has a connection of its own.
-        database = Database(self.config.database_path)
+        databases = [Database(self.config.database_path)]
+
+        def reconnect() -> ListManager:
+            # A damaged, restored or replaced file is only seen whole by a new
+            # connection (the chaos run: 451 for over 120 s until a restart).
+            old = databases.pop()
+            with contextlib.suppress(sqlite3.Error):
+                old.close()
+            databases.append(Database(self.config.database_path))
+            log.warning("%s: opened the database afresh after an error", self)
+            return self.config.lists_in(databases[0])
+
         try:
-            lists = self.config.lists_in(database)
+            lists = self.config.lists_in(databases[0])
             handler = ListDelivery(
                 lists,
                 {name: self.config.switchboards[name] for name in QUEUES},
                 limits=self.config.limits,
                 max_size=self.max_message_size,
+                reconnect=reconnect,
             )
             with asyncio.Runner() as runner:
                 runner.run(self._serve(handler))
         finally:
-            database.close()
+            for database in databases:
+                database.close()
             self._clean_up()
 
     def stop(self) -> None:
