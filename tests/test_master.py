@@ -19,6 +19,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -676,6 +677,28 @@ def test_a_master_whose_var_dir_is_deleted_stops_with_its_runners(
         log = (gone / "logs" / "runnerkit.log").read_text(encoding="utf-8")
         assert "is gone; stopping, with every runner" in log
         assert "Traceback" not in (gone / "logs" / "master.err").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_a_paused_machine_does_not_make_healthy_runners_stuck(masters: Masters) -> None:
+    """The master's process group stopped for 6 s with stuck_after 3 s: the chaos run
+    saw 6 healthy runners killed.  The time the whole system lost is not counted."""
+    masters.configure(SLOW, stuck_after="3s")
+    slow = masters.switchboard("slow")
+    master = masters.start()
+    [pid] = masters.wait_running(master, {("slow", 0)}).values()
+    enqueue(slow, "m1", gate=True)
+    wait_for(lambda: masters.records("started-m1"), "the runner to take m1")
+    os.killpg(master, signal.SIGSTOP)  # the master and its runners, as a paused machine
+    time.sleep(6)
+    os.killpg(master, signal.SIGCONT)
+    time.sleep(2)  # the watchdog looks once a second
+    assert alive(pid)
+    assert masters.slot("slow")["restarts"] == 0
+    assert not any("is stuck on" in line for line in masters.messages_of(master))
+    masters.release("m1")
+    wait_for(lambda: masters.records("done-m1"), "m1 to be done")
+    assert masters.records("done-m1") == [f"pid {pid} slice 0"]
 
 
 def test_output_files_are_the_owners_and_the_groups_only(masters: Masters) -> None:
