@@ -7,6 +7,7 @@ world's SQLite file; one test takes a bounce in over LMTP from a real LMTP runne
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import quopri
 import smtplib
@@ -575,9 +576,11 @@ def test_bounce_event_is_a_row_of_the_table(config: Site, mlist: MailingList) ->
 # What an operator sees.
 
 
-def members_bounces(config: Site, listname: str) -> subprocess.CompletedProcess[str]:
+def members_bounces(
+    config: Site, listname: str, *options: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "runnerkit", "members", "bounces", listname,
+        [sys.executable, "-m", "runnerkit", "members", "bounces", listname, *options,
          "--var-dir", str(config.paths.var_dir)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -598,6 +601,19 @@ def test_members_bounces_shows_the_scores_and_the_events(
         f"{events[0].timestamp}  bart@example.org  5.1.1  dsn  <dsn-1@mx.example.net>",
         f"{events[1].timestamp}  dave@example.org  5.2.2  dsn  <dsn-1@mx.example.net>",
         f"{events[2].timestamp}  bart@example.org  5.1.1  qsbmf  <qsbmf-1@mx.example.net>",
+    ]
+    document = json.loads(members_bounces(config, "test.example.com", "--json").stdout)
+    assert document["list"] == "test@example.com"
+    assert document["members"] == [
+        {"address": "bart@example.org", "bounce_score": 2,
+         "last_bounce_received": events[2].timestamp},
+        {"address": "dave@example.org", "bounce_score": 1,
+         "last_bounce_received": events[1].timestamp},
+    ]  # fmt: skip
+    assert [(e["address"], e["status"], e["context"]) for e in document["events"]] == [
+        ("bart@example.org", "5.1.1", "dsn"),
+        ("dave@example.org", "5.2.2", "dsn"),
+        ("bart@example.org", "5.1.1", "qsbmf"),
     ]
 
 

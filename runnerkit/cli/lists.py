@@ -190,13 +190,45 @@ def members_remove(
 
 @members.command("bounces")
 @config_options
+@json_option
 @click.argument("listname")
-def members_bounces(config_files: tuple[Path, ...], var_dir: Path | None, listname: str) -> None:
+def members_bounces(
+    config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool, listname: str
+) -> None:
     """Print the bounces recorded for LISTNAME: each bouncing member with its bounce
     score and last bounce, then every bounce, oldest first (time, address, RFC 3463
-    status, report form, the bounce's Message-ID)."""
+    status, report form, the bounce's Message-ID).
+
+    With --json: {"list": FQDN_LISTNAME, "members": [{"address", "bounce_score",
+    "last_bounce_received"}, ...], "events": [{"timestamp", "address", "status",
+    "context", "message_id"}, ...]}.
+    """
     with opened(config_files, var_dir, read_only=True) as config:
         mlist = find_list(config, listname)
+        if as_json:
+            document = {
+                "list": mlist.fqdn_listname,
+                "members": [
+                    {
+                        "address": email,
+                        "bounce_score": state.bounce_score,
+                        "last_bounce_received": state.last_bounce_received,
+                    }
+                    for email, state in bouncing_members(config.database, mlist)
+                ],
+                "events": [
+                    {
+                        "timestamp": event.timestamp,
+                        "address": event.email,
+                        "status": event.status,
+                        "context": event.context,
+                        "message_id": event.message_id,
+                    }
+                    for event in bounce_events(config.database, mlist.list_id)
+                ],
+            }
+            click.echo(json.dumps(document, sort_keys=True))
+            return
         for email, state in bouncing_members(config.database, mlist):
             click.echo(f"{email}  score {state.bounce_score}  last {state.last_bounce_received}")
         for event in bounce_events(config.database, mlist.list_id):
