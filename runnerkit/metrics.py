@@ -51,6 +51,7 @@ it first counts (a runner process that never counts pays nothing for it), or ser
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
@@ -221,17 +222,25 @@ def lmtp_metrics(config: Configuration) -> LMTPMetrics:
 # The master's part.
 
 
+#: The names of the files ``prometheus_client`` writes in multiprocess mode: the kind
+#: of value (for gauges, the multiprocess mode too) and the writing process's pid.
+METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
+
+
 def prepare_directory(directory: Path) -> None:
     """Create *directory* or empty it of metrics files, before any runner process starts.
 
     ``prometheus_client`` requires a directory wiped between runs; only its files
-    (``*.db``) are removed, whatever else the directory holds.
+    are removed (:data:`METRICS_FILE`: ``counter_PID.db``, ``histogram_PID.db`` ...),
+    whatever else the directory holds: a misconfigured ``metrics_dir`` can never cost
+    another ``.db`` file (the lists' database, say).
 
     :raises OSError: the directory cannot be created, or a file removed.
     """
     make_directories(directory)
-    for path in directory.glob("*.db"):
-        path.unlink(missing_ok=True)
+    for path in directory.iterdir():
+        if METRICS_FILE.fullmatch(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def process_environment(directory: Path) -> dict[str, str]:

@@ -410,6 +410,16 @@ def test_a_runner_needs_a_site_not_settings_only(tmp_path: Path) -> None:
             id="a-queue-inside-another-queues-directory",
         ),
         pytest.param(
+            "[paths]\nmetrics_dir: $VAR_DIR/data\n",
+            r"section \[paths\], key 'metrics_dir'.*directory of \[paths\] data_dir",
+            id="metrics-in-the-database-directory",
+        ),
+        pytest.param(
+            "[paths]\nmetrics_dir: $VAR_DIR/queue/in\n",
+            r"key 'metrics_dir'.*it is the directory of queue 'in'",
+            id="metrics-in-a-queue",
+        ),
+        pytest.param(
             "[master]\nbackoff_base: 2m\n",
             r"section \[master\], key 'backoff_max'.*shorter than backoff_base",
             id="backoff-max-below-base",

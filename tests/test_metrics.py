@@ -340,3 +340,25 @@ def test_lmtp_replies_are_counted_by_code(system: System, world: World) -> None:
         for (name, labels), count in samples.items()
         if name == "runnerkit_lmtp_replies_total"
     } == {"220": 1, "250": 4, "550": 1, "354": 1, "221": 1}
+
+
+def test_preparing_the_directory_removes_only_metrics_files(tmp_path: Path) -> None:
+    """A metrics_dir set to a directory with other .db files (the lists' database)
+    cost them all at the next start."""
+    from runnerkit.metrics import prepare_directory
+
+    for name in (
+        "counter_12.db",
+        "histogram_7.db",
+        "gauge_livesum_3.db",
+        "runnerkit.db",
+        "important.db",
+        "counter_x.db",
+    ):
+        (tmp_path / name).write_bytes(b"x")
+    prepare_directory(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "counter_x.db",
+        "important.db",
+        "runnerkit.db",
+    ]

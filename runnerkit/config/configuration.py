@@ -569,6 +569,19 @@ class Configuration:
                     f"{name!r} would share the directory {str(path)!r}; each queue needs "
                     "its own, or their runners take each other's messages"
                 )
+        # The metrics directory is emptied of metrics files at each start: it may not
+        # be a queue's, nor the directory of the database, the logs or the locks.
+        metrics = Path(os.path.realpath(resolved.paths.metrics_dir))
+        others = {
+            Path(os.path.realpath(getattr(resolved.paths, key))): f"[paths] {key}"
+            for key in ("var_dir", "queue_dir", "data_dir", "log_dir", "lock_dir")
+        }
+        clash = f"queue {owners[metrics]!r}" if metrics in owners else others.get(metrics)
+        if clash:
+            raise ConfigurationError(
+                f"{self._place('paths', 'metrics_dir')}: it is the directory of {clash}; "
+                "the metrics need a directory of their own (the default, $VAR_DIR/metrics)"
+            )
         for path, name in owners.items():
             outer = next((owners[up] for up in path.parents if up in owners), None)
             if outer is not None:
