@@ -211,7 +211,14 @@ class Switchboard:
         filebase = f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}+{os.urandom(20).hex()}"
         final = f"{filebase}.pck"
         try:
-            write_new_file(f"{final}.tmp", final, content, self._directory_fd())
+            try:
+                write_new_file(f"{final}.tmp", final, content, self._directory_fd())
+            except FileNotFoundError:
+                if not self._create:
+                    raise
+                # The directory went between the look and the write: once more, in
+                # the directory made again (the message is not at fault).
+                write_new_file(f"{final}.tmp", final, content, self._directory_fd())
         except OSError as error:
             raise QueueError(
                 f"cannot enqueue to {self.name!r}: writing {self._prefix + final!r} failed: "

@@ -723,3 +723,28 @@ def test_a_queue_file_over_the_limit_is_refused_before_it_is_read(
     assert sorted(p.name for p in (tmp_path / "bad").iterdir()) == sorted(
         [f"{again}.psv", f"{big}.psv"]
     )
+
+
+def test_a_directory_removed_between_the_look_and_the_write_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rm -rf of a queue directory while mail flowed shunted 2 messages ('No such file
+    or directory'): the queue's own error, not the message's."""
+    import runnerkit.switchboard as module
+
+    queue = Switchboard("racy", tmp_path / "racy", bad=tmp_path / "bad")
+    real_write = module.write_new_file
+    calls: list[int] = []
+
+    def write(*args: Any, **kws: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            for entry in (tmp_path / "racy").iterdir():
+                entry.unlink()
+            (tmp_path / "racy").rmdir()
+        real_write(*args, **kws)
+
+    monkeypatch.setattr(module, "write_new_file", write)
+    filebase = queue.enqueue(message_from_string("Subject: racy\n\nx\n"))
+    assert queue.files == [filebase]
+    assert len(calls) == 2
