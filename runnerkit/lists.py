@@ -32,6 +32,12 @@ ROLES = ("member", "owner", "moderator")
 #: characters GNU Mailman accepts in list names by default), so that it is safe as a
 #: file name, in a list id (RFC 2919) and before a sub-address suffix (``-bounces``).
 _LIST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
+#: The longest list name (a posting address's local part), in octets: RFC 5321,
+#: section 4.5.3.1.1.
+MAX_LIST_NAME = 64
+#: The longest list id, which names the list's Maildir: a file name of Linux's file
+#: systems (NAME_MAX).
+MAX_LIST_ID = 255
 #: The longest display name, in characters: it becomes part of header fields
 #: (``Subject`` prefix, ``List-Id`` phrase), whose lines RFC 5322 (section 2.1.1)
 #: keeps under 998 characters.
@@ -306,6 +312,12 @@ class ListManager:
                 f"invalid list name {fqdn_listname!r}: the part before '@' may use only "
                 "letters, digits, '-', '_' and dots between them (it names the list's "
                 "files and addresses)"
+            )
+        if len(local) > MAX_LIST_NAME or len(f"{local}.{domain}") > MAX_LIST_ID:
+            raise InvalidAddressError(
+                f"invalid list name {fqdn_listname!r}: the part before '@' may have at most "
+                f"{MAX_LIST_NAME} characters (RFC 5321, 4.5.3.1.1), and the list id "
+                f"(name.domain), which names its Maildir, at most {MAX_LIST_ID}"
             )
         if display_name is not None:
             check_display_name(display_name, what="the list's display name")

@@ -254,6 +254,8 @@ def test_a_failed_create_leaves_the_database_usable(
         "plus+sign@example.com",
         "percent%x@example.com",
         "quote'x@example.com",
+        "l" * 65 + "@example.com",
+        "ants@" + ".".join(["d" * 63] * 3 + ["d" * 61]),
     ],
 )
 def test_a_list_name_must_be_safe_as_a_file_name(
