@@ -26,8 +26,9 @@ LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"
 #: The longest message of one record, in characters, before escaping.
 MAX_MESSAGE = 8 * MAX_VALUE
 #: The loggers of the libraries runnerkit serves with, routed to its log file:
-#: aiosmtpd's (the LMTP server).
-LIBRARY_LOGGERS = ("mail.log",)
+#: aiosmtpd's (the LMTP server) and asyncio's (its event loop, which logs each failed
+#: accept(): a process out of descriptors once wrote 2.4 GB of them to stderr).
+LIBRARY_LOGGERS = ("mail.log", "asyncio")
 #: Records of one logger let through per :data:`LOG_PERIOD` seconds.
 LOG_BURST = 100
 #: Seconds of a :class:`RateLimitFilter` period.

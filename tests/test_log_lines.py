@@ -333,13 +333,16 @@ def test_what_a_client_can_make_a_server_log_is_bounded(log_file: Path) -> None:
     error through aiosmtpd's logger: it is routed to the log file, and each logger's
     records are limited (LOG_BURST per LOG_PERIOD seconds), the dropped ones counted."""
     library = logging.getLogger("mail.log")
+    event_loop = logging.getLogger("asyncio")
     for number in range(2000):
         library.warning("bogus command %d from a client", number)
         library.info("not written: below WARNING")
+        event_loop.error("socket.accept() out of system resource %d", number)
     logging.getLogger("runnerkit.runners.lmtp").warning("our own record")
     text = log_file.read_text(encoding="utf-8")
     library_lines = [line for line in text.splitlines() if " mail.log " in line]
     assert len(library_lines) == LOG_BURST
+    assert len([line for line in text.splitlines() if " asyncio " in line]) == LOG_BURST
     assert "not written" not in text
     assert "our own record" in text  # another logger has a budget of its own
 
