@@ -3,9 +3,10 @@
 Whoever can write a queue directory can plant a message that the ``out`` runner
 delivers as the list's, and whoever can write the var dir can replace any directory in
 it.  So, as OpenSSH's ``StrictModes`` and ``postfix check`` do, a master refuses to
-start when one of the site's directories (the var dir, ``[paths]``'s directories and
-every queue's), its database or one of its ``-C`` files is owned by another user than
-the one it runs as (root excepted), or is writable by its group or by others.
+start when one of the site's directories (the var dir, ``[paths]``'s directories,
+every queue's and the Maildirs'), its database or one of its ``-C`` files is owned by
+another user than the one it runs as (root excepted), or is writable by its group or
+by others.
 ``[master] strict_modes: no`` turns the check off, for those who must.
 """
 
@@ -27,7 +28,15 @@ _WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
 def site_paths(config: Configuration) -> list[Path]:
     """The directories and files of *config*'s site that strict modes check, in order."""
     paths = config.paths
-    found = [paths.var_dir, paths.queue_dir, paths.data_dir, paths.log_dir, paths.lock_dir]
+    found = [
+        paths.var_dir,
+        paths.queue_dir,
+        paths.data_dir,
+        paths.log_dir,
+        paths.lock_dir,
+        paths.metrics_dir,
+        config.delivery.maildir,
+    ]
     found += [config.runner(name).path for name in config.queue_names]
     found.append(config.database_path)
     unique: list[Path] = []

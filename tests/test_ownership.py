@@ -83,3 +83,14 @@ def test_a_configuration_file_others_may_write_is_refused(site: Site, tmp_path: 
     ]
     with pytest.raises(UnsafeSiteError):
         check_strict_modes(site, [ini])
+
+
+def test_the_metrics_and_maildir_directories_are_checked_too(site: Site) -> None:
+    for directory in (site.paths.metrics_dir, site.delivery.maildir):
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o777)
+    problems = unsafe_paths(site)
+    assert [problem.split("'")[1] for problem in problems] == [
+        str(site.paths.metrics_dir),
+        str(site.delivery.maildir),
+    ]
