@@ -40,7 +40,7 @@ from child_processes import (
     wait_for,
 )
 
-from runnerkit.master import running_master_pid
+from runnerkit.master import STUCK_CHECK_SECONDS, running_master_pid
 from runnerkit.process import EXIT_RESTART
 from runnerkit.testing import World
 
@@ -324,6 +324,34 @@ def test_a_second_master_with_another_lock_dir_is_refused_by_the_queues(
         check=False,
     )
     assert result.returncode == 1
+    assert "is locked by another runnerkit master" in result.stderr
+    assert running_master_pid(masters.world.config) == master
+
+
+def test_a_queue_directory_made_again_is_locked_again(masters: Masters) -> None:
+    """Removing a queue directory removed its lock: a second master could then run on
+    it.  The master locks the new directory within a second."""
+    masters.configure(RECORDING)
+    master = masters.start()
+    masters.wait_running(master, {("quiet", 0), ("quiet", 1)})
+    queue = masters.switchboard("quiet").queue_directory
+    shutil.rmtree(queue)
+    time.sleep(2 * STUCK_CHECK_SECONDS + 0.5)  # the master looks once a second
+    assert queue.is_dir()
+    other_ini = masters.ini.with_name("other-locks.ini")
+    other_ini.write_text(
+        masters.ini.read_text(encoding="utf-8") + "\n[paths]\nlock_dir: $VAR_DIR/other-locks\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "runnerkit.master", "-C", str(other_ini), *masters.options()[2:]],
+        env=masters.env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
     assert "is locked by another runnerkit master" in result.stderr
     assert running_master_pid(masters.world.config) == master
 

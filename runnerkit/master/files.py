@@ -180,6 +180,43 @@ class QueueLocks:
     def __init__(self, directories: Mapping[str, Path]) -> None:
         self.directories = dict(directories)
         self._fds: list[int] = []
+        #: queue name -> the descriptor of its directory, while locked.
+        self._held: dict[str, int] = {}
+
+    def renew(self) -> str | None:
+        """Lock again each directory that was removed or replaced since it was locked
+        (the lock went with the old one, and another master could take the new one).
+
+        :returns: why a directory can no longer be this master's, or None when all is
+            well.
+        """
+        for name, fd in list(self._held.items()):
+            directory = self.directories[name]
+            try:
+                now = os.stat(directory)
+            except FileNotFoundError:
+                now = None
+            held = os.fstat(fd)
+            if now is not None and (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
+                continue
+            try:
+                make_directories(directory)
+                new = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError as error:
+                return f"the directory of queue {name!r} cannot be locked again: {error}"
+            try:
+                fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(new)
+                return (
+                    f"the directory of queue {name!r}, {str(directory)!r}, was replaced and "
+                    "is now locked by another runnerkit master"
+                )
+            self._fds.remove(fd)
+            os.close(fd)
+            self._fds.append(new)
+            self._held[name] = new
+        return None
 
     def acquire(self) -> None:
         """Lock every directory, or none.
@@ -194,6 +231,7 @@ class QueueLocks:
                 make_directories(directory)
                 fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 self._fds.append(fd)
+                self._held[name] = fd
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -210,6 +248,7 @@ class QueueLocks:
     def release(self) -> None:
         """Release every lock held; nothing if none are."""
         fds, self._fds = self._fds, []
+        self._held = {}
         for fd in fds:
             os.close(fd)
 

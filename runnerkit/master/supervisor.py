@@ -360,6 +360,8 @@ class Master:
         if now >= self._next_lock_check:
             self._next_lock_check = now + STUCK_CHECK_SECONDS
             problem = self.lock.lost() if self.lock.held else None
+            if problem is None and self.lock.held:
+                problem = self.queue_locks.renew()
             if problem is not None:
                 log.error("master: %s; stopping, with every runner", problem)
                 self._stopping = True
