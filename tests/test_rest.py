@@ -473,3 +473,29 @@ def test_an_idle_connection_is_closed(
     with socket.create_connection(("127.0.0.1", served.runner.port), timeout=DEADLINE) as idle:
         idle.settimeout(DEADLINE)
         assert idle.recv(1) == b""  # closed by the server, not by the test's timeout
+
+
+def test_connections_beyond_the_cap_get_503_not_a_thread(
+    serve: Callable[[], Served], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,200 clients trickling headers held 1,204 threads: at most MAX_CONNECTIONS are
+    served at once, and one more is answered 503 at once."""
+    monkeypatch.setattr("runnerkit.runners.rest.MAX_CONNECTIONS", 2)
+    served = serve()
+    address = ("127.0.0.1", served.runner.port)
+    holding = [socket.create_connection(address, timeout=DEADLINE) for _ in range(2)]
+    try:
+        for connection in holding:
+            connection.sendall(b"GET /queues HTTP/1.1\r\nX-Slow: 1\r\n")  # never ends
+        time.sleep(0.3)
+        with socket.create_connection(address, timeout=DEADLINE) as extra:
+            answer = extra.makefile("rb").readline()
+        assert answer == b"HTTP/1.1 503 Service Unavailable\r\n"
+    finally:
+        for connection in holding:
+            connection.close()
+    # Places come free again.
+    deadline = time.monotonic() + DEADLINE
+    while served.request("GET", "/queues")[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)

@@ -18,6 +18,7 @@ Any other path is a 404, any other method a 405; both with a JSON ``error``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -120,6 +121,27 @@ class RESTRunner(Runner):
         class Server(ThreadingHTTPServer):
             address_family = family
             request_queue_size = LISTEN_BACKLOG
+            slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+            def process_request(self, request: Any, client_address: Any) -> None:
+                # One thread a connection, at most MAX_CONNECTIONS of them: a client
+                # that trickles its headers holds one, never the whole machine.
+                if not self.slots.acquire(blocking=False):
+                    with contextlib.suppress(OSError):
+                        request.sendall(BUSY)
+                    self.shutdown_request(request)
+                    return
+                try:
+                    super().process_request(request, client_address)
+                except BaseException:
+                    self.slots.release()
+                    raise
+
+            def process_request_thread(self, request: Any, client_address: Any) -> None:
+                try:
+                    super().process_request_thread(request, client_address)
+                finally:
+                    self.slots.release()
 
             def handle_error(self, request: Any, client_address: Any) -> None:
                 # A client that went away mid-answer: one line, not a traceback on
@@ -201,6 +223,13 @@ IDLE_TIMEOUT = 10.0
 #: Connections the kernel keeps waiting to be accepted (the standard library's 5 is
 #: for toys).
 LISTEN_BACKLOG = 128
+#: Connections served at once, a thread each; one more gets :data:`BUSY`.
+MAX_CONNECTIONS = 64
+#: The answer beyond :data:`MAX_CONNECTIONS` (RFC 9110, 15.6.4).
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\n\r\n"
+)
 
 
 class _Handler(BaseHTTPRequestHandler):
