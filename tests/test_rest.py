@@ -451,7 +451,13 @@ def test_only_the_hosts_it_knows_are_answered(config: Configuration) -> None:
         None,
     ):
         assert request_with_host(served, host)[0] == 200, host
-    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+    for host in (
+        "evil.example",
+        f"evil.example:{port}",
+        "127.0.0.1.evil.example",
+        f"127.0.0.1:{port}.evil.example",
+        "127.0.0.1:abc",
+    ):
         status, headers, body = request_with_host(served, host)
         assert status == 403, host
         assert headers["Content-Type"] == "application/json"
@@ -499,3 +505,17 @@ def test_connections_beyond_the_cap_get_503_not_a_thread(
     while served.request("GET", "/queues")[0] != 200:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_two_hosts_or_an_absolute_target_for_another_host_are_refused(
+    serve: Callable[[], Served],
+) -> None:
+    served = serve()
+    for lines in (
+        [b"GET /queues HTTP/1.1", b"Host: 127.0.0.1", b"Host: evil.example"],
+        [b"GET /queues HTTP/1.1", b"Host: evil.example", b"Host: 127.0.0.1"],
+        [b"GET http://evil.example/queues HTTP/1.1", b"Host: 127.0.0.1"],
+    ):
+        with socket.create_connection(("127.0.0.1", served.runner.port), timeout=DEADLINE) as c:
+            c.sendall(b"\r\n".join([*lines, b"Connection: close", b"", b""]))
+            assert c.makefile("rb").readline() == b"HTTP/1.0 403 Forbidden\r\n", lines

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import socket
 import sys
 import threading
@@ -232,6 +233,19 @@ BUSY = (
 )
 
 
+def _host_name(host: str) -> str | None:
+    """The name of a ``Host`` value, ``NAME[:PORT]`` or ``[IPV6][:PORT]`` (RFC 9110,
+    7.2), lower-cased; None when it is not one."""
+    match = _HOST.fullmatch(host.strip().lower())
+    if match is None:
+        return None
+    return match.group(1) or match.group(2)
+
+
+#: A ``Host`` value: a bracketed IPv6 address or a name, and an optional port.
+_HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([^:\[\]/@\s]+))(?::\d{1,5})?")
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Answers one request from the :class:`RESTRunner` :attr:`rest`."""
 
@@ -248,15 +262,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _host_allowed(self) -> bool:
         """Whether the request's ``Host`` is one this API answers to (no Host, as in
         HTTP/1.0, is a local client's)."""
-        host = self.headers.get("Host")
-        if host is None:
+        hosts = self.headers.get_all("Host") or []
+        # An absolute request target names its host too (RFC 9112, 3.2.2).
+        target = urlsplit(self.path).netloc
+        if target:
+            hosts.append(target)
+        if not hosts:
             return True
-        name = host.strip().lower()
-        if name.startswith("["):
-            name = name[1 : name.find("]")] if "]" in name else name
-        else:
-            name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
-        return name in self.rest.allowed_hosts
+        names = {_host_name(host) for host in hosts}
+        return len(names) == 1 and names <= self.rest.allowed_hosts
 
     def parse_request(self) -> bool:
         if not super().parse_request():
