@@ -28,7 +28,7 @@ from runnerkit.errors import (
     QueueFileError,
     RunnerError,
 )
-from runnerkit.logtext import one_line
+from runnerkit.logtext import header_for_log, one_line
 from runnerkit.message import Message
 from runnerkit.metrics import NOTHING, RunnerMetrics, runner_metrics
 from runnerkit.site import Site, current_site
@@ -567,6 +567,33 @@ class Runner:
             self._finish(switchboard, filebase, preserve=True, reason=reason)
         else:
             self._finish(switchboard, filebase)
+
+    def _move_to_bad(
+        self, msg: Message, msgdata: MsgData, reason: str, *, what: str = "message"
+    ) -> str:
+        """Put *msg* in ``bad`` for a fault of its own, and log it, in the runner's
+        module's logger.
+
+        Its metadata gets ``reason`` and ``whichq`` (this runner's queue: where an
+        operator who fixed the cause requeues it, ``runnerkit queue requeue``).
+
+        :param what: what the log calls it (``message``, ``bounce``, ``request``).
+        :returns: its file base in ``bad``.
+        :raises QueueError: it could not be queued in ``bad``.
+        """
+        filebase = self.config.switchboards["bad"].enqueue(
+            msg, msgdata, reason=reason, whichq=self.name
+        )
+        logging.getLogger(type(self).__module__).warning(
+            "%s: moved %s %s (list %s) to bad as %s: %s",
+            self,
+            what,
+            header_for_log(msg, "Message-ID", "(without a Message-ID)"),
+            one_line(str(msgdata.get("listid", "-"))),
+            filebase,
+            one_line(reason),
+        )
+        return filebase
 
     def _enqueue_shunt(self, msg: Message, msgdata: MsgData, reason: str | None = None) -> None:
         """Queue *msg* in ``shunt``, recording where from, why, by whom and when.

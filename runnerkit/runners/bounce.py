@@ -40,9 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The queue that bounces nobody can be found for go to.
-BAD_QUEUE = "bad"
-
 
 @dataclass(frozen=True)
 class BounceEvent:
@@ -258,18 +255,7 @@ class BounceRunner(Runner):
 
     def _keep(self, msg: Message, msgdata: MsgData, reason: str) -> None:
         """Move *msg* to ``bad`` with *reason*, and log it."""
-        # whichq: where an operator who fixed the cause requeues it (runnerkit queue).
-        filebase = self.config.switchboards[BAD_QUEUE].enqueue(
-            msg, msgdata, reason=reason, whichq=self.name
-        )
-        log.warning(
-            "%s: moved %s (list %s) to bad as %s: %s",
-            self,
-            _describe(msg),
-            one_line(msgdata.get("listid", "-")),
-            filebase,
-            one_line(reason),
-        )
+        self._move_to_bad(msg, msgdata, reason, what="bounce")
 
 
 def _member_email(mlist: MailingList, failed: FailedRecipient) -> str | None:

@@ -62,8 +62,6 @@ PENDING_LIFETIME = timedelta(days=3)
 MAX_COMMAND_LINES = 10
 #: The queue replies go to.
 OUT_QUEUE = "out"
-#: The queue of messages the runner will not act on.
-BAD_QUEUE = "bad"
 #: The actions a token can confirm.
 ACTIONS = ("join", "leave")
 #: Command words and the command each means.
@@ -380,18 +378,7 @@ class CommandRunner(Runner):
 
     def _keep(self, msg: Message, msgdata: MsgData, reason: str) -> None:
         """Move *msg* to ``bad`` with *reason*, and log it."""
-        # whichq: where an operator who fixed the cause requeues it (runnerkit queue).
-        filebase = self.config.switchboards[BAD_QUEUE].enqueue(
-            msg, msgdata, reason=reason, whichq=self.name
-        )
-        log.warning(
-            "%s: moved %s (list %s) to bad as %s: %s",
-            self,
-            _describe(msg),
-            one_line(msgdata.get("listid", "-")),
-            filebase,
-            one_line(reason),
-        )
+        self._move_to_bad(msg, msgdata, reason, what="request")
 
 
 def _commands(msg: Message) -> list[tuple[str, str]]:

@@ -17,7 +17,6 @@ import logging
 from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
-from runnerkit.logtext import header_for_log
 from runnerkit.message import Message
 from runnerkit.runner import Runner
 from runnerkit.typing import MsgData
@@ -29,8 +28,6 @@ log = logging.getLogger(__name__)
 
 #: The queue that accepted messages go to.
 PIPELINE_QUEUE = "pipeline"
-#: The queue that unusable messages go to.
-BAD_QUEUE = "bad"
 #: The queue that messages for the owners go to, bypassing the pipeline.
 OUT_QUEUE = "out"
 
@@ -67,16 +64,5 @@ class IncomingRunner(Runner):
         if reason is None:
             self.config.switchboards[PIPELINE_QUEUE].enqueue(msg, msgdata)
             return False
-        # whichq: where an operator who fixed the cause requeues it (runnerkit queue).
-        filebase = self.config.switchboards[BAD_QUEUE].enqueue(
-            msg, msgdata, reason=reason, whichq=self.name
-        )
-        log.warning(
-            "%s: moved message %s (list %s) to bad as %s: %s",
-            self,
-            header_for_log(msg, "Message-ID", "without a Message-ID"),
-            msgdata.get("listid", "-"),
-            filebase,
-            reason,
-        )
+        self._move_to_bad(msg, msgdata, reason)
         return False
