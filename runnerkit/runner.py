@@ -276,7 +276,6 @@ class Runner:
         #: Errors of the environment in a row, and the pause they ask for (monotonic).
         self._transient_failures = 0
         self._backoff_until = 0.0
-        self._short_circuit_once = False
 
     def __repr__(self) -> str:
         where = "" if self.slice is None else f" slice {self.slice}"
@@ -457,7 +456,6 @@ class Runner:
             except QueueError as stuck:
                 log.error("%s: %s; it is recovered at the next start", self, stuck)
         self._backoff_until = time.monotonic() + pause
-        self._short_circuit_once = True
 
     def _process_one_file(self, msg: Message, msgdata: MsgData) -> None:
         """Find the message's list and language, then dispose of the message.
@@ -531,10 +529,7 @@ class Runner:
     def _short_circuit(self) -> bool:
         """Whether to end the current pass early; by default, once stopping, or after
         an error of the environment (the runner then pauses before the next pass)."""
-        if self._short_circuit_once:
-            self._short_circuit_once = False
-            return True
-        return self._stop.is_set()
+        return self._stop.is_set() or self._backoff_until > time.monotonic()
 
     def _clean_up(self) -> None:
         """Release what the runner holds, when :meth:`run` ends; nothing by default."""
