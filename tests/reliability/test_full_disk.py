@@ -213,14 +213,16 @@ def user_namespaces_forbidden() -> str | None:
     return None
 
 
-@pytest.mark.slow
-def test_a_real_tiny_file_system_fills_up(tmp_path: Path) -> None:
-    mount_point = tmp_path / "tiny"
+def in_a_tiny_tmpfs(mount_point: Path, size: str, module: str, under: str) -> Any:
+    """Run ``python -m MODULE MOUNT_POINT/UNDER`` in a private mount namespace where
+    *mount_point* is a tmpfs of *size*, and return the JSON report it prints; None
+    where this machine forbids user namespaces (checked to be the reason it failed).
+    The mount lives only in the namespace."""
     mount_point.mkdir()
     script = 'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"'
     command = [
-        *("unshare", "-Urm", "sh", "-c", script, "sh", TMPFS_SIZE, str(mount_point)),
-        *(sys.executable, "-m", "hostilekit.fill_queue", str(mount_point / "queue")),
+        *("unshare", "-Urm", "sh", "-c", script, "sh", size, str(mount_point)),
+        *(sys.executable, "-m", module, str(mount_point / under) if under else str(mount_point)),
     ]
     forbidden = user_namespaces_forbidden()
     try:
@@ -230,16 +232,24 @@ def test_a_real_tiny_file_system_fills_up(tmp_path: Path) -> None:
     except FileNotFoundError:
         # No unshare at all: acceptable only where namespaces are forbidden anyway.
         assert forbidden, "unshare(1) is missing, but this machine allows user namespaces"
-        return
+        return None
     if result.returncode != 0 and forbidden:
         # Expected to fail here: check that it failed for that reason, not another.
         assert "unshare" in result.stderr, result.stderr
-        return
+        return None
     assert result.returncode == 0, (
         "unshare -Urm and a tmpfs mount should work on this machine "
         f"(no setting forbids user namespaces): {result.stderr}"
     )
-    report = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_a_real_tiny_file_system_fills_up(tmp_path: Path) -> None:
+    mount_point = tmp_path / "tiny"
+    report = in_a_tiny_tmpfs(mount_point, TMPFS_SIZE, "hostilekit.fill_queue", "queue")
+    if report is None:
+        return
 
     enqueued = report["enqueued"]
     assert len(enqueued) >= 10, "the tiny file system held almost nothing"
@@ -270,26 +280,9 @@ def test_a_full_disk_for_a_moment_strands_no_accepted_message(tmp_path: Path) ->
     """The chaos run: with the var dir's file system full for a moment, 4 of 7 accepted
     messages ended in bad and stayed there.  The environment's error is not the
     message's: they wait, and flow once there is room."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    script = 'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"'
-    command = [
-        *("unshare", "-Urm", "sh", "-c", script, "sh", "2m", str(mount_point)),
-        *(sys.executable, "-m", "hostilekit.full_pipeline", str(mount_point)),
-    ]
-    forbidden = user_namespaces_forbidden()
-    try:
-        result = subprocess.run(
-            command, env=child_env(), capture_output=True, text=True, timeout=DEADLINE
-        )
-    except FileNotFoundError:
-        assert forbidden, "unshare(1) is missing, but this machine allows user namespaces"
+    report = in_a_tiny_tmpfs(tmp_path / "tiny", "2m", "hostilekit.full_pipeline", "")
+    if report is None:
         return
-    if result.returncode != 0 and forbidden:
-        assert "unshare" in result.stderr, result.stderr
-        return
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
     # While the disk was full, none moved on, and none went to shunt or bad.
     assert report["full"] == {"pipeline": 7, "out": 0, "shunt": 0, "bad": 0}, report
     assert report["after"] == {"pipeline": 0, "out": 7, "shunt": 0, "bad": 0}, report
