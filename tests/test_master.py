@@ -301,6 +301,23 @@ def test_a_stop_as_soon_as_the_pid_file_appears_stops_the_master_in_order(
         assert running_master_pid(masters.world.config) is None
 
 
+def master_with_other_locks(masters: Masters) -> subprocess.CompletedProcess[str]:
+    """Run a master over the same var dir and queues with a lock_dir of its own."""
+    other_ini = masters.ini.with_name("other-locks.ini")
+    other_ini.write_text(
+        masters.ini.read_text(encoding="utf-8") + "\n[paths]\nlock_dir: $VAR_DIR/other-locks\n",
+        encoding="utf-8",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "runnerkit.master", "-C", str(other_ini), *masters.options()[2:]],
+        env=masters.env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+
 def test_a_second_master_with_another_lock_dir_is_refused_by_the_queues(
     masters: Masters,
 ) -> None:
@@ -310,19 +327,7 @@ def test_a_second_master_with_another_lock_dir_is_refused_by_the_queues(
     masters.configure(RECORDING)
     master = masters.start()
     masters.wait_running(master, {("quiet", 0), ("quiet", 1)})
-    other_ini = masters.ini.with_name("other-locks.ini")
-    other_ini.write_text(
-        masters.ini.read_text(encoding="utf-8") + "\n[paths]\nlock_dir: $VAR_DIR/other-locks\n",
-        encoding="utf-8",
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "runnerkit.master", "-C", str(other_ini), *masters.options()[2:]],
-        env=masters.env,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        check=False,
-    )
+    result = master_with_other_locks(masters)
     assert result.returncode == 1
     assert "is locked by another runnerkit master" in result.stderr
     assert running_master_pid(masters.world.config) == master
@@ -338,19 +343,7 @@ def test_a_queue_directory_made_again_is_locked_again(masters: Masters) -> None:
     shutil.rmtree(queue)
     time.sleep(2 * STUCK_CHECK_SECONDS + 0.5)  # the master looks once a second
     assert queue.is_dir()
-    other_ini = masters.ini.with_name("other-locks.ini")
-    other_ini.write_text(
-        masters.ini.read_text(encoding="utf-8") + "\n[paths]\nlock_dir: $VAR_DIR/other-locks\n",
-        encoding="utf-8",
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "runnerkit.master", "-C", str(other_ini), *masters.options()[2:]],
-        env=masters.env,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        check=False,
-    )
+    result = master_with_other_locks(masters)
     assert result.returncode == 1, result.stderr
     assert "is locked by another runnerkit master" in result.stderr
     assert running_master_pid(masters.world.config) == master
