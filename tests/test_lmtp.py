@@ -14,12 +14,12 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from mail_servers import LMTPServerThread as ServerThread
 
 from runnerkit.config import Configuration
 from runnerkit.errors import QueueError
@@ -65,39 +65,6 @@ GetQueue = Callable[..., list[QueueItem]]
 def wire(message: bytes) -> bytes:
     """*message* as an MTA sends it, with CRLF line endings (smtplib leaves bytes as is)."""
     return message.replace(b"\n", b"\r\n")
-
-
-class ServerThread:
-    """An LMTP runner whose run() is in a thread; any error it raised is kept."""
-
-    def __init__(self, runner: LMTPRunner) -> None:
-        self.runner = runner
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="lmtp-test")
-
-    def _run(self) -> None:
-        try:
-            self.runner.run()
-        except BaseException as error:
-            self.error = error
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + DEADLINE
-        while not self.runner.ready.wait(0.01):
-            if not self.thread.is_alive():
-                pytest.fail(f"the LMTP runner ended before listening: {self.error!r}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the LMTP runner did not listen within {DEADLINE} s")
-
-    def stop(self) -> None:
-        """Stop the runner; fail unless run() returns in time, without error."""
-        self.runner.stop()
-        self.thread.join(DEADLINE)
-        if self.thread.is_alive():
-            pytest.fail(f"run() still running {DEADLINE} s after stop()")
-        if self.error is not None:
-            raise self.error
 
 
 @pytest.fixture
