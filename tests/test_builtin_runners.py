@@ -13,13 +13,12 @@ import socket
 import stat
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
+from mail_servers import AnyPortController, RecordingHandler
 
 from runnerkit.config import Configuration
 from runnerkit.errors import ConfigurationError
@@ -419,45 +418,6 @@ def test_out_settings_are_refused_when_their_layer_is_pushed(config: Configurati
 
 
 # out, by SMTP
-
-
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    content: bytes
-
-
-@dataclass
-class RecordingHandler:
-    """An aiosmtpd handler that records what it accepts and refuses as told."""
-
-    #: Replies to RCPT TO for these addresses instead of accepting them.
-    refuse: dict[str, str] = field(default_factory=dict)
-    received: list[Received] = field(default_factory=list)
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
-    ) -> str:
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(
-            Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
-        )
-        return "250 Message accepted for delivery"
-
-
-class AnyPortController(Controller):
-    """A Controller that may listen on port 0: it learns its port before using it."""
-
-    def _trigger_server(self) -> None:
-        assert self.server is not None
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from child_processes import DEADLINE, MasterGroup, kill_at_end, master_section, wait_for
+from mail_servers import AnyPortController, RecordingHandler
 
 from runnerkit.config import Configuration
 from runnerkit.lists import MailingList
@@ -118,37 +118,10 @@ def test_the_lines_are_in_their_own_file_whatever_the_level(
 # By SMTP.
 
 
-class Refusing:
-    """An aiosmtpd handler that refuses the recipients of :attr:`refuse` as told."""
-
-    def __init__(self) -> None:
-        self.refuse: dict[str, str] = {}
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: Any
-    ) -> str:
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        return "250 accepted"
-
-
-class AnyPortController(Controller):
-    """A Controller that may listen on port 0: it learns its port before using it."""
-
-    def _trigger_server(self) -> None:
-        assert self.server is not None
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-
 @pytest.fixture
-def smtpd(config: Configuration) -> Iterator[Refusing]:
+def smtpd(config: Configuration) -> Iterator[RecordingHandler]:
     """A local SMTP server, with ``[delivery]`` pointing the out runner at it."""
-    handler = Refusing()
+    handler = RecordingHandler()
     controller = AnyPortController(handler, hostname="127.0.0.1", port=0)
     controller.start()
     try:
@@ -162,7 +135,7 @@ def smtpd(config: Configuration) -> Iterator[Refusing]:
 
 
 def test_each_outcome_of_one_smtp_delivery_is_a_line_with_its_reply(
-    world: World, mlist: MailingList, delivery_log: Path, smtpd: Refusing
+    world: World, mlist: MailingList, delivery_log: Path, smtpd: RecordingHandler
 ) -> None:
     smtpd.refuse["cris@example.org"] = "451 4.3.0 try again later"
     smtpd.refuse["dave@example.net"] = "550 5.1.1 no such user"
@@ -181,7 +154,7 @@ def test_each_outcome_of_one_smtp_delivery_is_a_line_with_its_reply(
 
 
 def test_the_last_attempt_is_a_failure(
-    world: World, mlist: MailingList, delivery_log: Path, smtpd: Refusing
+    world: World, mlist: MailingList, delivery_log: Path, smtpd: RecordingHandler
 ) -> None:
     smtpd.refuse["cris@example.org"] = "451 4.3.0 try again later"
     deliver(world, mlist, recipients=["cris@example.org"], attempts=4)

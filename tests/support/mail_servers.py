@@ -64,9 +64,19 @@ class Received:
 
 @dataclass
 class RecordingHandler:
-    """An aiosmtpd handler that accepts everything and records it."""
+    """An aiosmtpd handler that records what it accepts, and refuses as told."""
 
+    #: Replies to RCPT TO for these addresses instead of accepting them.
+    refuse: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.received.append(
