@@ -32,7 +32,6 @@ from runnerkit.master import (
     Master,
     MasterStatus,
     RunnerStatus,
-    changed_config_files,
     drain_master,
     listening_addresses,
     read_status,
@@ -254,8 +253,7 @@ def restart(config_files: tuple[Path, ...], var_dir: Path | None) -> None:
     """
     config = load_config(config_files, var_dir)
     try:
-        changed = changed_config_files(config)
-        pid = restart_runners(config, config_files, site_options().import_path)
+        pid, changed = restart_runners(config, config_files, site_options().import_path)
     except MasterLayersError as error:
         raise UsageProblem(str(error)) from error
     except RunnerkitError as error:

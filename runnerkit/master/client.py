@@ -28,6 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from runnerkit.config import Configuration, ImportDir, read_config_texts
 from runnerkit.errors import (
@@ -130,9 +131,19 @@ def signal_master(config: Configuration, signum: int) -> int:
     return pid
 
 
+class RestartRequest(NamedTuple):
+    """What :func:`restart_runners` asked: of which master, applying which edits."""
+
+    #: The master's pid.
+    pid: int
+    #: Its configuration files whose text changed since it read them: the restart
+    #: applies them.
+    changed: tuple[Path, ...] = ()
+
+
 def restart_runners(
     config: Configuration, config_files: Sequence[Path] = (), import_path: Sequence[Path] = ()
-) -> int:
+) -> RestartRequest:
     """Ask the master of *config*'s var dir to restart every runner (SIGUSR1).
 
     The master reads its files afresh and applies what changed in them as a whole
@@ -142,7 +153,7 @@ def restart_runners(
     of *import_path* a directory of its import path: they may only find the master,
     never silently fail to apply.
 
-    :returns: the master's pid.
+    :returns: the master's pid, and the files whose edits the restart applies.
     :raises MasterLayersError: *config_files* or *import_path* differ from the
         master's; the message names both, and how to run with other layers.
     :raises MasterError: the master's files changed since it read them, and the
@@ -154,6 +165,7 @@ def restart_runners(
     """
     pid = running_master_pid(config)
     recorded = read_layers(config) if pid is not None and pid != UNKNOWN_PID else None
+    changed: tuple[Path, ...] = ()
     if recorded is not None and recorded.master_pid == pid:
         mine = [os.path.realpath(path) for path in config_files]
         theirs = [os.path.realpath(path) for path in recorded.config_files]
@@ -168,60 +180,49 @@ def restart_runners(
                 "runners with its own layers (re-reading those files) and cannot change "
                 "them: to run with these, 'runnerkit stop', then 'runnerkit start' with them"
             )
-        problem = _reload_problem(config, recorded)
+        changed, problem = _changes(config, recorded)
         if problem is not None:
             raise MasterError(
                 f"the configuration files of master {pid} changed, and a restart cannot "
                 f"apply the change: {problem}; nothing was changed (to apply it, "
                 "'runnerkit stop', then 'runnerkit start')"
             )
-    return signal_master(config, signal.SIGUSR1)
+    return RestartRequest(signal_master(config, signal.SIGUSR1), changed)
 
 
-def changed_config_files(config: Configuration) -> list[Path]:
-    """The configuration files of the running master of *config*'s var dir whose text
-    changed since the master read them (a restart applies them); [] if none, or if no
-    master runs.
-
-    :raises StatusFileError: the master's record of its layers cannot be read.
-    """
-    recorded = read_layers(config)
-    if recorded is None or recorded.texts is None or recorded.master_pid != running_master_pid(
-        config
-    ):
-        return []
-    changed = []
-    for path, text in zip(recorded.config_files, recorded.texts, strict=True):
-        try:
-            (now,) = read_config_texts([path])
-        except ConfigurationError:
-            now = None
-        if now != text:
-            changed.append(path)
-    return changed
-
-
-def _reload_problem(config: Configuration, recorded: MasterLayers) -> str | None:
-    """Why the master that *recorded* describes could not take its files as they are now
-    (:func:`runnerkit.master.reload.reload_problem`); None if they did not change or can
-    be taken."""
+def _changes(config: Configuration, recorded: MasterLayers) -> tuple[tuple[Path, ...], str | None]:
+    """The files of the master that *recorded* describes whose text changed since it
+    read them, and why it could not take them as they are now
+    (:func:`runnerkit.master.reload.reload_problem`; None if it can)."""
     if recorded.texts is None:
-        return None
+        return (), None
+    texts: list[str | None] = []
+    problem = None
+    for path in recorded.config_files:
+        try:
+            (text,) = read_config_texts([path])
+        except ConfigurationError as error:
+            text, problem = None, problem or str(error)
+        texts.append(text)
+    changed = tuple(
+        path
+        for path, now, then in zip(recorded.config_files, texts, recorded.texts, strict=True)
+        if now != then
+    )
+    if not changed or problem is not None:
+        return changed, problem
     try:
-        texts = read_config_texts(recorded.config_files)
-        if texts == recorded.texts:
-            return None
         var_dir = str(config.paths.var_dir)
         import_dirs = [ImportDir(path, "--path") for path in recorded.import_path]
-        running, changed = (
+        running, edited = (
             Configuration.load(
                 recorded.config_files, var_dir, import_path=import_dirs, texts=version
             )
-            for version in (recorded.texts, texts)
+            for version in (recorded.texts, [text or "" for text in texts])
         )
     except ConfigurationError as error:
-        return str(error)
-    return reload_problem(running, changed)
+        return changed, str(error)
+    return changed, reload_problem(running, edited)
 
 
 def stop_master(config: Configuration, timeout: float) -> int | None:
