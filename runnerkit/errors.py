@@ -24,6 +24,11 @@ class QueueError(RunnerkitError):
     """A switchboard operation failed."""
 
 
+class QueueUnavailableError(QueueError):
+    """The queue's store cannot be used for now (a Redis server unreachable, loading or
+    full): an error of the environment, not of the message; try again later."""
+
+
 class QueueFileError(QueueError):
     """A queue file cannot be read: it is damaged, truncated, hostile or not a file."""
 

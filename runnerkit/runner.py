@@ -26,6 +26,7 @@ from runnerkit.errors import (
     DatabaseError,
     QueueError,
     QueueFileError,
+    QueueUnavailableError,
     RunnerError,
 )
 from runnerkit.logtext import header_for_log, one_line
@@ -71,19 +72,22 @@ TRANSIENT_SQLITE_CODES = frozenset({5, 6, 10, 13, 14})
 MAX_BACKOFF = 60.0
 
 
-def transient_error(error: BaseException) -> OSError | sqlite3.Error | None:
+def transient_error(error: BaseException) -> Exception | None:
     """The error of the environment behind *error* (itself, or a cause of it), if any.
 
-    :returns: an :class:`OSError` whose errno is in :data:`TRANSIENT_ERRNOS`, or an
+    :returns: an :class:`OSError` whose errno is in :data:`TRANSIENT_ERRNOS`, an
         :class:`sqlite3.OperationalError` whose primary code is in
-        :data:`TRANSIENT_SQLITE_CODES`; None when *error* is the message's own fault
-        (or nobody knows).
+        :data:`TRANSIENT_SQLITE_CODES`, or a
+        :class:`~runnerkit.errors.QueueUnavailableError` (a queue server unreachable or
+        full); None when *error* is the message's own fault (or nobody knows).
     """
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, OSError) and current.errno in TRANSIENT_ERRNOS:
+            return current
+        if isinstance(current, QueueUnavailableError):
             return current
         if isinstance(current, sqlite3.OperationalError):
             code = getattr(current, "sqlite_errorcode", None)
@@ -276,6 +280,8 @@ class Runner:
         #: Errors of the environment in a row, and the pause they ask for (monotonic).
         self._transient_failures = 0
         self._backoff_until = 0.0
+        #: Taken messages whose put-back met an unreachable queue server, in order.
+        self._not_put_back: list[str] = []
 
     def __repr__(self) -> str:
         where = "" if self.slice is None else f" slice {self.slice}"
@@ -369,21 +375,58 @@ class Runner:
     def _one_iteration(self) -> int:
         """Process every file of this slice once, oldest first.
 
+        A queue server that cannot be reached ends the pass: the runner pauses, as
+        after any error of the environment, and tries again.
+
         :returns: how many files there were when the pass began.
         """
         if self.switchboard is None:
             return 0
-        files = self.switchboard.files
+        try:
+            self._put_back_left()
+            files = self.switchboard.files
+        except QueueUnavailableError as error:
+            self._back_off(error, "listing its queue")
+            return 0
         for filebase in files:
             if not self._process_filebase(self.switchboard, filebase):
                 # Preserved unreadable, or gone: no message was processed, so there is
                 # nothing for the periodic work to follow, and the pass goes on.
+                if self._short_circuit():
+                    break
                 continue
             self._do_periodic()
             self._check_until()
             if self._short_circuit():
                 break
         return len(files)
+
+    def _back_off(self, error: Exception, doing: str) -> None:
+        """Pause before the next pass after *error* of the environment met while *doing*:
+        ``sleep_time`` doubled for each such error in a row, at most
+        :data:`MAX_BACKOFF` seconds."""
+        self._transient_failures += 1
+        pause = min(MAX_BACKOFF, max(self.sleep_float, 0.1) * 2 ** (self._transient_failures - 1))
+        log.error("%s: %s failed (%s); trying again in %.1fs", self, doing, error, pause)
+        self._backoff_until = time.monotonic() + pause
+
+    def _put_back_left(self) -> None:
+        """Put back what could not be put back when its error came (the queue server
+        was gone too): it waits again in its place, for this pass.
+
+        :raises QueueUnavailableError: the server still cannot be reached.
+        """
+        if self.switchboard is None:
+            return
+        while self._not_put_back:
+            filebase = self._not_put_back[0]
+            try:
+                self.switchboard.put_back(filebase)  # type: ignore[attr-defined]
+            except QueueUnavailableError:
+                raise
+            except QueueError as error:
+                log.error("%s: %s", self, error)
+            self._not_put_back.pop(0)
 
     def _check_until(self) -> None:
         if self._until is not None and not self._stop.is_set() and self._until(self):
@@ -397,6 +440,9 @@ class Runner:
         """
         try:
             msg, msgdata = switchboard.dequeue(filebase)
+        except QueueUnavailableError as error:
+            self._back_off(error, f"taking {filebase}")
+            return False
         except QueueFileError as error:
             log.error("%s: preserving unreadable queue file in bad: %s", self, error)
             self._finish(switchboard, filebase, preserve=True)
@@ -453,6 +499,9 @@ class Runner:
         if put_back is not None:
             try:
                 put_back(filebase)
+            except QueueUnavailableError as stuck:
+                log.error("%s: %s; it is put back once the server answers", self, stuck)
+                self._not_put_back.append(filebase)
             except QueueError as stuck:
                 log.error("%s: %s; it is recovered at the next start", self, stuck)
         self._backoff_until = time.monotonic() + pause
@@ -624,10 +673,25 @@ class Runner:
         """
         if preserve and reason is None:
             reason = error_reason(sys.exc_info()[1])
-        try:
-            switchboard.finish(filebase, preserve=preserve, reason=reason if preserve else None)
-        except QueueError as error:
-            log.error("%s: %s", self, error)
-        else:
-            if preserve:
-                self.metrics.preserved()
+        pause = max(self.sleep_float, 0.1)
+        while True:
+            try:
+                switchboard.finish(
+                    filebase, preserve=preserve, reason=reason if preserve else None
+                )
+            except QueueUnavailableError as error:
+                # The message was processed: finishing it is all that is left, and
+                # recovering it instead would process it again.  Wait for the server.
+                if self._stop.is_set():
+                    log.error("%s: %s; it is recovered at the next start", self, error)
+                    return
+                log.error("%s: %s; trying again in %.1fs", self, error, pause)
+                self._stop.wait(pause)
+                pause = min(MAX_BACKOFF, pause * 2)
+                continue
+            except QueueError as error:
+                log.error("%s: %s", self, error)
+            else:
+                if preserve:
+                    self.metrics.preserved()
+            return

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Self
 
 from runnerkit.config import Configuration, ImportDir, current_config
@@ -24,8 +23,12 @@ from runnerkit.database import Database
 from runnerkit.errors import ConfigurationError, NoConfigurationError
 from runnerkit.fsio import max_queue_file_size
 from runnerkit.lists import ListManager
+from runnerkit.streams import RedisCalls, StreamSwitchboard, redis_url
 from runnerkit.switchboard import QueueClock, Switchboard
 from runnerkit.typing import StrPath
+
+#: A switchboard of either backend: a directory of files, or Redis Streams.
+AnySwitchboard = Switchboard | StreamSwitchboard
 
 
 class Site(Configuration):
@@ -42,14 +45,15 @@ class Site(Configuration):
 
     def __init__(self, var_dir: StrPath | None = None) -> None:
         super().__init__(var_dir)
-        self._switchboard_cache: dict[tuple[str, Path], Switchboard] = {}
+        self._switchboard_cache: dict[tuple[object, ...], AnySwitchboard] = {}
+        self._redis: RedisCalls | None = None
         self._database: Database | None = None
         self._read_only = False
         #: The clock that stamps queue file names, shared by all of this site's queues.
         self.clock = QueueClock()
         #: Every queue's switchboard by name, ``bad`` and ``shunt`` included; a live
         #: view, in step with the stack.
-        self.switchboards: Mapping[str, Switchboard] = _Switchboards(self)
+        self.switchboards: Mapping[str, AnySwitchboard] = _Switchboards(self)
 
     @classmethod
     def open_existing(
@@ -99,11 +103,14 @@ class Site(Configuration):
 
     def switchboard(
         self, name: str, slice: int | None = None, numslices: int = 1, *, recover: bool = False
-    ) -> Switchboard:
-        """A new switchboard over queue *name*'s directory, for one *slice* of it.
+    ) -> AnySwitchboard:
+        """A new switchboard over queue *name*, for one *slice* of it.
 
-        It shares this site's clock and ``bad`` queue.  A runner builds its own this way.
-        A read-only site's switchboards neither create their directory nor recover.
+        It is of the ``[queues] backend``: a :class:`~runnerkit.switchboard.Switchboard`
+        over the queue's directory, or a :class:`~runnerkit.streams.StreamSwitchboard`
+        on the Redis server.  It shares this site's clock and ``bad`` queue.  A runner
+        builds its own this way.  A read-only site's switchboards neither create nor
+        record anything, nor recover.
 
         :raises ConfigurationError: there is no ``[runner.NAME]`` section, or a
             read-only site is asked to recover.
@@ -111,17 +118,47 @@ class Site(Configuration):
         """
         if recover and self._read_only:
             raise ConfigurationError(f"{self!r} is read-only: it cannot recover queue {name!r}")
+        settings = self.runner(name)
+        max_file_size = max_queue_file_size(self.lmtp.max_message_size)
+        if self.queues.backend == "redis":
+            return StreamSwitchboard(
+                name,
+                self.redis,
+                slice,
+                numslices,
+                recover=recover,
+                layout=settings.instances,
+                clock=self.clock,
+                max_file_size=max_file_size,
+                create=not self._read_only,
+            )
         return Switchboard(
             name,
-            self.runner(name).path,
+            settings.path,
             slice,
             numslices,
             recover=recover,
             bad=self.runner("bad").path,
             clock=self.clock,
             create=not self._read_only,
-            max_file_size=max_queue_file_size(self.lmtp.max_message_size),
+            max_file_size=max_file_size,
         )
+
+    @property
+    def redis(self) -> RedisCalls:
+        """This site's client of its Redis server (``[queues] url``), made on first use.
+
+        :raises ConfigurationError: the site is closed, or redis-py is missing.
+        """
+        self._check_open()
+        url, prefix = redis_url(self.queues.url), self.queues.key_prefix
+        if self._redis is not None and (self._redis.url, self._redis.prefix) != (url, prefix):
+            # A layer pushed or popped since: the queues are another server's, or keys.
+            self._redis.close()
+            self._redis = None
+        if self._redis is None:
+            self._redis = RedisCalls(url, prefix)
+        return self._redis
 
     @property
     def database(self) -> Database:
@@ -177,24 +214,28 @@ class Site(Configuration):
         for switchboard in self._switchboard_cache.values():
             switchboard.close()
         self._switchboard_cache.clear()
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
         super().close()
 
-    def _cached_switchboard(self, name: str) -> Switchboard:
-        path = self.runner(name).path
-        switchboard = self._switchboard_cache.get((name, path))
+    def _cached_switchboard(self, name: str) -> AnySwitchboard:
+        queues = self.queues
+        key = (name, self.runner(name).path, queues.backend, queues.url, queues.key_prefix)
+        switchboard = self._switchboard_cache.get(key)
         if switchboard is None:
             switchboard = self.switchboard(name)
-            self._switchboard_cache[name, path] = switchboard
+            self._switchboard_cache[key] = switchboard
         return switchboard
 
 
-class _Switchboards(Mapping[str, Switchboard]):
+class _Switchboards(Mapping[str, AnySwitchboard]):
     """A live view of a site's switchboards, in step with its stack."""
 
     def __init__(self, site: Site) -> None:
         self._site = site
 
-    def __getitem__(self, name: str) -> Switchboard:
+    def __getitem__(self, name: str) -> AnySwitchboard:
         if name not in self._site.queue_names:
             raise KeyError(name)
         return self._site._cached_switchboard(name)

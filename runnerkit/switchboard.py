@@ -60,6 +60,8 @@ def reasons_directory(bad_directory: Path) -> Path:
     directory beside it, named after it with ``.reasons`` (``$QUEUE_DIR/bad.reasons``).
     No queue can have that name: runner names have no dot."""
     return bad_directory.with_name(f"{bad_directory.name}.reasons")
+
+
 #: The longest reason kept, in characters before escaping (see :func:`one_line`).
 MAX_REASON = 500
 
@@ -196,19 +198,8 @@ class Switchboard:
         :raises MetadataError: a metadata value cannot be stored.
         :raises QueueError: the file could not be written; nothing is left behind.
         """
-        data: MsgData = {} if metadata is None else dict(metadata)
-        data.update(kws)
-        plaintext = bool(data.get("_plaintext")) or isinstance(msg, str)
-        if not _TEXT.issuperset(map(type, data)):
-            odd = next(key for key in data if type(key) is not str)
-            raise MetadataError(f"metadata keys must be text; {odd!r} is a {type(odd).__name__}")
-        stored = {key: value for key, value in data.items() if not key.startswith("_")}
-        stored["_parsemsg"] = plaintext
-        stored["version"] = METADATA_VERSION
-        body = _plain_text(msg) if plaintext and not isinstance(msg, str) else msg
-        content = queuefile.encode(body, stored)
-        stamp = self._clock.stamp()
-        filebase = f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}+{os.urandom(20).hex()}"
+        content = encode_entry(msg, metadata, kws)
+        filebase = new_filebase(self._clock)
         final = f"{filebase}.pck"
         try:
             try:
@@ -611,6 +602,33 @@ class Switchboard:
         except OSError as error:
             log.error("cannot remove the reason of %s: %s", psv, error)
         fsync_directory(self.queue_directory)
+
+
+def encode_entry(msg: Message | str, metadata: MsgData | None, kws: Mapping[str, Any]) -> bytes:
+    """The queue-file document of *msg* with *metadata* updated by *kws*, as every
+    backend stores it (:mod:`runnerkit.queuefile`); the rules are those of
+    :meth:`Switchboard.enqueue`.
+
+    :raises MetadataError: a metadata key is not text, or a value cannot be stored.
+    """
+    data: MsgData = {} if metadata is None else dict(metadata)
+    data.update(kws)
+    plaintext = bool(data.get("_plaintext")) or isinstance(msg, str)
+    if not _TEXT.issuperset(map(type, data)):
+        odd = next(key for key in data if type(key) is not str)
+        raise MetadataError(f"metadata keys must be text; {odd!r} is a {type(odd).__name__}")
+    stored = {key: value for key, value in data.items() if not key.startswith("_")}
+    stored["_parsemsg"] = plaintext
+    stored["version"] = METADATA_VERSION
+    body = _plain_text(msg) if plaintext and not isinstance(msg, str) else msg
+    return queuefile.encode(body, stored)
+
+
+def new_filebase(clock: QueueClock) -> str:
+    """A new file base, ``<seconds>.<nanoseconds>+<40 random hex digits>``, stamped by
+    *clock*; the random digest decides the message's slice (:mod:`runnerkit.slices`)."""
+    stamp = clock.stamp()
+    return f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}+{os.urandom(20).hex()}"
 
 
 def _plain_text(msg: Message) -> str:

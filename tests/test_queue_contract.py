@@ -25,8 +25,10 @@ from runnerkit.config import current_config
 from runnerkit.errors import MetadataError, NoConfigurationError, QueueError
 from runnerkit.message import Message, message_from_bytes, message_from_string
 from runnerkit.slices import slice_of
+from runnerkit.streams import RedisCalls, StreamSwitchboard, delete_site_keys
 from runnerkit.switchboard import QueueClock, Switchboard
 from runnerkit.testing import World
+from runnerkit.testing.redis import fresh_prefix, redis_unavailable, server_url
 
 #: A file base: ``<time>+<40 hex digits>``, the time in seconds, maybe with a fraction.
 FILEBASE = re.compile(r"(\d+(?:\.\d+)?)\+([0-9a-f]{40})")
@@ -76,9 +78,9 @@ def file_queues(tmp_path: Path) -> Iterator[Queues]:
 
 
 @contextmanager
-def site_queues(tmp_path: Path) -> Iterator[Queues]:
+def site_queues(tmp_path: Path, backend: str = "file") -> Iterator[Queues]:
     """Switchboards that a site makes, as a runner gets its own."""
-    with World(tmp_path / "var") as world:
+    with World(tmp_path / "var", backend=backend) as world:
         site = world.config
 
         def make(name: str, slice: int | None, numslices: int) -> QueueBackend:
@@ -89,11 +91,45 @@ def site_queues(tmp_path: Path) -> Iterator[Queues]:
         yield Queues(make, site.switchboards["bad"])
 
 
+@contextmanager
+def redis_queues(tmp_path: Path) -> Iterator[Queues]:
+    """Switchboards on Redis Streams made directly, under keys of their own."""
+    calls = RedisCalls(require_redis(), fresh_prefix())
+    clock = QueueClock()
+
+    def make(name: str, slice: int | None, numslices: int) -> QueueBackend:
+        return StreamSwitchboard(name, calls, slice, numslices, clock=clock)
+
+    try:
+        yield Queues(make, make("bad", None, 1))
+    finally:
+        delete_site_keys(calls)
+        calls.close()
+
+
+@contextmanager
+def redis_site_queues(tmp_path: Path) -> Iterator[Queues]:
+    """Switchboards on Redis Streams that a site makes, as a runner gets its own."""
+    require_redis()
+    with site_queues(tmp_path, backend="redis") as queues:
+        yield queues
+
+
 #: One factory per way of making queues; a new backend adds its own here.
 FACTORIES: dict[str, Callable[[Path], AbstractContextManager[Queues]]] = {
     "file": file_queues,
     "file-in-site": site_queues,
+    "redis": redis_queues,
+    "redis-in-site": redis_site_queues,
 }
+
+
+def require_redis() -> str:
+    """The test server's URL; skips, naming what is missing, where there is none."""
+    reason = redis_unavailable()
+    if reason is not None:
+        pytest.skip(f"no Redis server for the redis backend: {reason}")
+    return server_url()
 
 
 @pytest.fixture(params=sorted(FACTORIES))
@@ -412,14 +448,16 @@ def test_every_message_is_in_exactly_one_slice(
 
 
 def test_each_slice_recovers_only_its_own(make_queue: Queues, msg: Message) -> None:
+    # A queue's slices are fixed while it holds messages (on Redis, each is a stream).
+    first, second = make_queue("test", 0, 2), make_queue("test", 1, 2)
     whole = make_queue()
     filebases = [whole.enqueue(msg, n=n) for n in range(12)]
     for filebase in filebases:
         whole.dequeue(filebase)
     mine = [f for f in filebases if slice_of(digest_of(f), 2) == 0]
-    make_queue("test", 0, 2).recover_backup_files()
+    first.recover_backup_files()
     assert whole.files == mine
-    make_queue("test", 1, 2).recover_backup_files()
+    second.recover_backup_files()
     assert whole.files == filebases
 
 

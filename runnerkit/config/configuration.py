@@ -29,6 +29,7 @@ from runnerkit.config.settings import (
     MasterSettings,
     Paths,
     PipelineSettings,
+    QueuesSettings,
     RESTSettings,
     RunnerSettings,
     Setting,
@@ -54,6 +55,7 @@ class _Resolved:
     pipeline: PipelineSettings
     delivery: DeliverySettings
     rest: RESTSettings
+    queues: QueuesSettings
     logging: LoggingSettings
 
 
@@ -372,6 +374,11 @@ class Configuration:
         return self._resolved.rest
 
     @property
+    def queues(self) -> QueuesSettings:
+        """The ``[queues]`` section: the queue backend."""
+        return self._resolved.queues
+
+    @property
     def logging(self) -> LoggingSettings:
         """The ``[logging]`` section."""
         return self._resolved.logging
@@ -519,7 +526,15 @@ class Configuration:
                 sleep_time=values["sleep_time"][0],
                 queue=values["queue"][0],
                 class_layer=values["class"][1],
+                slices=values["slices"][0],
             )
+            if settings.slices is not None and settings.slices[-1] >= settings.instances:
+                given = ",".join(map(str, settings.slices))
+                place = where(values["slices"][1], "runner." + name, "slices", given)
+                raise ConfigurationError(
+                    f"{place}: slice {settings.slices[-1]} does not exist; the queue has "
+                    f"{settings.instances} (instances), numbered from 0"
+                )
             if settings.queue or name in CORE_QUEUES:
                 queues.append(name)
             runners[name] = settings
@@ -536,6 +551,7 @@ class Configuration:
             pipeline=PipelineSettings(**pipeline),
             delivery=DeliverySettings(**self._section("delivery", paths)),
             rest=RESTSettings(**self._section("rest", paths)),
+            queues=QueuesSettings(**self._section("queues", paths)),
             logging=LoggingSettings(**self._section("logging", paths)),
         )
         self._check_together(resolved)

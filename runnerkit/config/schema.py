@@ -20,6 +20,7 @@ from runnerkit.config.values import (
     as_duration,
     as_host,
     as_hosts,
+    as_key_prefix,
     as_language,
     as_line_length,
     as_listen_port,
@@ -27,6 +28,8 @@ from runnerkit.config.values import (
     as_port,
     as_positive_count,
     as_power_of_two,
+    as_redis_url,
+    as_slices,
     as_text,
     one_of,
     path_template,
@@ -84,9 +87,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "host": Key(as_host, "the address the LMTP server listens on"),
         "port": Key(as_listen_port, "the LMTP port (0: any free port)"),
         "max_message_size": Key(as_count, "largest message accepted, in bytes (0: no limit)"),
-        "max_connections": Key(
-            as_count, "sessions at once; more are answered 421 (0: no limit)"
-        ),
+        "max_connections": Key(as_count, "sessions at once; more are answered 421 (0: no limit)"),
     },
     "limits": {
         "max_mime_depth": Key(as_mime_depth, "deepest nesting of MIME parts, 1 to 100"),
@@ -116,6 +117,24 @@ SECTIONS: dict[str, dict[str, Key]] = {
             "127.0.0.1 and ::1 (a defence against DNS rebinding)",
         ),
     },
+    "queues": {
+        "backend": Key(
+            one_of("file", "redis"),
+            "file (a directory a queue, the default) or redis (Redis Streams, [queues] url)",
+        ),
+        "url": Key(
+            as_redis_url,
+            "the Redis or Valkey server: redis://HOST:PORT/DB, rediss://... or "
+            "unix:///PATH?db=N (empty: $RUNNERKIT_REDIS_URL, else redis://localhost:6379/0)",
+        ),
+        "key_prefix": Key(
+            as_key_prefix, "the prefix of this site's Redis keys; sites sharing a server differ"
+        ),
+        "lease": Key(
+            as_duration,
+            "how long a master's hold on its Redis slices outlives its last renewal",
+        ),
+    },
     "logging": {
         "level": Key(one_of("debug", "info", "warning", "error"), "debug, info, warning or error"),
         "path": Key(path_template(PATH_VARIABLES), "the log file", is_path=True),
@@ -142,6 +161,11 @@ RUNNER_KEYS: dict[str, Key] = {
     "max_restarts": Key(as_count, "restarts allowed within the restart window"),
     "sleep_time": Key(as_duration, "how long an idle runner sleeps between passes"),
     "queue": Key(as_bool, "whether the runner reads a queue (no for protocol servers)"),
+    "slices": Key(
+        as_slices,
+        "which slices of the queue this master runs, such as 0-1 or 2,3 (all: every one); "
+        "for hosts that share a Redis server",
+    ),
 }
 
 #: The bottom layer: the value of every key unless a pushed layer overrides it.
@@ -197,6 +221,14 @@ host: 127.0.0.1
 port: 8001
 allowed_hosts:
 
+# Where the queues keep their messages: file, a directory a queue under the var dir, or
+# redis, Redis Streams on the server at url (docs/redis.md).
+[queues]
+backend: file
+url:
+key_prefix: runnerkit:
+lease: 15s
+
 [logging]
 level: info
 path: $LOG_DIR/runnerkit.log
@@ -210,6 +242,7 @@ start: yes
 max_restarts: 10
 sleep_time: 1s
 queue: yes
+slices: all
 
 # Messages that could not be read, or that failed too often, are preserved here.
 [runner.bad]

@@ -54,6 +54,14 @@ class RunnerSettings:
     queue: bool = True
     #: The layer that set ``class``, for error messages.
     class_layer: str = "defaults"
+    #: Which of the queue's :attr:`instances` slices this site's master runs (a host's
+    #: share, when several hosts share one Redis server); None for all of them.
+    slices: tuple[int, ...] | None = None
+
+    @property
+    def run_slices(self) -> tuple[int, ...]:
+        """The slices this site's master runs: :attr:`slices`, or every one."""
+        return tuple(range(self.instances)) if self.slices is None else self.slices
 
     @property
     def is_queue_runner(self) -> bool:
@@ -157,6 +165,22 @@ class RESTSettings:
     port: int
     #: Host header names answered besides the address itself and the local ones.
     allowed_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class QueuesSettings:
+    """``[queues]``: where the switchboards keep their messages."""
+
+    #: ``file`` (a directory per queue under the var dir) or ``redis`` (Redis Streams).
+    backend: str
+    #: The Redis server's URL (``redis://``, ``rediss://`` or ``unix://``); empty means
+    #: ``$RUNNERKIT_REDIS_URL``, else ``redis://localhost:6379/0``.
+    url: str
+    #: The prefix of every Redis key of this site; sites sharing a server but not
+    #: their queues need different ones.
+    key_prefix: str
+    #: How long a master's hold on its slices outlives its last renewal (Redis only).
+    lease: timedelta
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,52 @@ def as_power_of_two(value: str) -> int:
     return number
 
 
+def as_slices(value: str) -> tuple[int, ...] | None:
+    """``all`` (None), or slice numbers and ranges such as ``0-1`` or ``2,3``: sorted,
+    each once.  Checked against the runner's ``instances`` when the stack resolves."""
+    text = value.strip().lower()
+    if text == "all":
+        return None
+    expected = "expected all, or slice numbers and ranges such as 0-1 or 2,3"
+    numbers: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        low_text, dash, high_text = part.partition("-")
+        low = _whole_number(low_text, 0, 1023, expected)
+        high = _whole_number(high_text, 0, 1023, expected) if dash else low
+        if high < low:
+            raise ValueError(f"{expected}; {part!r} runs backwards")
+        numbers.update(range(low, high + 1))
+    return tuple(sorted(numbers))
+
+
+#: The schemes redis-py connects with.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def as_redis_url(value: str) -> str:
+    """Empty, or a Redis URL: ``redis://``, ``rediss://`` or ``unix://`` (redis-py's
+    ``Redis.from_url`` schemes)."""
+    text = value.strip()
+    if not text:
+        return ""
+    scheme, separator, rest = text.partition("://")
+    if not separator or scheme.lower() not in REDIS_SCHEMES or not rest:
+        raise ValueError(
+            "expected a Redis URL: redis://HOST:PORT/DB, rediss://HOST:PORT/DB or "
+            "unix:///PATH?db=N"
+        )
+    return text
+
+
+def as_key_prefix(value: str) -> str:
+    """Printable ASCII without white space, 1 to 100 characters: the prefix of a site's
+    Redis keys."""
+    text = value.strip()
+    if not 1 <= len(text) <= 100 or not all("!" <= char <= "~" for char in text):
+        raise ValueError("expected 1 to 100 printable ASCII characters without spaces")
+    return text
+
+
 def as_duration(value: str) -> timedelta:
     """A duration such as ``1s``, ``500ms``, ``2m`` or ``1m30s``; a bare number is seconds."""
     text = value.strip().lower()

@@ -17,7 +17,10 @@ from types import TracebackType
 from runnerkit.config import Configuration, reset_current_config, set_current_config
 from runnerkit.errors import WorldError
 from runnerkit.site import Site
+from runnerkit.streams import RedisCalls, delete_site_keys
+from runnerkit.testing.redis import BACKENDS, default_backend, fresh_prefix, server_url
 from runnerkit.typing import StrPath
+from runnerkit.valkey import ValkeyUnavailableError
 
 
 class World:
@@ -26,14 +29,33 @@ class World:
     :param var_dir: use this directory (created if needed, kept afterwards) instead
         of a fresh temporary one that :meth:`close` removes.
     :param prefix: the temporary directory's name prefix.
+    :param backend: where the world's queues live: ``file`` (its var dir) or ``redis``
+        (the test Redis server, :func:`runnerkit.testing.redis.server_url`, under keys
+        of the world's own, deleted when it closes); by default
+        ``$RUNNERKIT_TEST_BACKEND``, else ``file``.
     """
 
-    def __init__(self, var_dir: StrPath | None = None, *, prefix: str = "runnerkit-") -> None:
+    #: The name of the layer that puts a world's queues on Redis.
+    QUEUES_LAYER = "runnerkit-world-queues"
+
+    def __init__(
+        self,
+        var_dir: StrPath | None = None,
+        *,
+        prefix: str = "runnerkit-",
+        backend: str | None = None,
+    ) -> None:
         self._given_var_dir = None if var_dir is None else Path(var_dir)
         self._prefix = prefix
+        #: ``file`` or ``redis``.
+        self.backend = default_backend() if backend is None else backend
+        if self.backend not in BACKENDS:
+            raise WorldError(f"no queue backend {self.backend!r}; expected file or redis")
         self._config: Site | None = None
         self._token: Token[Configuration | None] | None = None
         self._temporary: Path | None = None
+        #: The server and key prefix of this world's queues on Redis, while open.
+        self._redis_keys: tuple[str, str] | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._config is not None else "closed"
@@ -67,9 +89,28 @@ class World:
         else:
             var_dir = self._given_var_dir
             var_dir.mkdir(parents=True, exist_ok=True)
-        self._config = Site(var_dir)
+        site = Site(var_dir)
+        if self.backend == "redis":
+            try:
+                url = server_url()
+            except (ValkeyUnavailableError, RuntimeError) as error:
+                site.close()
+                self._remove_temporary()
+                raise WorldError(f"this world's queues need Redis: {error}") from error
+            prefix = fresh_prefix()
+            self._redis_keys = (url, prefix)
+            site.push(
+                self.QUEUES_LAYER,
+                f"[queues]\nbackend: redis\nurl: {url}\nkey_prefix: {prefix}\n",
+            )
+        self._config = site
         self._token = set_current_config(self._config)
         return self
+
+    def _remove_temporary(self) -> None:
+        temporary, self._temporary = self._temporary, None
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
 
     def close(self) -> None:
         """Stop making the configuration current, close it, and remove a temporary var dir."""
@@ -85,10 +126,11 @@ class World:
                     set_current_config(None)
             if config is not None:
                 config.close()
+            if self._redis_keys is not None:
+                _delete_keys(*self._redis_keys)
+                self._redis_keys = None
         finally:
-            temporary, self._temporary = self._temporary, None
-            if temporary is not None:
-                shutil.rmtree(temporary, ignore_errors=True)
+            self._remove_temporary()
 
     def __enter__(self) -> World:
         return self.open()
@@ -100,3 +142,17 @@ class World:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _delete_keys(url: str, prefix: str) -> None:
+    """Delete the keys under *prefix* on the server at *url*; a server gone took them."""
+    try:
+        calls = RedisCalls(url, prefix)
+    except Exception:
+        return
+    try:
+        delete_site_keys(calls)
+    except Exception:
+        pass
+    finally:
+        calls.close()
