@@ -38,6 +38,7 @@ from runnerkit.master.files import read_layers_file
 from runnerkit.runner import Runner, load_runner_class
 from runnerkit.signals import SignalDispatcher
 from runnerkit.site import Site
+from runnerkit.streams import SliceLease, host_id
 from runnerkit.wakeup import watch_queue
 
 log = logging.getLogger("runnerkit.process")
@@ -166,6 +167,37 @@ def lock_slice(
         return fd
 
 
+def hold_slice_lease(
+    config: Site,
+    name: str,
+    slice: int | None,
+    parent_pid: int | None,
+    give_up: Callable[[], bool],
+) -> SliceLease | bool | None:
+    """On Redis, take the lease of queue runner *name*'s *slice* before it recovers and
+    runs, waiting while another host holds it (:class:`~runnerkit.streams.SliceLease`).
+
+    :returns: ``(True, lease)``, the lease held and renewed until released;
+        ``(True, None)`` where none is needed (the file backend, whose queue
+        directories are locked by their master, or a runner without a queue);
+        ``(False, None)`` when the wait was given up.
+    """
+    if config.queues.backend != "redis" or slice is None or not config.runner(name).queue:
+        return True, None
+    lease = SliceLease(
+        config.redis,
+        name,
+        slice,
+        host_id(config.paths.var_dir),
+        config.queues.lease.total_seconds(),
+    )
+
+    def stop_waiting() -> bool:
+        return give_up() or (parent_pid is not None and os.getppid() != parent_pid)
+
+    return (True, lease) if lease.acquire(stop_waiting) else (False, None)
+
+
 def _request_parent_death_signal() -> None:
     if not sys.platform.startswith("linux"):  # pragma: no cover - runnerkit targets Linux
         return
@@ -226,11 +258,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.warning("runner %s: stopped or orphaned before it started", args.runner)
             return 0
         stack.callback(os.close, lock_fd)
+        held, lease = hold_slice_lease(
+            config, name, slice, args.parent_pid, control.stopping.is_set
+        )
+        if not held:
+            log.warning("runner %s: stopped or orphaned before it held its slice", args.runner)
+            return 0
+        if lease is not None:
+            stack.callback(lease.release)
         runner = runner_class(name, slice, config=config)
         control.attach(runner)
+        if lease is not None:
+            lease.on_lost = runner.stop
         if args.parent_pid is not None:
             stack.callback(watch_parent(args.parent_pid, runner.stop).set)
-        if runner.queue_directory is not None:
+        watch = getattr(runner.switchboard, "watch", None)
+        if watch is not None:
+            stack.callback(watch(runner.wake).close)
+        elif runner.queue_directory is not None:
             watcher = watch_queue(runner.queue_directory, runner.wake)
             if watcher is not None:
                 stack.callback(watcher.close)

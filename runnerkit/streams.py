@@ -47,9 +47,9 @@ import os
 import socket
 import threading
 import time
-from functools import partial
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from runnerkit import queuefile
@@ -1047,6 +1047,8 @@ class SliceLease:
         self._thread: threading.Thread | None = None
         #: Why the lease was lost, once it was.
         self.lost: str | None = None
+        #: Called (from the renewing thread) when the lease is lost: stop the runner.
+        self.on_lost: Callable[[], object] | None = None
 
     def try_acquire(self) -> str | None:
         """Take the lease if free (or left by this host).
@@ -1096,14 +1098,9 @@ class SliceLease:
             if holder is not None:
                 self.lost = f"slice lease {self.key} is now held by {holder}"
                 log.error("%s: stopping", self.lost)
-                self._on_lost()
+                if self.on_lost is not None:
+                    self.on_lost()
                 return
-
-    def _on_lost(self) -> None:
-        """Called from the renewing thread when the lease went to another owner."""
-        callback = getattr(self, "on_lost", None)
-        if callback is not None:
-            callback()
 
     def release(self) -> None:
         """Stop renewing, and give the lease up if still held."""

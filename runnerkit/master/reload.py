@@ -25,15 +25,16 @@ Spec = tuple[str, int | None, int]
 def plan(config: Configuration) -> list[Spec]:
     """The runner processes a master of *config* keeps alive, by runner name.
 
-    A queue runner has one process per slice (``instances``), a runner without a queue
-    one; a runner with ``start: no`` none.
+    A queue runner has one process per slice it runs (``instances``, or the share that
+    ``slices`` gives this host), a runner without a queue one; a runner with ``start:
+    no`` none.
     """
     specs: list[Spec] = []
     for name, settings in sorted(config.runners.items()):
         if not settings.start:
             continue
         if settings.queue:
-            specs.extend((name, index, settings.instances) for index in range(settings.instances))
+            specs.extend((name, index, settings.instances) for index in settings.run_slices)
         else:
             specs.append((name, None, 1))
     return specs
@@ -82,7 +83,7 @@ def _plan_change(
             verb = "appears" if name not in running.runners else "goes away"
             return f"the runner {name!r} {verb}"
         before, after = running.runner(name), changed.runner(name)
-        for key in ("start", "queue", "instances"):
+        for key in ("start", "queue", "instances", "slices"):
             if getattr(before, key) != getattr(after, key):
                 return (
                     f"[runner.{name}] {key} changes from {_word(getattr(before, key))} to "

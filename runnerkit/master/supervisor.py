@@ -193,8 +193,12 @@ class Master:
         )
         self.slots = self._plan()
         self.lock = MasterLock(config)
+        # On Redis the queues are no directories: a lease a slice keeps them apart
+        # (runnerkit.streams.SliceLease, taken by each runner process).
         self.queue_locks = QueueLocks(
             {name: config.runner(name).path for name in config.queue_names}
+            if config.queues.backend == "file"
+            else {}
         )
         self._stopping = False
         self._restart_all = False
