@@ -173,7 +173,7 @@ def hold_slice_lease(
     slice: int | None,
     parent_pid: int | None,
     give_up: Callable[[], bool],
-) -> SliceLease | bool | None:
+) -> tuple[bool, SliceLease | None]:
     """On Redis, take the lease of queue runner *name*'s *slice* before it recovers and
     runs, waiting while another host holds it (:class:`~runnerkit.streams.SliceLease`).
 
