@@ -121,4 +121,5 @@ def test_settings_of_pushed_layers_name_them(tmp_path: Path) -> None:
         assert config.setting("runner.in", "sleep_time").layer == "defaults"
         assert [s.key for s in config.settings("runner.work")] == [
             "class", "path", "instances", "start", "max_restarts", "sleep_time", "queue",
+            "slices",
         ]  # fmt: skip
