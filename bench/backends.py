@@ -43,6 +43,8 @@ SCALING_SLICES = 4
 SCALING_PROCESSES = (1, 2, 4)
 #: Seconds a drainer process may take to start, or to drain its share.
 DRAINER_TIMEOUT = 120.0
+#: The keys of the measurements made here: the rows of the README's Redis table.
+KEYS = frozenset({"redis-enqueue", "redis-drain", "redis-demo", "scaling-redis", "scaling-file"})
 #: The queue every measurement here uses.
 QUEUE = "bench"
 

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING
 
 from bench.mailman import Mailman, load_mailman
 from bench.places import Place, default_disk_directory
-from bench.report import format_figure, notes, table, update_readme
+from bench.report import (
+    BEGIN,
+    END,
+    REDIS_BEGIN,
+    REDIS_END,
+    format_figure,
+    notes,
+    table,
+    update_readme,
+)
 from bench.stats import Measurement
 
 if TYPE_CHECKING:
@@ -178,18 +187,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     tmpfs = Place("tmpfs", args.tmpfs_dir)
     measurements: list[Measurement] = []
     remarks: list[str] = []
+    timings: dict[str, float] = {}
     try:
-        measurements = run_sections(sections, args, disk, tmpfs, mailman, progress, remarks)
+        measurements = run_sections(
+            sections, args, disk, tmpfs, mailman, progress, remarks, timings
+        )
     finally:
         disk.close()
         tmpfs.close()
     elapsed = time.perf_counter() - started
+    from bench.backends import KEYS as REDIS_KEYS
+
+    main_rows = [m for m in measurements if m.key not in REDIS_KEYS]
+    redis_rows = [m for m in measurements if m.key in REDIS_KEYS]
     header = describe(args, disk, tmpfs, mailman, why_not, elapsed, sections)
-    block = f"{header}\n\n{table(measurements)}\n"
-    found = notes(measurements) + remarks
-    if found:
-        block += "\n" + "\n".join(f"- {note}" for note in found) + "\n"
-    print(block)
+    blocks: list[tuple[str, str, str]] = []
+    if set(sections) - set(REDIS_SECTIONS):
+        block = f"{header}\n\n{table(main_rows)}\n"
+        found = notes(main_rows)
+        if found:
+            block += "\n" + "\n".join(f"- {note}" for note in found) + "\n"
+        blocks.append((BEGIN, END, block))
+    if set(REDIS_SECTIONS) & set(sections):
+        block = describe_redis(disk, timings.get("redis", 0.0)) + "\n"
+        if redis_rows:
+            block += f"\n{table(redis_rows, targets=False)}\n"
+        block += "\n" + "\n".join(f"- {note}" for note in remarks) + "\n"
+        blocks.append((REDIS_BEGIN, REDIS_END, block))
+    for _, _, block in blocks:
+        print(block)
     print(summarize(measurements))
     if args.json is not None:
         args.json.write_text(
@@ -199,13 +225,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "mailman": None if mailman is None else mailman.version,
                     "seconds": elapsed,
                     "measurements": [m.as_dict() for m in measurements],
+                    "remarks": remarks,
                 },
                 indent=2,
             ),
             encoding="utf-8",
         )
     if args.update_readme:
-        update_readme(args.readme, block)
+        for begin, end, block in blocks:
+            update_readme(args.readme, block, begin, end)
         print(f"updated {args.readme}", file=sys.stderr)
     return 0
 
@@ -218,12 +246,16 @@ def run_sections(
     mailman: Mailman | None,
     progress: Callable[[str], Callable[[str], None]],
     remarks: list[str] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> list[Measurement]:
-    """Run *sections*; what the table should say besides its rows goes to *remarks*."""
+    """Run *sections*; what the Redis table should say besides its rows goes to
+    *remarks*, and the seconds the Redis section took to *timings*."""
     from bench import harness, queues, wakeup
 
     if remarks is None:
         remarks = []
+    if timings is None:
+        timings = {}
     results: list[Measurement] = []
     if {"enqueue", "drain", "listing", "ties"} & set(sections):
         memory = queues.Contestants(args.messages, mailman, tmpfs.fresh("var"))
@@ -245,7 +277,9 @@ def run_sections(
             harness.measure_demo(disk, args.demo_count, args.demo_runs, progress("demo"))
         )
     if "redis" in sections:
+        start = time.perf_counter()
         results += _redis_section(args, disk, progress, remarks)
+        timings["redis"] = time.perf_counter() - start
     return results
 
 
@@ -353,6 +387,16 @@ def describe(
             if {"enqueue", "drain", "listing", "ties"} & set(sections)
             else "."
         )
+    )
+
+
+def describe_redis(disk: Place, seconds: float) -> str:
+    """The line above the Redis backend's table."""
+    today = datetime.date.today().isoformat()
+    return (
+        f"Redis backend: measured {today} by `python -m bench --redis-only` (or its Redis "
+        f"section) in {seconds:.0f} s: Python {platform.python_version()}, "
+        f"{os.cpu_count()} cores, disk {disk.kind} on {disk.device}."
     )
 
 

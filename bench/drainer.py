@@ -38,19 +38,19 @@ def open_switchboards(args: argparse.Namespace) -> tuple[list[Any], Any]:
     if args.backend == "file":
         from runnerkit.switchboard import Switchboard
 
-        switchboards = [
+        files: list[Any] = [
             Switchboard(args.queue, args.directory, number, args.numslices, bad=args.bad)
             for number in slices
         ]
-        return switchboards, None
+        return files, None
     from runnerkit.streams import RedisCalls, StreamSwitchboard
 
     calls = RedisCalls(args.url, args.prefix)
     calls.ping()
-    switchboards = [
+    streams: list[Any] = [
         StreamSwitchboard(args.queue, calls, number, args.numslices) for number in slices
     ]
-    return switchboards, calls
+    return streams, calls
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,7 +31,7 @@ from bench.backends import (
 )
 from bench.places import Place
 from bench.queues import Contestants
-from bench.report import BEGIN, END, update_readme
+from bench.report import BEGIN, END, REDIS_BEGIN, REDIS_END, update_readme
 from bench.stats import Measurement, Target, alternate, paired_ratio
 from runnerkit import queuefile
 from runnerkit.message import Message, message_from_bytes
@@ -149,6 +149,13 @@ def test_the_command_measures_every_section_and_updates_the_readme(tmp_path: Pat
     assert "| measurement | runnerkit |" in table
     assert "idle wake-up" in table
     assert "| idle wake-up" in done.stdout
+    # The Redis backend's table follows, between markers of its own.
+    assert text.count(REDIS_BEGIN) == text.count(REDIS_END) == 1
+    assert text.index(END) < text.index(REDIS_BEGIN)
+    redis_table = text[text.index(REDIS_BEGIN) : text.index(REDIS_END)]
+    assert "Redis backend: measured" in redis_table
+    assert ("| demo on Valkey" in redis_table) == (REDIS_MISSING is None)
+    assert "| demo on Valkey" not in table
     # Nothing is left behind in the directories the benchmark wrote to.
     assert sorted(path.name for path in tmp_path.iterdir()) == ["README.md", "results.json"]
 
@@ -183,6 +190,26 @@ def test_without_valkey_the_redis_rows_are_omitted_with_a_note(
     out = capsys.readouterr().out
     assert "- Redis rows omitted: no valkey-server here." in out
     assert "Valkey, Unix socket" not in out
+
+
+def test_redis_only_rewrites_the_redis_table_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import backends
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{BEGIN}\nthe main table\n{END}\n\n## After\n", "utf-8")
+    monkeypatch.setattr(backends, "redis_unavailable", lambda: "not here")
+    args = ["--redis-only", "--no-mailman", "--disk-dir", str(tmp_path)]
+    args += ["--tmpfs-dir", str(tmp_path), "--update-readme", "--readme", str(readme)]
+
+    assert cli.main(args) == 0
+    assert cli.main(args) == 0
+
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith(f"# title\n\n{BEGIN}\nthe main table\n{END}\n\n{REDIS_BEGIN}\n")
+    assert text.count(REDIS_BEGIN) == text.count(REDIS_END) == 1
+    assert text.endswith(f"- Redis rows omitted: not here.\n{REDIS_END}\n\n## After\n")
 
 
 def test_processes_share_the_slices_evenly() -> None:
