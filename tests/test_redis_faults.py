@@ -167,6 +167,7 @@ def test_lmtp_answers_451_while_the_server_is_down(
     redis_world: World,
     valkey: ValkeyServer,
     create_list: Callable[..., MailingList],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     create_list("test@example.com")
     served = LMTPServerThread(LMTPRunner("lmtp", config=redis_world.config))
@@ -181,6 +182,10 @@ def test_lmtp_answers_451_while_the_server_is_down(
             code, text = client.data(message)
             assert code == 451, text
             assert text.startswith(b"4.3.0 ")
+        # The log says why in one line, naming the server, without a traceback.
+        [record] = [r for r in caplog.records if "the client will retry" in r.getMessage()]
+        assert describe(valkey.url) in record.getMessage()
+        assert record.exc_info is None
         valkey.start()
         with smtplib.LMTP("127.0.0.1", served.runner.port, timeout=15) as client:
             client.ehlo()
@@ -306,3 +311,28 @@ def test_a_message_that_kills_its_runner_is_recovered_then_preserved_after_three
     log = host.log_text()
     assert log.count(f"recovered {poison}") == 2
     assert host.stop() == 0, host.output()
+
+
+@pytest.mark.slow
+def test_a_runner_that_loses_its_lease_is_restarted_and_waits_for_it(
+    valkey: ValkeyServer, hosts: Hosts
+) -> None:
+    host = hosts.add(valkey, runner_section("work", 1, "all"), lease="2s")
+    host.start()
+    [pid] = host.wait_running(["work:0:1"]).values()
+    calls = RedisCalls(valkey.url, PREFIX)
+    key = f"{PREFIX}lease:work:0"
+    # Someone else holds the slice now (as a host whose lease-holder stalled would find):
+    # the runner stops taking, exits asking for a restart, and the new one waits.
+    calls.client.set(key, "intruder:1", px=1500)
+    enqueue_many(host.site, "work", range(20))
+    wait_for(lambda: "is now held by intruder:1" in host.log_text(), "the runner to see it")
+    wait_for(lambda: pid not in host.runners().get("work:0:1", [pid]), "a new process")
+    wait_for(lambda: len(finished(host)) == 20, "the new runner to take the lease, and work")
+    holder = calls.client.get(key)
+    assert holder is not None
+    assert str(host.var_dir) in holder.decode()
+    assert f"work:0:1 (pid {pid}) restarting on request" in host.log_text()
+    assert died(host) == []
+    assert host.stop() == 0, host.output()
+    calls.close()
