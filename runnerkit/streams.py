@@ -1229,12 +1229,17 @@ class SliceLease:
         while not self._stop.wait(wait):
             try:
                 holder = self.try_acquire(renew=True)
-            except QueueUnavailableError as error:
-                log.warning("cannot renew slice lease %s: %s", self.key, error)
-                # Try again sooner: the lease must be renewed as soon as the server
-                # answers again, before it expires.
+            except QueueError as error:
+                # Unreachable, full, or refused: the runner takes nothing once the lease
+                # is stale, and a renewal that succeeds later says whether it is lost.
+                if wait == interval:
+                    log.warning("cannot renew slice lease %s: %s", self.key, error)
+                # Try again sooner (and quietly): the lease must be renewed as soon as
+                # the server answers again, before it expires.
                 wait = min(interval, 0.25)
                 continue
+            if wait != interval:
+                log.warning("renewed slice lease %s again", self.key)
             wait = interval
             if holder is not None:
                 self.lost = (
