@@ -25,10 +25,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from runnerkit.config import Configuration, ImportDir, use_config
-from runnerkit.errors import ConfigurationError, RunnerkitError, RunnerSpecError
+from runnerkit.errors import (
+    ConfigurationError,
+    QueueUnavailableError,
+    RunnerkitError,
+    RunnerSpecError,
+)
 from runnerkit.exits import EXIT_RESTART, EXIT_SETUP_FAILED
 from runnerkit.fsio import FILE_MODE, make_directories
 from runnerkit.importpath import use_import_path
@@ -49,6 +55,9 @@ PARENT_POLL_SECONDS = 0.25
 PR_SET_PDEATHSIG = 1
 #: How often a process waiting for its slice's lock tries again.
 LOCK_POLL_SECONDS = 0.05
+#: The longest pause between two tries at setting a runner up while its queue server
+#: cannot be reached.
+MAX_SETUP_PAUSE = 5.0
 
 
 def parse_runner_spec(spec: str) -> tuple[str, int | None, int | None]:
@@ -198,6 +207,65 @@ def hold_slice_lease(
     return (True, lease) if lease.acquire(stop_waiting) else (False, None)
 
 
+def build_runner(
+    runner_class: type[Runner],
+    name: str,
+    slice: int | None,
+    config: Site,
+    parent_pid: int | None,
+    control: _Control,
+    lease: SliceLease | None = None,
+) -> Runner | None:
+    """Build the runner; while its queue server cannot be reached (or is full), wait
+    and try again, with a pause that doubles up to :data:`MAX_SETUP_PAUSE` seconds,
+    instead of exiting (which would count as a failure against ``max_restarts``).
+
+    Building a queue runner recovers its slice (puts back what a crash left taken), which
+    only the lease's holder may do: each try waits until the *lease* is fresh
+    (:meth:`~runnerkit.streams.SliceLease.staleness`), and gives up if it is lost.
+
+    :returns: the runner, or None when the wait was given up (a stop signal, the master
+        gone, or the lease lost).
+    """
+    pause = 0.1
+
+    def given_up() -> bool:
+        return (
+            control.stopping.is_set()
+            or (parent_pid is not None and os.getppid() != parent_pid)
+            or (lease is not None and lease.lost is not None)
+        )
+
+    while True:
+        while lease is not None and lease.staleness() is not None:
+            if given_up():
+                return None
+            control.stopping.wait(LOCK_POLL_SECONDS)
+        try:
+            return runner_class(name, slice, config=config)
+        except QueueUnavailableError as error:
+            if given_up():
+                return None
+            log.error(
+                "runner %s slice %s: cannot set up (%s); trying again in %.1fs",
+                name,
+                "-" if slice is None else slice,
+                error,
+                pause,
+            )
+            control.stopping.wait(pause)
+            pause = min(MAX_SETUP_PAUSE, pause * 2)
+            if given_up():
+                return None
+
+
+def _lease_lost(runner: Runner) -> None:
+    """The slice's lease is lost: stop after the message in hand, and exit asking the
+    master for a new process (which waits for the lease, and recovers the slice)."""
+    runner.status = EXIT_RESTART
+    runner.stop()
+
+
 def _request_parent_death_signal() -> None:
     if not sys.platform.startswith("linux"):  # pragma: no cover - runnerkit targets Linux
         return
@@ -266,10 +334,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if lease is not None:
             stack.callback(lease.release)
-        runner = runner_class(name, slice, config=config)
+        runner = build_runner(runner_class, name, slice, config, args.parent_pid, control, lease)
+        if runner is None:
+            if lease is not None and lease.lost is not None:
+                log.error("runner %s: %s before it was set up", args.runner, lease.lost)
+                return EXIT_RESTART
+            log.warning("runner %s: stopped or orphaned before it was set up", args.runner)
+            return 0
         control.attach(runner)
         if lease is not None:
-            lease.on_lost = runner.stop
+            switchboard = runner.switchboard
+            if switchboard is not None and hasattr(switchboard, "lease"):
+                switchboard.lease = lease
+            lease.on_lost = partial(_lease_lost, runner)
+            if lease.lost is not None:
+                _lease_lost(runner)
         if args.parent_pid is not None:
             stack.callback(watch_parent(args.parent_pid, runner.stop).set)
         watch = getattr(runner.switchboard, "watch", None)

@@ -178,16 +178,22 @@ return out
 """
 )
 
-# KEYS: stream.  ARGV: group, consumer, id, file base ('' for an entry without one).
+# KEYS: stream, and the slice's lease key when the taker holds a lease.  ARGV: group,
+# consumer, id, file base ('*' for a foreign entry: any or none), the lease's owner.
 # Takes the entry if it waits (or is already this consumer's: each take has a consumer
 # of its own, so that is this very call, sent again after its reply was lost); returns
-# its document ('' when it has none), or false when it does not wait.
+# its document ('' when it has none), false when it does not wait, or {'lease', holder}
+# when the taker's lease is not (or no longer) its own: then nothing is taken.
 _TAKE = (
     _FIELD
     + """
+if KEYS[2] then
+  local holder = redis.call('GET', KEYS[2])
+  if holder ~= ARGV[5] then return {'lease', holder or ''} end
+end
 local entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
 if #entry == 0 then return false end
-if (field(entry[1][2], 'f') or '') ~= ARGV[4] then return false end
+if ARGV[4] ~= '*' and (field(entry[1][2], 'f') or '') ~= ARGV[4] then return false end
 local ok, pending = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if not ok then
   redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0')
@@ -206,15 +212,18 @@ return field(entry[1][2], 'd') or ''
 )
 
 # KEYS: stream, preserved stream.  ARGV: group, id, file base, preserve ('1' or '0'),
-# reason, queue, time.  Removes a taken entry, or moves it to the preserved stream;
-# returns 1, or 0 when the entry is not taken.
+# reason, queue, time, the file base the entry holds ('*' for a foreign entry: any or
+# none; the file base given is what the preserved entry gets).  Removes a taken entry,
+# or moves it to the preserved stream; returns 1, or 0 when the entry is not taken.
 _FINISH = (
     _FIELD
     + """
 local ok, pending = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if not ok or #pending == 0 or pending[1][2] == 'waiting' then return 0 end
 local entry = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
-if #entry > 0 and (field(entry[1][2], 'f') or '') ~= ARGV[3] then return 0 end
+if #entry > 0 and ARGV[8] ~= '*' and (field(entry[1][2], 'f') or '') ~= ARGV[8] then
+  return 0
+end
 if ARGV[4] == '1' then
   local document = ''
   if #entry > 0 then document = field(entry[1][2], 'd') or '' end
@@ -228,14 +237,16 @@ return 1
 """
 )
 
-# KEYS: stream.  ARGV: group, id.  Puts a taken entry back, in its place; its delivery
-# count goes back to what it was (a put-back is no strike).  Returns 1, or 0 when the
-# entry is not taken.
+# KEYS: stream.  ARGV: group, id, and optionally the consumer that must hold it.  Puts
+# a taken entry back, in its place; its delivery count goes back to what it was (a
+# put-back is no strike).  Returns 1, or 0 when the entry is not taken (by that
+# consumer).
 _PUT_BACK = (
     _FIELD
     + """
 local ok, pending = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if not ok or #pending == 0 or pending[1][2] == 'waiting' then return 0 end
+if ARGV[3] and pending[1][2] ~= ARGV[3] then return 0 end
 local count = pending[1][4] - 1
 if count < 0 then count = 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], 'waiting', 0, ARGV[2], 'RETRYCOUNT', count, 'JUSTID')
@@ -333,9 +344,16 @@ return ARGV[1]
 """
 
 # KEYS: the lease key.  ARGV: owner, milliseconds, may take over from (an owner prefix
-# or '').  Takes or renews a lease; returns the owner holding it afterwards.
+# or ''), renew ('1': only a lease still held is renewed; one that expired is not taken
+# again).  Takes or renews a lease; returns the owner holding it afterwards ('' for
+# nobody: a renewal that found the lease expired).
 _LEASE = """
 local holder = redis.call('GET', KEYS[1])
+if holder == false and ARGV[4] == '1' then return '' end
+if holder == ARGV[1] and redis.call('PEXPIRE', KEYS[1], ARGV[2]) == 1 then
+  -- Renewed without writing anything new: a full server (maxmemory) allows it.
+  return ARGV[1]
+end
 if holder == false or holder == ARGV[1]
    or (ARGV[3] ~= '' and string.sub(holder, 1, #ARGV[3]) == ARGV[3]) then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -447,10 +465,20 @@ class RedisCalls:
             ) from error
         except redis.exceptions.ResponseError as error:
             text = str(error)
-            if text.startswith(("OOM", "LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN")):
-                what = (
-                    "is full (maxmemory)" if text.startswith("OOM") else "cannot take changes now"
-                )
+            # redis-py strips the code of the errors it has a class for (OOM, READONLY,
+            # TRYAGAIN, MASTERDOWN): those go by their class; the others by their text.
+            full = isinstance(error, redis.exceptions.OutOfMemoryError) or text.startswith("OOM")
+            for_now = tuple(
+                getattr(redis.exceptions, name)
+                for name in ("ReadOnlyError", "TryAgainError", "MasterDownError")
+                if hasattr(redis.exceptions, name)
+            )
+            if (
+                full
+                or isinstance(error, for_now)
+                or text.startswith(("LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN"))
+            ):
+                what = "is full (maxmemory)" if full else "cannot take changes now"
                 raise QueueUnavailableError(
                     f"cannot {doing}: the Redis server at {describe(self.url)} {what}: {text}"
                 ) from error
@@ -481,6 +509,17 @@ def foreign_filebase(key: str, entry_id: str) -> str:
     milliseconds = int(entry_id.split("-", 1)[0])
     digest = hashlib.sha1(f"{key} {entry_id}".encode()).hexdigest()
     return f"{milliseconds // 1000}.{milliseconds % 1000:03d}000000+{digest}"
+
+
+def _filebase_of(raw: str, key: str, entry_id: str) -> str:
+    """The file base of entry *entry_id* of stream *key*, whose ``f`` field is *raw*:
+    itself when it is a file base, else (none, or not one: an entry written by someone
+    else) :func:`foreign_filebase`."""
+    return raw if _FILEBASE.fullmatch(raw) else foreign_filebase(key, entry_id)
+
+
+#: What the scripts are given as the file base an entry holds when it is foreign: any.
+_ANY = "*"
 
 
 def _stream_order(entry_id: str) -> tuple[int, int]:
@@ -547,6 +586,12 @@ class StreamSwitchboard:
         #: ``<host>:<pid>:<switchboard>:<take>``, deleted when the take is finished.
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._takes = 0
+        #: The slice lease of the runner process this switchboard serves, if any: while
+        #: set, :meth:`dequeue` takes only while it is fresh, and the server takes only
+        #: while it is held (:class:`SliceLease`).
+        self.lease: SliceLease | None = None
+        #: (stream, entry id, consumer) of takes whose answer never came.
+        self._uncertain: list[tuple[str, str, str]] = []
         self._preserved_key = queue_key(calls.prefix, "bad", "preserved")
         if slice is not None:
             self._check_layout()
@@ -649,7 +694,24 @@ class StreamSwitchboard:
 
         :raises QueueUnavailableError: the server cannot be reached.
         """
+        self._settle()
         return [filebase for filebase, _ in self._waiting()]
+
+    def _settle(self) -> None:
+        """Put back the entries whose take may have happened without its answer
+        reaching this process (the server went away in between): taken under a consumer
+        of this process's that nobody works for, they would wait for the next start's
+        recovery.  Each is put back only if that very consumer holds it.
+
+        :raises QueueUnavailableError: the server still cannot be reached.
+        """
+        while self._uncertain:
+            key, entry_id, consumer = self._uncertain[0]
+            self.calls.call(
+                f"put an unanswered take back in {self.name!r}",
+                partial(self.calls.put_back, keys=[key], args=[GROUP, entry_id, consumer]),
+            )
+            self._uncertain.pop(0)
 
     def _waiting(self) -> list[tuple[str, str]]:
         found: list[tuple[tuple[int, str, int], str, str, str]] = []
@@ -660,9 +722,8 @@ class StreamSwitchboard:
                 partial(self.calls.list, keys=[key], args=[GROUP]),
             )
             for index in range(0, len(reply), 2):
-                entry_id, filebase = _text(reply[index]), _text(reply[index + 1])
-                if not filebase:
-                    filebase = foreign_filebase(key, entry_id)
+                entry_id = _text(reply[index])
+                filebase = _filebase_of(_text(reply[index + 1]), key, entry_id)
                 order = _stream_order(entry_id)
                 # Across slices, the server's millisecond first, then the writer's stamp.
                 found.append(((order[0], filebase, order[1]), filebase, key, entry_id))
@@ -686,7 +747,7 @@ class StreamSwitchboard:
             )
             for index in range(0, len(reply), 4):
                 entry_id = _text(reply[index])
-                filebase = _text(reply[index + 1]) or foreign_filebase(key, entry_id)
+                filebase = _filebase_of(_text(reply[index + 1]), key, entry_id)
                 self._ids[filebase] = (key, entry_id)
                 out.append((filebase, _text(reply[index + 2]), int(reply[index + 3])))
         return out
@@ -753,15 +814,36 @@ class StreamSwitchboard:
         :raises QueueError: no such waiting message.
         :raises QueueFileError: its document is unreadable (it is taken all the same);
             finish it with ``preserve=True``.
-        :raises QueueUnavailableError: the server cannot be reached.
+        :raises QueueUnavailableError: the server cannot be reached; or this switchboard's
+            :attr:`lease` is not fresh (:meth:`SliceLease.fresh`), or no longer held,
+            so nothing may be taken (the server checks it in the same step as the take).
         """
         key, entry_id = self._locate(filebase, waiting=True)
-        expected = "" if filebase == foreign_filebase(key, entry_id) else filebase
+        expected = _ANY if filebase == foreign_filebase(key, entry_id) else filebase
         consumer = self._next_consumer()
-        document = self.calls.call(
-            f"dequeue {filebase!r} from {self.name!r}",
-            lambda: self.calls.take(keys=[key], args=[GROUP, consumer, entry_id, expected]),
-        )
+        keys, args = [key], [GROUP, consumer, entry_id, expected]
+        lease = self.lease
+        if lease is not None:
+            stale = lease.staleness()
+            if stale is not None:
+                raise QueueUnavailableError(f"cannot dequeue {filebase!r}: {stale}")
+            keys.append(lease.key)
+            args.append(lease.owner)
+        try:
+            document = self.calls.call(
+                f"dequeue {filebase!r} from {self.name!r}",
+                lambda: self.calls.take(keys=keys, args=args),
+            )
+        except QueueUnavailableError:
+            # The take may have happened, its answer lost: settled at the next listing.
+            self._uncertain.append((key, entry_id, consumer))
+            raise
+        if isinstance(document, list):
+            holder = _text(document[1]) or "nobody (it expired)"
+            raise QueueUnavailableError(
+                f"cannot dequeue {filebase!r} from {self.name!r}: the slice lease "
+                f"{lease.key if lease else '?'} is held by {holder}, not by this runner"
+            )
         if document is None:
             self._ids.pop(filebase, None)
             raise QueueError(f"cannot dequeue {filebase!r} from {self.name!r}: it does not wait")
@@ -791,7 +873,16 @@ class StreamSwitchboard:
             f"finish {filebase!r} of {self.name!r}",
             lambda: self.calls.finish(
                 keys=[key, self._preserved_key],
-                args=[GROUP, entry_id, filebase, "1" if preserve else "0", text, self.name, when],
+                args=[
+                    GROUP,
+                    entry_id,
+                    filebase,
+                    "1" if preserve else "0",
+                    text,
+                    self.name,
+                    when,
+                    _ANY if filebase == foreign_filebase(key, entry_id) else filebase,
+                ],
             ),
         )
         if not done:
@@ -837,7 +928,7 @@ class StreamSwitchboard:
             for index in range(0, len(reply), 4):
                 entry_id, filebase = _text(reply[index]), _text(reply[index + 1])
                 count, action = int(reply[index + 2]), _text(reply[index + 3])
-                filebase = filebase or foreign_filebase(key, entry_id)
+                filebase = _filebase_of(filebase, key, entry_id)
                 if action == "preserved":
                     log.error(
                         "preserving %s of queue %r in bad: recovered %d times, it keeps failing",
@@ -867,9 +958,7 @@ class StreamSwitchboard:
         for entry_id, fields in reply:
             record = {_text(key): value for key, value in fields.items()}
             record["id"] = _text(entry_id)
-            filebase = _text(record.get("f", b"")) or foreign_filebase(
-                self._preserved_key, record["id"]
-            )
+            filebase = _filebase_of(_text(record.get("f", b"")), self._preserved_key, record["id"])
             out.append((filebase, record))
         return out
 
@@ -1004,11 +1093,16 @@ class StreamWatcher:
                 self._callback()
 
     def close(self) -> None:
-        """Stop the thread (within :data:`WATCH_BLOCK_MS`) and close its connection."""
+        """Stop the thread and close its connection.
+
+        The connection is closed under a blocked ``XREAD`` rather than waiting up to
+        :data:`WATCH_BLOCK_MS` for it: a runner whose master died exits at once.
+        """
         self._stop.set()
-        self._thread.join(timeout=WATCH_BLOCK_MS / 1000 + 5)
+        self._thread.join(timeout=0.05)
         with contextlib.suppress(Exception):
             self._client.close()
+        self._thread.join(timeout=WATCH_BLOCK_MS / 1000 + 5)
 
 
 # Holding slices across hosts.
@@ -1027,6 +1121,14 @@ class SliceLease:
     runs, renews it every third of ``[queues] lease``, and gives it up when it stops.
     A lease left by a process of this host that died (its local slice lock is free
     again) is taken over at once; one of another host only once it expires.
+
+    The runner takes a message only while the lease is *fresh*: renewed (the request
+    sent) less than two thirds of the lease ago, by this process's monotonic clock
+    (:meth:`staleness`), and the server checks in the same script as the take that the
+    lease is still this owner's.  A renewal that finds the lease expired (the server
+    was unreachable for longer than the lease) or held by another counts as lost: the
+    runner stops after its message and its process asks to be restarted, so that the
+    next one waits for the lease and recovers the slice afresh.
 
     :param calls: the site's Redis calls.
     :param queue: the queue's name.
@@ -1049,21 +1151,55 @@ class SliceLease:
         self.lost: str | None = None
         #: Called (from the renewing thread) when the lease is lost: stop the runner.
         self.on_lost: Callable[[], object] | None = None
+        #: The monotonic time at which the last successful take or renewal was sent.
+        self.renewed: float | None = None
 
-    def try_acquire(self) -> str | None:
-        """Take the lease if free (or left by this host).
+    @property
+    def seconds(self) -> float:
+        """The lease's time to live, in seconds."""
+        return self.milliseconds / 1000
 
-        :returns: None when taken, else who holds it.
+    def staleness(self) -> str | None:
+        """Why no message may be taken under this lease now, or None when it may.
+
+        It may not once the lease is lost, nor once the last successful renewal was
+        sent two thirds of the lease ago or more: the lease may expire on the server
+        before a message taken now is done.
+        """
+        if self.lost is not None:
+            return self.lost
+        if self.renewed is None:
+            return f"the slice lease {self.key} is not held"
+        age = time.monotonic() - self.renewed
+        if age >= self.seconds * 2 / 3:
+            return (
+                f"the slice lease {self.key} was last renewed {age:.1f}s ago, of "
+                f"{self.seconds:g}s it lasts: it may be lost; nothing is taken until it is "
+                "renewed"
+            )
+        return None
+
+    def try_acquire(self, renew: bool = False) -> str | None:
+        """Take the lease if free (or left by this host); or, to *renew* it, extend it if
+        it is still this owner's.
+
+        :returns: None when taken (or renewed), else who holds it (``''``: nobody, the
+            lease to renew expired).
         :raises QueueUnavailableError: the server cannot be reached.
         """
+        sent = time.monotonic()
         holder = self.calls.call(
-            f"take the lease {self.key}",
+            f"{'renew' if renew else 'take'} the lease {self.key}",
             lambda: self.calls.lease(
-                keys=[self.key], args=[self.owner, self.milliseconds, f"{self.host}:"]
+                keys=[self.key],
+                args=[self.owner, self.milliseconds, f"{self.host}:", "1" if renew else "0"],
             ),
         )
         holder = _text(holder)
-        return None if holder == self.owner else holder
+        if holder == self.owner:
+            self.renewed = sent
+            return None
+        return holder
 
     def acquire(self, give_up: Callable[[], bool], poll: float = 0.5) -> bool:
         """Wait until the lease is taken, or *give_up* says to stop waiting; then renew
@@ -1089,14 +1225,28 @@ class SliceLease:
 
     def _renew(self) -> None:
         interval = self.milliseconds / 3000
-        while not self._stop.wait(interval):
+        wait = interval
+        while not self._stop.wait(wait):
             try:
-                holder = self.try_acquire()
-            except QueueUnavailableError as error:
-                log.warning("cannot renew slice lease %s: %s", self.key, error)
+                holder = self.try_acquire(renew=True)
+            except QueueError as error:
+                # Unreachable, full, or refused: the runner takes nothing once the lease
+                # is stale, and a renewal that succeeds later says whether it is lost.
+                if wait == interval:
+                    log.warning("cannot renew slice lease %s: %s", self.key, error)
+                # Try again sooner (and quietly): the lease must be renewed as soon as
+                # the server answers again, before it expires.
+                wait = min(interval, 0.25)
                 continue
+            if wait != interval:
+                log.warning("renewed slice lease %s again", self.key)
+            wait = interval
             if holder is not None:
-                self.lost = f"slice lease {self.key} is now held by {holder}"
+                self.lost = (
+                    f"slice lease {self.key} is now held by {holder}"
+                    if holder
+                    else f"slice lease {self.key} expired before it could be renewed"
+                )
                 log.error("%s: stopping", self.lost)
                 if self.on_lost is not None:
                     self.on_lost()
@@ -1105,6 +1255,7 @@ class SliceLease:
     def release(self) -> None:
         """Stop renewing, and give the lease up if still held."""
         self._stop.set()
+        self.lost = self.lost or f"slice lease {self.key} was given up"
         if self._thread is not None:
             self._thread.join(timeout=5)
         with contextlib.suppress(QueueError):

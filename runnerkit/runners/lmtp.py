@@ -75,6 +75,7 @@ from runnerkit.errors import (
     MessageError,
     MessageLimitError,
     MetadataError,
+    QueueUnavailableError,
     RunnerError,
 )
 from runnerkit.fsio import make_directories, replace_file
@@ -313,6 +314,11 @@ class ListDelivery:
             # The message's own fault: no retry will help, so the sender hears it now.
             log.warning("refused a message for %s: %s", shown, error)
             return UNQUEUEABLE.format(address=shown, reason=_printable(str(error)))
+        except QueueUnavailableError as error:
+            # The queue server is unreachable or full: the environment's fault, said in
+            # one line (the error names the server); the client keeps it and retries.
+            log.error("cannot queue a message for %s, the client will retry: %s", shown, error)
+            return QUEUE_FAILED.format(address=shown)
         except Exception:
             log.exception("cannot queue a message for %s; the client will retry", shown)
             return QUEUE_FAILED.format(address=shown)
