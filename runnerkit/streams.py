@@ -85,6 +85,9 @@ CONNECT_TIMEOUT = 5.0
 #: Seconds a switchboard trusts the number of slices it read; an enqueue that meets
 #: another is told so by the server, and reads it again.
 LAYOUT_TTL = 5.0
+#: How many entries one listing script looks at: the server runs one script at a
+#: time, so a long queue is listed a page at a time (about 5 ms a page of 4 KB entries).
+LIST_PAGE = 100
 #: How long a watcher's XREAD blocks, in milliseconds: also how soon it sees a stop.
 WATCH_BLOCK_MS = 1000
 
@@ -106,21 +109,34 @@ end
 """
 
 # KEYS: stream, slices key.  ARGV: group, file base, document, the slices the writer
-# routed by.  Returns the new entry's id, or {'slices', N} when the queue has N slices
-# now (and nothing was written).
-_ENQUEUE = """
+# routed by, whether this is the call sent again after the first one's answer was lost
+# ('1' or '0').  Returns the new entry's id (or, sent again, the id of the entry the
+# first call wrote, found among the stream's last 1000), or {'slices', N} when the queue
+# has N slices now (and nothing was written).
+_ENQUEUE = (
+    _FIELD
+    + """
 local slices = redis.call('GET', KEYS[2]) or '1'
 if slices ~= ARGV[4] then return {'slices', slices} end
+if ARGV[5] == '1' then
+  for _, entry in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1000)) do
+    if field(entry[2], 'f') == ARGV[2] then return entry[1] end
+  end
+end
 redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
 return redis.call('XADD', KEYS[1], '*', 'f', ARGV[2], 'd', ARGV[3])
 """
+)
 
-# KEYS: stream.  ARGV: group.  Returns {id, file base or '', ...} of the waiting
-# entries (not pending, or pending under WAITING), in stream order.
+# KEYS: stream.  ARGV: group, where to start ('-', or '(' and the last id seen), how
+# many entries to look at.  Returns {next, id, file base or '', ...}: the waiting
+# entries (not pending, or pending under WAITING) among them, in stream order, and
+# where the next page starts ('' after the last).  A page at a time, so that a long
+# queue never holds the server (it runs one script at a time) for long.
 _LIST = (
     _FIELD
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {''} end
 redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0')
 local taken = {}
 local start = '-'
@@ -132,18 +148,15 @@ while true do
   if #page < 1000 then break end
   start = '(' .. page[#page][1]
 end
-local out = {}
-start = '-'
-while true do
-  local page = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 1000)
-  for _, entry in ipairs(page) do
-    if not taken[entry[1]] then
-      out[#out + 1] = entry[1]
-      out[#out + 1] = field(entry[2], 'f') or ''
-    end
+local count = tonumber(ARGV[3])
+local page = redis.call('XRANGE', KEYS[1], ARGV[2], '+', 'COUNT', count)
+local out = {''}
+if #page == count then out[1] = '(' .. page[#page][1] end
+for _, entry in ipairs(page) do
+  if not taken[entry[1]] then
+    out[#out + 1] = entry[1]
+    out[#out + 1] = field(entry[2], 'f') or ''
   end
-  if #page < 1000 then break end
-  start = '(' .. page[#page][1]
 end
 return out
 """
@@ -375,12 +388,13 @@ def redis_url(url: str) -> str:
     return url or os.environ.get("RUNNERKIT_REDIS_URL", "") or DEFAULT_URL
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str, retries: int = 1) -> redis.Redis:
     """A client of the server at *url* (redis-py's ``Redis.from_url``), which connects
     when first used.
 
-    One retry after a dropped connection, so a restarted server is met again at once;
-    waits of :data:`SOCKET_TIMEOUT` and :data:`CONNECT_TIMEOUT` seconds.
+    By default one retry after a dropped connection, so a restarted server is met again
+    at once (for commands that may run twice); waits of :data:`SOCKET_TIMEOUT` and
+    :data:`CONNECT_TIMEOUT` seconds.
 
     :raises ConfigurationError: redis-py is not installed, or *url* is not one it reads.
     """
@@ -397,7 +411,7 @@ def connect(url: str) -> redis.Redis:
             url,
             socket_timeout=SOCKET_TIMEOUT,
             socket_connect_timeout=CONNECT_TIMEOUT,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
             retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
             health_check_interval=30,
         )
@@ -430,6 +444,10 @@ class RedisCalls:
         self.url = url
         self.prefix = prefix
         self.client = connect(url)
+        #: A client that never sends a command again by itself: for an enqueue, which
+        #: sent twice would queue the message twice (:meth:`StreamSwitchboard.enqueue`
+        #: sends it again itself, saying so).
+        self.once = connect(url, retries=0)
         register = self.client.register_script
         self.enqueue = register(_ENQUEUE)
         self.list = register(_LIST)
@@ -494,9 +512,19 @@ class RedisCalls:
         self.call("reach the queue server", self.client.ping)
 
     def close(self) -> None:
-        """Close the client's connections."""
-        with contextlib.suppress(Exception):
-            self.client.close()
+        """Close the clients' connections."""
+        for client in (self.client, self.once):
+            with contextlib.suppress(Exception):
+                client.close()
+
+
+def _connection_lost(error: BaseException) -> bool:
+    """Whether *error* came of a connection lost or timed out (not of a full server)."""
+    import redis
+
+    return isinstance(
+        error.__cause__, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+    )
 
 
 def _text(value: Any) -> str:
@@ -670,14 +698,29 @@ class StreamSwitchboard:
         for fresh in (False, True):
             layout = self.layout(fresh)
             key = self._stream(slice_of(int(filebase.rsplit("+", 1)[1], 16), layout))
-            reply = self.calls.call(
-                f"enqueue to {self.name!r}",
-                partial(
-                    self.calls.enqueue,
-                    keys=[key, slices_key],
-                    args=[GROUP, filebase, content, layout],
-                ),
-            )
+            keys = [key, slices_key]
+            doing = f"enqueue to {self.name!r}"
+            try:
+                reply = self.calls.call(
+                    doing,
+                    partial(
+                        self.calls.enqueue,
+                        keys=keys,
+                        args=[GROUP, filebase, content, layout, "0"],
+                        client=self.calls.once,
+                    ),
+                )
+            except QueueUnavailableError as error:
+                if not _connection_lost(error):
+                    raise
+                # The answer was lost, not necessarily the entry: sent again, the
+                # script looks for it before it writes, so it is queued once.
+                reply = self.calls.call(
+                    doing,
+                    partial(
+                        self.calls.enqueue, keys=keys, args=[GROUP, filebase, content, layout, "1"]
+                    ),
+                )
             if not isinstance(reply, list):
                 self._ids[filebase] = (key, _text(reply))
                 return filebase
@@ -717,16 +760,20 @@ class StreamSwitchboard:
         found: list[tuple[tuple[int, str, int], str, str, str]] = []
         streams = self._streams()
         for key in streams:
-            reply = self.calls.call(
-                f"list queue {self.name!r}",
-                partial(self.calls.list, keys=[key], args=[GROUP]),
-            )
-            for index in range(0, len(reply), 2):
-                entry_id = _text(reply[index])
-                filebase = _filebase_of(_text(reply[index + 1]), key, entry_id)
-                order = _stream_order(entry_id)
-                # Across slices, the server's millisecond first, then the writer's stamp.
-                found.append(((order[0], filebase, order[1]), filebase, key, entry_id))
+            start = "-"
+            while start:
+                reply = self.calls.call(
+                    f"list queue {self.name!r}",
+                    partial(self.calls.list, keys=[key], args=[GROUP, start, LIST_PAGE]),
+                )
+                start = _text(reply[0])
+                for index in range(1, len(reply), 2):
+                    entry_id = _text(reply[index])
+                    filebase = _filebase_of(_text(reply[index + 1]), key, entry_id)
+                    order = _stream_order(entry_id)
+                    # Across slices, the server's millisecond first, then the writer's
+                    # stamp.
+                    found.append(((order[0], filebase, order[1]), filebase, key, entry_id))
         if len(streams) > 1:
             found.sort(key=lambda item: item[0])
         for _, filebase, key, entry_id in found:

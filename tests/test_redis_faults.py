@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 from child_processes import wait_for
+from lossy_proxy import LossyProxy
 from mail_servers import LMTPServerThread
 from redis_hosts import Host, enqueue_many, processings, runner_section
 
@@ -38,7 +39,7 @@ from runnerkit.errors import QueueUnavailableError
 from runnerkit.lists import MailingList
 from runnerkit.message import message_from_string
 from runnerkit.runners.lmtp import LMTPRunner
-from runnerkit.streams import RedisCalls, describe, foreign_filebase, queue_key
+from runnerkit.streams import RedisCalls, StreamSwitchboard, describe, foreign_filebase, queue_key
 from runnerkit.testing import World
 from runnerkit.valkey import ValkeyServer, ValkeyUnavailableError
 
@@ -336,3 +337,25 @@ def test_a_runner_that_loses_its_lease_is_restarted_and_waits_for_it(
     assert died(host) == []
     assert host.stop() == 0, host.output()
     calls.close()
+
+
+def test_an_enqueue_whose_answer_was_lost_is_queued_once(tmp_path: Path) -> None:
+    # The server wrote the entry, but its answer was lost with the connection: the
+    # enqueue sent again finds the entry instead of writing a second one.
+    with ValkeyServer(tmp_path / "valkey", tcp=True) as server:
+        proxy = LossyProxy(server.port)
+        calls = RedisCalls(proxy.url, "lossy:")
+        try:
+            queue = StreamSwitchboard("in", calls, layout=1)
+            msg = message_from_string("Subject: once\n\nbody\n")
+            first = queue.enqueue(msg)  # loads the script
+            proxy.lose_next_answer()
+            second = queue.enqueue(msg, n=2)
+            assert proxy.lost == 1
+            assert queue.files == [first, second]
+            assert calls.client.xlen("lossy:queue:in:0") == 2
+            _, msgdata = queue.dequeue(second)
+            assert msgdata["n"] == 2
+        finally:
+            calls.close()
+            proxy.close()
