@@ -1030,13 +1030,66 @@ class StreamSwitchboard:
             )
         return document
 
+    def preserved_entries(self) -> list[dict[str, Any]]:
+        """Every preserved entry (of this, ``bad``), in one read, oldest first: each a
+        dict of ``filebase``, ``id`` (its entry id), ``where`` (as
+        :meth:`entry_location` says it), ``document`` (bytes), and ``reason``: the
+        ``queue``, ``reason`` and ``time`` it was preserved with, as text, or None.
+
+        :raises QueueUnavailableError: the server cannot be reached.
+        """
+        if self.name != "bad":
+            return []
+        out = []
+        for filebase, record in self._preserved():
+            reason = None
+            if _text(record.get("reason", b"")):
+                reason = {
+                    key: one_line(_text(record.get(key, b"")), MAX_REASON)
+                    for key in ("queue", "reason", "time")
+                }
+            out.append(
+                {
+                    "filebase": filebase,
+                    "id": record["id"],
+                    "where": f"redis stream {self._preserved_key} entry {record['id']} at "
+                    f"{describe(self.calls.url)}",
+                    "document": bytes(record.get("d", b"")),
+                    "reason": reason,
+                }
+            )
+        return out
+
+    def discard_preserved(self, filebase: str, entry_id: str | None = None) -> None:
+        """Remove the preserved *filebase* (its entry *entry_id*, when known: no look
+        for it); of two commands that remove it at once, one does.
+
+        :raises QueueError: it is gone (another command took it).
+        :raises QueueUnavailableError: the server cannot be reached.
+        """
+        if entry_id is None:
+            self.remove_preserved(filebase)
+            return
+        removed = self.calls.call(
+            f"remove preserved {filebase!r}",
+            lambda: self.calls.client.xdel(self._preserved_key, entry_id),
+        )
+        if not removed:
+            raise QueueError(f"cannot remove preserved {filebase!r}: it is gone")
+
     def requeue_preserved(
-        self, filebase: str, destination: StreamSwitchboard, msg: Message, metadata: MsgData
+        self,
+        filebase: str,
+        destination: StreamSwitchboard,
+        msg: Message,
+        metadata: MsgData,
+        entry_id: str | None = None,
     ) -> str:
         """Move the preserved *filebase* (of this, ``bad``) to *destination* as a new
         entry of *msg* and *metadata*, in one step on the server: of two commands that
         requeue it at once, one does, and the other finds it gone.
 
+        :param entry_id: its entry's id, when known (no look for it).
         :returns: the new entry's file base.
         :raises MetadataError: a metadata value cannot be stored.
         :raises QueueError: it is gone, or *destination* is another server's.
@@ -1050,11 +1103,12 @@ class StreamSwitchboard:
             raise QueueError(f"cannot requeue {filebase!r} to {destination!r}: another server's")
         if not destination._create:
             raise QueueError(f"cannot enqueue to {destination.name!r}: this site is read-only")
-        record = self._find_preserved(filebase)
-        if record is None:
-            raise QueueError(f"preserved entry {filebase!r} is gone: another command took it")
-        entry_id = record["id"]
-        expected = _text(record.get("f", b""))
+        if entry_id is None:
+            record = self._find_preserved(filebase)
+            if record is None:
+                raise QueueError(f"preserved entry {filebase!r} is gone: another command took it")
+            entry_id = record["id"]
+        expected = "" if filebase == foreign_filebase(self._preserved_key, entry_id) else filebase
         script = self.calls.client.register_script(_FIELD + _REQUEUE_PRESERVED)
         new = new_filebase(destination._clock)
         slices_key = queue_key(self.calls.prefix, destination.name, "slices")

@@ -14,12 +14,14 @@ whole (a traceback, two at once) run as child processes.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from runnerkit.errors import DemoError, QueueError
 from runnerkit.master.client import queue_load
 from runnerkit.message import Message, message_from_bytes
 from runnerkit.metrics import QueueCollector
+from runnerkit.runners.rest import RESTRunner
 from runnerkit.site import Site
 from runnerkit.streams import RedisCalls, StreamSwitchboard, delete_site_keys, site_keys
 from runnerkit.testing.redis import fresh_prefix, redis_unavailable, server_url
@@ -329,6 +332,14 @@ def test_a_preserved_entry_is_requeued_once_by_one_of_two(rsite: RedisSite) -> N
     assert pipeline.files == [new_id]
 
 
+def test_a_preserved_entry_is_discarded_once(rsite: RedisSite) -> None:
+    filebase = preserve(rsite)
+    bad = rsite.switchboard("bad")
+    bad.remove_preserved(filebase)
+    with pytest.raises(QueueError, match="gone"):
+        bad.remove_preserved(filebase)
+
+
 def test_concurrent_requeues_of_bad_queue_each_entry_once(rsite: RedisSite) -> None:
     preserved = {preserve(rsite) for _ in range(12)}
     results: list[subprocess.CompletedProcess[str]] = []
@@ -347,6 +358,25 @@ def test_concurrent_requeues_of_bad_queue_each_entry_once(rsite: RedisSite) -> N
     assert rsite.switchboard("bad").depth() == 0
     for result in results:
         assert "Traceback" not in result.stderr
+
+
+def test_concurrent_discards_of_bad_queue_each_entry_once(rsite: RedisSite) -> None:
+    preserved = {preserve(rsite) for _ in range(12)}
+    results: list[subprocess.CompletedProcess[str]] = []
+
+    def discard() -> None:
+        results.append(rsite.process("queue", "discard", "bad", "--all", "--yes", "--json"))
+
+    threads = [threading.Thread(target=discard) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    discarded = [
+        filebase for result in results for filebase in json.loads(result.stdout)["discarded"]
+    ]
+    assert sorted(discarded) == sorted(preserved)
+    assert rsite.switchboard("bad").depth() == 0
 
 
 def test_unshunt_moves_entries_back(rsite: RedisSite) -> None:
@@ -406,6 +436,59 @@ def test_the_queue_gauges_come_from_the_streams(rsite: RedisSite) -> None:
     assert ages["out"] == pytest.approx(60, abs=0.01)
     assert ages["bad"] > 0
     assert ages["in"] == 0
+
+
+@contextlib.contextmanager
+def served(site: Site) -> Iterator[Callable[[str], tuple[int, bytes]]]:
+    """The REST runner of *site* in a thread, on a free port; GET a path of it."""
+    site.push("free-port", "[rest]\nport: 0\n")
+    runner = RESTRunner("rest", config=site)
+    thread = threading.Thread(target=runner.run, name="test-rest", daemon=True)
+    thread.start()
+    try:
+        assert runner.ready.wait(30), "the REST runner did not start"
+
+        def get(path: str) -> tuple[int, bytes]:
+            connection = http.client.HTTPConnection("127.0.0.1", runner.port, timeout=30)
+            try:
+                connection.request("GET", path)
+                response = connection.getresponse()
+                return response.status, response.read()
+            finally:
+                connection.close()
+
+        yield get
+    finally:
+        runner.stop()
+        thread.join(30)
+        site.pop("free-port")
+
+
+def test_rest_serves_the_queue_gauges_and_depths_from_the_streams(rsite: RedisSite) -> None:
+    rsite.switchboard("out").enqueue(message())
+    preserve(rsite)
+    with served(rsite.site) as get:
+        status, body = get("/metrics")
+        assert status == 200, body
+        text = body.decode()
+        assert 'runnerkit_queue_messages{queue="out"} 1.0' in text
+        assert 'runnerkit_queue_messages{queue="bad"} 1.0' in text
+        assert 'runnerkit_queue_oldest_message_age_seconds{queue="out"}' in text
+        status, body = get("/queues")
+        assert status == 200, body
+        assert json.loads(body)["queues"]["out"] == 1
+
+
+def test_rest_answers_503_while_the_server_cannot_be_reached(tmp_path: Path) -> None:
+    with Site(tmp_path / "var") as site:
+        site.push("queues", f"[queues]\nbackend: redis\nurl: {UNREACHABLE}\n")
+        with served(site) as get:
+            for path in ("/metrics", "/queues"):
+                status, body = get(path)
+                assert status == 503, body
+                error = json.loads(body)["error"]
+                assert "redis://***@127.0.0.1:1/0 cannot be reached" in error
+                assert "s3cret" not in error
 
 
 # A server that cannot be reached.

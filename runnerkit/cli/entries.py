@@ -28,6 +28,7 @@ from runnerkit.config.values import as_duration
 from runnerkit.errors import QueueError, QueueFileError, QueueUnavailableError
 from runnerkit.logtext import header_for_log, one_line
 from runnerkit.site import AnySwitchboard, Site
+from runnerkit.streams import StreamSwitchboard
 from runnerkit.typing import MsgData
 
 #: Where an entry is: waiting in its queue, or preserved (in ``bad``).
@@ -65,6 +66,8 @@ class Entry:
     preserved: dict[str, str] | None = field(default=None)
     #: Where it is, for people: its file's path, or its Redis stream and entry id.
     where: str = ""
+    #: Its Redis stream entry's id, when the listing that found it said (else None).
+    entry_id: str | None = None
 
     @property
     def reason(self) -> str:
@@ -141,20 +144,39 @@ def read_entry(switchboard: AnySwitchboard, filebase: str, extension: str) -> En
     preserved = switchboard.preserved_reason(filebase) if state == PRESERVED else None
     directory = switchboard.queue_directory
     path = None if directory is None else directory / f"{filebase}{extension}"
-    item = Entry(switchboard.name, filebase, state, path, _since(filebase, preserved))
-    item.preserved = preserved
     try:
-        item.where = switchboard.entry_location(filebase, extension)
+        where = switchboard.entry_location(filebase, extension)
     except QueueUnavailableError:
         raise
     except QueueError as error:
-        item.where = f"gone: {error}"
+        where = f"gone: {error}"
+    data: bytes | QueueError
     try:
         data = switchboard.read_document(filebase, extension)
     except QueueUnavailableError:
         raise
     except QueueError as error:
-        item.damage = str(error)
+        data = error
+    return _entry(switchboard.name, filebase, state, path, where, preserved, data)
+
+
+def _entry(
+    queue: str,
+    filebase: str,
+    state: str,
+    path: Path | None,
+    where: str,
+    preserved: dict[str, str] | None,
+    data: bytes | QueueError,
+    entry_id: str | None = None,
+) -> Entry:
+    """The entry whose bytes are *data*, or which could not be read (the error)."""
+    item = Entry(queue, filebase, state, path, _since(filebase, preserved))
+    item.preserved = preserved
+    item.where = where
+    item.entry_id = entry_id
+    if isinstance(data, QueueError):
+        item.damage = str(data)
         return item
     try:
         item.entry = queuefile.decode(data, source=item.where)
@@ -167,10 +189,42 @@ def read_entry(switchboard: AnySwitchboard, filebase: str, extension: str) -> En
 
 
 def queue_entries(switchboard: AnySwitchboard) -> list[Entry]:
-    """Every entry of *switchboard*'s queue, waiting and preserved, oldest first."""
+    """Every entry of *switchboard*'s queue, waiting and preserved, oldest first.
+
+    :raises QueueUnavailableError: the queue's server cannot be reached.
+    """
+    if isinstance(switchboard, StreamSwitchboard):
+        return _stream_entries(switchboard)
     names = [(fb, ext) for ext in _EXTENSIONS for fb in switchboard.get_files(ext)]
     names.sort(key=lambda name: (_stamp(name[0]), name[0]))
     return [read_entry(switchboard, filebase, extension) for filebase, extension in names]
+
+
+def _stream_entries(switchboard: StreamSwitchboard) -> list[Entry]:
+    """Every entry of a queue on Redis: the preserved ones read in one go."""
+    items = [read_entry(switchboard, filebase, ".pck") for filebase in switchboard.files]
+    limit = switchboard.max_file_size
+    for record in switchboard.preserved_entries():
+        data: bytes | QueueError = record["document"]
+        if limit is not None and len(record["document"]) > limit:
+            data = QueueFileError(
+                f"{record['where']} holds {len(record['document'])} bytes, more than the "
+                f"largest a queue entry may be ({limit})"
+            )
+        items.append(
+            _entry(
+                switchboard.name,
+                record["filebase"],
+                PRESERVED,
+                None,
+                record["where"],
+                record["reason"],
+                data,
+                record["id"],
+            )
+        )
+    items.sort(key=lambda item: (_stamp(item.filebase), item.filebase))
+    return items
 
 
 def find_entry(switchboard: AnySwitchboard, entry_id: str) -> Entry | None:

@@ -445,7 +445,11 @@ def _requeue(
             # it gone.
             try:
                 new_id = switchboard.requeue_preserved(
-                    item.filebase, target_switchboard, item.entry.message, metadata
+                    item.filebase,
+                    target_switchboard,
+                    item.entry.message,
+                    metadata,
+                    entry_id=item.entry_id,
                 )
             except MetadataError as error:
                 raise CommandError(
@@ -525,6 +529,9 @@ def _discard(switchboard: AnySwitchboard, item: Entry) -> None:
     """
     if item.state == TAKEN:
         raise QueueError(f"{item.filebase} is being processed; left to its runner")
+    if item.state == PRESERVED and isinstance(switchboard, StreamSwitchboard):
+        switchboard.discard_preserved(item.filebase, item.entry_id)  # one step: once
+        return
     if item.state == PRESERVED:
         with switchboard.preserved_held(item.filebase):
             switchboard.remove_preserved(item.filebase)
