@@ -63,6 +63,9 @@ STOP_WAIT = 60.0
 WATCH_INTERVAL = 0.1
 #: The queue backends the demo runs on.
 BACKENDS = ("file", "redis")
+#: The longest path of the private Valkey server's socket in the var dir; beyond, the
+#: server gets a temporary directory of its own.
+MAX_SOCKET_PATH = 100
 
 
 def check_count(count: int) -> None:
@@ -245,6 +248,7 @@ class Demo:
         self.redis_url = redis_url or None
         #: The demo's private Valkey server, while it runs one.
         self.valkey: ValkeyServer | None = None
+        self._valkey_temporary: Path | None = None
         #: The var dir given, or None for a temporary one made by :meth:`run`.
         self.given_var_dir = var_dir
         #: Where the demo runs; known once :meth:`run` has started.
@@ -331,7 +335,12 @@ class Demo:
             layer.write_text("[queues]\nbackend: file\n", encoding="utf-8")
             return layer, None
         if not url:
-            self.valkey = ValkeyServer(var_dir / "valkey")
+            directory = var_dir / "valkey"
+            if len(str(directory.absolute() / "valkey.sock")) > MAX_SOCKET_PATH:
+                # A Unix socket's path is short (108 bytes on Linux): a short place.
+                directory = Path(tempfile.mkdtemp(prefix="runnerkit-valkey-"))
+                self._valkey_temporary = directory
+            self.valkey = ValkeyServer(directory)
             try:
                 self.valkey.start()
             except ValkeyUnavailableError as error:
@@ -383,6 +392,9 @@ class Demo:
             if self.valkey is not None:
                 self.valkey.stop()
                 self.valkey = None
+            if self._valkey_temporary is not None:
+                shutil.rmtree(self._valkey_temporary, ignore_errors=True)
+                self._valkey_temporary = None
 
     def _run_site(self, var_dir: Path, files: tuple[Path, ...], result: DemoResult) -> None:
         config = Site.load(files, var_dir, import_path=self.import_path)

@@ -413,6 +413,35 @@ def test_inject_queues_on_redis_and_conf_shows_the_backend(
 # The drain's count, and the gauges.
 
 
+@pytest.mark.slow
+def test_stop_drain_on_redis_waits_for_the_streams(rsite: RedisSite, tmp_path: Path) -> None:
+    mlist = rsite.site.lists.find("ant@example.com")
+    assert mlist is not None
+    mlist.subscribe("bob@example.com")
+    rsite.site.commit()
+    with rsite.config_file.open("a", encoding="utf-8") as layer:
+        layer.write("\n[lmtp]\nport: 0\n\n[rest]\nport: 0\n")
+    started = rsite.process("start", "--wait", "60")
+    assert started.returncode == 0, started.stderr
+    try:
+        status = rsite.process("status", "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["master"] == "running"
+        for number in range(5):
+            rsite.switchboard("in").enqueue(
+                message(f"post {number}"), listid="ant.example.com", listname="ant@example.com"
+            )
+        drained = rsite.process("stop", "--drain", "--timeout", "60")
+        assert drained.returncode == 0, drained.stderr
+        assert "drained in " in drained.stdout
+    finally:
+        rsite.process("stop")
+    depths = rsite.json("queues")["queues"]
+    assert all(depth == 0 for depth in depths.values()), depths
+    maildir = rsite.var_dir / "maildir" / "ant.example.com" / "new"
+    assert len(list(maildir.iterdir())) == 5
+
+
 def test_queue_load_counts_waiting_and_taken_entries(rsite: RedisSite) -> None:
     switchboard = rsite.switchboard("out")
     first = switchboard.enqueue(message())
