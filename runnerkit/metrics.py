@@ -254,7 +254,10 @@ def process_environment(directory: Path) -> dict[str, str]:
 def oldest_age(switchboard: QueueBackend, now: float) -> float:
     """Seconds since the oldest file of *switchboard* was queued, from its name; 0 if none.
 
-    ``bad`` also holds preserved (``.psv``) files, which count too.
+    ``bad`` also holds preserved (``.psv``) files, which count too.  On Redis the names
+    are those of the streams' entries (their file bases), the preserved ones included.
+
+    :raises QueueUnavailableError: the queues' server cannot be reached.
     """
     files = list(switchboard.files)
     get_files = getattr(switchboard, "get_files", None)

@@ -1104,6 +1104,171 @@ class StreamSwitchboard:
     def close(self) -> None:
         """Nothing to release: the connections are the site's."""
 
+    # Reading entries as they are, and moving preserved ones, for the operator's tools.
+
+    def entry_extension(self, filebase: str) -> str | None:
+        """Where *filebase* is, in the file backend's terms: ``.pck`` (waiting), ``.psv``
+        (preserved, of ``bad``) or ``.bak`` (taken); None when it is nowhere here.
+        Looks afresh.
+
+        :raises QueueError: *filebase* is not a queue file base name.
+        :raises QueueUnavailableError: the server cannot be reached.
+        """
+        if not isinstance(filebase, str) or not _FILEBASE.fullmatch(filebase):
+            raise QueueError(
+                f"{filebase!r} is not a queue file base name (<time>+<40 hex digits>)"
+            )
+        self._ids.pop(filebase, None)
+        if any(found == filebase for found, _ in self._waiting()):
+            return ".pck"
+        if self.name == "bad" and self._find_preserved(filebase) is not None:
+            return ".psv"
+        if any(found == filebase for found, _, _ in self.taken()):
+            return ".bak"
+        return None
+
+    def entry_location(self, filebase: str, extension: str = ".pck") -> str:
+        """Where *filebase* is, for people: ``redis stream KEY entry ID`` (the preserved
+        stream's for ``.psv``), at the server, its password hidden.
+
+        :raises QueueError: it is not there.
+        :raises QueueUnavailableError: the server cannot be reached.
+        """
+        if extension == ".psv":
+            record = self._find_preserved(filebase)
+            if record is None:
+                raise QueueError(f"no preserved entry {filebase!r} in bad")
+            key, entry_id = self._preserved_key, record["id"]
+        else:
+            key, entry_id = self._locate(filebase, waiting=extension != ".bak")
+        return f"redis stream {key} entry {entry_id} at {describe(self.calls.url)}"
+
+    def read_document(self, filebase: str, extension: str = ".pck") -> bytes:
+        """The queue-file document of *filebase* (``.psv``: the preserved one), changing
+        nothing, at most :attr:`max_file_size` bytes of it.
+
+        :raises QueueFileError: it is not there, or is larger.
+        :raises QueueUnavailableError: the server cannot be reached.
+        """
+        try:
+            if extension == ".psv":
+                document = self.preserved_document(filebase)
+            else:
+                document = self.document(filebase)
+        except QueueUnavailableError:
+            raise
+        except QueueError as error:
+            raise QueueFileError(str(error)) from error
+        if self.max_file_size is not None and len(document) > self.max_file_size:
+            raise QueueFileError(
+                f"entry {filebase!r} of queue {self.name!r} holds {len(document)} bytes, more "
+                f"than the largest a queue entry may be ({self.max_file_size})"
+            )
+        return document
+
+    def preserved_entries(self) -> list[dict[str, Any]]:
+        """Every preserved entry (of this, ``bad``), in one read, oldest first: each a
+        dict of ``filebase``, ``id`` (its entry id), ``where`` (as
+        :meth:`entry_location` says it), ``document`` (bytes), and ``reason``: the
+        ``queue``, ``reason`` and ``time`` it was preserved with, as text, or None.
+
+        :raises QueueUnavailableError: the server cannot be reached.
+        """
+        if self.name != "bad":
+            return []
+        out = []
+        for filebase, record in self._preserved():
+            reason = None
+            if _text(record.get("reason", b"")):
+                reason = {
+                    key: one_line(_text(record.get(key, b"")), MAX_REASON)
+                    for key in ("queue", "reason", "time")
+                }
+            out.append(
+                {
+                    "filebase": filebase,
+                    "id": record["id"],
+                    "where": f"redis stream {self._preserved_key} entry {record['id']} at "
+                    f"{describe(self.calls.url)}",
+                    "document": bytes(record.get("d", b"")),
+                    "reason": reason,
+                }
+            )
+        return out
+
+    def discard_preserved(self, filebase: str, entry_id: str | None = None) -> None:
+        """Remove the preserved *filebase* (its entry *entry_id*, when known: no look
+        for it); of two commands that remove it at once, one does.
+
+        :raises QueueError: it is gone (another command took it).
+        :raises QueueUnavailableError: the server cannot be reached.
+        """
+        if entry_id is None:
+            self.remove_preserved(filebase)
+            return
+        removed = self.calls.call(
+            f"remove preserved {filebase!r}",
+            lambda: self.calls.client.xdel(self._preserved_key, entry_id),
+        )
+        if not removed:
+            raise QueueError(f"cannot remove preserved {filebase!r}: it is gone")
+
+    def requeue_preserved(
+        self,
+        filebase: str,
+        destination: StreamSwitchboard,
+        msg: Message,
+        metadata: MsgData,
+        entry_id: str | None = None,
+    ) -> str:
+        """Move the preserved *filebase* (of this, ``bad``) to *destination* as a new
+        entry of *msg* and *metadata*, in one step on the server: of two commands that
+        requeue it at once, one does, and the other finds it gone.
+
+        :param entry_id: its entry's id, when known (no look for it).
+        :returns: the new entry's file base.
+        :raises MetadataError: a metadata value cannot be stored.
+        :raises QueueError: it is gone, or *destination* is another server's.
+        :raises QueueUnavailableError: the server cannot be reached; nothing changed.
+        """
+        content = encode_entry(msg, metadata, {})
+        if (destination.calls.url, destination.calls.prefix) != (
+            self.calls.url,
+            self.calls.prefix,
+        ):
+            raise QueueError(f"cannot requeue {filebase!r} to {destination!r}: another server's")
+        if not destination._create:
+            raise QueueError(f"cannot enqueue to {destination.name!r}: this site is read-only")
+        if entry_id is None:
+            record = self._find_preserved(filebase)
+            if record is None:
+                raise QueueError(f"preserved entry {filebase!r} is gone: another command took it")
+            entry_id = record["id"]
+        expected = "" if filebase == foreign_filebase(self._preserved_key, entry_id) else filebase
+        script = self.calls.client.register_script(_FIELD + _REQUEUE_PRESERVED)
+        new = new_filebase(destination._clock)
+        slices_key = queue_key(self.calls.prefix, destination.name, "slices")
+        for fresh in (False, True):
+            layout = destination.layout(fresh)
+            key = destination._stream(slice_of(int(new.rsplit("+", 1)[1], 16), layout))
+            reply = self.calls.call(
+                f"requeue preserved {filebase!r} to {destination.name!r}",
+                partial(
+                    script,
+                    keys=[self._preserved_key, key, slices_key],
+                    args=[entry_id, expected, GROUP, new, content, layout],
+                ),
+            )
+            if reply is None:
+                raise QueueError(f"preserved entry {filebase!r} is gone: another command took it")
+            if not isinstance(reply, list):
+                destination._ids[new] = (key, _text(reply))
+                return new
+        raise QueueError(
+            f"cannot requeue to {destination.name!r}: its number of slices keeps changing "
+            f"({slices_key})"
+        )
+
 
 class StreamWatcher:
     """Calls *callback* when entries are added to *keys*, from a thread, until closed.
@@ -1328,3 +1493,20 @@ def delete_site_keys(calls: RedisCalls) -> int:
     for start in range(0, len(keys), 500):
         calls.client.unlink(*keys[start : start + 500])
     return len(keys)
+
+
+# KEYS: preserved stream, destination stream, destination slices key.  ARGV: preserved
+# entry id, its file base ('' for one without), group, new file base, document, the
+# slices the writer routed by.  Moves a preserved entry to a queue in one step; returns
+# the new entry's id, {'slices', N} when the destination has N slices now (nothing
+# changed), or false when the preserved entry is gone.
+_REQUEUE_PRESERVED = """
+local slices = redis.call('GET', KEYS[3]) or '1'
+if slices ~= ARGV[6] then return {'slices', slices} end
+local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #entry == 0 then return false end
+if (field(entry[1][2], 'f') or '') ~= ARGV[2] then return false end
+redis.call('XDEL', KEYS[1], ARGV[1])
+redis.pcall('XGROUP', 'CREATE', KEYS[2], ARGV[3], '0', 'MKSTREAM')
+return redis.call('XADD', KEYS[2], '*', 'f', ARGV[4], 'd', ARGV[5])
+"""

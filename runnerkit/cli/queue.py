@@ -28,6 +28,7 @@ from runnerkit.cli.common import (
 )
 from runnerkit.cli.entries import (
     PRESERVED,
+    TAKEN,
     WAITING,
     Entry,
     find_entry,
@@ -39,10 +40,10 @@ from runnerkit.cli.entries import (
 )
 from runnerkit.cli.qfile import METADATA_RULE, entry_lines, metadata_lines, readable, stored_bytes
 from runnerkit.cli.table import echo_table
-from runnerkit.errors import MetadataError, QueueError, QueueFileError
+from runnerkit.errors import MetadataError, QueueError, QueueFileError, QueueUnavailableError
 from runnerkit.runner import SHUNT_KEYS
-from runnerkit.site import Site
-from runnerkit.switchboard import Switchboard
+from runnerkit.site import AnySwitchboard, Site
+from runnerkit.streams import StreamSwitchboard
 from runnerkit.typing import MsgData
 
 #: The widest a cell of ``queue list`` grows, in characters, but for the last (reason).
@@ -166,10 +167,11 @@ def queue_show(
         document["message"] = message
         click.echo(json.dumps(document, sort_keys=True))
         return
+    place = ("file", str(item.path)) if item.path is not None else ("stored", item.where)
     fields = {
         "id": item.filebase,
         "queue": f"{item.queue} ({item.state})",
-        "file": readable(str(item.path).encode("utf-8", "surrogateescape")),
+        place[0]: readable(place[1].encode("utf-8", "surrogateescape")),
         "age": f"{format_age(item.age(now))} (since {iso_time(item.since)})",
         "list": item.listname or "-",
         "sender": item.sender or "-",
@@ -188,7 +190,8 @@ def queue_show(
     if item.metadata is not None:
         click.echo(METADATA_RULE)
         click.echo("\n".join(metadata_lines(item.metadata)))
-    click.echo(f"(its bytes: runnerkit qfile --hex {item.path})")
+    if item.path is not None:
+        click.echo(f"(its bytes: runnerkit qfile --hex {item.path})")
 
 
 @queue.command("requeue")
@@ -314,9 +317,15 @@ def queue_discard(
             if not click.confirm(f"Discard {count} of queue {name!r} for good?"):
                 raise CommandError("nothing discarded")
         done: list[str] = []
+        busy: list[str] = []
         for item in chosen:
+            if item.state == TAKEN:
+                busy.append(item.filebase)  # a runner has it: never pulled from under it
+                continue
             try:
                 _discard(switchboard, item)
+            except QueueUnavailableError:
+                raise
             except QueueError:
                 missing.append(item.filebase)  # gone since it was read
                 continue
@@ -324,21 +333,30 @@ def queue_discard(
             if not as_json:
                 click.echo(f"discarded {item.filebase} from {name!r}")
     if as_json:
-        click.echo(json.dumps({"discarded": done, "missing": missing}, sort_keys=True))
+        document: dict[str, list[str]] = {"discarded": done, "missing": missing}
+        if busy:
+            document["refused"] = busy
+        click.echo(json.dumps(document, sort_keys=True))
     else:
-        if not done and not missing and not orphans:
+        if not done and not missing and not orphans and not busy:
             click.echo(f"nothing to discard in queue {name!r}")
+        for filebase in busy:
+            click.echo(
+                f"runnerkit: error: {filebase}: not discarded: it is being processed; "
+                "left to its runner",
+                err=True,
+            )
         _report_missing(missing, name)
-    if missing:
+    if missing or busy:
         sys.exit(EXIT_FAILED)
 
 
 # Helpers.
 
 
-def _switchboard(site: Site, name: str) -> Switchboard:
+def _switchboard(site: Site, name: str) -> AnySwitchboard:
     switchboard = site.switchboards.get(name)
-    if not isinstance(switchboard, Switchboard):
+    if switchboard is None:
         raise UsageProblem(
             f"no queue {name!r}; queues are: {', '.join(sorted(site.switchboards))}"
         )
@@ -353,7 +371,7 @@ def _check_target(site: Site, target: str) -> None:
 
 def _selection(
     site: Site,
-    switchboard: Switchboard,
+    switchboard: AnySwitchboard,
     entry_ids: tuple[str, ...],
     everything: bool,
     listname: str | None,
@@ -388,7 +406,7 @@ def _selection(
 
 
 def _requeue(
-    site: Site, switchboard: Switchboard, item: Entry, target: str | None
+    site: Site, switchboard: AnySwitchboard, item: Entry, target: str | None
 ) -> tuple[str, str]:
     """Queue *item* in its destination, then remove it from *switchboard*.
 
@@ -396,11 +414,15 @@ def _requeue(
     :raises CommandError: it is not requeued (unreadable, no destination, gone); it
         is left where it was.
     """
+    if item.state == TAKEN:
+        raise CommandError(f"it is being processed ({item.where}); left to its runner")
     if item.entry is None:
-        raise CommandError(
-            f"it cannot be read ({item.damage}); left in {item.queue!r} "
-            f"(see 'runnerkit qfile --hex {item.path}')"
+        see = (
+            f"see 'runnerkit qfile --hex {item.path}'"
+            if item.path is not None
+            else f"see 'runnerkit queue show {item.queue} {item.filebase}'"
         )
+        raise CommandError(f"it cannot be read ({item.damage}); left in {item.queue!r} ({see})")
     destination = target or item.origin
     if destination is None:
         raise CommandError(
@@ -415,6 +437,29 @@ def _requeue(
         raise CommandError(f"it is already waiting in {destination!r}")
     if item.state == PRESERVED:
         metadata = _for_requeue(item.entry.metadata)
+        target_switchboard = site.switchboards[destination]
+        if isinstance(switchboard, StreamSwitchboard) and isinstance(
+            target_switchboard, StreamSwitchboard
+        ):
+            # One step on the server: of two commands, one moves it, the other finds
+            # it gone.
+            try:
+                new_id = switchboard.requeue_preserved(
+                    item.filebase,
+                    target_switchboard,
+                    item.entry.message,
+                    metadata,
+                    entry_id=item.entry_id,
+                )
+            except MetadataError as error:
+                raise CommandError(
+                    f"cannot queue it in {destination!r}: {error}; left in {item.queue!r}"
+                ) from error
+            except QueueUnavailableError:
+                raise
+            except QueueError as error:
+                raise CommandError(f"not taken: {error}") from error
+            return destination, new_id
         try:
             # Held, so that two commands never both queue a copy.
             with switchboard.preserved_held(item.filebase):
@@ -434,6 +479,8 @@ def _requeue(
         # Changed since it was read: keep it, with the reason, for an operator.
         switchboard.finish(item.filebase, preserve=True, reason=str(error))
         raise CommandError(f"it cannot be read ({error}); preserved in bad") from error
+    except QueueUnavailableError:
+        raise
     except QueueError as error:
         raise CommandError(f"it is gone: {error}") from error
     try:
@@ -442,9 +489,14 @@ def _requeue(
         try:
             switchboard.put_back(item.filebase)
         except QueueError as stuck:
+            where = (
+                f"as {item.filebase}.bak in {str(switchboard.queue_directory)!r}"
+                if switchboard.queue_directory is not None
+                else "taken (pending in its stream)"
+            )
             raise CommandError(
-                f"{error.format_message()}; and then {stuck}: it waits as {item.filebase}.bak "
-                f"in {str(switchboard.queue_directory)!r}, for the queue's runner to recover"
+                f"{error.format_message()}; and then {stuck}: it waits {where}, for the "
+                "queue's runner to recover"
             ) from stuck
         raise
     switchboard.finish(item.filebase)
@@ -470,11 +522,16 @@ def _for_requeue(metadata: MsgData) -> MsgData:
     }
 
 
-def _discard(switchboard: Switchboard, item: Entry) -> None:
+def _discard(switchboard: AnySwitchboard, item: Entry) -> None:
     """Remove *item* (and a preserved one's reason).
 
-    :raises QueueError: it is gone.
+    :raises QueueError: it is gone, or taken (being processed).
     """
+    if item.state == TAKEN:
+        raise QueueError(f"{item.filebase} is being processed; left to its runner")
+    if item.state == PRESERVED and isinstance(switchboard, StreamSwitchboard):
+        switchboard.discard_preserved(item.filebase, item.entry_id)  # one step: once
+        return
     if item.state == PRESERVED:
         with switchboard.preserved_held(item.filebase):
             switchboard.remove_preserved(item.filebase)

