@@ -476,6 +476,15 @@ class RedisCalls:
 
         try:
             return function()
+        except (
+            redis.exceptions.AuthenticationError,
+            redis.exceptions.AuthorizationError,
+        ) as error:
+            # Not for good either: credentials fixed on the server are met at the next try.
+            raise QueueUnavailableError(
+                f"cannot {doing}: the Redis server at {describe(self.url)} refused the "
+                f"credentials of [queues] url: {error}"
+            ) from error
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
             raise QueueUnavailableError(
                 f"cannot {doing}: the Redis server at {describe(self.url)} cannot be "

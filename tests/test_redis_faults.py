@@ -359,3 +359,20 @@ def test_an_enqueue_whose_answer_was_lost_is_queued_once(tmp_path: Path) -> None
         finally:
             calls.close()
             proxy.close()
+
+
+def test_wrong_credentials_are_named_as_such_without_the_password(tmp_path: Path) -> None:
+    with ValkeyServer(tmp_path / "valkey", tcp=True) as server:
+        admin = RedisCalls(server.tcp_url, "auth:")
+        admin.client.config_set("requirepass", "right-one")
+        admin.close()
+        calls = RedisCalls(f"redis://:wrong-one@127.0.0.1:{server.port}/0", "auth:")
+        try:
+            queue = StreamSwitchboard("in", calls, layout=1)
+            with pytest.raises(QueueUnavailableError) as raised:
+                queue.enqueue(message_from_string("Subject: x\n\nbody\n"))
+            assert "refused the credentials" in str(raised.value)
+            assert "wrong-one" not in str(raised.value)
+            assert "***@127.0.0.1" in str(raised.value)
+        finally:
+            calls.close()
