@@ -74,7 +74,15 @@ def fresh_prefix() -> str:
 
 
 def redis_unavailable() -> str | None:
-    """Why Redis tests cannot run here, or None when they can."""
+    """Why Redis tests cannot run here, or None when they can: no redis-py, or no
+    server (no ``$RUNNERKIT_REDIS_URL`` and no valkey-server binary to start)."""
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return (
+            "the redis package (redis-py) is not installed: pip install 'runnerkit[redis]'"
+            " (the test extra has it)"
+        )
     try:
         server_url()
     except (ValkeyUnavailableError, RuntimeError, OSError) as error:
