@@ -288,3 +288,30 @@ def test_the_file_backend_needs_no_redis_package() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "redis package (redis-py) is not installed" in result.stdout
+
+
+SHARED_SERVER_TESTS = """\
+from runnerkit.message import message_from_string
+
+def test_first_starts_the_server(redis_world):
+    queue = redis_world.config.switchboards["in"]
+    _ = queue.enqueue(message_from_string("Subject: a\\n\\nhi\\n"), listid="x")
+    assert len(queue.files) == 1
+
+def test_second_finds_it_still_there(redis_world):
+    assert redis_world.config.switchboards["in"].files == []
+"""
+
+
+def test_the_shared_server_outlives_the_test_that_started_it(tmp_path: Path) -> None:
+    """Isolation stops what a test left running, but not the server that the harness
+    started, on first use, for the whole process."""
+    needs_redis()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_shared.py").write_text(SHARED_SERVER_TESTS)
+    result = run_pytest(
+        project, "-p", "no:xdist", "-W", "error::runnerkit.testing.isolation.IsolationWarning"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout, result.stdout

@@ -63,6 +63,13 @@ def server_url() -> str:
         return _server.url
 
 
+def shared_server_pids() -> set[int]:
+    """The pid of the server :func:`server_url` started, if it did: a child of this
+    process that outlives every world, which isolation must not stop."""
+    pid = _server.pid if _server is not None else None
+    return set() if pid is None else {pid}
+
+
 def _stop(server: ValkeyServer, directory: str) -> None:
     server.stop()
     shutil.rmtree(directory, ignore_errors=True)
