@@ -153,6 +153,28 @@ class Configuration:
             self._layers.append(layer)
             raise
 
+    def set_defaults(self, text: str) -> None:
+        """Make the values of INI *text* this configuration's defaults.
+
+        They replace the schema's defaults in the bottom layer, ``defaults``, under
+        every pushed layer, which set them as before; :attr:`layers` is unchanged.  A
+        test world puts its queues on Redis this way, unseen in the stack it shows.
+
+        :raises ConfigurationError: the text is bad, or leaves the stack unusable;
+            nothing is changed then.
+        """
+        self._check_open()
+        given = parse_layer(self._defaults.name, text)
+        before = {section: dict(keys) for section, keys in self._defaults.sections.items()}
+        for section, keys in given.sections.items():
+            self._defaults.sections.setdefault(section, {}).update(keys)
+        try:
+            self._resolved = self._resolve()
+        except ConfigurationError:
+            self._defaults.sections.clear()
+            self._defaults.sections.update(before)
+            raise
+
     @contextmanager
     def pushed(self, name: str, text: str) -> Iterator[Self]:
         """Push a layer for the ``with`` block and pop it afterwards, even on error.

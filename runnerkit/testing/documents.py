@@ -8,10 +8,12 @@ import doctest
 import fnmatch
 import inspect
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, TypeAlias
 
+import pytest
 from sybil import Document, Sybil
 from sybil.typing import Parser
 
@@ -19,6 +21,7 @@ from runnerkit.errors import HarnessError
 from runnerkit.testing.isolation import Isolation, warn_restored
 from runnerkit.testing.namespace import world_namespace
 from runnerkit.testing.parsers import SpecParser, remember_base_namespace
+from runnerkit.testing.redis import BACKENDS, default_backend, redis_unavailable
 from runnerkit.testing.timecontrol import keep_pytest_timing_real
 from runnerkit.testing.world import World
 from runnerkit.typing import StrPath
@@ -57,14 +60,27 @@ def world_prefix() -> str:
 def setup_document(namespace: dict[str, Any], extra: ExtraNamespace | None = None) -> None:
     """Open a fresh world for one document and fill its namespace.
 
+    The world's queues are on the backend the document asks for
+    (:func:`document_backend`), else on :func:`~runnerkit.testing.redis.default_backend`.
+    A document that asks for ``redis`` where Redis cannot be had is skipped, with why.
+
     :param extra: more names, or a function that makes them from the world.
     """
+    document = _find_document(namespace)
+    name = _name_of(document)
+    backend = default_backend() if document is None else document_backend(document)
+    if backend is None:
+        backend = default_backend()
+    elif backend == "redis":
+        reason = redis_unavailable()
+        if reason is not None:
+            pytest.skip(f"{name} needs the redis queue backend: {reason}")
     keep_pytest_timing_real()
-    world = World(prefix=world_prefix()).open()
+    world = World(prefix=world_prefix(), backend=backend).open()
     namespace[_WORLD] = world
     isolation = namespace[_ISOLATION] = Isolation()
     isolation.watch(world.config)
-    namespace[_NAME] = _document_name(namespace)
+    namespace[_NAME] = name
     try:
         namespace.update(world_namespace(world))
         if extra is not None:
@@ -99,8 +115,41 @@ def teardown_document(namespace: dict[str, Any]) -> None:
     warn_restored(namespace.pop(_NAME, "a document"), restored, _REMEDY)
 
 
-def _document_name(namespace: dict[str, Any]) -> str:
-    """The path of the Sybil document whose namespace is *namespace*.
+def document_backend(document: Document) -> str | None:
+    """The queue backend *document* says it needs, or None when it says none.
+
+    A reStructuredText document says it with a comment line of its own,
+    ``.. runnerkit-backend: redis``; a Markdown one with
+    ``<!-- runnerkit-backend: redis -->``.  The backend is ``file`` or ``redis``.
+
+    :raises HarnessError: the line names no backend, or the document has two.
+    """
+    pattern = _MD_BACKEND if document.path.endswith(".md") else _RST_BACKEND
+    found = {match.group(1) for match in pattern.finditer(document.text)}
+    for backend in found:
+        if backend not in BACKENDS:
+            raise HarnessError(
+                f"{_name_of(document)} asks for queue backend {backend!r}:"
+                f" expected one of {', '.join(BACKENDS)}"
+            )
+    if len(found) > 1:
+        raise HarnessError(
+            f"{_name_of(document)} asks for two queue backends ({', '.join(sorted(found))}):"
+            " a document runs on one"
+        )
+    return found.pop() if found else None
+
+
+#: ``.. runnerkit-backend: NAME``, a reStructuredText comment alone on its line.
+_RST_BACKEND = re.compile(r"^\.\. runnerkit-backend:[ \t]*(\S*)[ \t]*$", re.MULTILINE)
+#: ``<!-- runnerkit-backend: NAME -->``, a Markdown (HTML) comment alone on its line.
+_MD_BACKEND = re.compile(
+    r"^<!--[ \t]*runnerkit-backend:[ \t]*(\S*?)[ \t]*-->[ \t]*$", re.MULTILINE
+)
+
+
+def _find_document(namespace: dict[str, Any]) -> Document | None:
+    """The Sybil document whose namespace is *namespace*, or None if none is found.
 
     Sybil passes a setup function only the namespace; the document is a local of the
     caller that set it up.
@@ -109,12 +158,19 @@ def _document_name(namespace: dict[str, Any]) -> str:
     while frame is not None:
         for value in frame.f_locals.values():
             if isinstance(value, Document) and value.namespace is namespace:
-                path = Path(value.path)
-                with contextlib.suppress(ValueError):
-                    path = path.relative_to(Path.cwd())
-                return str(path)
+                return value
         frame = frame.f_back
-    return "a document"
+    return None
+
+
+def _name_of(document: Document | None) -> str:
+    """*document*'s path, relative to the current directory when it is below it."""
+    if document is None:
+        return "a document"
+    path = Path(document.path)
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(Path.cwd())
+    return str(path)
 
 
 def make_sybil(

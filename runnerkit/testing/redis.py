@@ -63,6 +63,13 @@ def server_url() -> str:
         return _server.url
 
 
+def shared_server_pids() -> set[int]:
+    """The pid of the server :func:`server_url` started, if it did: a child of this
+    process that outlives every world, which isolation must not stop."""
+    pid = _server.pid if _server is not None else None
+    return set() if pid is None else {pid}
+
+
 def _stop(server: ValkeyServer, directory: str) -> None:
     server.stop()
     shutil.rmtree(directory, ignore_errors=True)
@@ -74,7 +81,15 @@ def fresh_prefix() -> str:
 
 
 def redis_unavailable() -> str | None:
-    """Why Redis tests cannot run here, or None when they can."""
+    """Why Redis tests cannot run here, or None when they can: no redis-py, or no
+    server (no ``$RUNNERKIT_REDIS_URL`` and no valkey-server binary to start)."""
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return (
+            "the redis package (redis-py) is not installed: pip install 'runnerkit[redis]'"
+            " (the test extra has it)"
+        )
     try:
         server_url()
     except (ValkeyUnavailableError, RuntimeError, OSError) as error:

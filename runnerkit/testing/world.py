@@ -18,9 +18,14 @@ from runnerkit.config import Configuration, reset_current_config, set_current_co
 from runnerkit.errors import WorldError
 from runnerkit.site import Site
 from runnerkit.streams import RedisCalls, delete_site_keys
-from runnerkit.testing.redis import BACKENDS, default_backend, fresh_prefix, server_url
+from runnerkit.testing.redis import (
+    BACKENDS,
+    default_backend,
+    fresh_prefix,
+    redis_unavailable,
+    server_url,
+)
 from runnerkit.typing import StrPath
-from runnerkit.valkey import ValkeyUnavailableError
 
 
 class World:
@@ -31,12 +36,10 @@ class World:
     :param prefix: the temporary directory's name prefix.
     :param backend: where the world's queues live: ``file`` (its var dir) or ``redis``
         (the test Redis server, :func:`runnerkit.testing.redis.server_url`, under keys
-        of the world's own, deleted when it closes); by default
+        of the world's own, deleted when it closes; set as the site's defaults, so no
+        layer shows it); by default
         ``$RUNNERKIT_TEST_BACKEND``, else ``file``.
     """
-
-    #: The name of the layer that puts a world's queues on Redis.
-    QUEUES_LAYER = "runnerkit-world-queues"
 
     def __init__(
         self,
@@ -91,18 +94,17 @@ class World:
             var_dir.mkdir(parents=True, exist_ok=True)
         site = Site(var_dir)
         if self.backend == "redis":
-            try:
-                url = server_url()
-            except (ValkeyUnavailableError, RuntimeError) as error:
+            reason = redis_unavailable()
+            if reason is not None:
                 site.close()
                 self._remove_temporary()
-                raise WorldError(f"this world's queues need Redis: {error}") from error
+                raise WorldError(f"this world's queues need Redis: {reason}")
+            url = server_url()
             prefix = fresh_prefix()
             self._redis_keys = (url, prefix)
-            site.push(
-                self.QUEUES_LAYER,
-                f"[queues]\nbackend: redis\nurl: {url}\nkey_prefix: {prefix}\n",
-            )
+            # The site's defaults, not a layer: the stack a spec shows is the same on
+            # both backends, and a layer the spec pushes still overrides them.
+            site.set_defaults(f"[queues]\nbackend: redis\nurl: {url}\nkey_prefix: {prefix}\n")
         self._config = site
         self._token = set_current_config(self._config)
         return self
