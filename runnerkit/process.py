@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config, name, slice, args.parent_pid, control.stopping.is_set
         )
         if not held:
-            log.warning("runner %s: stopped or orphaned before it held its slice", args.runner)
+            log.info("runner %s: stopped or orphaned before it held its slice", args.runner)
             return 0
         if lease is not None:
             stack.callback(lease.release)

@@ -483,12 +483,12 @@ class RedisCalls:
             # Not for good either: credentials fixed on the server are met at the next try.
             raise QueueUnavailableError(
                 f"cannot {doing}: the Redis server at {describe(self.url)} refused the "
-                f"credentials of [queues] url: {error}"
+                f"credentials of [queues] url: {str(error).rstrip('.')}"
             ) from error
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
             raise QueueUnavailableError(
                 f"cannot {doing}: the Redis server at {describe(self.url)} cannot be "
-                f"reached: {error}"
+                f"reached: {str(error).rstrip('.')}"
             ) from error
         except redis.exceptions.ResponseError as error:
             text = str(error)
@@ -942,7 +942,17 @@ class StreamSwitchboard:
             ),
         )
         if not done:
-            raise QueueError(f"cannot finish {filebase!r} of queue {self.name!r}: it is not taken")
+            gone = not self.calls.call(
+                f"look for {filebase!r} in {self.name!r}",
+                partial(self.calls.client.xrange, key, entry_id, entry_id),
+            )
+            if not gone:
+                raise QueueError(
+                    f"cannot finish {filebase!r} of queue {self.name!r}: it is not taken"
+                )
+            # Already finished: by an earlier send of this very call, whose answer was
+            # lost with its connection (the client sends it again), or by an operator.
+            log.info("%s of queue %r was finished already", filebase, self.name)
         self._ids.pop(filebase, None)
 
     def put_back(self, filebase: str) -> None:
@@ -1301,6 +1311,8 @@ class StreamWatcher:
             try:
                 reply: Any = self._client.xread(last, count=100, block=WATCH_BLOCK_MS)
             except Exception as error:
+                if self._stop.is_set():
+                    return  # closed under it: its connection is gone on purpose
                 if not failing:
                     log.warning("cannot watch %s for new entries: %s", self._keys, error)
                 failing = True
@@ -1347,9 +1359,10 @@ class SliceLease:
     sent) less than two thirds of the lease ago, by this process's monotonic clock
     (:meth:`staleness`), and the server checks in the same script as the take that the
     lease is still this owner's.  A renewal that finds the lease expired (the server
-    was unreachable for longer than the lease) or held by another counts as lost: the
-    runner stops after its message and its process asks to be restarted, so that the
-    next one waits for the lease and recovers the slice afresh.
+    was unreachable for longer than the lease) takes it again if nobody else did; one
+    that finds it held by another counts as lost: the runner stops after its message
+    and its process asks to be restarted, so that the next one waits for the lease and
+    recovers the slice afresh.
 
     :param calls: the site's Redis calls.
     :param queue: the queue's name.
@@ -1459,15 +1472,25 @@ class SliceLease:
                 # the server answers again, before it expires.
                 wait = min(interval, 0.25)
                 continue
-            if wait != interval:
+            if holder == "":
+                # It expired while the server did not answer (or answered too late);
+                # if nobody took it meanwhile, it is this runner's again.
+                try:
+                    holder = self.try_acquire()
+                except QueueError:
+                    wait = min(interval, 0.25)
+                    continue
+                if holder is None:
+                    log.warning(
+                        "slice lease %s expired while the server did not answer; nobody "
+                        "else took it: held again",
+                        self.key,
+                    )
+            elif holder is None and wait != interval:
                 log.warning("renewed slice lease %s again", self.key)
             wait = interval
             if holder is not None:
-                self.lost = (
-                    f"slice lease {self.key} is now held by {holder}"
-                    if holder
-                    else f"slice lease {self.key} expired before it could be renewed"
-                )
+                self.lost = f"slice lease {self.key} is now held by {holder}"
                 log.error("%s: stopping", self.lost)
                 if self.on_lost is not None:
                     self.on_lost()

@@ -117,12 +117,19 @@ class ValkeyServer:
         """Start the server and wait until it answers PING.
 
         :raises ValkeyUnavailableError: no binary is installed.
-        :raises RuntimeError: it did not answer within *timeout* seconds; the message
-            has the end of its log.
+        :raises RuntimeError: another server already runs over the directory, or this
+            one did not answer within *timeout* seconds (the message has the end of its
+            log).
         """
         if self.process is not None and self.process.poll() is None:
             return self
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self._answers():
+            raise RuntimeError(
+                f"a server already runs over {str(self.directory)!r} (its socket "
+                f"{str(self.socket_path)!r} answers): two servers over one directory "
+                "would write the same append-only files; stop it first"
+            )
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         arguments = [

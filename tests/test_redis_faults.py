@@ -376,3 +376,14 @@ def test_wrong_credentials_are_named_as_such_without_the_password(tmp_path: Path
             assert "***@127.0.0.1" in str(raised.value)
         finally:
             calls.close()
+
+
+def test_a_second_server_over_a_running_ones_directory_is_refused(tmp_path: Path) -> None:
+    with ValkeyServer(tmp_path / "valkey") as first:
+        with pytest.raises(RuntimeError, match="already runs over"):
+            ValkeyServer(tmp_path / "valkey").start()
+        assert first.process is not None
+        assert first.process.poll() is None
+        # Killed, it may be started again over its directory.
+        first.kill()
+        first.start()

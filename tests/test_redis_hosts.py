@@ -328,6 +328,23 @@ def test_a_lease_taken_over_or_expired_counts_as_lost(calls: RedisCalls) -> None
     assert again.try_acquire(renew=True) == ""
 
 
+def test_a_lease_that_expired_with_nobody_taking_it_is_held_again(calls: RedisCalls) -> None:
+    # The server stalled past the lease, but no other host took it: the runner goes on.
+    lost: list[str] = []
+    lease = SliceLease(calls, "leased", 2, "host-a", 1.0)
+    lease.on_lost = lambda: lost.append(lease.lost or "")
+    assert lease.acquire(lambda: False)
+    try:
+        calls.client.delete(lease.key)  # as if it expired
+        wait_for(lambda: calls.client.get(lease.key) is not None, "the lease held again", 5)
+        assert calls.client.get(lease.key).decode() == lease.owner
+        time.sleep(0.5)
+        assert lost == []
+        assert lease.staleness() is None
+    finally:
+        lease.release()
+
+
 def test_a_take_whose_answer_was_lost_is_put_back(
     calls: RedisCalls, monkeypatch: pytest.MonkeyPatch
 ) -> None:
