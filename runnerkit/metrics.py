@@ -50,6 +50,7 @@ it first counts (a runner process that never counts pays nothing for it), or ser
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -59,8 +60,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from runnerkit.backend import QueueBackend
+from runnerkit.errors import QueueError, QueueUnavailableError
 from runnerkit.fsio import make_directories
 from runnerkit.switchboard import filebase_time
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
@@ -296,8 +300,16 @@ class QueueCollector:
         )
         now = self.clock()
         for name, switchboard in sorted(self.switchboards.items()):
-            depth.add_metric([name], switchboard.depth())
-            age.add_metric([name], oldest_age(switchboard, now))
+            try:
+                depth_now, age_now = switchboard.depth(), oldest_age(switchboard, now)
+            except QueueUnavailableError:
+                raise  # every queue is out of reach: /metrics answers 503
+            except QueueError as error:
+                # This queue only (a key of the wrong type, say): the others still count.
+                log.warning("queue gauges: %s: %s", name, error)
+                continue
+            depth.add_metric([name], depth_now)
+            age.add_metric([name], age_now)
         yield depth
         yield age
 

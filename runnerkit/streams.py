@@ -527,6 +527,20 @@ class RedisCalls:
                 client.close()
 
 
+def check_server(url: str, prefix: str) -> None:
+    """Check that the Redis server at *url* answers and takes the credentials in *url*
+    (a PING), before a master starts runners that would wait for it in vain.
+
+    :raises QueueUnavailableError: it cannot be reached or refuses the credentials.
+    :raises ConfigurationError: redis-py is missing, or *url* is not one it reads.
+    """
+    calls = RedisCalls(redis_url(url), prefix)
+    try:
+        calls.ping()
+    finally:
+        calls.close()
+
+
 def _connection_lost(error: BaseException) -> bool:
     """Whether *error* came of a connection lost or timed out (not of a full server)."""
     import redis

@@ -24,7 +24,7 @@ from typing import Any
 
 from runnerkit import queuefile
 from runnerkit.backend import QueueBackend
-from runnerkit.errors import MetadataError, QueueError, QueueFileError
+from runnerkit.errors import MetadataError, QueueError, QueueFileError, QueueUnavailableError
 from runnerkit.fsio import (
     fsync_directory,
     make_directories,
@@ -677,6 +677,46 @@ def _plain_text(msg: Message) -> str:
 def queue_depths(switchboards: Mapping[str, QueueBackend]) -> dict[str, int]:
     """Each queue's number of waiting messages, by name; ``bad`` counts preserved ones too."""
     return {name: switchboard.depth() for name, switchboard in sorted(switchboards.items())}
+
+
+def read_depths(
+    switchboards: Mapping[str, QueueBackend],
+) -> tuple[dict[str, int | None], list[str]]:
+    """Each queue's depth as :func:`queue_depths` counts it, None where it cannot be read,
+    and why, one line per distinct cause (a server that cannot be reached is said once,
+    and not asked again for the other queues).
+
+    For a look that must show every queue whatever happens (``status``, ``queues``).
+    """
+    depths: dict[str, int | None] = {}
+    causes: dict[str, list[str]] = {}
+    unavailable: str | None = None
+    for name, switchboard in sorted(switchboards.items()):
+        cause = unavailable
+        if cause is None:
+            try:
+                depths[name] = switchboard.depth()
+                continue
+            except QueueError as error:
+                cause = _cause(str(error))
+                if isinstance(error, QueueUnavailableError):
+                    unavailable = cause
+        depths[name] = None
+        causes.setdefault(cause, []).append(name)
+    problems = [
+        f"{'queues' if len(names) > 1 else 'queue'} {', '.join(names)}: depth unknown: {cause}"
+        for cause, names in causes.items()
+    ]
+    return depths, problems
+
+
+def _cause(text: str) -> str:
+    """An error's text without its leading ``cannot <what was being done>:``, which
+    differs from one queue to the next while the cause is the same."""
+    doing, separator, rest = text.partition(": ")
+    if separator and doing.startswith("cannot ") and rest:
+        return rest
+    return text
 
 
 def filebase_time(filebase: str) -> float:

@@ -453,6 +453,7 @@ def test_status_json_without_a_master_is_complete_and_exits_3(rk: Commands) -> N
             "retry": 0,
             "shunt": 0,
         },
+        "queue_backend": {"backend": "file", "server": None, "key_prefix": None},
         "problems": ["master: not running"],
     }
 

@@ -29,14 +29,23 @@ import pytest
 from click.testing import CliRunner, Result
 
 from runnerkit.cli import main
+from runnerkit.cli.system import _drain_problem
+from runnerkit.config import Configuration
 from runnerkit.demo import Demo
 from runnerkit.errors import DemoError, QueueError
-from runnerkit.master.client import queue_load
+from runnerkit.master.client import DrainReport, queue_load
+from runnerkit.master.files import write_layers
 from runnerkit.message import Message, message_from_bytes
 from runnerkit.metrics import QueueCollector
 from runnerkit.runners.rest import RESTRunner
 from runnerkit.site import Site
-from runnerkit.streams import RedisCalls, StreamSwitchboard, delete_site_keys, site_keys
+from runnerkit.streams import (
+    RedisCalls,
+    StreamSwitchboard,
+    delete_site_keys,
+    describe,
+    site_keys,
+)
 from runnerkit.testing.redis import fresh_prefix, redis_unavailable, server_url
 from runnerkit.valkey import ValkeyUnavailableError
 
@@ -442,6 +451,64 @@ def test_stop_drain_on_redis_waits_for_the_streams(rsite: RedisSite, tmp_path: P
     assert len(list(maildir.iterdir())) == 5
 
 
+@pytest.mark.slow
+def test_stop_drain_counts_only_the_slices_this_master_runs(
+    rsite: RedisSite, tmp_path: Path
+) -> None:
+    """Host A runs slices 0-1 of 'in' (of 4); what waits in 2-3 is host B's to drain."""
+    with rsite.config_file.open("a", encoding="utf-8") as layer:
+        layer.write(
+            "\n[lmtp]\nport: 0\n\n[rest]\nport: 0\n\n[runner.in]\ninstances: 4\nslices: 0-1\n"
+        )
+    site = Site.load([rsite.config_file], rsite.var_dir)
+    try:
+        slices = [site.switchboard("in", number, 4) for number in range(4)]
+        while sum(len(part.files) for part in slices[2:]) < 2:
+            slices[0].enqueue(message(), listid="ant.example.com", listname="ant@example.com")
+        theirs = sum(len(part.files) for part in slices[2:])
+        started = rsite.process("start", "--wait", "60")
+        assert started.returncode == 0, started.stderr
+        try:
+            for _ in range(600):  # A's own slices empty
+                if not any(queue_load(part) for part in slices[:2]):
+                    break
+                threading.Event().wait(0.05)
+            status = rsite.process("status")
+            rows = [line.split() for line in status.stdout.splitlines()]
+            in_rows = [row for row in rows if row[:1] == ["in"] and "/" in row[1]]
+            # Each row is its slice's depth, not the whole queue's.
+            assert sorted(row[1] for row in in_rows) == ["0/4", "1/4"], status.stdout
+            assert all(row[5] == "0" for row in in_rows), status.stdout
+            assert ["in", str(theirs)] in rows, status.stdout
+            drained = rsite.process("stop", "--drain", "--timeout", "20")
+            assert drained.returncode == 0, drained.stdout + drained.stderr
+            assert "drained in " in drained.stdout
+        finally:
+            rsite.process("stop")
+        # B's messages wait on B's slices, untouched.
+        assert sum(len(part.files) for part in slices[2:]) == theirs
+    finally:
+        site.close()
+
+
+def test_a_drain_that_saw_the_queues_empty_does_not_claim_a_timeout() -> None:
+    report = DrainReport(
+        pid=7,
+        intake=("lmtp",),
+        intake_stopped=True,
+        seconds=0.9,
+        stopped=True,
+        left={"in": 6},
+        emptied=True,
+    )
+    problem = _drain_problem(report, 20.0, 25.0)
+    assert "within 20s" not in problem
+    assert problem.startswith("the queues were seen empty after 0.9s, but messages came in")
+    assert problem.endswith("; left, for the next start: in 6; master 7 stopped")
+    timed_out = DrainReport(7, ("lmtp",), True, 20.0, True, {"in": 6})
+    assert _drain_problem(timed_out, 20.0, 25.0).startswith("the queues did not drain within 20s")
+
+
 def test_queue_load_counts_waiting_and_taken_entries(rsite: RedisSite) -> None:
     switchboard = rsite.switchboard("out")
     first = switchboard.enqueue(message())
@@ -526,9 +593,6 @@ def test_rest_answers_503_while_the_server_cannot_be_reached(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     "args",
     [
-        ("status",),
-        ("status", "--json"),
-        ("queues",),
         ("queue", "list", "bad"),
         ("queue", "show", "bad", f"1000000000.000000000+{'a' * 40}"),
         ("queue", "requeue", "shunt", "--all"),
@@ -563,6 +627,256 @@ def test_an_unreachable_server_is_one_line_naming_it(
     assert lines[0].startswith(ERROR)
     assert "redis://***@127.0.0.1:1/0 cannot be reached" in lines[0]
     assert "s3cret" not in result.stderr + result.stdout
+
+
+# status and queues show what they can read, and say what they cannot.
+
+
+def unreachable_site(tmp_path: Path, url: str = UNREACHABLE) -> dict[str, str]:
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    config = tmp_path / "site.ini"
+    config.write_text(f"[queues]\nbackend: redis\nurl: {url}\n", encoding="utf-8")
+    return {"RUNNERKIT_VAR_DIR": str(var_dir), "RUNNERKIT_CONFIG": str(config)}
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runnerkit", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+
+def test_status_on_an_unreachable_server_shows_unknown_depths(tmp_path: Path) -> None:
+    env = unreachable_site(tmp_path)
+    result = run_cli(env, "status")
+    assert result.returncode == 3  # no master runs: that is still what status says
+    assert "Traceback" not in result.stderr
+    assert result.stdout.startswith("master: not running\n")
+    assert "queues on Redis at redis://***@127.0.0.1:1/0" in result.stdout
+    assert "in                 ?" in result.stdout
+    assert "bad                ?" in result.stdout
+    [line] = result.stderr.splitlines()  # the cause once, not once per queue
+    assert line.startswith(ERROR)
+    assert "depth unknown" in line
+    assert "redis://***@127.0.0.1:1/0 cannot be reached" in line
+    assert "s3cret" not in result.stdout + result.stderr
+
+    result = run_cli(env, "status", "--json")
+    assert result.returncode == 3
+    assert result.stderr == ""
+    document = json.loads(result.stdout)
+    assert document["master"] == "not running"
+    assert set(document["queues"]) >= {"bad", "shunt", "in", "out", "pipeline"}
+    assert all(depth is None for depth in document["queues"].values())
+    assert document["queue_backend"] == {
+        "backend": "redis",
+        "server": "redis://***@127.0.0.1:1/0",
+        "key_prefix": "runnerkit:",
+    }
+    [master, queues] = document["problems"]
+    assert master == "master: not running"
+    assert queues.startswith("queues bad, ")
+    assert "redis://***@127.0.0.1:1/0 cannot be reached" in queues
+    assert "s3cret" not in result.stdout
+
+
+def test_queues_on_an_unreachable_server_shows_unknown_depths(tmp_path: Path) -> None:
+    env = unreachable_site(tmp_path)
+    result = run_cli(env, "queues")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "shunt              ?" in result.stdout
+    [line] = result.stderr.splitlines()
+    assert line.startswith(ERROR)
+    assert "cannot be reached" in line
+    result = run_cli(env, "queues", "--json")
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    assert all(depth is None for depth in document["queues"].values())
+    [problem] = document["problems"]
+    assert "redis://***@127.0.0.1:1/0 cannot be reached" in problem
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_refused_credentials_show_unknown_depths(tmp_path: Path) -> None:
+    url = require_redis()
+    scheme, _, rest = url.partition("://")
+    if "@" in rest.split("/", 1)[0]:
+        pytest.skip("the test server's URL has credentials of its own")
+    # A user the server does not know: it refuses the credentials.
+    env = unreachable_site(tmp_path, f"{scheme}://nobody:wrong@{rest}")
+    result = run_cli(env, "status", "--json")
+    assert result.returncode == 3
+    document = json.loads(result.stdout)
+    assert all(depth is None for depth in document["queues"].values())
+    [_, problem] = document["problems"]
+    assert "refused the credentials" in problem
+    assert "wrong" not in result.stdout
+    result = run_cli(env, "queues")
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_a_key_of_the_wrong_type_makes_one_depth_unknown(rsite: RedisSite) -> None:
+    rsite.switchboard("out").enqueue(message())
+    rsite.site.redis.client.set(f"{rsite.prefix}queue:command:0", "oops")
+    result = rsite("status", "--json")
+    assert result.exit_code == 3
+    document = json.loads(result.stdout)
+    assert document["queues"]["command"] is None
+    assert document["queues"]["out"] == 1
+    assert document["queues"]["in"] == 0
+    [_, problem] = document["problems"]
+    assert problem.startswith("queue command: depth unknown: ")
+    assert "WRONGTYPE" in problem
+    result = rsite("status")
+    assert "command            ?" in result.stdout
+    assert "out                1" in result.stdout
+    result = rsite("queues")
+    assert result.exit_code == 1
+    assert "command            ?" in result.stdout
+    assert "out                1" in result.stdout
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"{ERROR}queue command: depth unknown: ")
+    assert "WRONGTYPE" in line
+    document = json.loads(rsite("queues", "--json").stdout)
+    assert document["queues"]["command"] is None
+    assert document["queues"]["out"] == 1
+    # The gauges leave that queue out, and count the others.
+    depth, _ = QueueCollector(rsite.site.switchboards).collect()
+    depths = {sample.labels["queue"]: sample.value for sample in depth.samples}
+    assert "command" not in depths
+    assert depths["out"] == 1
+
+
+def test_status_names_the_backend(rsite: RedisSite) -> None:
+    document = json.loads(rsite("status", "--json").stdout)
+    assert document["queue_backend"] == {
+        "backend": "redis",
+        "server": describe(rsite.url),
+        "key_prefix": rsite.prefix,
+    }
+    assert f"queues on Redis at {describe(rsite.url)}, key prefix {rsite.prefix!r}" in (
+        rsite("status").stdout
+    )
+
+
+def test_status_names_the_file_backend(tmp_path: Path) -> None:
+    (tmp_path / "var").mkdir()
+    result = CliRunner().invoke(
+        main,
+        ["status", "--json"],
+        env={"RUNNERKIT_VAR_DIR": str(tmp_path / "var"), "RUNNERKIT_CONFIG": None},
+    )
+    assert json.loads(result.stdout)["queue_backend"] == {
+        "backend": "file",
+        "server": None,
+        "key_prefix": None,
+    }
+
+
+# start refuses a server that cannot be used.
+
+
+def test_start_refuses_an_unreachable_server(tmp_path: Path) -> None:
+    env = unreachable_site(tmp_path)
+    result = run_cli(env, "start", "--wait", "5")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(ERROR)
+    assert "redis://***@127.0.0.1:1/0 cannot be reached" in line
+    assert "s3cret" not in result.stderr
+    assert not (tmp_path / "var" / "master.pid").exists()
+    assert run_cli(env, "status", "--json").returncode == 3
+
+
+def test_start_refuses_refused_credentials(tmp_path: Path) -> None:
+    url = require_redis()
+    scheme, _, rest = url.partition("://")
+    if "@" in rest.split("/", 1)[0]:
+        pytest.skip("the test server's URL has credentials of its own")
+    env = unreachable_site(tmp_path, f"{scheme}://nobody:wrong@{rest}")
+    result = run_cli(env, "start", "--wait", "5")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "refused the credentials" in line
+    assert "wrong" not in line
+
+
+def test_the_master_itself_refuses_an_unreachable_server(tmp_path: Path) -> None:
+    env = unreachable_site(tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runnerkit.master",
+            "-C",
+            env["RUNNERKIT_CONFIG"],
+            "--var-dir",
+            env["RUNNERKIT_VAR_DIR"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert "redis://***@127.0.0.1:1/0 cannot be reached" in line
+    assert not (tmp_path / "var" / "master.layers.json").exists()
+
+
+# A look without the master's -C files.
+
+
+def test_a_look_without_the_masters_queues_warns(tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    config = tmp_path / "site.ini"
+    text = "[queues]\nbackend: redis\nurl: redis://u:s3cret@127.0.0.1:1/0\nkey_prefix: a:\n"
+    config.write_text(text, encoding="utf-8")
+    with Configuration.load([config], var_dir) as recorded:
+        write_layers(recorded, [config], [], [text])
+    env = {"RUNNERKIT_VAR_DIR": str(var_dir), "RUNNERKIT_CONFIG": None}
+    plain = CliRunner().invoke(main, ["queues"], env=env)
+    assert plain.exit_code == 0, plain.output
+    [warning] = plain.stderr.splitlines()
+    assert warning.startswith("runnerkit: warning: the master (pid ")
+    assert "runs with other queues (redis at redis://***@127.0.0.1:1/0, key prefix 'a:')" in (
+        warning
+    )
+    assert f"-C {config}" in warning
+    assert "s3cret" not in warning
+    assert "in                 0" in plain.stdout
+    result = CliRunner().invoke(main, ["status", "--json"], env=env)
+    assert result.exit_code == 3
+    assert "runs with other queues" in result.stderr
+    json.loads(result.stdout)
+    # With the master's own queues (a server that cannot be reached here), no warning.
+    same = CliRunner().invoke(main, ["-C", str(config), "queues", "--json"], env=env)
+    assert "warning" not in same.stderr
+    # A key prefix of its own is other queues too.
+    other = tmp_path / "other.ini"
+    other.write_text(text.replace("a:", "b:"), encoding="utf-8")
+    result = CliRunner().invoke(main, ["-C", str(other), "queues", "--json"], env=env)
+    assert "runs with other queues" in result.stderr
+
+
+def test_the_demo_help_does_not_claim_the_environment() -> None:
+    result = CliRunner().invoke(main, ["demo", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "$RUNNERKIT_CONFIG)" not in result.stdout
+    assert "not $RUNNERKIT_CONFIG" in result.stdout
+    # The other commands still read it.
+    result = CliRunner().invoke(main, ["status", "--help"], terminal_width=200)
+    assert "($RUNNERKIT_CONFIG)" in result.stdout
 
 
 # The demo.

@@ -160,7 +160,13 @@ def site_options(ctx: click.Context | None = None) -> SiteOptions:
     return options if isinstance(options, SiteOptions) else SiteOptions()
 
 
-def _site_option_decorators(*, group: bool, var_dir: bool = True) -> list[Callable[[F], F]]:
+#: The help of ``-C``, for the group and the commands that work on the site it names.
+CONFIG_HELP = "An INI file over the defaults; repeat for more layers ($RUNNERKIT_CONFIG)."
+
+
+def _site_option_decorators(
+    *, group: bool, var_dir: bool = True, config_help: str = CONFIG_HELP
+) -> list[Callable[[F], F]]:
     """``-C``, ``--var-dir`` and ``--path``; only the group reads the environment."""
     decorators = [
         click.option(
@@ -170,7 +176,7 @@ def _site_option_decorators(*, group: bool, var_dir: bool = True) -> list[Callab
             multiple=True,
             envvar="RUNNERKIT_CONFIG" if group else None,
             type=click.Path(dir_okay=False, path_type=Path),
-            help="An INI file over the defaults; repeat for more layers ($RUNNERKIT_CONFIG).",
+            help=config_help,
         ),
         click.option(
             "--var-dir",
@@ -199,6 +205,21 @@ def layer_options(function: F) -> F:
     ``import_path``); the group's are in :func:`site_options`.
     """
     for decorator in reversed(_site_option_decorators(group=False, var_dir=False)):
+        function = decorator(function)
+    return function
+
+
+def throwaway_layer_options(function: F) -> F:
+    """:func:`layer_options` for a command whose site is a throwaway one of its own
+    (``demo``): ``$RUNNERKIT_CONFIG``, which names the user's site, does not apply, and
+    the help of ``-C`` does not claim it does."""
+    decorators = _site_option_decorators(
+        group=False,
+        var_dir=False,
+        config_help="An INI file over the demo's own layer; repeat for more layers "
+        "(not $RUNNERKIT_CONFIG, which names your own site).",
+    )
+    for decorator in reversed(decorators):
         function = decorator(function)
     return function
 
@@ -342,3 +363,14 @@ def find_list(config: Site, name: str) -> MailingList:
     if mlist is None:
         raise CommandError(f"no mailing list {name!r}; see 'runnerkit lists list'")
     return mlist
+
+
+def warn_other_queues(site: Site) -> None:
+    """A warning on stderr if the master of *site*'s var dir runs with other queues than
+    *site*'s (:func:`runnerkit.master.client.other_queues`): a look at these would show
+    queues it does not use."""
+    from runnerkit.master.client import other_queues
+
+    warning = other_queues(site)
+    if warning is not None:
+        click.echo(f"runnerkit: warning: {warning}", err=True)

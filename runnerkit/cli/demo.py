@@ -15,9 +15,9 @@ from runnerkit.cli.common import (
     EXIT_FAILED,
     CommandError,
     UsageProblem,
-    layer_options,
     main,
     site_options,
+    throwaway_layer_options,
 )
 from runnerkit.demo import (
     Demo,
@@ -110,7 +110,7 @@ def checked_by(check: Callable[[T], None]) -> Callable[[click.Context, click.Par
     "$RUNNERKIT_REDIS_URL, else a private Valkey server the demo starts and stops).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@layer_options
+@throwaway_layer_options
 def demo(
     count: int,
     var_dir: Path | None,

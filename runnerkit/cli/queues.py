@@ -20,6 +20,7 @@ from runnerkit.cli.common import (
     find_list,
     main,
     opened,
+    warn_other_queues,
 )
 from runnerkit.errors import MessageError, QueueError, QueueFileError
 from runnerkit.limits import read_message
@@ -28,7 +29,7 @@ from runnerkit.logtext import escape
 from runnerkit.message import Message
 from runnerkit.runner import SHUNT_KEYS
 from runnerkit.runners.incoming import check_message
-from runnerkit.switchboard import queue_depths
+from runnerkit.switchboard import read_depths
 
 #: The queue whose runner (``in``) needs a list and a sender.
 INCOMING = "in"
@@ -40,15 +41,28 @@ INCOMING = "in"
     "--json", "as_json", is_flag=True, help='Print JSON: {"queues": {NAME: DEPTH, ...}}.'
 )
 def queues(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) -> None:
-    """Show the depth of every queue, shunt and bad included."""
+    """Show the depth of every queue, shunt and bad included.
+
+    A depth that cannot be read (the Redis server cannot be reached, say) shows as ?
+    (null in the JSON, with "problems" saying why), and the exit status is 1.
+    """
     with opened(config_files, var_dir, read_only=True) as config:
-        depths = queue_depths(config.switchboards)
+        warn_other_queues(config)
+        depths, problems = read_depths(config.switchboards)
         if as_json:
-            # The layout of the REST runner's /queues.
-            click.echo(json.dumps({"queues": depths}, sort_keys=True))
-            return
-        for name, depth in depths.items():
-            click.echo(f"{name:<12} {depth:>7}")
+            # The layout of the REST runner's /queues; a depth that cannot be read is
+            # null, and "problems" says why.
+            document: dict[str, Any] = {"queues": depths}
+            if problems:
+                document["problems"] = problems
+            click.echo(json.dumps(document, sort_keys=True))
+        else:
+            for name, depth in depths.items():
+                click.echo(f"{name:<12} {'?' if depth is None else depth:>7}")
+        for problem in problems:
+            click.echo(f"runnerkit: error: {problem}", err=True)
+        if problems:
+            sys.exit(EXIT_FAILED)
 
 
 @main.command()

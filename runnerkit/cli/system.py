@@ -9,9 +9,11 @@ not, :data:`STATUS_NOT_RUNNING` (3, as for an LSB init script) when no master ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -24,6 +26,7 @@ from runnerkit.cli.common import (
     main,
     opened,
     site_options,
+    warn_other_queues,
 )
 from runnerkit.errors import MasterLayersError, MasterStartError, RunnerkitError, StatusFileError
 from runnerkit.master import (
@@ -42,12 +45,14 @@ from runnerkit.master import (
     stop_master,
     wait_until_ready,
 )
+from runnerkit.master.client import KEPT_QUEUES
 from runnerkit.ownership import check_strict_modes
 from runnerkit.runner import check_runner_classes, load_runner_class
 from runnerkit.runners.lmtp import LMTPRunner
 from runnerkit.runners.rest import RESTRunner
-from runnerkit.site import Site
-from runnerkit.switchboard import queue_depths
+from runnerkit.site import AnySwitchboard, Site
+from runnerkit.streams import describe, redis_url
+from runnerkit.switchboard import read_depths
 
 #: ``status``: the master and every runner process run.
 STATUS_RUNNING = 0
@@ -112,6 +117,12 @@ def start(
             f"a master is already running with pid {pid}; use 'runnerkit stop' or "
             "'runnerkit restart'"
         )
+    if config.queues.backend == "redis":
+        # Runners on a server that cannot be used would wait for their leases forever.
+        try:
+            config.redis.ping()
+        except RunnerkitError as error:
+            raise CommandError(str(error)) from error
     if foreground:
         try:
             with config:
@@ -205,7 +216,10 @@ def _drain(site: Site, timeout: float) -> None:
         # The stop after the drain waits as long as the master may take to stop (it
         # kills what overstays its stop_timeout), whatever the drain's own timeout.
         stop_timeout = max(timeout, site.master.stop_timeout.total_seconds() + STOP_MARGIN)
-        report = drain_master(site, site.switchboards, timeout, stop_timeout=stop_timeout)
+        with _counted_slices(site) as counted:
+            report = drain_master(
+                site, site.switchboards, timeout, stop_timeout=stop_timeout, counted=counted
+            )
     except KeyboardInterrupt:
         raise CommandError(
             "drain interrupted: the master still runs, its intake perhaps stopped; "
@@ -222,11 +236,42 @@ def _drain(site: Site, timeout: float) -> None:
     raise CommandError(_drain_problem(report, timeout, stop_timeout))
 
 
+@contextlib.contextmanager
+def _counted_slices(site: Site) -> Iterator[dict[str, list[AnySwitchboard]]]:
+    """On Redis, what a drain of this site's master counts of each queue a runner of it
+    serves: the slices it runs (``[runner.NAME] slices``), not those of other hosts
+    sharing the server; nothing on the file backend (every queue is counted whole)."""
+    counted: dict[str, list[AnySwitchboard]] = {}
+    try:
+        if site.queues.backend == "redis":
+            for name in site.queue_names:
+                settings = site.runner(name)
+                if name in KEPT_QUEUES or not settings.start or not settings.is_queue_runner:
+                    continue
+                counted[name] = [
+                    site.switchboard(name, number, settings.instances)
+                    for number in settings.run_slices
+                ]
+        yield counted
+    finally:
+        for switchboards in counted.values():
+            for switchboard in switchboards:
+                switchboard.close()
+
+
 def _drain_problem(report: DrainReport, timeout: float, stop_timeout: float) -> str:
     """Why a drain fell short, and where things stand."""
     if not report.intake_stopped:
         servers = ", ".join(report.intake) or "the runners that take work in"
         problem = f"intake ({servers}) did not stop within {timeout:g}s"
+    elif report.emptied and report.stopped:
+        problem = (
+            f"the queues were seen empty after {report.seconds:.1f}s, but messages came "
+            "in again before the master stopped (queued by another process, or put back "
+            "by a runner as it stopped)"
+        )
+    elif report.emptied:
+        problem = f"the queues were seen empty after {report.seconds:.1f}s"
     else:
         problem = f"the queues did not drain within {timeout:g}s"
     if report.left:
@@ -275,11 +320,15 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
 
     A runner that is not running shows why, and the last error line of its last failed
     process; a server (LMTP, REST) the addresses it listens on ("listening" in the
-    JSON).  Exit status: 0 when the master and every runner process run, 1 when some
-    runner does not, 3 when no master runs, 4 when the master lock is held by a process
-    that wrote no pid.
+    JSON).  The queues' backend is named (on Redis, the server and key prefix); on
+    Redis, a runner slice's row shows the depth of that slice.  A queue whose depth
+    cannot be read shows as ? (null in the JSON), and the problems say why.  Exit
+    status: 0 when the master and every runner process run and every depth reads, 1
+    when some runner does not run or some depth does not read, 3 when no master runs,
+    4 when the master lock is held by a process that wrote no pid.
     """
     with opened(config_files, var_dir, read_only=True) as config:
+        warn_other_queues(config)
         pid = running_master_pid(config)
         problems: list[str] = []
         master_status: MasterStatus | None = None
@@ -305,7 +354,12 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
             if runner.state != "running":
                 problems.append(runner.problem())
                 code = max(code, STATUS_DEGRADED)
-        depths = queue_depths(config.switchboards)
+        depths, unread = read_depths(config.switchboards)
+        if unread:
+            problems.extend(unread)
+            code = max(code, STATUS_DEGRADED)
+        backend = queue_backend(config)
+        slice_depths = _slice_depths(config, runners)
         listening = {
             runner.name: listening_addresses(runner.pid) or []
             for runner in runners
@@ -321,20 +375,58 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
                     for runner in runners
                 ],
                 "queues": depths,
+                "queue_backend": backend,
                 "problems": problems,
             }
             click.echo(json.dumps(document, sort_keys=True))
         else:
-            _show_status(pid, draining, runners, depths, listening)
+            _show_status(pid, draining, runners, depths, listening, slice_depths, backend)
+            for problem in unread:
+                click.echo(f"runnerkit: error: {problem}", err=True)
         sys.exit(code)
+
+
+def queue_backend(config: Site) -> dict[str, str | None]:
+    """Where *config*'s queues are: ``backend``, and on Redis ``server`` (its password
+    hidden) and ``key_prefix`` (else None)."""
+    queues = config.queues
+    if queues.backend != "redis":
+        return {"backend": queues.backend, "server": None, "key_prefix": None}
+    return {
+        "backend": "redis",
+        "server": describe(redis_url(queues.url)),
+        "key_prefix": queues.key_prefix,
+    }
+
+
+def _slice_depths(
+    config: Site, runners: tuple[RunnerStatus, ...]
+) -> dict[tuple[str, int], int | None]:
+    """On Redis, the depth of each runner slice's own stream (None: it cannot be read);
+    on the file backend, nothing (a row shows its whole queue's depth)."""
+    if config.queues.backend != "redis":
+        return {}
+    found: dict[tuple[str, int], int | None] = {}
+    for runner in runners:
+        if runner.slice is None or runner.name not in config.queue_names:
+            continue
+        try:
+            found[runner.name, runner.slice] = config.switchboard(
+                runner.name, runner.slice, runner.count
+            ).depth()
+        except RunnerkitError:
+            found[runner.name, runner.slice] = None
+    return found
 
 
 def _show_status(
     pid: int | None,
     draining: bool,
     runners: tuple[RunnerStatus, ...],
-    depths: dict[str, int],
+    depths: dict[str, int | None],
     listening: dict[str, list[str]],
+    slice_depths: dict[tuple[str, int], int | None],
+    backend: dict[str, str | None],
 ) -> None:
     """The text of ``status``: the master, a table of runners (a server's with the
     addresses it listens on), a table of queues."""
@@ -350,7 +442,10 @@ def _show_status(
             f"{'runner':<12} {'slice':<7} {'pid':>8} {'state':<9} {'restarts':>8} {'queue':>7}"
         )
     for runner in runners:
-        depth = depths.get(runner.name, "-")
+        if runner.slice is not None and (runner.name, runner.slice) in slice_depths:
+            depth = _depth_text(slice_depths[runner.name, runner.slice])
+        else:
+            depth = _depth_text(depths.get(runner.name, "-"))
         click.echo(
             f"{runner.name:<12} {runner.where:<7} {runner.pid or '-':>8} "
             f"{runner.state:<9} {runner.restarts:>8} {depth:>7}{_why(runner)}"
@@ -361,9 +456,16 @@ def _show_status(
             )
         )
     click.echo()
+    if backend["backend"] == "redis":
+        click.echo(f"queues on Redis at {backend['server']}, key prefix {backend['key_prefix']!r}")
     click.echo(f"{'queue':<12} {'depth':>7}")
-    for name, depth in depths.items():
-        click.echo(f"{name:<12} {depth:>7}")
+    for name, queue_depth in depths.items():
+        click.echo(f"{name:<12} {_depth_text(queue_depth):>7}")
+
+
+def _depth_text(depth: int | str | None) -> str:
+    """A depth in a table: ``?`` where it cannot be read."""
+    return "?" if depth is None else str(depth)
 
 
 def _why(runner: RunnerStatus) -> str:

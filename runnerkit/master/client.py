@@ -38,6 +38,7 @@ from runnerkit.errors import (
     MasterNotRunningError,
     MasterRunningError,
     MasterStartError,
+    RunnerkitError,
 )
 from runnerkit.fsio import make_directories, open_append
 from runnerkit.master.files import (
@@ -51,6 +52,7 @@ from runnerkit.master.files import (
 from runnerkit.master.reload import reload_problem
 from runnerkit.master.status import RunnerStatus
 from runnerkit.runner import takes_work_in
+from runnerkit.streams import describe, redis_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from runnerkit.site import AnySwitchboard
@@ -269,6 +271,9 @@ class DrainReport:
     #: Files in ``bad`` and ``shunt``, which a drain leaves to an operator; only those
     #: that hold some.
     kept: dict[str, int] = field(default_factory=dict)
+    #: Whether two looks in a row found the drained queues empty before the timeout
+    #: (what is :attr:`left` then came in, or came back, after those looks).
+    emptied: bool = False
 
     @property
     def drained(self) -> bool:
@@ -287,6 +292,7 @@ def drain_master(
     switchboards: Mapping[str, AnySwitchboard],
     timeout: float,
     stop_timeout: float,
+    counted: Mapping[str, Sequence[AnySwitchboard]] | None = None,
 ) -> DrainReport:
     """Stop intake, wait for the queues to empty, then stop the master of *config*.
 
@@ -294,6 +300,9 @@ def drain_master(
 
     :param switchboards: every queue of the var dir, by name (``bad`` and ``shunt``
         are counted, not drained).
+    :param counted: what to count of a drained queue instead of its whole switchboard:
+        the switchboards of the slices this master runs (on a Redis server that several
+        hosts share, the others' slices are theirs to drain).
     :param timeout: seconds to wait for the intake to stop and the queues to empty.
     :param stop_timeout: seconds to wait for the master to stop afterwards.
     :raises MasterNotRunningError: no master holds the lock.
@@ -339,11 +348,16 @@ def drain_master(
                 break
         time.sleep(POLL_SECONDS)
     drained = [name for name in sorted(switchboards) if name not in KEPT_QUEUES]
+    counted = counted or {}
+
+    def load(name: str) -> int:
+        return sum(queue_load(part) for part in counted.get(name, (switchboards[name],)))
+
     empty_looks = 0
     while intake_stopped and time.monotonic() <= deadline:
         if running_master_pid(config) != pid:
             raise master_gone()
-        if any(queue_load(switchboards[name]) for name in drained):
+        if any(load(name) for name in drained):
             empty_looks = 0
         else:
             empty_looks += 1
@@ -356,7 +370,8 @@ def drain_master(
     except MasterNotRunningError:
         # It stopped between the last look and the signal: nothing runs, as asked.
         stopped = True
-    loads = {name: queue_load(switchboards[name]) for name in drained}
+    emptied = empty_looks == 2
+    loads = {name: load(name) for name in drained}
     kept = {name: switchboards[name].depth() for name in KEPT_QUEUES if name in switchboards}
     return DrainReport(
         pid=pid,
@@ -366,7 +381,40 @@ def drain_master(
         stopped=stopped,
         left={name: count for name, count in loads.items() if count},
         kept={name: count for name, count in kept.items() if count},
+        emptied=emptied,
     )
+
+
+def other_queues(config: Configuration) -> str | None:
+    """Whether the master of *config*'s var dir recorded (``master.layers.json``) that
+    it runs with other queues than *config*'s: another ``[queues] backend``, server or
+    key prefix.  If so, a warning that says so and names its ``-C`` files; else None
+    (no record, or one that cannot be read: nothing to say).
+    """
+    try:
+        recorded = read_layers(config)
+        if recorded is None or recorded.texts is None:
+            return None
+        with Configuration.load(recorded.config_files, texts=recorded.texts) as theirs:
+            them = _queues_of(theirs)
+    except RunnerkitError:
+        return None
+    ours = _queues_of(config)
+    if them == ours:
+        return None
+    files = " ".join(f"-C {path}" for path in recorded.config_files) or "no -C file"
+    return (
+        f"the master (pid {recorded.master_pid}) runs with other queues ({them}) than "
+        f"these ({ours}); to see its queues, give its configuration files: {files}"
+    )
+
+
+def _queues_of(config: Configuration) -> str:
+    """Where *config*'s queues are, in words."""
+    queues = config.queues
+    if queues.backend != "redis":
+        return f"backend {queues.backend}"
+    return f"redis at {describe(redis_url(queues.url))}, key prefix {queues.key_prefix!r}"
 
 
 def _takes_work_in(config: Configuration, runner: RunnerStatus) -> bool:

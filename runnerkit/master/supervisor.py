@@ -71,6 +71,7 @@ from runnerkit.metrics import prepare_directory, process_environment
 from runnerkit.ownership import check_strict_modes
 from runnerkit.runner import takes_work_in
 from runnerkit.signals import SignalDispatcher
+from runnerkit.streams import check_server
 
 # The package's name, not this module's: operators and specs look for it in the log.
 log = logging.getLogger("runnerkit.master")
@@ -302,6 +303,8 @@ class Master:
         :raises UnsafeSiteError: another user could write the site
             (:func:`runnerkit.ownership.check_strict_modes`).
         :raises MasterRunningError: another master runs on this var dir.
+        :raises QueueUnavailableError: the queues are on a Redis server that cannot be
+            reached or refuses the credentials: nothing is started.
         """
         actions: dict[int, Callable[[int], object]] = {
             signal.SIGTERM: self._on_stop,
@@ -315,6 +318,8 @@ class Master:
         # written (a ``runnerkit stop`` right after ``start``) stops the master in
         # order, its lock released and its files removed, instead of killing it.
         check_strict_modes(self.config, self.config_files)
+        if self.config.queues.backend == "redis":
+            check_server(self.config.queues.url, self.config.queues.key_prefix)
         with SignalDispatcher(actions):
             self.acquire_lock()
             try:
