@@ -523,8 +523,19 @@ class RedisCalls:
     def close(self) -> None:
         """Close the clients' connections."""
         for client in (self.client, self.once):
-            with contextlib.suppress(Exception):
-                client.close()
+            close_client(client)
+
+
+def close_client(client: redis.Redis) -> None:
+    """Close *client* and every connection of its pool, now.
+
+    ``Redis.close()`` alone leaves the pool of a client made by ``from_url`` open before
+    redis-py 5 (its sockets closed only when collected).
+    """
+    with contextlib.suppress(Exception):
+        client.close()
+    with contextlib.suppress(Exception):
+        client.connection_pool.disconnect()
 
 
 def check_server(url: str, prefix: str) -> None:
@@ -1347,8 +1358,7 @@ class StreamWatcher:
         """
         self._stop.set()
         self._thread.join(timeout=0.05)
-        with contextlib.suppress(Exception):
-            self._client.close()
+        close_client(self._client)
         self._thread.join(timeout=WATCH_BLOCK_MS / 1000 + 5)
 
 

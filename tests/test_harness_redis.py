@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from runnerkit.message import message_from_string
+from runnerkit.streams import close_client
 from runnerkit.testing import World
 from runnerkit.testing.redis import redis_unavailable
 from runnerkit.valkey import ValkeyServer
@@ -48,7 +49,7 @@ def all_keys(server: ValkeyServer) -> list[str]:
     try:
         return sorted(key.decode() for key in client.scan_iter(count=1000))
     finally:
-        client.close()
+        close_client(client)
 
 
 def run_pytest(

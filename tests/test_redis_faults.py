@@ -222,8 +222,13 @@ def test_a_full_server_refuses_clearly_and_loses_nothing(tmp_path: Path, hosts: 
         assert "is full (maxmemory)" in str(raised.value)
         assert describe(server.url) in str(raised.value)
         assert stored > 10
-        # The runners take the messages, but cannot queue them onward: each waits in
-        # its place, and the runners back off; nothing goes to shunt or bad.
+        # A little room, for the runners' leases (a SET, which a full server refuses:
+        # runners that start on a full server wait for their leases) and a few messages
+        # queued onward; then the server is full again.  The runners take the messages,
+        # but cannot queue them onward: each waits in its place, and the runners back
+        # off; nothing goes to shunt or bad.
+        server_calls = RedisCalls(server.url, PREFIX)
+        server_calls.client.config_set("maxmemory", 4_300_000)
         host.start()
         wait_for(lambda: "met an error of the environment" in host.log_text(), "a back-off")
         time.sleep(1.0)
@@ -231,7 +236,6 @@ def test_a_full_server_refuses_clearly_and_loses_nothing(tmp_path: Path, hosts: 
         assert host.site.switchboards["shunt"].depth() == 0
         assert host.site.switchboards["bad"].depth() == 0
         # More room: everything goes through.
-        server_calls = RedisCalls(server.url, PREFIX)
         server_calls.client.config_set("maxmemory", 0)
         wait_for(
             lambda: host.site.switchboards["next"].depth() == stored,
