@@ -62,6 +62,7 @@ from runnerkit.switchboard import (
     MAX_REASON,
     MAX_RECOVERIES,
     QueueClock,
+    check_filebase,
     encode_entry,
     new_filebase,
 )
@@ -460,6 +461,7 @@ class RedisCalls:
         self.layout = register(_LAYOUT)
         self.lease = register(_LEASE)
         self.release = register(_RELEASE)
+        self.requeue_preserved = register(_FIELD + _REQUEUE_PRESERVED)
 
     def __repr__(self) -> str:
         return f"<RedisCalls {describe(self.url)} prefix {self.prefix!r}>"
@@ -706,6 +708,10 @@ class StreamSwitchboard:
                 "drain it (runnerkit stop --drain), then start with the new instances"
             )
 
+    def _stream_of(self, filebase: str, layout: int) -> str:
+        """The stream of *filebase*'s slice when the queue has *layout* slices."""
+        return self._stream(slice_of(int(filebase.rsplit("+", 1)[1], 16), layout))
+
     def _streams(self) -> list[str]:
         """This switchboard's streams: its slice's, or every slice's."""
         if self.slice is not None:
@@ -731,7 +737,7 @@ class StreamSwitchboard:
         slices_key = queue_key(self.calls.prefix, self.name, "slices")
         for fresh in (False, True):
             layout = self.layout(fresh)
-            key = self._stream(slice_of(int(filebase.rsplit("+", 1)[1], 16), layout))
+            key = self._stream_of(filebase, layout)
             keys = [key, slices_key]
             doing = f"enqueue to {self.name!r}"
             try:
@@ -869,10 +875,7 @@ class StreamSwitchboard:
     # Taking and finishing.
 
     def _locate(self, filebase: str, *, waiting: bool) -> tuple[str, str]:
-        if not isinstance(filebase, str) or not _FILEBASE.fullmatch(filebase):
-            raise QueueError(
-                f"{filebase!r} is not a queue file base name (<time>+<40 hex digits>)"
-            )
+        check_filebase(filebase)
         place = self._ids.get(filebase)
         if place is None:
             if waiting:
@@ -1054,10 +1057,7 @@ class StreamSwitchboard:
         return out
 
     def _find_preserved(self, filebase: str) -> dict[str, Any] | None:
-        if not isinstance(filebase, str) or not _FILEBASE.fullmatch(filebase):
-            raise QueueError(
-                f"{filebase!r} is not a queue file base name (<time>+<40 hex digits>)"
-            )
+        check_filebase(filebase)
         for found, record in self._preserved():
             if found == filebase:
                 return record
@@ -1158,10 +1158,7 @@ class StreamSwitchboard:
         :raises QueueError: *filebase* is not a queue file base name.
         :raises QueueUnavailableError: the server cannot be reached.
         """
-        if not isinstance(filebase, str) or not _FILEBASE.fullmatch(filebase):
-            raise QueueError(
-                f"{filebase!r} is not a queue file base name (<time>+<40 hex digits>)"
-            )
+        check_filebase(filebase)
         self._ids.pop(filebase, None)
         if any(found == filebase for found, _ in self._waiting()):
             return ".pck"
@@ -1289,16 +1286,15 @@ class StreamSwitchboard:
                 raise QueueError(f"preserved entry {filebase!r} is gone: another command took it")
             entry_id = record["id"]
         expected = "" if filebase == foreign_filebase(self._preserved_key, entry_id) else filebase
-        script = self.calls.client.register_script(_FIELD + _REQUEUE_PRESERVED)
         new = new_filebase(destination._clock)
         slices_key = queue_key(self.calls.prefix, destination.name, "slices")
         for fresh in (False, True):
             layout = destination.layout(fresh)
-            key = destination._stream(slice_of(int(new.rsplit("+", 1)[1], 16), layout))
+            key = destination._stream_of(new, layout)
             reply = self.calls.call(
                 f"requeue preserved {filebase!r} to {destination.name!r}",
                 partial(
-                    script,
+                    self.calls.requeue_preserved,
                     keys=[self._preserved_key, key, slices_key],
                     args=[entry_id, expected, GROUP, new, content, layout],
                 ),

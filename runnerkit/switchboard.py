@@ -467,10 +467,7 @@ class Switchboard:
     # Internals.
 
     def _check_filebase(self, filebase: str) -> None:
-        if not isinstance(filebase, str) or not _FILEBASE.fullmatch(filebase):
-            raise QueueError(
-                f"{filebase!r} is not a queue file base name (<time>+<40 hex digits>)"
-            )
+        check_filebase(filebase)
 
     def _path(self, filebase: str, extension: str) -> str:
         self._check_filebase(filebase)
@@ -651,6 +648,15 @@ def encode_entry(msg: Message | str, metadata: MsgData | None, kws: Mapping[str,
     stored["version"] = METADATA_VERSION
     body = _plain_text(msg) if plaintext and not isinstance(msg, str) else msg
     return queuefile.encode(body, stored)
+
+
+def check_filebase(filebase: str) -> None:
+    """Check that *filebase* is a queue file base name, ``<time>+<40 hex digits>``.
+
+    :raises QueueError: it is not.
+    """
+    if not isinstance(filebase, str) or not _FILEBASE.fullmatch(filebase):
+        raise QueueError(f"{filebase!r} is not a queue file base name (<time>+<40 hex digits>)")
 
 
 def new_filebase(clock: QueueClock) -> str:
