@@ -405,10 +405,18 @@ class Runner:
         """Pause before the next pass after *error* of the environment met while *doing*:
         ``sleep_time`` doubled for each such error in a row, at most
         :data:`MAX_BACKOFF` seconds."""
-        self._transient_failures += 1
-        pause = min(MAX_BACKOFF, max(self.sleep_float, 0.1) * 2 ** (self._transient_failures - 1))
+        pause = self._next_pause()
         log.error("%s: %s failed (%s); trying again in %.1fs", self, doing, error, pause)
         self._backoff_until = time.monotonic() + pause
+
+    def _next_pause(self) -> float:
+        """Count one more error of the environment in a row, and return the pause it
+        asks for: ``sleep_time`` (at least 0.1 s) doubled for each, at most
+        :data:`MAX_BACKOFF` seconds."""
+        self._transient_failures += 1
+        return float(
+            min(MAX_BACKOFF, max(self.sleep_float, 0.1) * 2 ** (self._transient_failures - 1))
+        )
 
     def _put_back_left(self) -> None:
         """Put back what could not be put back when its error came (the queue server
@@ -485,8 +493,7 @@ class Runner:
         before its next pass: ``sleep_time`` doubled for each such error in a row, at
         most :data:`MAX_BACKOFF` seconds.
         """
-        self._transient_failures += 1
-        pause = min(MAX_BACKOFF, max(self.sleep_float, 0.1) * 2 ** (self._transient_failures - 1))
+        pause = self._next_pause()
         log.error(
             "%s: %s met an error of the environment, not of the message (%s); it waits "
             "to be tried again in %.1fs",
