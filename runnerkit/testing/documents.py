@@ -18,6 +18,7 @@ from sybil import Document, Sybil
 from sybil.typing import Parser
 
 from runnerkit.errors import HarnessError
+from runnerkit.testing.eventloop import EVENT_LOOP, DocumentLoop
 from runnerkit.testing.isolation import Isolation, warn_restored
 from runnerkit.testing.namespace import world_namespace
 from runnerkit.testing.parsers import SpecParser, remember_base_namespace
@@ -81,6 +82,7 @@ def setup_document(namespace: dict[str, Any], extra: ExtraNamespace | None = Non
     isolation = namespace[_ISOLATION] = Isolation()
     isolation.watch(world.config)
     namespace[_NAME] = name
+    namespace[EVENT_LOOP] = DocumentLoop(name)
     try:
         namespace.update(world_namespace(world))
         if extra is not None:
@@ -92,14 +94,17 @@ def setup_document(namespace: dict[str, Any], extra: ExtraNamespace | None = Non
 
 
 def teardown_document(namespace: dict[str, Any]) -> None:
-    """Close the document's cleanups, undo what it left changed, then discard its world.
+    """Close the document's cleanups and event loop, undo what it left changed, then
+    discard its world.
 
-    What had to be undone (a frozen clock, a master still running, the environment...)
-    is reported as an :class:`~runnerkit.testing.isolation.IsolationWarning` naming the
-    document, once the world is gone.
+    What had to be undone (a task still pending, a frozen clock, a master still
+    running, the environment...) is reported as an
+    :class:`~runnerkit.testing.isolation.IsolationWarning` naming the document, once
+    the world is gone.
     """
     world: World | None = namespace.pop(_WORLD, None)
     isolation: Isolation | None = namespace.pop(_ISOLATION, None)
+    loop: DocumentLoop | None = namespace.pop(EVENT_LOOP, None)
     restored: list[str] = []
     try:
         cleanups = namespace.get("cleanups")
@@ -107,8 +112,10 @@ def teardown_document(namespace: dict[str, Any]) -> None:
             cleanups.close()
     finally:
         try:
+            if loop is not None:
+                restored = loop.close()
             if isolation is not None:
-                restored = isolation.restore()
+                restored += isolation.restore()
         finally:
             if world is not None:
                 world.close()

@@ -21,6 +21,7 @@ from sybil.parsers.rest.lexers import DirectiveInCommentLexer
 from sybil.typing import Parser
 
 from runnerkit.errors import UnknownParserError
+from runnerkit.testing.awaiting import AwaitEvaluators
 
 #: The kinds of example a spec can hold, in the order Sybil is given their parsers.
 PARSER_NAMES = ("doctest", "codeblock", "skip", "clear-namespace")
@@ -120,6 +121,8 @@ class SpecParser:
         self.names: tuple[str, ...] = tuple(names)
         self._rest = [*rest_parsers(names, optionflags), *custom]
         self._markdown = [*markdown_parsers(names, optionflags), *custom]
+        #: Lets examples, yours included, ``await`` (:mod:`runnerkit.testing.awaiting`).
+        self._await = AwaitEvaluators()
 
     def __repr__(self) -> str:
         return f"<SpecParser {', '.join(self.names)}>"
@@ -131,7 +134,7 @@ class SpecParser:
 
     def __call__(self, document: Document) -> Iterator[Region]:
         for parser in self.parsers_for(document.path):
-            yield from parser(document)
+            yield from self._await.regions(parser(document))
 
 
 def remember_base_namespace(namespace: dict[str, Any]) -> None:

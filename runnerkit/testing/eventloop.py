@@ -1,0 +1,294 @@
+"""The event loop of one document, which its top-level ``await`` examples run on.
+
+A document's examples share one :class:`DocumentLoop`, as the inputs of
+``python -m asyncio`` share one loop: a task created by one example (a server, say)
+goes on running while the next examples run, and an example that awaits it later
+finds it where it left it.  Like that REPL's, the loop runs all the time, in a thread
+of its own, so a server started on it keeps answering while an example without
+``await`` talks to it with a blocking client.  Examples without ``await`` still run
+where every example runs, in pytest's thread, so nothing changes for them: signal
+handlers, debuggers and pytest-timeout work as before.
+
+The loop is made by the first example that awaits.  A document that never awaits
+gets no loop and no thread.  When the document ends, :meth:`DocumentLoop.close`
+cancels the tasks it left pending, waits for them to finish cancelling, shuts down
+asynchronous generators and the default executor, stops the thread and closes the
+loop, and says which tasks it had to cancel, for the document's
+:class:`~runnerkit.testing.isolation.IsolationWarning`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from runnerkit.errors import HarnessError
+
+#: The namespace key under which a document keeps its :class:`DocumentLoop`.
+EVENT_LOOP = "__runnerkit_event_loop__"
+
+#: Seconds each step of :meth:`DocumentLoop.close` may take: the cancelled tasks to
+#: finish, the default executor's threads to end, the loop's thread to stop.
+CLOSE_SECONDS = 10.0
+
+T = TypeVar("T")
+
+#: What a context variable holds when it holds nothing (no value, no default).
+_UNSET: Any = object()
+
+
+class DocumentLoop:
+    """An asyncio event loop for one document, started by the first example that awaits.
+
+    :param owner: the document, named in errors and in what :meth:`close` reports.
+    """
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        #: Set, before the loop is stopped, to tell its thread not to run it again.
+        self._stopping = False
+        #: What escaped the loop: ``KeyboardInterrupt`` or ``SystemExit`` from a task.
+        self._escaped: list[BaseException] = []
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running" if self._loop else "not started"
+        return f"<DocumentLoop of {self.owner}: {state}>"
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop, once an example has awaited; None before that."""
+        return self._loop
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run *coroutine* to its end on the loop, from another thread, and return its
+        result or raise its exception.
+
+        It runs in a copy of the caller's context, so it sees the current
+        configuration and every other context variable; what it leaves set in it is
+        set back in the caller's context when it ends, as if it had run there, the way
+        an example without ``await`` would.  If the caller is interrupted while it
+        waits (Ctrl-C, a pytest-timeout), the coroutine's task is cancelled.
+
+        :raises HarnessError: the loop is closed.
+        """
+        try:
+            loop = self._started()
+        except BaseException:
+            coroutine.close()
+            raise
+        outcome = self._submit(loop, coroutine)
+        try:
+            outcome.done.wait()
+        except BaseException:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(outcome.cancel)
+            raise
+        finally:
+            _copy_back(outcome.context)
+        error, outcome.error = outcome.error, None
+        if error is not None:
+            try:
+                raise error
+            finally:
+                del error
+        return cast(T, outcome.value)
+
+    def close(self, timeout: float = CLOSE_SECONDS) -> list[str]:
+        """Cancel the tasks still pending, stop the loop's thread, close the loop.
+
+        A task the document cancelled itself, and that is on its way out, is waited for
+        but not reported.  Nothing here raises: what could not be done is reported.
+        Closing twice, or a loop never started, does nothing.
+
+        :param timeout: seconds each step may take before it is given up.
+        :returns: what had to be done, one description each: the tasks cancelled, and
+            the steps that did not end in time.
+        """
+        loop, thread = self._loop, self._thread
+        if self._closed or loop is None or thread is None:
+            self._closed = True
+            return []
+        self._closed = True
+        undone: list[str] = []
+        tasks: list[asyncio.Task[Any]] = []
+        if not self._submit(loop, _cancel_pending(undone, tasks)).done.wait(timeout):
+            names = ", ".join(repr(task.get_name()) for task in tasks if not task.done())
+            undone.append(
+                f"event loop: asyncio tasks still running {timeout:g} s after they were"
+                f" cancelled: {names}"
+            )
+        if not self._submit(loop, loop.shutdown_asyncgens()).done.wait(timeout):
+            undone.append(f"event loop: asynchronous generators not closed {timeout:g} s later")
+        if not self._submit(loop, loop.shutdown_default_executor()).done.wait(timeout):
+            undone.append(
+                "event loop: the default executor's threads (asyncio.to_thread,"
+                f" run_in_executor) still running {timeout:g} s later"
+            )
+        self._stopping = True
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        for error in self._escaped:
+            undone.append(
+                f"event loop: a task raised {type(error).__name__}, which asyncio let out of"
+                " the loop"
+            )
+        self._escaped.clear()
+        if thread.is_alive():
+            undone.append(
+                f"event loop: its thread was still busy {timeout:g} s after it was told to"
+                " stop (a blocking call in a coroutine?); the loop is left open"
+            )
+        else:
+            loop.close()
+        return undone
+
+    def _started(self) -> asyncio.AbstractEventLoop:
+        """The loop, running in its thread; made and started on the first call."""
+        if self._closed:
+            raise HarnessError(
+                f"the event loop of {self.owner} is closed: examples can await only"
+                " while their document runs"
+            )
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=self._serve,
+                args=(loop,),
+                name=f"runnerkit event loop of {self.owner}",
+                daemon=True,
+            )
+            thread.start()
+            self._loop, self._thread = loop, thread
+        return self._loop
+
+    def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run *loop* until :meth:`close` stops it: the thread's target."""
+        asyncio.set_event_loop(loop)
+        try:
+            while not self._stopping:
+                try:
+                    loop.run_forever()
+                except BaseException as error:
+                    # A task's KeyboardInterrupt or SystemExit stops the loop; the
+                    # document's other tasks, and the next examples, still need it.
+                    self._escaped.append(error)
+        finally:
+            asyncio.set_event_loop(None)
+
+    def _submit(
+        self, loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Any]
+    ) -> _Outcome:
+        """Start *coroutine* as a task of *loop*, in a copy of the caller's context."""
+        outcome = _Outcome(contextvars.copy_context())
+
+        def start() -> None:
+            outcome.task = loop.create_task(_settle(coroutine, outcome), context=outcome.context)
+
+        try:
+            loop.call_soon_threadsafe(start)
+        except RuntimeError as error:
+            coroutine.close()
+            raise HarnessError(f"the event loop of {self.owner} is closed") from error
+        return outcome
+
+
+class _Outcome:
+    """How one coroutine run by :meth:`DocumentLoop.run` ended, once ``done`` is set."""
+
+    def __init__(self, context: contextvars.Context) -> None:
+        #: The context the coroutine runs in.
+        self.context = context
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def cancel(self) -> None:
+        """Cancel the task, on the loop's thread."""
+        if self.task is not None:
+            self.task.cancel()
+
+
+async def _settle(coroutine: Coroutine[Any, Any, Any], outcome: _Outcome) -> None:
+    """Await *coroutine* and keep its result or its exception in *outcome*.
+
+    Every exception is kept, even ``KeyboardInterrupt``, ``SystemExit`` and
+    ``CancelledError``: it is raised again in the thread that waits, as an example's
+    own exception, and the loop goes on.  This frame is left out of its traceback.
+    """
+    try:
+        outcome.value = await coroutine
+    except BaseException as error:
+        traceback = error.__traceback__
+        outcome.error = error.with_traceback(traceback.tb_next if traceback else None)
+    finally:
+        outcome.done.set()
+
+
+async def _cancel_pending(undone: list[str], tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel the loop's tasks but this one, describe them in *undone*, and wait for them.
+
+    *tasks* gets the tasks waited for, so that the caller can name those that
+    outlive its patience.
+    """
+    tasks.extend(task for task in asyncio.all_tasks() if task is not asyncio.current_task())
+    for task in tasks:
+        if not task.cancelling():
+            undone.append(f"asyncio task {describe_task(task)} still pending: cancelled")
+            task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+def describe_task(task: asyncio.Task[Any]) -> str:
+    """*task* for people: its name, its coroutine, and where that waits.
+
+    ``'serve' (forever() at docs/servers.rst:12)``.  The place is left out when the
+    coroutine's code has no file of its own (``<doctest ...>``).
+    """
+    coroutine = task.get_coro()
+    name = getattr(coroutine, "__qualname__", type(coroutine).__name__)
+    frame = getattr(coroutine, "cr_frame", None)
+    where = ""
+    if frame is not None and not frame.f_code.co_filename.startswith("<"):
+        where = f" at {_shown(frame.f_code.co_filename)}:{frame.f_lineno}"
+    return f"{task.get_name()!r} ({name}(){where})"
+
+
+def document_loop(namespace: dict[str, Any]) -> DocumentLoop:
+    """The :class:`DocumentLoop` of the document whose namespace is *namespace*.
+
+    :raises HarnessError: the document has none, because it was not set up by
+        :func:`runnerkit.testing.documents.setup_document`.
+    """
+    loop = namespace.get(EVENT_LOOP)
+    if not isinstance(loop, DocumentLoop):
+        raise HarnessError(
+            "an example awaits, but its document has no event loop: a document gets one"
+            " when runnerkit sets it up (collect_specs, make_sybil)"
+        )
+    return loop
+
+
+def _copy_back(context: contextvars.Context) -> None:
+    """Set in the current context each variable that *context* holds another value for."""
+    for variable, value in context.items():
+        if variable.get(_UNSET) is not value:
+            variable.set(value)
+
+
+def _shown(filename: str) -> str:
+    """*filename*, relative to the current directory when it is below it."""
+    path = Path(filename)
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(Path.cwd())
+    return str(path)
