@@ -13,7 +13,8 @@ The loop is made by the first example that awaits.  A document that never awaits
 gets no loop and no thread.  When the document ends, :meth:`DocumentLoop.close`
 cancels the tasks it left pending, waits for them to finish cancelling, shuts down
 asynchronous generators and the default executor, stops the thread and closes the
-loop, and says which tasks it had to cancel, for the document's
+loop, and says which tasks it had to cancel, and what asyncio reported meanwhile (a
+task's exception nobody retrieved), for the document's
 :class:`~runnerkit.testing.isolation.IsolationWarning`.
 """
 
@@ -22,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from runnerkit.errors import HarnessError
+
+log = logging.getLogger(__name__)
 
 #: The namespace key under which a document keeps its :class:`DocumentLoop`.
 EVENT_LOOP = "__runnerkit_event_loop__"
@@ -57,6 +61,8 @@ class DocumentLoop:
         self._stopping = False
         #: What escaped the loop: ``KeyboardInterrupt`` or ``SystemExit`` from a task.
         self._escaped: list[BaseException] = []
+        #: What asyncio reported to the loop's exception handler, described.
+        self._reported: list[str] = []
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._loop else "not started"
@@ -119,15 +125,17 @@ class DocumentLoop:
         self._closed = True
         undone: list[str] = []
         tasks: list[asyncio.Task[Any]] = []
-        if not self._submit(loop, _cancel_pending(undone, tasks)).done.wait(timeout):
+        # Each step waits for the one before: after one that did not end, the loop is
+        # stopped as it is.
+        if not self._settled(loop, _cancel_pending(undone, tasks), timeout):
             names = ", ".join(repr(task.get_name()) for task in tasks if not task.done())
             undone.append(
                 f"event loop: asyncio tasks still running {timeout:g} s after they were"
                 f" cancelled: {names}"
             )
-        if not self._submit(loop, loop.shutdown_asyncgens()).done.wait(timeout):
+        elif not self._settled(loop, loop.shutdown_asyncgens(), timeout):
             undone.append(f"event loop: asynchronous generators not closed {timeout:g} s later")
-        if not self._submit(loop, loop.shutdown_default_executor()).done.wait(timeout):
+        elif not self._settled(loop, loop.shutdown_default_executor(), timeout):
             undone.append(
                 "event loop: the default executor's threads (asyncio.to_thread,"
                 f" run_in_executor) still running {timeout:g} s later"
@@ -142,6 +150,8 @@ class DocumentLoop:
                 " the loop"
             )
         self._escaped.clear()
+        undone.extend(f"event loop: asyncio reported: {each}" for each in self._reported)
+        self._reported.clear()
         if thread.is_alive():
             undone.append(
                 f"event loop: its thread was still busy {timeout:g} s after it was told to"
@@ -160,6 +170,7 @@ class DocumentLoop:
             )
         if self._loop is None:
             loop = asyncio.new_event_loop()
+            loop.set_exception_handler(self._report)
             thread = threading.Thread(
                 target=self._serve,
                 args=(loop,),
@@ -169,6 +180,22 @@ class DocumentLoop:
             thread.start()
             self._loop, self._thread = loop, thread
         return self._loop
+
+    def _report(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The loop's exception handler: keep what asyncio reports, for :meth:`close`.
+
+        asyncio would log it, with its traceback, whenever it happens, often when the
+        garbage collector finds a task whose exception nobody retrieved: in another
+        document's time, and, on Python 3.11 before 3.11.8, with a traceback format
+        that can break an :func:`ast.parse` running at that moment (CPython issue
+        106905), such as pytest's while it shows a failure.  Kept, it is reported with
+        the document; once the document has ended, it is logged in one line.
+        """
+        described = describe_report(context)
+        if self._closed:
+            log.error("asyncio reported, after %s ended: %s", self.owner, described)
+        else:
+            self._reported.append(described)
 
     def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run *loop* until :meth:`close` stops it: the thread's target."""
@@ -184,6 +211,18 @@ class DocumentLoop:
         finally:
             asyncio.set_event_loop(None)
 
+    def _settled(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        coroutine: Coroutine[Any, Any, Any],
+        timeout: float,
+    ) -> bool:
+        """Whether *coroutine*, run on *loop*, ended within *timeout* seconds.
+
+        The wait is on the real clock, which freezegun leaves alone, not on the loop's.
+        """
+        return self._submit(loop, coroutine).done.wait(timeout)
+
     def _submit(
         self, loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Any]
     ) -> _Outcome:
@@ -191,6 +230,11 @@ class DocumentLoop:
         outcome = _Outcome(contextvars.copy_context())
 
         def start() -> None:
+            if self._stopping:
+                # Queued behind a callback that blocked the loop until close() gave
+                # up on it: it will never run, so it is closed, never "never awaited".
+                coroutine.close()
+                return
             outcome.task = loop.create_task(_settle(coroutine, outcome), context=outcome.context)
 
         try:
@@ -262,6 +306,21 @@ def describe_task(task: asyncio.Task[Any]) -> str:
     if frame is not None and not frame.f_code.co_filename.startswith("<"):
         where = f" at {_shown(frame.f_code.co_filename)}:{frame.f_lineno}"
     return f"{task.get_name()!r} ({name}(){where})"
+
+
+def describe_report(context: dict[str, Any]) -> str:
+    """What asyncio reports to an exception handler, in one line.
+
+    ``Task exception was never retrieved: task 'poll' (poll()): ValueError: no``.
+    """
+    parts = [str(context.get("message") or "an unhandled exception")]
+    future = context.get("task") or context.get("future")
+    if isinstance(future, asyncio.Task):
+        parts.append(f"task {describe_task(future)}")
+    error = context.get("exception")
+    if error is not None:
+        parts.append(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+    return ": ".join(parts)
 
 
 def document_loop(namespace: dict[str, Any]) -> DocumentLoop:
