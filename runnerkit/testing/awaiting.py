@@ -12,7 +12,10 @@ Only an example that needs it goes this way: one whose source mentions ``await``
 evaluated by Sybil's own evaluators, exactly as before, and a document none of whose
 examples awaits never makes an event loop.
 
-A doctest example that awaits is still run, checked and reported by doctest, with the
+doctest cannot be given such an example as it is: it runs each example with
+:func:`exec`, and ``exec`` of a coroutine's code makes the coroutine and drops it,
+unrun.  So a doctest
+example that awaits is still run, checked and reported by doctest, with the
 evaluator's runner (so accept mode's recording runner sees it too): the runner is
 handed a stand-in example whose source is one call, :data:`SHIM_SOURCE`, made with
 the example's expected output and options.  The call runs the real example on the

@@ -85,6 +85,7 @@ class DocumentLoop:
 
         :raises HarnessError: the loop is closed.
         """
+        __tracebackhide__ = True
         try:
             loop = self._started()
         except BaseException:
@@ -115,8 +116,8 @@ class DocumentLoop:
         Closing twice, or a loop never started, does nothing.
 
         :param timeout: seconds each step may take before it is given up.
-        :returns: what had to be done, one description each: the tasks cancelled, and
-            the steps that did not end in time.
+        :returns: what had to be done, one description each: the tasks cancelled, what
+            asyncio reported while the loop ran, and the steps that did not end in time.
         """
         loop, thread = self._loop, self._thread
         if self._closed or loop is None or thread is None:
