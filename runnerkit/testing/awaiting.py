@@ -14,16 +14,15 @@ examples awaits never makes an event loop.
 
 doctest cannot be given such an example as it is: it runs each example with
 :func:`exec`, and ``exec`` of a coroutine's code makes the coroutine and drops it,
-unrun.  So a doctest
-example that awaits is still run, checked and reported by doctest, with the
-evaluator's runner (so accept mode's recording runner sees it too): the runner is
-handed a stand-in example whose source is one call, :data:`SHIM_SOURCE`, made with
+unrun.  So a doctest example that awaits is still run, checked and reported by doctest,
+with the evaluator's runner (so accept mode's recording runner sees it too): the runner
+is handed a stand-in example whose source is one call, :data:`SHIM_SOURCE`, made with
 the example's expected output and options.  The call runs the real example on the
 document's :class:`~runnerkit.testing.eventloop.DocumentLoop` and returns None, so
-doctest sees what the example printed, what its expression showed and what it
-raised, and compares them as it would have.  The real example is compiled with the
-document's path as its file name and its own line numbers there, so a traceback
-shows its lines as they stand in the document.
+doctest sees what the example printed, what its expression showed and what it raised,
+and compares them as it would have.  The real example is compiled with the document's
+path as its file name and its own line numbers there, so a traceback shows its lines as
+they stand in the document.
 """
 
 from __future__ import annotations
