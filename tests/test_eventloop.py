@@ -2,6 +2,7 @@
 run awaiting examples on it (:mod:`runnerkit.testing.awaiting`), without pytester."""
 
 from __future__ import annotations
+import __future__
 
 import asyncio
 import contextvars
@@ -23,6 +24,7 @@ from runnerkit.testing.awaiting import (
     AwaitEvaluators,
     AwaitPythonEvaluator,
     awaiting_code,
+    future_flags,
 )
 from runnerkit.testing.eventloop import EVENT_LOOP, DocumentLoop, document_loop
 
@@ -280,3 +282,12 @@ def test_the_evaluators_of_sybil_are_stood_for_once_and_others_left_alone() -> N
     assert converted[2].flags == code.flags
     assert converted[3:] == [own, other]
     assert evaluators.evaluator_for(converted[0]) is converted[0]
+
+
+def test_the_future_imports_an_example_has_run_are_compiled_with() -> None:
+    assert future_flags({}) == 0
+    assert future_flags({"annotations": __future__.annotations}) == (
+        __future__.annotations.compiler_flag
+    )
+    # A name that only looks like one is not a future import.
+    assert future_flags({"annotations": "annotations"}) == 0

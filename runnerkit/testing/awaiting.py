@@ -51,18 +51,27 @@ SHIM_NAME = "__runnerkit_await__"
 SHIM_SOURCE = f"{SHIM_NAME}()  # the example, run on the document's event loop\n"
 
 
+def may_await(source: str) -> bool:
+    """Whether *source* could await at all: whether it says ``await`` or ``async``.
+
+    The test costs next to nothing, so that examples without either cost nothing more
+    than they did before examples could await.
+    """
+    return "await" in source or "async" in source
+
+
 def awaiting_code(source: str, filename: str, mode: str, flags: int, line: int) -> CodeType | None:
     """*source* compiled so that it may await at top level, or None if it does not await.
 
-    The test on the text comes first and costs next to nothing, so examples without
-    ``await`` or ``async`` are never compiled here.  A source that does not compile
-    gives None too: evaluated the ordinary way, it raises its syntax error as usual.
+    Only a source that :func:`may_await` is compiled here.  A source that does not
+    compile gives None too: evaluated the ordinary way, it raises its syntax error as
+    usual.
 
     :param mode: ``"single"`` for a doctest example, ``"exec"`` for a code block.
     :param flags: compiler flags, such as the ``__future__`` imports in effect.
     :param line: the line of *filename* on which *source* starts.
     """
-    if "await" not in source and "async" not in source:
+    if not may_await(source):
         return None
     padded = "\n" * (line - 1) + source
     try:
@@ -104,6 +113,8 @@ class AwaitDocTestEvaluator(DocTestEvaluator):
     def __call__(self, sybil_example: Example) -> str:
         __tracebackhide__ = True
         example: doctest.Example = sybil_example.parsed
+        if not may_await(example.source):
+            return super().__call__(sybil_example)
         namespace = sybil_example.namespace
         code = awaiting_code(
             example.source,
