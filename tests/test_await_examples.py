@@ -127,6 +127,7 @@ def test_examples_await_in_rst_and_md_specs(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=examples(AWAITING_RST) + examples(AWAITING_MD))
 
 
+@pytest.mark.slow
 def test_awaiting_specs_run_on_two_workers(pytester: pytest.Pytester) -> None:
     write(
         pytester,
@@ -425,6 +426,7 @@ Hanging
 """
 
 
+@pytest.mark.slow
 def test_an_awaiting_example_stopped_by_a_time_limit_has_its_task_cancelled(
     pytester: pytest.Pytester,
 ) -> None:
