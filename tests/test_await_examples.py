@@ -125,6 +125,8 @@ def test_examples_await_in_rst_and_md_specs(pytester: pytest.Pytester) -> None:
     write(pytester, {"docs/a.rst": AWAITING_RST, "docs/b.md": AWAITING_MD})
     result = pytester.runpytest(*STRICT)
     result.assert_outcomes(passed=examples(AWAITING_RST) + examples(AWAITING_MD))
+    # Nothing left behind: no task pending, nothing asyncio had to report.
+    assert "IsolationWarning" not in result.stdout.str()
 
 
 @pytest.mark.slow
@@ -141,6 +143,7 @@ def test_awaiting_specs_run_on_two_workers(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(*STRICT, "-p", "xdist", "-n", "2")
     result.assert_outcomes(passed=2 * (examples(AWAITING_RST) + examples(AWAITING_MD)))
     result.stdout.fnmatch_lines(["*2 workers*"])
+    assert "IsolationWarning" not in result.stdout.str()
 
 
 #: Every awaiting example, code block included, records the loop it ran on; a
