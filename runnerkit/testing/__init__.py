@@ -12,9 +12,11 @@ from runnerkit.testing.helpers import (
     get_queue_messages,
     make_testable_runner,
 )
+from runnerkit.testing.normalize import NormalizingOutputChecker, output_checker
 from runnerkit.testing.world import World
 
 __all__ = [
+    "NormalizingOutputChecker",
     "QueueItem",
     "World",
     "collect_specs",
@@ -24,4 +26,5 @@ __all__ = [
     "get_queue_messages",
     "make_sybil",
     "make_testable_runner",
+    "output_checker",
 ]

@@ -20,6 +20,7 @@ from sybil.typing import Parser
 from runnerkit.errors import HarnessError
 from runnerkit.testing.isolation import Isolation, warn_restored
 from runnerkit.testing.namespace import world_namespace
+from runnerkit.testing.normalize import UserNormalizers, expand_all, user_normalizers
 from runnerkit.testing.parsers import SpecParser, remember_base_namespace
 from runnerkit.testing.redis import BACKENDS, default_backend, redis_unavailable
 from runnerkit.testing.timecontrol import keep_pytest_timing_real
@@ -183,6 +184,7 @@ def make_sybil(
     fixtures: Sequence[str] = (),
     path: StrPath | None = None,
     encoding: str = "utf-8",
+    normalizers: UserNormalizers | None = None,
 ) -> Sybil:
     """A :class:`~sybil.Sybil` that gives each matching document its own world.
 
@@ -205,14 +207,20 @@ def make_sybil(
         of the file that called this function (your ``conftest.py``).
     :param encoding: the encoding the documents are written in.  The Sybil keeps it as
         its ``encoding``, which accept mode writes changed documents back in.
+    :param normalizers: output normalisers of your own, by name:
+        ``{"ticket": (r"T-\\d+", "T-<N>")}``, a regular expression and its :func:`re.sub`
+        replacement; ``ticket`` is then turned on by a document's
+        ``runnerkit-normalize: ticket`` line or an example's ``+NORMALIZE_TICKET``
+        (:mod:`runnerkit.testing.normalize`).
     :raises UnknownParserError: a parser name is unknown.
-    :raises HarnessError: *encoding* is not a codec Python knows, or a pattern is empty
-        or absolute.
+    :raises HarnessError: *encoding* is not a codec Python knows, a pattern is empty
+        or absolute, or a normaliser is malformed.
     """
     if path is None:
         path = _caller_directory()
+    spec_parser = SpecParser(parsers, expand_all(optionflags), user_normalizers(normalizers))
     return _SpecSybil(
-        parsers=[SpecParser(parsers, optionflags)],
+        parsers=[spec_parser],
         patterns=_checked_patterns("patterns", patterns),
         excludes=_checked_patterns("excludes", excludes),
         setup=lambda namespace: setup_document(namespace, extra_namespace),
