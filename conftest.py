@@ -8,7 +8,7 @@ from runnerkit.testing import collect_specs
 #: secrets.token_hex(20), normalised when a document or an example asks for it.
 NORMALIZERS = {"token": (r"\b[0-9a-f]{40}\b", "<TOKEN>")}
 
-pytest_collect_file = collect_specs(["doctests/*.rst"], normalizers=NORMALIZERS)
+pytest_collect_file = collect_specs(["doctests/*.rst", "doctests/*.md"], normalizers=NORMALIZERS)
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:

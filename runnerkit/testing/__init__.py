@@ -13,11 +13,14 @@ from runnerkit.testing.helpers import (
     make_testable_runner,
 )
 from runnerkit.testing.normalize import NormalizingOutputChecker, output_checker
+from runnerkit.testing.pycon import UncollectedSessionError, UncollectedSessionWarning
 from runnerkit.testing.world import World
 
 __all__ = [
     "NormalizingOutputChecker",
     "QueueItem",
+    "UncollectedSessionError",
+    "UncollectedSessionWarning",
     "World",
     "collect_specs",
     "create_list",

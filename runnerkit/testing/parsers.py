@@ -29,6 +29,7 @@ from runnerkit.testing.normalize import (
     doctest_evaluator,
     with_document_normalizers,
 )
+from runnerkit.testing.pycon import PyconParser
 
 #: The kinds of example a spec can hold, in the order Sybil is given their parsers.
 PARSER_NAMES = ("doctest", "codeblock", "skip", "clear-namespace")
@@ -95,25 +96,39 @@ def markdown_parsers(
 
     In Markdown, doctests live in fenced ``python`` blocks that start with ``>>>``, and
     one Sybil parser reads both kinds of ``python`` block; it is split here, so that
-    ``doctest`` and ``codeblock`` can be chosen apart.
+    ``doctest`` and ``codeblock`` can be chosen apart.  ``doctest`` also reads the
+    ``pycon`` fences (:class:`~runnerkit.testing.pycon.PyconParser`).
 
     :param checker: what doctest examples are compared with; Sybil's own by default.
     """
     python = markdown.PythonCodeBlockParser(doctest_optionflags=optionflags)
+    evaluator = python.doctest_parser.evaluator
     if checker is not None:
-        python.doctest_parser = DocTestStringParser(doctest_evaluator(optionflags, checker))
+        evaluator = doctest_evaluator(optionflags, checker)
+        python.doctest_parser = DocTestStringParser(evaluator)
+    pycon = PyconParser(evaluator)
     made: dict[str, Parser] = {
         "skip": markdown.SkipParser(),
         "clear-namespace": ClearToBaseParser([DirectiveInHTMLCommentLexer("clear-namespace")]),
     }
     wanted = [name for name in PARSER_NAMES if name in names]
     if "doctest" in wanted and "codeblock" in wanted:
-        made["doctest"] = python
+        made["doctest"] = _both(python, pycon)
         wanted.remove("codeblock")
     else:
-        made["doctest"] = _only_doctests(python, keep_doctests=True)
+        made["doctest"] = _both(_only_doctests(python, keep_doctests=True), pycon)
         made["codeblock"] = _only_doctests(python, keep_doctests=False)
     return [made[name] for name in wanted]
+
+
+def _both(first: Parser, second: Parser) -> Parser:
+    """One parser that yields the regions of *first*, then those of *second*."""
+
+    def parse(document: Document) -> Iterator[Region]:
+        yield from first(document)
+        yield from second(document)
+
+    return parse
 
 
 class SpecParser:
