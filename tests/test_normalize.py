@@ -433,6 +433,22 @@ def test_an_unknown_name_in_a_document_line_is_a_collection_error(
     )
 
 
+def test_an_unknown_name_is_an_error_in_a_document_without_doctests_too(
+    pytester: pytest.Pytester,
+) -> None:
+    project(
+        pytester,
+        {"doc.md": "<!-- runnerkit-normalize: -->\n\n```python\nx = 1\n```\n"},
+    )
+
+    result = pytester.runpytest(*QUIET)
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*HarnessError: *doc.md, line 1: runnerkit-normalize names no normalizer: name one*"]
+    )
+
+
 def test_a_directive_naming_an_unregistered_normaliser_is_doctests_error(
     pytester: pytest.Pytester,
 ) -> None:

@@ -386,13 +386,10 @@ def with_document_normalizers(parser: Parser, known: Mapping[str, int]) -> Parse
     """
 
     def parse(document: Document) -> Iterator[Region]:
-        flags: Iterable[int] | None = None
+        flags = document_normalizers(document, known).values()
         for region in parser(document):
-            example = region.parsed
-            if isinstance(example, doctest.Example):
-                if flags is None:
-                    flags = document_normalizers(document, known).values()
-                _add_flags(example, flags)
+            if isinstance(region.parsed, doctest.Example):
+                _add_flags(region.parsed, flags)
             yield region
 
     return parse
