@@ -4,7 +4,11 @@ import pytest
 
 from runnerkit.testing import collect_specs
 
-pytest_collect_file = collect_specs(["doctests/*.rst"])
+#: ``token`` (doctests/normalize.rst): the command runner's confirmation tokens,
+#: secrets.token_hex(20), normalised when a document or an example asks for it.
+NORMALIZERS = {"token": (r"\b[0-9a-f]{40}\b", "<TOKEN>")}
+
+pytest_collect_file = collect_specs(["doctests/*.rst", "doctests/*.md"], normalizers=NORMALIZERS)
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:

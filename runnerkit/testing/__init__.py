@@ -12,10 +12,15 @@ from runnerkit.testing.helpers import (
     get_queue_messages,
     make_testable_runner,
 )
+from runnerkit.testing.normalize import NormalizingOutputChecker, output_checker
+from runnerkit.testing.pycon import UncollectedSessionError, UncollectedSessionWarning
 from runnerkit.testing.world import World
 
 __all__ = [
+    "NormalizingOutputChecker",
     "QueueItem",
+    "UncollectedSessionError",
+    "UncollectedSessionWarning",
     "World",
     "collect_specs",
     "create_list",
@@ -24,4 +29,5 @@ __all__ = [
     "get_queue_messages",
     "make_sybil",
     "make_testable_runner",
+    "output_checker",
 ]

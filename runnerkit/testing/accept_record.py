@@ -105,8 +105,14 @@ class _RecordingChecker(doctest.OutputChecker):
         self.compared: list[tuple[str, str]] = []
 
     def check_output(self, want: str, got: str, optionflags: int) -> bool:
-        self.compared.append((want, got))
+        self.compared.append((want, self.normalize(got, optionflags)))
         return self.checker.check_output(want, got, optionflags)
+
+    def normalize(self, got: str, optionflags: int) -> str:
+        """*got* as the checker normalises it, so accepted output is written normalised
+        (:mod:`runnerkit.testing.normalize`); as it is when the checker does not."""
+        normalize = getattr(self.checker, "normalize", None)
+        return got if normalize is None else str(normalize(got, optionflags))
 
     def output_difference(self, example: doctest.Example, got: str, optionflags: int) -> str:
         return self.checker.output_difference(example, got, optionflags)
@@ -135,13 +141,14 @@ class _RecordingRunner(DocTestRunner):
         if example.exc_msg is not None and compared and compared[0][0] is example.exc_msg:
             self.outcome = self._exception(compared[0][1])
         else:
-            self.outcome = self._output(got)
+            self.outcome = self._output(self._recorder.normalize(got, self.optionflags))
         super().report_failure(out, test, example, got)
 
     def report_unexpected_exception(
         self, out: Any, test: doctest.DocTest, example: doctest.Example, exc_info: ExcInfo
     ) -> None:
         exc_msg = traceback.format_exception_only(*exc_info[:2])[-1]
+        exc_msg = self._recorder.normalize(exc_msg, self.optionflags)
         if self.accept_exceptions:
             self.outcome = self._exception(exc_msg)
         else:

@@ -21,7 +21,9 @@ from runnerkit.errors import HarnessError
 from runnerkit.testing.eventloop import EVENT_LOOP, DocumentLoop
 from runnerkit.testing.isolation import Isolation, warn_restored
 from runnerkit.testing.namespace import world_namespace
-from runnerkit.testing.parsers import SpecParser, remember_base_namespace
+from runnerkit.testing.normalize import UserNormalizers, expand_all, user_normalizers
+from runnerkit.testing.parsers import MARKDOWN_SUFFIXES, SpecParser, remember_base_namespace
+from runnerkit.testing.pycon import check_sessions, checked_mode
 from runnerkit.testing.redis import BACKENDS, default_backend, redis_unavailable
 from runnerkit.testing.timecontrol import keep_pytest_timing_real
 from runnerkit.testing.world import World
@@ -190,6 +192,8 @@ def make_sybil(
     fixtures: Sequence[str] = (),
     path: StrPath | None = None,
     encoding: str = "utf-8",
+    normalizers: UserNormalizers | None = None,
+    uncollected_sessions: str = "warn",
 ) -> Sybil:
     """A :class:`~sybil.Sybil` that gives each matching document its own world.
 
@@ -212,14 +216,26 @@ def make_sybil(
         of the file that called this function (your ``conftest.py``).
     :param encoding: the encoding the documents are written in.  The Sybil keeps it as
         its ``encoding``, which accept mode writes changed documents back in.
+    :param normalizers: output normalisers of your own, by name:
+        ``{"ticket": (r"T-\\d+", "T-<N>")}``, a regular expression and its :func:`re.sub`
+        replacement; ``ticket`` is then turned on by a document's
+        ``runnerkit-normalize: ticket`` line or an example's ``+NORMALIZE_TICKET``
+        (:mod:`runnerkit.testing.normalize`).
+    :param uncollected_sessions: what to do about a Markdown fence that holds a ``>>>``
+        session no parser collects (:mod:`runnerkit.testing.pycon`): ``"warn"`` (an
+        :class:`~runnerkit.testing.UncollectedSessionWarning`), ``"fail"`` (the
+        document's collection fails) or ``"ignore"``.  Only checked when ``"doctest"``
+        is among *parsers*.
     :raises UnknownParserError: a parser name is unknown.
-    :raises HarnessError: *encoding* is not a codec Python knows, or a pattern is empty
-        or absolute.
+    :raises HarnessError: *encoding* is not a codec Python knows, a pattern is empty
+        or absolute, a normaliser is malformed, or *uncollected_sessions* is no mode.
     """
     if path is None:
         path = _caller_directory()
-    return _SpecSybil(
-        parsers=[SpecParser(parsers, optionflags)],
+    mode = checked_mode(uncollected_sessions)
+    spec_parser = SpecParser(parsers, expand_all(optionflags), user_normalizers(normalizers))
+    sybil = _SpecSybil(
+        parsers=[spec_parser],
         patterns=_checked_patterns("patterns", patterns),
         excludes=_checked_patterns("excludes", excludes),
         setup=lambda namespace: setup_document(namespace, extra_namespace),
@@ -228,6 +244,9 @@ def make_sybil(
         path=str(Path(path).absolute()),
         encoding=_checked_encoding(encoding),
     )
+    if "doctest" in spec_parser.names:
+        sybil.uncollected_sessions = mode
+    return sybil
 
 
 def collect_specs(
@@ -261,7 +280,16 @@ class _SpecSybil(Sybil):
         )
         return included and not any(_matches(relative, pattern) for pattern in self.excludes)
 
+    #: What to do about Markdown sessions no parser collects (:func:`check_sessions`).
+    uncollected_sessions: str = "ignore"
+
     def parse(self, path: Path) -> Document:
+        document = self._parse(path)
+        if path.suffix.lower() in MARKDOWN_SUFFIXES:
+            check_sessions(document, self.uncollected_sessions, _name_of(document))
+        return document
+
+    def _parse(self, path: Path) -> Document:
         try:
             return super().parse(path)
         except UnicodeDecodeError as error:

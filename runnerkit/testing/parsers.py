@@ -8,6 +8,7 @@ Sybil, with one set of patterns, reads both kinds of document.
 
 from __future__ import annotations
 
+import doctest
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,21 @@ from typing import Any
 from sybil import Document, Example, Region
 from sybil.evaluators.doctest import DocTestEvaluator
 from sybil.parsers import markdown, rest
-from sybil.parsers.abstract import AbstractClearNamespaceParser
+from sybil.parsers.abstract import AbstractClearNamespaceParser, DocTestStringParser
 from sybil.parsers.markdown.lexers import DirectiveInHTMLCommentLexer
 from sybil.parsers.rest.lexers import DirectiveInCommentLexer
 from sybil.typing import Parser
 
 from runnerkit.errors import UnknownParserError
 from runnerkit.testing.awaiting import AwaitEvaluators
+from runnerkit.testing.normalize import (
+    BUILTIN_FLAGS,
+    Normalizer,
+    NormalizingOutputChecker,
+    doctest_evaluator,
+    with_document_normalizers,
+)
+from runnerkit.testing.pycon import PyconParser
 
 #: The kinds of example a spec can hold, in the order Sybil is given their parsers.
 PARSER_NAMES = ("doctest", "codeblock", "skip", "clear-namespace")
@@ -62,10 +71,18 @@ def _only_doctests(parser: Parser, keep_doctests: bool) -> Parser:
     return parse
 
 
-def rest_parsers(names: Sequence[str], optionflags: int) -> list[Parser]:
-    """Sybil's reStructuredText parsers for the example kinds *names*."""
+def rest_parsers(
+    names: Sequence[str], optionflags: int, checker: doctest.OutputChecker | None = None
+) -> list[Parser]:
+    """Sybil's reStructuredText parsers for the example kinds *names*.
+
+    :param checker: what doctest examples are compared with; Sybil's own by default.
+    """
+    doctests = rest.DocTestParser(optionflags=optionflags)
+    if checker is not None:
+        doctests.string_parser = DocTestStringParser(doctest_evaluator(optionflags, checker))
     made: dict[str, Parser] = {
-        "doctest": rest.DocTestParser(optionflags=optionflags),
+        "doctest": doctests,
         "codeblock": rest.PythonCodeBlockParser(),
         "skip": rest.SkipParser(),
         "clear-namespace": ClearToBaseParser([DirectiveInCommentLexer("clear-namespace")]),
@@ -73,26 +90,46 @@ def rest_parsers(names: Sequence[str], optionflags: int) -> list[Parser]:
     return [made[name] for name in PARSER_NAMES if name in names]
 
 
-def markdown_parsers(names: Sequence[str], optionflags: int) -> list[Parser]:
+def markdown_parsers(
+    names: Sequence[str], optionflags: int, checker: doctest.OutputChecker | None = None
+) -> list[Parser]:
     """Sybil's Markdown parsers for the example kinds *names*.
 
     In Markdown, doctests live in fenced ``python`` blocks that start with ``>>>``, and
     one Sybil parser reads both kinds of ``python`` block; it is split here, so that
-    ``doctest`` and ``codeblock`` can be chosen apart.
+    ``doctest`` and ``codeblock`` can be chosen apart.  ``doctest`` also reads the
+    ``pycon`` fences (:class:`~runnerkit.testing.pycon.PyconParser`).
+
+    :param checker: what doctest examples are compared with; Sybil's own by default.
     """
     python = markdown.PythonCodeBlockParser(doctest_optionflags=optionflags)
+    evaluator = python.doctest_parser.evaluator
+    if checker is not None:
+        evaluator = doctest_evaluator(optionflags, checker)
+        python.doctest_parser = DocTestStringParser(evaluator)
+    pycon = PyconParser(evaluator)
     made: dict[str, Parser] = {
         "skip": markdown.SkipParser(),
         "clear-namespace": ClearToBaseParser([DirectiveInHTMLCommentLexer("clear-namespace")]),
     }
     wanted = [name for name in PARSER_NAMES if name in names]
     if "doctest" in wanted and "codeblock" in wanted:
-        made["doctest"] = python
+        made["doctest"] = _both(python, pycon)
         wanted.remove("codeblock")
     else:
-        made["doctest"] = _only_doctests(python, keep_doctests=True)
+        made["doctest"] = _both(_only_doctests(python, keep_doctests=True), pycon)
         made["codeblock"] = _only_doctests(python, keep_doctests=False)
     return [made[name] for name in wanted]
+
+
+def _both(first: Parser, second: Parser) -> Parser:
+    """One parser that yields the regions of *first*, then those of *second*."""
+
+    def parse(document: Document) -> Iterator[Region]:
+        yield from first(document)
+        yield from second(document)
+
+    return parse
 
 
 class SpecParser:
@@ -101,10 +138,17 @@ class SpecParser:
     :param parsers: example kinds from :data:`PARSER_NAMES`, or parser callables of
         your own, which are given every document whatever its suffix.
     :param optionflags: doctest option flags for ``>>>`` examples.
+    :param normalizers: user normalisers, which doctest examples and documents may
+        turn on besides the built-in ones (:mod:`runnerkit.testing.normalize`).
     :raises UnknownParserError: a name is not one of :data:`PARSER_NAMES`.
     """
 
-    def __init__(self, parsers: Iterable[str | Parser], optionflags: int) -> None:
+    def __init__(
+        self,
+        parsers: Iterable[str | Parser],
+        optionflags: int,
+        normalizers: Sequence[Normalizer] = (),
+    ) -> None:
         names: list[str] = []
         custom: list[Parser] = []
         for parser in parsers:
@@ -119,8 +163,17 @@ class SpecParser:
             else:
                 custom.append(parser)
         self.names: tuple[str, ...] = tuple(names)
-        self._rest = [*rest_parsers(names, optionflags), *custom]
-        self._markdown = [*markdown_parsers(names, optionflags), *custom]
+        #: What doctest examples are compared with, whatever their kind.
+        self.checker = NormalizingOutputChecker(normalizers)
+        known = {**BUILTIN_FLAGS, **{n.name: n.flag for n in normalizers}}
+        self._rest = [
+            with_document_normalizers(parser, known)
+            for parser in [*rest_parsers(names, optionflags, self.checker), *custom]
+        ]
+        self._markdown = [
+            with_document_normalizers(parser, known)
+            for parser in [*markdown_parsers(names, optionflags, self.checker), *custom]
+        ]
         #: Lets examples, yours included, ``await`` (:mod:`runnerkit.testing.awaiting`).
         self._await = AwaitEvaluators()
 

@@ -1,0 +1,261 @@
+"""``pycon`` fences run as doctests, and a Markdown session that nothing runs is reported.
+
+Each test builds a small project with pytester whose conftest calls ``collect_specs``,
+as a downstream project's would.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from sybil import Document
+
+from runnerkit.errors import HarnessError
+from runnerkit.testing import make_sybil
+from runnerkit.testing.pycon import uncollected_sessions
+
+pytest_plugins = ["pytester"]
+
+#: Options every inner run gets: no cache files in the throwaway project.
+QUIET = ("-p", "no:cacheprovider")
+
+SESSIONS = """\
+# Sessions
+
+```pycon
+>>> 1 + 1
+2
+>>> print('wrong')
+right
+```
+
+~~~python-console
+>>> 2 + 2
+4
+~~~
+
+```python
+>>> 3 + 3
+6
+```
+"""
+
+
+def project(pytester: pytest.Pytester, documents: dict[str, str], options: str = "") -> None:
+    """A project whose conftest collects ``*.md`` and ``*.rst`` with *options*."""
+    pytester.makeconftest(
+        "from runnerkit.testing import collect_specs\n"
+        f'pytest_collect_file = collect_specs(["*.md", "*.rst"]{options})\n'
+    )
+    for name, text in documents.items():
+        (pytester.path / name).write_text(textwrap.dedent(text), encoding="utf-8")
+
+
+def test_pycon_and_python_console_fences_are_doctests(pytester: pytest.Pytester) -> None:
+    project(pytester, {"doc.md": SESSIONS})
+
+    result = pytester.runpytest(*QUIET)
+
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*Expected:", "*right", "*Got:", "*wrong", "FAILED doc.md::line:6,column:1"]
+    )
+    assert "UncollectedSessionWarning" not in result.stdout.str()
+
+
+def test_pycon_fences_are_doctests_not_code_blocks(pytester: pytest.Pytester) -> None:
+    project(pytester, {"doc.md": SESSIONS}, options=', parsers=["codeblock"]')
+
+    result = pytester.runpytest(*QUIET)
+
+    # Nothing is collected, and nothing is reported: this harness runs no doctests.
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert "UncollectedSessionWarning" not in result.stdout.str()
+
+
+def test_pycon_examples_take_directives_and_the_documents_normalisers(
+    pytester: pytest.Pytester,
+) -> None:
+    project(
+        pytester,
+        {
+            "doc.md": """\
+            <!-- runnerkit-normalize: var-dir -->
+
+            ```pycon
+            >>> print(world.var_dir)
+            $VAR_DIR
+            >>> print(list(range(30)))  # doctest: +ELLIPSIS
+            [0, 1, ..., 29]
+            >>> print(world.var_dir)  # doctest: -NORMALIZE_VAR_DIR
+            $VAR_DIR
+            ```
+            """
+        },
+    )
+
+    result = pytester.runpytest(*QUIET)
+
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["FAILED doc.md::line:8,column:1"])
+
+
+UNCOLLECTED = """\
+# Uncollected
+
+```text
+>>> 1 + 1
+3
+```
+
+```
+
+>>> 'no language'
+```
+
+~~~py
+>>> 'a tilde fence'
+~~~
+
+> ```python3
+> >>> 'in a quotation'
+> ```
+
+```pycon
+>>> 'collected'
+'collected'
+```
+
+```text
+Not a session: >>> is not its first line.
+>>> 1
+```
+
+````markdown
+```text
+>>> 'the text of another fence'
+```
+````
+"""
+
+
+def test_uncollected_sessions_are_warned_about_where_they_are(pytester: pytest.Pytester) -> None:
+    project(pytester, {"doc.md": UNCOLLECTED})
+
+    # In a process of its own: in this one, this suite's filterwarnings = error holds.
+    result = pytester.runpytest_subprocess(*QUIET)
+
+    result.assert_outcomes(passed=1, warnings=4)
+    fix = (
+        "holds a Python session (it starts with >>>) that is not collected, so its expected"
+        " output is never checked: open it with ```pycon (or ```python) to run it as a"
+        " doctest, or remove its >>> prompts if it is not meant to run"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "doc.md:3",
+            f"*: UncollectedSessionWarning: doc.md, line 3: a 'text' fence (```text) {fix}",
+            "doc.md:8",
+            f"*: UncollectedSessionWarning: doc.md, line 8: a fence with no language (```) {fix}",
+            "doc.md:13",
+            f"*: UncollectedSessionWarning: doc.md, line 13: a 'py' fence (~~~py) {fix}",
+            "doc.md:17",
+            "*: UncollectedSessionWarning: doc.md, line 17: a 'python3' fence"
+            f" (> ```python3) {fix}",
+        ]
+    )
+    assert "line 27" not in result.stdout.str()
+    assert "line 33" not in result.stdout.str()
+
+
+def test_the_fail_option_makes_them_a_collection_error(pytester: pytest.Pytester) -> None:
+    project(pytester, {"doc.md": UNCOLLECTED}, options=', uncollected_sessions="fail"')
+
+    result = pytester.runpytest(*QUIET)
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E   runnerkit.testing.pycon.UncollectedSessionError:"
+            " doc.md, line 3: a 'text' fence (```text) holds a Python session*",
+            "E   doc.md, line 8: a fence with no language*",
+            "E   doc.md, line 13: *",
+            "E   doc.md, line 17: *",
+            "E   (collect_specs(uncollected_sessions='warn') makes this a warning)",
+        ]
+    )
+
+
+def test_filterwarnings_error_makes_them_a_collection_error_too(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, {"doc.md": UNCOLLECTED})
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+
+    result = pytester.runpytest(*QUIET)
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*UncollectedSessionWarning: doc.md, line 3: a 'text' fence*"])
+
+
+def test_the_ignore_option_says_nothing(pytester: pytest.Pytester) -> None:
+    project(pytester, {"doc.md": UNCOLLECTED}, options=', uncollected_sessions="ignore"')
+
+    result = pytester.runpytest(*QUIET)
+
+    result.assert_outcomes(passed=1)
+    assert "UncollectedSession" not in result.stdout.str()
+
+
+def test_an_unknown_mode_is_refused_naming_the_modes() -> None:
+    with pytest.raises(HarnessError, match=r"^uncollected_sessions='error' is not a mode: use"):
+        make_sybil(uncollected_sessions="error")
+
+
+def test_restructuredtext_is_not_checked(pytester: pytest.Pytester) -> None:
+    # Sybil's doctest parser finds >>> anywhere in reStructuredText.
+    project(pytester, {"doc.rst": ".. code-block:: text\n\n    >>> 1 + 1\n    2\n"})
+
+    result = pytester.runpytest(*QUIET, "-W", "error")
+
+    result.assert_outcomes(passed=1)
+
+
+def test_the_first_line_that_is_not_blank_decides() -> None:
+    document = Document(
+        "```text\n\n  \n>>> 1\n```\n\n```text\n>>>1\n```\n\n```\n>>>\n```\n", "doc.md"
+    )
+
+    lines = [session.line for session in uncollected_sessions(document)]
+
+    assert lines == [1, 11]
+
+
+def test_accept_rewrites_a_pycon_fence(pytester: pytest.Pytester) -> None:
+    project(pytester, {"doc.md": SESSIONS})
+
+    result = pytester.runpytest(*QUIET, "--spec-accept")
+
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["doc.md: rewrote 1 example (line 6)"])
+    assert (pytester.path / "doc.md").read_text() == SESSIONS.replace(
+        "print('wrong')\nright\n", "print('wrong')\nwrong\n"
+    )
+    pytester.runpytest(*QUIET).assert_outcomes(passed=4)
+
+
+@pytest.mark.slow
+def test_pycon_and_the_warning_under_xdist(pytester: pytest.Pytester) -> None:
+    project(pytester, {"doc.md": SESSIONS, "other.md": UNCOLLECTED})
+
+    result = pytester.runpytest_subprocess(*QUIET, "-n", "2", "--spec-accept")
+
+    # Each worker collects every document, and so warns about each session.
+    result.assert_outcomes(passed=4, failed=1, warnings=8)
+    result.stdout.fnmatch_lines(["*UncollectedSessionWarning: other.md, line 3: *"])
+    assert (
+        "```pycon\n>>> 1 + 1\n2\n>>> print('wrong')\nwrong\n```"
+        in (pytester.path / "doc.md").read_text()
+    )
+    pytester.runpytest_subprocess(*QUIET, "-n", "2").assert_outcomes(passed=5, warnings=8)
