@@ -18,6 +18,7 @@ from sybil import Document, Sybil
 from sybil.typing import Parser
 
 from runnerkit.errors import HarnessError
+from runnerkit.testing.console import DEFAULT_TIMEOUT
 from runnerkit.testing.isolation import Isolation, warn_restored
 from runnerkit.testing.namespace import world_namespace
 from runnerkit.testing.parsers import SpecParser, remember_base_namespace
@@ -30,7 +31,7 @@ from runnerkit.typing import StrPath
 DEFAULT_OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 #: The kinds of example a spec holds unless told otherwise.
-DEFAULT_PARSERS = ("doctest", "codeblock", "skip", "clear-namespace")
+DEFAULT_PARSERS = ("doctest", "codeblock", "skip", "clear-namespace", "console")
 
 #: More names for a document: a mapping, or a function of the document's world.
 ExtraNamespace: TypeAlias = Mapping[str, Any] | Callable[[World], Mapping[str, Any]]
@@ -179,6 +180,7 @@ def make_sybil(
     excludes: Sequence[str] = (),
     parsers: Iterable[str | Parser] = DEFAULT_PARSERS,
     optionflags: int = DEFAULT_OPTIONFLAGS,
+    console_timeout: float = DEFAULT_TIMEOUT,
     extra_namespace: ExtraNamespace | None = None,
     fixtures: Sequence[str] = (),
     path: StrPath | None = None,
@@ -195,9 +197,12 @@ def make_sybil(
         ``docs/guide.rst`` and ``docs/sub/x.rst``.
     :param excludes: which of those to leave out, as path patterns of the same kind.
     :param parsers: the kinds of example to find: any of ``"doctest"``, ``"codeblock"``
-        (``python`` code blocks), ``"skip"`` (skip directives) and ``"clear-namespace"``,
-        and any Sybil parser objects of your own.
-    :param optionflags: doctest option flags for ``>>>`` examples.
+        (``python`` code blocks), ``"skip"`` (skip directives), ``"clear-namespace"`` and
+        ``"console"`` (console sessions, :mod:`runnerkit.testing.console`), and any Sybil
+        parser objects of your own.
+    :param optionflags: doctest option flags for ``>>>`` examples and console commands.
+    :param console_timeout: seconds a console command may run, unless its
+        ``# timeout:`` directive says otherwise; then its process group is killed.
     :param extra_namespace: more names every document starts with: a mapping, or a
         function called with the document's :class:`World` that returns one.
     :param fixtures: pytest fixtures to put in every document's namespace.
@@ -212,7 +217,7 @@ def make_sybil(
     if path is None:
         path = _caller_directory()
     return _SpecSybil(
-        parsers=[SpecParser(parsers, optionflags)],
+        parsers=[SpecParser(parsers, optionflags, console_timeout=console_timeout)],
         patterns=_checked_patterns("patterns", patterns),
         excludes=_checked_patterns("excludes", excludes),
         setup=lambda namespace: setup_document(namespace, extra_namespace),

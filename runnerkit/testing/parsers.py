@@ -21,9 +21,15 @@ from sybil.parsers.rest.lexers import DirectiveInCommentLexer
 from sybil.typing import Parser
 
 from runnerkit.errors import UnknownParserError
+from runnerkit.testing.console import (
+    DEFAULT_TIMEOUT,
+    ConsoleParser,
+    markdown_lexers,
+    rest_lexers,
+)
 
 #: The kinds of example a spec can hold, in the order Sybil is given their parsers.
-PARSER_NAMES = ("doctest", "codeblock", "skip", "clear-namespace")
+PARSER_NAMES = ("doctest", "codeblock", "skip", "clear-namespace", "console")
 
 #: File suffixes read as Markdown; every other suffix is read as reStructuredText.
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
@@ -61,9 +67,12 @@ def _only_doctests(parser: Parser, keep_doctests: bool) -> Parser:
     return parse
 
 
-def rest_parsers(names: Sequence[str], optionflags: int) -> list[Parser]:
+def rest_parsers(
+    names: Sequence[str], optionflags: int, console_timeout: float = DEFAULT_TIMEOUT
+) -> list[Parser]:
     """Sybil's reStructuredText parsers for the example kinds *names*."""
     made: dict[str, Parser] = {
+        "console": ConsoleParser(rest_lexers(), optionflags, console_timeout),
         "doctest": rest.DocTestParser(optionflags=optionflags),
         "codeblock": rest.PythonCodeBlockParser(),
         "skip": rest.SkipParser(),
@@ -72,7 +81,9 @@ def rest_parsers(names: Sequence[str], optionflags: int) -> list[Parser]:
     return [made[name] for name in PARSER_NAMES if name in names]
 
 
-def markdown_parsers(names: Sequence[str], optionflags: int) -> list[Parser]:
+def markdown_parsers(
+    names: Sequence[str], optionflags: int, console_timeout: float = DEFAULT_TIMEOUT
+) -> list[Parser]:
     """Sybil's Markdown parsers for the example kinds *names*.
 
     In Markdown, doctests live in fenced ``python`` blocks that start with ``>>>``, and
@@ -82,6 +93,7 @@ def markdown_parsers(names: Sequence[str], optionflags: int) -> list[Parser]:
     python = markdown.PythonCodeBlockParser(doctest_optionflags=optionflags)
     made: dict[str, Parser] = {
         "skip": markdown.SkipParser(),
+        "console": ConsoleParser(markdown_lexers(), optionflags, console_timeout),
         "clear-namespace": ClearToBaseParser([DirectiveInHTMLCommentLexer("clear-namespace")]),
     }
     wanted = [name for name in PARSER_NAMES if name in names]
@@ -99,11 +111,18 @@ class SpecParser:
 
     :param parsers: example kinds from :data:`PARSER_NAMES`, or parser callables of
         your own, which are given every document whatever its suffix.
-    :param optionflags: doctest option flags for ``>>>`` examples.
+    :param optionflags: doctest option flags for ``>>>`` examples and console commands.
+    :param console_timeout: seconds a console command may run unless it says otherwise.
     :raises UnknownParserError: a name is not one of :data:`PARSER_NAMES`.
     """
 
-    def __init__(self, parsers: Iterable[str | Parser], optionflags: int) -> None:
+    def __init__(
+        self,
+        parsers: Iterable[str | Parser],
+        optionflags: int,
+        *,
+        console_timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
         names: list[str] = []
         custom: list[Parser] = []
         for parser in parsers:
@@ -118,8 +137,8 @@ class SpecParser:
             else:
                 custom.append(parser)
         self.names: tuple[str, ...] = tuple(names)
-        self._rest = [*rest_parsers(names, optionflags), *custom]
-        self._markdown = [*markdown_parsers(names, optionflags), *custom]
+        self._rest = [*rest_parsers(names, optionflags, console_timeout), *custom]
+        self._markdown = [*markdown_parsers(names, optionflags, console_timeout), *custom]
 
     def __repr__(self) -> str:
         return f"<SpecParser {', '.join(self.names)}>"
