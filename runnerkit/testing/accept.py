@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from sybil.document import PythonDocument
 from sybil.evaluators.doctest import DocTestEvaluator
+from sybil.example import SybilFailure
 from sybil.integration.pytest import SybilItem
 
 from runnerkit.testing.accept_record import (
@@ -40,6 +41,7 @@ from runnerkit.testing.accept_record import (
     reset,
 )
 from runnerkit.testing.accept_rewrite import DocumentReader, FileChange, digest, plan_all
+from runnerkit.testing.console import ConsoleEvaluator, ConsoleFailure
 
 #: The ``workeroutput`` key under which xdist workers send their records.
 WORKEROUTPUT_KEY = "runnerkit_accept"
@@ -50,7 +52,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--spec-accept",
         action="store_true",
-        help="rewrite the expected output of failing doctest examples in their documents",
+        help="rewrite the expected output of failing doctest examples and console commands"
+        " in their documents",
     )
     group.addoption(
         "--spec-accept-diff",
@@ -113,6 +116,14 @@ class AcceptMode:
         example = item.example
         region = example.region
         original = region.evaluator
+        if isinstance(original, ConsoleEvaluator):
+            try:
+                return (yield)
+            except SybilFailure as failure:
+                if isinstance(failure.result, ConsoleFailure):
+                    result = failure.result
+                    self.records.append(self._record(item, result.new_want, result.reason))
+                raise
         if not isinstance(original, DocTestEvaluator):
             return (yield)
         recording = self.evaluators.for_evaluator(original)
