@@ -424,7 +424,7 @@ class ConsoleParser:
         except ConsoleSyntaxError as error:
             raise ConsoleSyntaxError(
                 f"{document.path}, console block at {first_line}: {error}"
-            ) from error
+            ) from None  # the same error, now saying where it is
         for part in parts:
             line_start = starts[part.line]
             line_text = text[line_start : ends[part.line]].rstrip("\n")
@@ -433,8 +433,9 @@ class ConsoleParser:
                 options, timeout = parse_directives(part.shell_lines)
             except ConsoleSyntaxError as error:
                 raise ConsoleSyntaxError(
-                    f"{document.path}, command at {document.line_column(line_start)}: {error}"
-                ) from error
+                    f"{document.path}, command at"
+                    f" {document.line_column(line_start + len(indent))}: {error}"
+                ) from None  # the same error, now saying where it is
             after_command = part.line + part.command_lines
             want_start = ends[after_command - 1]
             want_end = ends[after_command + part.output_lines - 1]
