@@ -502,7 +502,7 @@ def test_commands_run_in_the_documents_world(pytester: pytest.Pytester) -> None:
         """,
     )
 
-    pytester.runpytest().assert_outcomes(passed=9)
+    pytester.runpytest().assert_outcomes(passed=10)
 
 
 def test_documents_keep_their_worlds_apart_under_xdist(pytester: pytest.Pytester) -> None:
