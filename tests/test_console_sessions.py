@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 
 from runnerkit.config import Configuration
-from runnerkit.errors import ConfigurationError
-from runnerkit.testing.console import (
+from runnerkit.errors import ConfigurationError, ConsoleSyntaxError
+from runnerkit.testing.console_check import written_want
+from runnerkit.testing.console_session import (
     Command,
-    ConsoleSyntaxError,
     parse_directives,
     split_session,
-    written_want,
 )
 
 pytest_plugins = ["pytester"]

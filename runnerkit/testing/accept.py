@@ -41,7 +41,7 @@ from runnerkit.testing.accept_record import (
     reset,
 )
 from runnerkit.testing.accept_rewrite import DocumentReader, FileChange, digest, plan_all
-from runnerkit.testing.console import ConsoleEvaluator, ConsoleFailure
+from runnerkit.testing.console_check import ConsoleEvaluator, ConsoleFailure
 
 #: The ``workeroutput`` key under which xdist workers send their records.
 WORKEROUTPUT_KEY = "runnerkit_accept"

@@ -31,7 +31,7 @@ from sybil.parsers.abstract.doctest import DocTestStringParser
 from sybil.typing import Parser
 
 from runnerkit.testing.accept_record import Acceptance, Refusal, record_from_dict
-from runnerkit.testing.console import Command
+from runnerkit.testing.console_session import Command
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")

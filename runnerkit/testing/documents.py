@@ -18,7 +18,7 @@ from sybil import Document, Sybil
 from sybil.typing import Parser
 
 from runnerkit.errors import HarnessError
-from runnerkit.testing.console import DEFAULT_TIMEOUT
+from runnerkit.testing.console_session import DEFAULT_TIMEOUT
 from runnerkit.testing.isolation import Isolation, warn_restored
 from runnerkit.testing.namespace import world_namespace
 from runnerkit.testing.parsers import SpecParser, remember_base_namespace

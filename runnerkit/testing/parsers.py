@@ -21,12 +21,8 @@ from sybil.parsers.rest.lexers import DirectiveInCommentLexer
 from sybil.typing import Parser
 
 from runnerkit.errors import UnknownParserError
-from runnerkit.testing.console import (
-    DEFAULT_TIMEOUT,
-    ConsoleParser,
-    markdown_lexers,
-    rest_lexers,
-)
+from runnerkit.testing.console import ConsoleParser, markdown_lexers, rest_lexers
+from runnerkit.testing.console_session import DEFAULT_TIMEOUT
 
 #: The kinds of example a spec can hold, in the order Sybil is given their parsers.
 PARSER_NAMES = ("doctest", "codeblock", "skip", "clear-namespace", "console")
