@@ -17,6 +17,7 @@ import pytest
 
 from runnerkit.config import Configuration
 from runnerkit.errors import ConfigurationError, ConsoleSyntaxError
+from runnerkit.testing import World
 from runnerkit.testing.console_check import written_want
 from runnerkit.testing.console_session import (
     Command,
@@ -160,6 +161,24 @@ def test_a_layer_is_written_as_text_that_reads_back_the_same(tmp_path: Path) -> 
     assert other.import_path[-1].path == Path.cwd() / "plugins"
     with pytest.raises(ConfigurationError, match="no pushed layer 'slow'"):
         config.layer_text("slow")
+
+
+def test_a_world_writes_its_layers_as_files_and_removes_them_with_its_work_dir() -> None:
+    with World() as world:
+        assert world.config_files() == []
+        world.config.push("a", "[master]\nstop_timeout: 5s\n")
+        world.config.push("b/c", "[master]\nstop_timeout: 6s\n")
+        first, second = world.config_files()
+        assert (first.name, second.name) == ("a.ini", "b_c.ini")
+        assert second.read_text() == "[master]\nstop_timeout: 6s\n"
+        world.config.pop("b/c")
+        assert world.config_files() == [first]
+        assert not second.exists()
+        work_dir = world.work_dir
+        assert work_dir.is_dir()
+        assert list(work_dir.iterdir()) == []
+    assert not work_dir.exists()
+    assert not first.exists()
 
 
 # Running sessions.

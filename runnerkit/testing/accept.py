@@ -5,7 +5,9 @@ by what it printed, in place in the ``.rst`` or ``.md`` file; ``--spec-accept-di
 prints the unified diff.  Failures stay failures: the run still reports them and
 exits non-zero, and the next run passes.  An expected output that used ``...``
 (ELLIPSIS) is replaced by the whole output, since which parts to elide is a choice
-only the author can make.
+only the author can make.  A failing console command
+(:mod:`runnerkit.testing.console`) gets its expected output rewritten the same way,
+its ``[exit N]`` line included; one that ran out of time is not rewritten.
 
 Before anything is written, the rewritten document is read back by the parsers that
 collected it; an example whose new output does not read back, or whose rewrite would

@@ -99,15 +99,15 @@ class World:
         The files hold the site's defaults the world set (its Redis queues), then each
         layer pushed on :attr:`config`, bottom first, each written as
         :meth:`~runnerkit.config.Configuration.layer_text` says, in a file named after
-        its layer (``.../layers/2/fast.ini`` for the second layer, ``fast``).  They are
-        written again at every call, so they say what the stack is now; give them to a
-        command with ``-C``, or joined with ``os.pathsep`` in ``RUNNERKIT_CONFIG``.
+        its layer: ``.../layers/N/NAME.ini``, N counting from 0.  Each call brings them
+        up to date with the stack as it is now, leaving alone the files that would not
+        change (a running master may read them again); give them to a command with
+        ``-C``, or joined with ``os.pathsep`` in ``RUNNERKIT_CONFIG``.
 
         :raises WorldError: the world is not open.
         """
         config = self.config
         layers = self._outside_dir() / "layers"
-        shutil.rmtree(layers, ignore_errors=True)
         texts: list[tuple[str, str]] = []
         if self._redis_keys is not None:
             texts.append(("world", _redis_defaults(*self._redis_keys)))
@@ -115,9 +115,15 @@ class World:
         files = []
         for number, (name, text) in enumerate(texts):
             path = layers / str(number) / f"{_file_name(name)}.ini"
+            files.append(path)
+            if path.is_file() and path.read_text(encoding="utf-8") == text:
+                continue
+            shutil.rmtree(path.parent, ignore_errors=True)
             path.parent.mkdir(parents=True)
             path.write_text(text, encoding="utf-8")
-            files.append(path)
+        for old in layers.iterdir() if layers.is_dir() else ():
+            if old not in {path.parent for path in files}:
+                shutil.rmtree(old, ignore_errors=True)
         return files
 
     def _outside_dir(self) -> Path:
