@@ -148,6 +148,11 @@ def test_output_is_written_back_with_blank_lines_kept_inside_and_marked_at_the_e
         None,
         "its output holds a line starting with '$ ', a command",
     )
+    assert written_want("50%\r100%\n", 0) == (
+        None,
+        "its output holds a carriage return, which a text file cannot keep",
+    )
+    assert written_want("", 0) == ("", None)
 
 
 def test_a_layer_is_written_as_text_that_reads_back_the_same(tmp_path: Path) -> None:

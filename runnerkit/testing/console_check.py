@@ -131,7 +131,9 @@ def written_want(got: str, optionflags: int) -> tuple[str | None, str | None]:
 
     :returns: (the expected output, None), or (None, why not).
     """
-    lines = _without_trailing_whitespace(got, optionflags).splitlines()
+    lines = _without_trailing_whitespace(got, optionflags).split("\n")
+    if lines[-1] == "":
+        lines.pop()
     for line in lines:
         if is_command(line):
             return None, f"its output holds a line starting with {PROMPT!r}, a command"
