@@ -145,5 +145,10 @@ class UnknownParserError(HarnessError):
     """``collect_specs`` was given a parser name it does not know."""
 
 
+class ConsoleSyntaxError(HarnessError):
+    """A console block of a spec cannot be read as a session: the message says where
+    and why."""
+
+
 class DurationsFileError(HarnessError):
     """A durations file (``--spec-durations``) cannot be read, or is not one runnerkit wrote."""

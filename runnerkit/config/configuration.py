@@ -10,7 +10,7 @@ from pathlib import Path
 from string import Template
 from typing import Any, Self
 
-from runnerkit.config.layers import Layer, parse_layer, where
+from runnerkit.config.layers import Layer, layer_text, parse_layer, where
 from runnerkit.config.schema import (
     DEFAULTS,
     RUNNER_DEFAULTS,
@@ -174,6 +174,23 @@ class Configuration:
             self._defaults.sections.clear()
             self._defaults.sections.update(before)
             raise
+
+    def layer_text(self, name: str) -> str:
+        """The pushed layer *name* as INI text, to hand it to another process as a file.
+
+        The text reads back as the same layer wherever the file is written: see
+        :func:`runnerkit.config.layers.layer_text`.
+
+        :raises ConfigurationError: no pushed layer has that name.
+        """
+        self._check_open()
+        for layer in self._layers:
+            if layer.name == name:
+                return layer_text(layer)
+        raise ConfigurationError(
+            f"no pushed layer {name!r}; the pushed layers are"
+            f" {', '.join(repr(n) for n in self.layers) or 'none'}"
+        )
 
     @contextmanager
     def pushed(self, name: str, text: str) -> Iterator[Self]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import textwrap
 from dataclasses import dataclass
@@ -101,3 +102,26 @@ def parse_layer(name: str, text: str, base: Path | None = None) -> Layer:
                 raise ConfigurationError(f"{where(name, section, key, raw)}: {error}") from error
         sections[section] = values
     return Layer(name, sections, (base or Path.cwd()).absolute())
+
+
+def layer_text(layer: Layer) -> str:
+    """*layer* as INI text that reads back as the same layer wherever it is written.
+
+    Each value is written as it was given, a value of several lines with its later
+    lines indented; a list of directories (``[runnerkit] import_path``) is written
+    absolute, made so against the layer's own directory, so that a file written
+    elsewhere names the same directories.
+    """
+    lines: list[str] = []
+    for section, values in layer.sections.items():
+        lines.append(f"[{section}]")
+        schema = keys_of(section) or {}
+        for key, (value, raw) in values.items():
+            if key in schema and schema[key].is_dirs:
+                entries = [os.path.normpath(layer.base / entry) for entry in value]
+            else:
+                entries = raw.split("\n")
+            first, *rest = entries or [""]
+            lines.append(f"{key}: {first}".rstrip())
+            lines.extend(f"    {entry}" for entry in rest)
+    return "".join(line + "\n" for line in lines)

@@ -5,7 +5,9 @@ by what it printed, in place in the ``.rst`` or ``.md`` file; ``--spec-accept-di
 prints the unified diff.  Failures stay failures: the run still reports them and
 exits non-zero, and the next run passes.  An expected output that used ``...``
 (ELLIPSIS) is replaced by the whole output, since which parts to elide is a choice
-only the author can make.
+only the author can make.  A failing console command
+(:mod:`runnerkit.testing.console`) gets its expected output rewritten the same way,
+its ``[exit N]`` line included; one that ran out of time is not rewritten.
 
 Before anything is written, the rewritten document is read back by the parsers that
 collected it; an example whose new output does not read back, or whose rewrite would
@@ -28,6 +30,7 @@ from typing import Any
 import pytest
 from sybil.document import PythonDocument
 from sybil.evaluators.doctest import DocTestEvaluator
+from sybil.example import SybilFailure
 from sybil.integration.pytest import SybilItem
 
 from runnerkit.testing.accept_record import (
@@ -40,6 +43,7 @@ from runnerkit.testing.accept_record import (
     reset,
 )
 from runnerkit.testing.accept_rewrite import DocumentReader, FileChange, digest, plan_all
+from runnerkit.testing.console_check import ConsoleEvaluator, ConsoleFailure
 
 #: The ``workeroutput`` key under which xdist workers send their records.
 WORKEROUTPUT_KEY = "runnerkit_accept"
@@ -50,7 +54,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--spec-accept",
         action="store_true",
-        help="rewrite the expected output of failing doctest examples in their documents",
+        help="rewrite the expected output of failing doctest examples and console commands"
+        " in their documents",
     )
     group.addoption(
         "--spec-accept-diff",
@@ -113,6 +118,14 @@ class AcceptMode:
         example = item.example
         region = example.region
         original = region.evaluator
+        if isinstance(original, ConsoleEvaluator):
+            try:
+                return (yield)
+            except SybilFailure as failure:
+                if isinstance(failure.result, ConsoleFailure):
+                    result = failure.result
+                    self.records.append(self._record(item, result.new_want, result.reason))
+                raise
         if not isinstance(original, DocTestEvaluator):
             return (yield)
         recording = self.evaluators.for_evaluator(original)

@@ -31,6 +31,7 @@ from sybil.parsers.abstract.doctest import DocTestStringParser
 from sybil.typing import Parser
 
 from runnerkit.testing.accept_record import Acceptance, Refusal, record_from_dict
+from runnerkit.testing.console_session import Command
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
@@ -182,7 +183,8 @@ def plan(path: Path, acceptances: Sequence[Acceptance], reader: DocumentReader) 
     if not unchanged:
         return change
     try:
-        baseline = [_reading(region) for region in reader.regions(text)]
+        regions = reader.regions(text)
+        baseline = [_reading(region) for region in regions]
     except Exception as error:  # a parser may raise anything
         reason = f"the document cannot be read back: {_first_line(error)}"
         change.refused.extend(_refusal(a, reason) for a in unchanged)
@@ -193,7 +195,11 @@ def plan(path: Path, acceptances: Sequence[Acceptance], reader: DocumentReader) 
     ]
     chosen: list[tuple[_Span, Acceptance]] = []
     for acceptance in sorted(unchanged, key=lambda a: a.index):
-        spans = _locate(text, candidates, acceptance)
+        parsed = regions[acceptance.index].parsed if acceptance.index < len(regions) else None
+        if isinstance(parsed, Command):
+            spans = _command_spans(regions[acceptance.index].start, parsed, acceptance)
+        else:
+            spans = _locate(text, candidates, acceptance)
         if not spans:
             change.refused.append(_refusal(acceptance, "its expected output cannot be located"))
             continue
@@ -289,6 +295,8 @@ def _reading(region: Region) -> tuple[Any, ...]:
     parsed = region.parsed
     if isinstance(parsed, doctest.Example):
         return ("doctest", parsed.source, parsed.want, parsed.options)
+    if isinstance(parsed, Command):
+        return parsed.reading()
     return (type(parsed).__name__, str(parsed) if isinstance(parsed, str) else None)
 
 
@@ -321,6 +329,13 @@ def _locate(
     return sorted(
         spans, key=lambda s: ((s.example, s.end) != exact, abs(s.example - acceptance.start))
     )
+
+
+def _command_spans(start: int, command: Command, acceptance: Acceptance) -> list[_Span]:
+    """Where a console command's expected output is: its parser knows exactly."""
+    if command.source != acceptance.source or command.want != acceptance.want:
+        return []
+    return [_Span(start, command.want_start, command.want_end, command.indent)]
 
 
 def _overlap(one: _Span, other: _Span) -> bool:
@@ -375,7 +390,11 @@ def _indented(text: str, start: int, end: int, indent: str, want: str) -> str:
     The last line keeps the old output's lack of a final newline at the end of the
     file, and output after a last source line that has no newline gets one first.
     """
-    lines = "".join(indent + line + "\n" for line in want.split("\n")[:-1])
+    # A blank line, which only a console command's output keeps as it is, gets no
+    # trailing whitespace from the indentation.
+    lines = "".join(
+        (indent + line if line else indent.rstrip(" \t")) + "\n" for line in want.split("\n")[:-1]
+    )
     if not lines:
         return ""
     at_end = end == len(text) and not text.endswith("\n")

@@ -18,6 +18,7 @@ from sybil import Document, Sybil
 from sybil.typing import Parser
 
 from runnerkit.errors import HarnessError
+from runnerkit.testing.console_session import DEFAULT_TIMEOUT
 from runnerkit.testing.eventloop import EVENT_LOOP, DocumentLoop
 from runnerkit.testing.isolation import Isolation, warn_restored
 from runnerkit.testing.namespace import world_namespace
@@ -33,7 +34,7 @@ from runnerkit.typing import StrPath
 DEFAULT_OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 #: The kinds of example a spec holds unless told otherwise.
-DEFAULT_PARSERS = ("doctest", "codeblock", "skip", "clear-namespace")
+DEFAULT_PARSERS = ("doctest", "codeblock", "skip", "clear-namespace", "console")
 
 #: More names for a document: a mapping, or a function of the document's world.
 ExtraNamespace: TypeAlias = Mapping[str, Any] | Callable[[World], Mapping[str, Any]]
@@ -188,6 +189,7 @@ def make_sybil(
     excludes: Sequence[str] = (),
     parsers: Iterable[str | Parser] = DEFAULT_PARSERS,
     optionflags: int = DEFAULT_OPTIONFLAGS,
+    console_timeout: float = DEFAULT_TIMEOUT,
     extra_namespace: ExtraNamespace | None = None,
     fixtures: Sequence[str] = (),
     path: StrPath | None = None,
@@ -206,9 +208,12 @@ def make_sybil(
         ``docs/guide.rst`` and ``docs/sub/x.rst``.
     :param excludes: which of those to leave out, as path patterns of the same kind.
     :param parsers: the kinds of example to find: any of ``"doctest"``, ``"codeblock"``
-        (``python`` code blocks), ``"skip"`` (skip directives) and ``"clear-namespace"``,
-        and any Sybil parser objects of your own.
-    :param optionflags: doctest option flags for ``>>>`` examples.
+        (``python`` code blocks), ``"skip"`` (skip directives), ``"clear-namespace"`` and
+        ``"console"`` (console sessions, :mod:`runnerkit.testing.console`), and any Sybil
+        parser objects of your own.
+    :param optionflags: doctest option flags for ``>>>`` examples and console commands.
+    :param console_timeout: seconds a console command may run, unless its
+        ``# timeout:`` directive says otherwise; then its process group is killed.
     :param extra_namespace: more names every document starts with: a mapping, or a
         function called with the document's :class:`World` that returns one.
     :param fixtures: pytest fixtures to put in every document's namespace.
@@ -233,7 +238,12 @@ def make_sybil(
     if path is None:
         path = _caller_directory()
     mode = checked_mode(uncollected_sessions)
-    spec_parser = SpecParser(parsers, expand_all(optionflags), user_normalizers(normalizers))
+    spec_parser = SpecParser(
+        parsers,
+        expand_all(optionflags),
+        user_normalizers(normalizers),
+        console_timeout=console_timeout,
+    )
     sybil = _SpecSybil(
         parsers=[spec_parser],
         patterns=_checked_patterns("patterns", patterns),

@@ -388,16 +388,18 @@ def with_document_normalizers(parser: Parser, known: Mapping[str, int]) -> Parse
     def parse(document: Document) -> Iterator[Region]:
         flags = document_normalizers(document, known).values()
         for region in parser(document):
-            if isinstance(region.parsed, doctest.Example):
-                _add_flags(region.parsed, flags)
+            # doctest examples and console commands keep their directive's flags alike.
+            options = getattr(region.parsed, "options", None)
+            if isinstance(options, dict):
+                _add_flags(options, flags)
             yield region
 
     return parse
 
 
-def _add_flags(example: doctest.Example, flags: Iterable[int]) -> None:
-    """Turn *flags* on in *example*'s options where its directive left them alone."""
-    options = example.options
+def _add_flags(options: dict[int, bool], flags: Iterable[int]) -> None:
+    """Turn *flags* on in an example's *options* (flag: on) where its directive left
+    them alone."""
     # The example's own directive first: its -NORMALIZE_ALL beats the document's line.
     if NORMALIZE_ALL in options:
         on = options[NORMALIZE_ALL]

@@ -23,6 +23,8 @@ from sybil.typing import Parser
 
 from runnerkit.errors import UnknownParserError
 from runnerkit.testing.awaiting import AwaitEvaluators
+from runnerkit.testing.console import ConsoleParser, markdown_lexers, rest_lexers
+from runnerkit.testing.console_session import DEFAULT_TIMEOUT
 from runnerkit.testing.normalize import (
     BUILTIN_FLAGS,
     Normalizer,
@@ -33,7 +35,7 @@ from runnerkit.testing.normalize import (
 from runnerkit.testing.pycon import PyconParser
 
 #: The kinds of example a spec can hold, in the order Sybil is given their parsers.
-PARSER_NAMES = ("doctest", "codeblock", "skip", "clear-namespace")
+PARSER_NAMES = ("doctest", "codeblock", "skip", "clear-namespace", "console")
 
 #: File suffixes read as Markdown; every other suffix is read as reStructuredText.
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
@@ -72,16 +74,22 @@ def _only_doctests(parser: Parser, keep_doctests: bool) -> Parser:
 
 
 def rest_parsers(
-    names: Sequence[str], optionflags: int, checker: doctest.OutputChecker | None = None
+    names: Sequence[str],
+    optionflags: int,
+    checker: doctest.OutputChecker | None = None,
+    console_timeout: float = DEFAULT_TIMEOUT,
 ) -> list[Parser]:
     """Sybil's reStructuredText parsers for the example kinds *names*.
 
-    :param checker: what doctest examples are compared with; Sybil's own by default.
+    :param checker: what doctest examples and console commands are compared with;
+        Sybil's own by default.
+    :param console_timeout: seconds a console command may run unless it says otherwise.
     """
     doctests = rest.DocTestParser(optionflags=optionflags)
     if checker is not None:
         doctests.string_parser = DocTestStringParser(doctest_evaluator(optionflags, checker))
     made: dict[str, Parser] = {
+        "console": ConsoleParser(rest_lexers(), optionflags, console_timeout, checker),
         "doctest": doctests,
         "codeblock": rest.PythonCodeBlockParser(),
         "skip": rest.SkipParser(),
@@ -91,7 +99,10 @@ def rest_parsers(
 
 
 def markdown_parsers(
-    names: Sequence[str], optionflags: int, checker: doctest.OutputChecker | None = None
+    names: Sequence[str],
+    optionflags: int,
+    checker: doctest.OutputChecker | None = None,
+    console_timeout: float = DEFAULT_TIMEOUT,
 ) -> list[Parser]:
     """Sybil's Markdown parsers for the example kinds *names*.
 
@@ -100,7 +111,9 @@ def markdown_parsers(
     ``doctest`` and ``codeblock`` can be chosen apart.  ``doctest`` also reads the
     ``pycon`` fences (:class:`~runnerkit.testing.pycon.PyconParser`).
 
-    :param checker: what doctest examples are compared with; Sybil's own by default.
+    :param checker: what doctest examples and console commands are compared with;
+        Sybil's own by default.
+    :param console_timeout: seconds a console command may run unless it says otherwise.
     """
     python = markdown.PythonCodeBlockParser(doctest_optionflags=optionflags)
     evaluator = python.doctest_parser.evaluator
@@ -110,6 +123,7 @@ def markdown_parsers(
     pycon = PyconParser(evaluator)
     made: dict[str, Parser] = {
         "skip": markdown.SkipParser(),
+        "console": ConsoleParser(markdown_lexers(), optionflags, console_timeout, checker),
         "clear-namespace": ClearToBaseParser([DirectiveInHTMLCommentLexer("clear-namespace")]),
     }
     wanted = [name for name in PARSER_NAMES if name in names]
@@ -137,9 +151,10 @@ class SpecParser:
 
     :param parsers: example kinds from :data:`PARSER_NAMES`, or parser callables of
         your own, which are given every document whatever its suffix.
-    :param optionflags: doctest option flags for ``>>>`` examples.
-    :param normalizers: user normalisers, which doctest examples and documents may
-        turn on besides the built-in ones (:mod:`runnerkit.testing.normalize`).
+    :param optionflags: doctest option flags for ``>>>`` examples and console commands.
+    :param normalizers: user normalisers, which doctest examples, console commands and
+        documents may turn on besides the built-in ones (:mod:`runnerkit.testing.normalize`).
+    :param console_timeout: seconds a console command may run unless it says otherwise.
     :raises UnknownParserError: a name is not one of :data:`PARSER_NAMES`.
     """
 
@@ -148,6 +163,8 @@ class SpecParser:
         parsers: Iterable[str | Parser],
         optionflags: int,
         normalizers: Sequence[Normalizer] = (),
+        *,
+        console_timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         names: list[str] = []
         custom: list[Parser] = []
@@ -168,11 +185,17 @@ class SpecParser:
         known = {**BUILTIN_FLAGS, **{n.name: n.flag for n in normalizers}}
         self._rest = [
             with_document_normalizers(parser, known)
-            for parser in [*rest_parsers(names, optionflags, self.checker), *custom]
+            for parser in [
+                *rest_parsers(names, optionflags, self.checker, console_timeout),
+                *custom,
+            ]
         ]
         self._markdown = [
             with_document_normalizers(parser, known)
-            for parser in [*markdown_parsers(names, optionflags, self.checker), *custom]
+            for parser in [
+                *markdown_parsers(names, optionflags, self.checker, console_timeout),
+                *custom,
+            ]
         ]
         #: Lets examples, yours included, ``await`` (:mod:`runnerkit.testing.awaiting`).
         self._await = AwaitEvaluators()

@@ -8,6 +8,7 @@ the next spec.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from contextvars import Token
@@ -59,6 +60,8 @@ class World:
         self._temporary: Path | None = None
         #: The server and key prefix of this world's queues on Redis, while open.
         self._redis_keys: tuple[str, str] | None = None
+        #: The directory of :attr:`work_dir` and :meth:`config_files`, once made.
+        self._outside: Path | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._config is not None else "closed"
@@ -78,6 +81,59 @@ class World:
     def var_dir(self) -> Path:
         """The world's var dir."""
         return self.config.paths.var_dir
+
+    @property
+    def work_dir(self) -> Path:
+        """A directory of the world's own for commands to run in: console sessions do.
+
+        It is made empty the first time it is asked for, apart from the var dir, and
+        removed, whatever it holds, when the world closes.
+
+        :raises WorldError: the world is not open.
+        """
+        return self._outside_dir() / "work"
+
+    def config_files(self) -> list[Path]:
+        """The world's configuration as INI files, for a process started from here.
+
+        The files hold the site's defaults the world set (its Redis queues), then each
+        layer pushed on :attr:`config`, bottom first, each written as
+        :meth:`~runnerkit.config.Configuration.layer_text` says, in a file named after
+        its layer: ``.../layers/N/NAME.ini``, N counting from 0.  Each call brings them
+        up to date with the stack as it is now, leaving alone the files that would not
+        change (a running master may read them again); give them to a command with
+        ``-C``, or joined with ``os.pathsep`` in ``RUNNERKIT_CONFIG``.
+
+        :raises WorldError: the world is not open.
+        """
+        config = self.config
+        layers = self._outside_dir() / "layers"
+        texts: list[tuple[str, str]] = []
+        if self._redis_keys is not None:
+            texts.append(("world", _redis_defaults(*self._redis_keys)))
+        texts.extend((name, config.layer_text(name)) for name in config.layers)
+        files = []
+        for number, (name, text) in enumerate(texts):
+            path = layers / str(number) / f"{_file_name(name)}.ini"
+            files.append(path)
+            if path.is_file() and path.read_text(encoding="utf-8") == text:
+                continue
+            shutil.rmtree(path.parent, ignore_errors=True)
+            path.parent.mkdir(parents=True)
+            path.write_text(text, encoding="utf-8")
+        for old in layers.iterdir() if layers.is_dir() else ():
+            if old not in {path.parent for path in files}:
+                shutil.rmtree(old, ignore_errors=True)
+        return files
+
+    def _outside_dir(self) -> Path:
+        """The directory of :attr:`work_dir` and the layer files, made on first use."""
+        self.config  # noqa: B018 - raises WorldError when closed
+        if self._outside is None:
+            outside = Path(tempfile.mkdtemp(prefix=f"{self._prefix}outside-"))
+            (outside / "work").mkdir()
+            self._outside = outside
+        return self._outside
 
     def open(self) -> World:
         """Create the var dir and configuration, and make the configuration current.
@@ -104,15 +160,16 @@ class World:
             self._redis_keys = (url, prefix)
             # The site's defaults, not a layer: the stack a spec shows is the same on
             # both backends, and a layer the spec pushes still overrides them.
-            site.set_defaults(f"[queues]\nbackend: redis\nurl: {url}\nkey_prefix: {prefix}\n")
+            site.set_defaults(_redis_defaults(url, prefix))
         self._config = site
         self._token = set_current_config(self._config)
         return self
 
     def _remove_temporary(self) -> None:
-        temporary, self._temporary = self._temporary, None
-        if temporary is not None:
-            shutil.rmtree(temporary, ignore_errors=True)
+        for temporary in (self._temporary, self._outside):
+            if temporary is not None:
+                shutil.rmtree(temporary, ignore_errors=True)
+        self._temporary = self._outside = None
 
     def close(self) -> None:
         """Stop making the configuration current, close it, and remove a temporary var dir."""
@@ -158,3 +215,14 @@ def _delete_keys(url: str, prefix: str) -> None:
         pass
     finally:
         calls.close()
+
+
+def _redis_defaults(url: str, prefix: str) -> str:
+    """The site defaults that put a world's queues on Redis, under keys of its own."""
+    return f"[queues]\nbackend: redis\nurl: {url}\nkey_prefix: {prefix}\n"
+
+
+def _file_name(layer: str) -> str:
+    """*layer*'s name as a file name: characters other than letters, digits, ``.``,
+    ``_`` and ``-`` become ``_``."""
+    return re.sub(r"[^\w.-]", "_", layer, flags=re.ASCII).lstrip(".") or "layer"

@@ -1,0 +1,211 @@
+"""Reading a console session: a block's lines as commands, their output and directives.
+
+:mod:`runnerkit.testing.console` says what a session looks like; this module holds the
+reading alone, with no Sybil document and no process, so that it can be tested alone.
+"""
+
+from __future__ import annotations
+
+import doctest
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from runnerkit.errors import ConsoleSyntaxError
+
+#: The language of the code blocks that are sessions.
+LANGUAGE = "console"
+
+#: Seconds a command may run unless told otherwise.
+DEFAULT_TIMEOUT = 60.0
+
+#: The prompt that starts a command, and the one that goes on with it.
+PROMPT = "$ "
+MORE = "> "
+
+#: The last expected line that expects a non-zero exit status.
+EXIT_LINE = re.compile(r"\[exit (\d+)\]")
+
+#: A comment holding directives, at the end of a command line.
+_DIRECTIVES = re.compile(r"(?:^|\s)#\s*((?:doctest|timeout)\s*:[^#]*?)\s*$")
+_DIRECTIVE = re.compile(r"\s*(doctest|timeout)\s*:\s*(.*?)\s*")
+_TIMEOUT = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*s?")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command of a session, as its block says it.
+
+    Offsets are in the text of the document the block is in.
+    """
+
+    #: The shell text: the command's lines without their prompts, joined by newlines.
+    source: str
+    #: The expected output as written, the ``[exit N]`` line included, each line
+    #: ending with a newline; empty when nothing is expected.
+    want: str
+    #: Option flags the command's ``doctest:`` directive turns on (True) or off.
+    options: dict[int, bool] = field(default_factory=dict)
+    #: Seconds from its ``timeout:`` directive, or None for the session's default.
+    timeout: float | None = None
+    #: Where the expected output starts and ends (just after the command, when empty).
+    want_start: int = 0
+    want_end: int = 0
+    #: What comes before the ``$`` on the command's line: the block's indentation.
+    indent: str = ""
+
+    @property
+    def status(self) -> int:
+        """The exit status expected: N of a last ``[exit N]`` line, else 0."""
+        lines = self.want.splitlines()
+        match = EXIT_LINE.fullmatch(lines[-1].strip()) if lines else None
+        return int(match.group(1)) if match else 0
+
+    @property
+    def output(self) -> str:
+        """The expected output without its ``[exit N]`` line."""
+        lines = self.want.splitlines(keepends=True)
+        if lines and EXIT_LINE.fullmatch(lines[-1].strip()):
+            lines.pop()
+        return "".join(lines)
+
+    def reading(self) -> tuple[str, str, str, tuple[object, ...]]:
+        """What the command says, to tell whether a rewritten document reads the same:
+        its kind, source, expected output and directives."""
+        return ("console", self.source, self.want, (sorted(self.options.items()), self.timeout))
+
+
+@dataclass(frozen=True)
+class SessionPart:
+    """Where one command and its expected output are among a block's lines."""
+
+    #: The index of the command's ``$`` line, and how many lines the command has.
+    line: int
+    command_lines: int
+    #: How many lines of expected output follow it, blank lines at their end left out.
+    output_lines: int
+    source: str
+    want: str
+    #: The lines of the command that the shell reads as command lines, not a
+    #: here-document's: directives are read from these.
+    shell_lines: tuple[str, ...]
+
+
+def split_session(lines: Sequence[str]) -> list[SessionPart]:
+    """The commands of a block whose (dedented) lines are *lines*, without newlines.
+
+    :raises ConsoleSyntaxError: a line that is neither blank nor a comment comes before
+        the first command, or a command is empty; the message gives the line's index
+        in *lines*, counting from 1.
+    """
+    parts: list[SessionPart] = []
+    index = 0
+    while index < len(lines) and not is_command(lines[index]):
+        line = lines[index]
+        if line.strip() and not line.lstrip().startswith("#"):
+            raise ConsoleSyntaxError(
+                f"line {index + 1} of the block, {line!r}, comes before its first command:"
+                f" start commands with {PROMPT!r}; before the first, only blank lines and"
+                " '#' comments may come"
+            )
+        index += 1
+    while index < len(lines):
+        start = index
+        source_lines = [lines[index][len(PROMPT) :] if lines[index] != "$" else ""]
+        shell_lines = [source_lines[0]]
+        index += 1
+        while index < len(lines):
+            line = lines[index]
+            continued = source_lines[-1].endswith("\\")
+            if line.startswith(MORE) or line == MORE.strip():
+                source_lines.append(line[len(MORE) :])
+            elif continued:
+                source_lines.append(line)
+            else:
+                break
+            if continued:
+                shell_lines.append(source_lines[-1])
+            index += 1
+        if not "".join(source_lines).strip():
+            raise ConsoleSyntaxError(
+                f"line {start + 1} of the block is a prompt without a command"
+            )
+        output_start = index
+        while index < len(lines) and not is_command(lines[index]):
+            index += 1
+        output = list(lines[output_start:index])
+        while output and not output[-1].strip():
+            output.pop()
+        parts.append(
+            SessionPart(
+                line=start,
+                command_lines=output_start - start,
+                output_lines=len(output),
+                source="\n".join(source_lines),
+                want="".join(line + "\n" for line in output),
+                shell_lines=tuple(shell_lines),
+            )
+        )
+    return parts
+
+
+def is_command(line: str) -> bool:
+    """Whether *line* starts a command: ``$ ...``, or ``$`` alone."""
+    return line.startswith(PROMPT) or line == PROMPT.strip()
+
+
+def parse_directives(lines: Iterable[str]) -> tuple[dict[int, bool], float | None]:
+    """The option flags and the timeout the directives on *lines* ask for.
+
+    A directive is in a comment at the end of a line: ``# doctest: +ELLIPSIS``, flags
+    named as :data:`doctest.OPTIONFLAGS_BY_NAME` names them, each turned on by ``+``
+    or off by ``-``, separated by commas or spaces; ``# timeout: 5`` (or ``5s``, or
+    ``0.5``), seconds.  One comment may hold both, separated by ``;``.
+
+    :raises ConsoleSyntaxError: an option is unknown or lacks its sign, or a timeout is
+        not a positive number of seconds.
+    """
+    options: dict[int, bool] = {}
+    timeout: float | None = None
+    for line in lines:
+        match = _DIRECTIVES.search(line)
+        if match is None:
+            continue
+        for item in match.group(1).split(";"):
+            directive = _DIRECTIVE.fullmatch(item)
+            if directive is None:
+                raise ConsoleSyntaxError(
+                    f"cannot read the directive {item.strip()!r}: write 'doctest: +FLAG'"
+                    " or 'timeout: SECONDS', several separated by ';'"
+                )
+            name, value = directive.groups()
+            if name == "timeout":
+                timeout = _seconds(value)
+            else:
+                options.update(_flags(value))
+    return options, timeout
+
+
+def _seconds(value: str) -> float:
+    match = _TIMEOUT.fullmatch(value)
+    seconds = float(match.group(1)) if match else math.nan
+    if not seconds > 0:
+        raise ConsoleSyntaxError(
+            f"timeout {value!r} is not a number of seconds above 0, such as 'timeout: 5'"
+        )
+    return seconds
+
+
+def _flags(value: str) -> dict[int, bool]:
+    flags = {}
+    for option in value.replace(",", " ").split():
+        name = option[1:]
+        if option[:1] not in "+-" or name not in doctest.OPTIONFLAGS_BY_NAME:
+            known = ", ".join(sorted(doctest.OPTIONFLAGS_BY_NAME))
+            raise ConsoleSyntaxError(
+                f"unknown doctest option {option!r}: use +NAME to turn one on or -NAME to"
+                f" turn it off, where NAME is one of {known}"
+            )
+        flags[doctest.OPTIONFLAGS_BY_NAME[name]] = option[0] == "+"
+    return flags

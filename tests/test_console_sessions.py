@@ -1,0 +1,660 @@
+"""Console sessions: ``console`` blocks whose commands run, checked against their output.
+
+The plugin is tested as a user meets it: a small project written with pytester, whose
+conftest collects its documents with ``collect_specs``, run with pytest.  The block
+reading and the directives are tested as plain functions.
+"""
+
+from __future__ import annotations
+
+import doctest
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from runnerkit.config import Configuration
+from runnerkit.errors import ConfigurationError, ConsoleSyntaxError
+from runnerkit.testing import World
+from runnerkit.testing.console_check import written_want
+from runnerkit.testing.console_session import (
+    Command,
+    parse_directives,
+    split_session,
+)
+
+pytest_plugins = ["pytester"]
+
+SPECS_CONFTEST = """\
+from runnerkit.testing import collect_specs
+
+pytest_collect_file = collect_specs(["*.rst", "*.md"])
+"""
+
+
+def write(pytester: pytest.Pytester, name: str, text: str, conftest: str = SPECS_CONFTEST) -> Path:
+    """Write *conftest* and the document *name*, returning the document's path."""
+    pytester.makeconftest(conftest)
+    path = pytester.path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+# Reading blocks.
+
+
+def test_a_session_is_split_into_commands_with_their_output() -> None:
+    parts = split_session(
+        [
+            "# a comment for the reader",
+            "",
+            "$ echo one",
+            "one",
+            "",
+            "two",
+            "",
+            "",
+            "$ printf 'a b' \\",
+            "    'c'",
+            "a b",
+            "c",
+            "$ cat <<EOF",
+            "> x",
+            ">",
+            "> EOF",
+            "$ false",
+            "[exit 1]",
+        ]
+    )
+
+    assert [(p.line, p.command_lines, p.output_lines) for p in parts] == [
+        (2, 1, 3),
+        (8, 2, 2),
+        (12, 4, 0),
+        (16, 1, 1),
+    ]
+    assert [p.source for p in parts] == [
+        "echo one",
+        "printf 'a b' \\\n    'c'",
+        "cat <<EOF\nx\n\nEOF",
+        "false",
+    ]
+    assert parts[0].want == "one\n\ntwo\n"
+    assert parts[2].want == ""
+    assert parts[1].shell_lines == ("printf 'a b' \\", "    'c'")
+    assert parts[2].shell_lines == ("cat <<EOF",)
+
+
+def test_text_before_the_first_command_is_refused() -> None:
+    with pytest.raises(ConsoleSyntaxError, match=r"line 2 of the block, 'output\?'"):
+        split_session(["# fine", "output?", "$ echo"])
+
+
+def test_a_prompt_without_a_command_is_refused() -> None:
+    with pytest.raises(ConsoleSyntaxError, match="line 1 of the block is a prompt without"):
+        split_session(["$", "out"])
+
+
+def test_a_block_without_commands_has_no_examples() -> None:
+    assert split_session(["# only", "# comments"]) == []
+
+
+def test_directives_set_flags_and_a_timeout() -> None:
+    options, timeout = parse_directives(
+        ["runnerkit status  # timeout: 2.5; doctest: -ELLIPSIS, +REPORT_UDIFF"]
+    )
+
+    assert options == {doctest.ELLIPSIS: False, doctest.REPORT_UDIFF: True}
+    assert timeout == 2.5
+    assert parse_directives(["echo '# a plain comment'  # not: a directive"]) == ({}, None)
+
+
+def test_a_registered_flag_can_be_named() -> None:
+    flag = doctest.register_optionflag("RUNNERKIT_CONSOLE_TEST_FLAG")
+
+    assert parse_directives(["x  # doctest: +RUNNERKIT_CONSOLE_TEST_FLAG"]) == (
+        {flag: True},
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("x  # doctest: +BOGUS", "unknown doctest option '\\+BOGUS'"),
+        ("x  # doctest: ELLIPSIS", "unknown doctest option 'ELLIPSIS'"),
+        ("x  # timeout: soon", "timeout 'soon' is not a number of seconds"),
+        ("x  # timeout: 0", "timeout '0' is not a number of seconds above 0"),
+        ("x  # timeout: 5; colour: red", "cannot read the directive 'colour: red'"),
+    ],
+)
+def test_bad_directives_are_refused(line: str, message: str) -> None:
+    with pytest.raises(ConsoleSyntaxError, match=message):
+        parse_directives([line])
+
+
+def test_expected_status_and_output() -> None:
+    command = Command(source="false", want="no\n[exit 3]\n")
+
+    assert (command.status, command.output) == (3, "no\n")
+    assert (Command(source="true", want="ok\n").status, Command("true", "").output) == (0, "")
+
+
+def test_output_is_written_back_with_blank_lines_kept_inside_and_marked_at_the_end() -> None:
+    assert written_want("a  \n\nb\n\n", 0) == ("a\n\nb\n<BLANKLINE>\n", None)
+    assert written_want("$ not a command\n", 0) == (
+        None,
+        "its output holds a line starting with '$ ', a command",
+    )
+    assert written_want("50%\r100%\n", 0) == (
+        None,
+        "its output holds a carriage return, which a text file cannot keep",
+    )
+    assert written_want("", 0) == ("", None)
+
+
+def test_a_layer_is_written_as_text_that_reads_back_the_same(tmp_path: Path) -> None:
+    config = Configuration()
+    config.push("fast", "[runner.out]\ninstances: 2\n[runnerkit]\nimport_path: plugins\n")
+    text = config.layer_text("fast")
+    other = Configuration()
+    other.push_file(tmp_path / "elsewhere.ini", text=text)
+
+    assert other.runner("out").instances == 2
+    assert other.import_path[-1].path == Path.cwd() / "plugins"
+    with pytest.raises(ConfigurationError, match="no pushed layer 'slow'"):
+        config.layer_text("slow")
+
+
+def test_a_world_writes_its_layers_as_files_and_removes_them_with_its_work_dir() -> None:
+    with World() as world:
+        assert world.config_files() == []
+        world.config.push("a", "[master]\nstop_timeout: 5s\n")
+        world.config.push("b/c", "[master]\nstop_timeout: 6s\n")
+        first, second = world.config_files()
+        assert (first.name, second.name) == ("a.ini", "b_c.ini")
+        assert second.read_text() == "[master]\nstop_timeout: 6s\n"
+        world.config.pop("b/c")
+        assert world.config_files() == [first]
+        assert not second.exists()
+        work_dir = world.work_dir
+        assert work_dir.is_dir()
+        assert list(work_dir.iterdir()) == []
+    assert not work_dir.exists()
+    assert not first.exists()
+
+
+# Running sessions.
+
+PASSING = """\
+Sessions
+========
+
+.. code-block:: console
+
+    $ echo hello
+    hello
+    $ printf 'one\\n\\ntwo\\n'
+    one
+
+    two
+
+    $ echo 'to stderr' >&2; echo 'to stdout'
+    to stderr
+    to stdout
+
+.. code:: console
+
+    $ sh -c 'exit 3'
+    [exit 3]
+
+.. sourcecode:: console
+
+    $ echo one \\
+        two
+    one two
+    $ cat <<EOF
+    > a here-document
+    >
+    > EOF
+    a here-document
+    <BLANKLINE>
+
+A ``sh`` block is a script to show, not a session to run:
+
+.. code-block:: sh
+
+    $ exit 1
+"""
+
+
+def test_commands_run_and_their_output_is_checked(pytester: pytest.Pytester) -> None:
+    write(pytester, "doc.rst", PASSING)
+
+    result = pytester.runpytest("-v")
+
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["doc.rst::line:6,column:5 PASSED*"])
+
+
+def test_markdown_console_fences_are_sessions(pytester: pytest.Pytester) -> None:
+    write(
+        pytester,
+        "doc.md",
+        """\
+        # Sessions
+
+        ```console
+        $ echo hello
+        hello
+        ```
+
+        > ```console
+        > $ echo quoted
+        > quoted
+        > ```
+
+        ```sh
+        $ exit 1
+        ```
+        """,
+    )
+
+    pytester.runpytest().assert_outcomes(passed=2)
+
+
+def test_a_different_output_fails_with_what_was_expected_and_what_came(
+    pytester: pytest.Pytester,
+) -> None:
+    write(
+        pytester,
+        "doc.rst",
+        """\
+        .. code-block:: console
+
+            $ echo hello; echo world
+            hello
+        """,
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*doc.rst, line 3, column 5 did not evaluate as expected:",
+            "$ echo hello; echo world",
+            "Expected:",
+            "    hello",
+            "Got:",
+            "    hello",
+            "    world",
+        ]
+    )
+
+
+def test_a_non_zero_exit_fails_unless_expected(pytester: pytest.Pytester) -> None:
+    write(
+        pytester,
+        "doc.rst",
+        """\
+        .. code-block:: console
+
+            $ echo trouble; exit 2
+            trouble
+            $ echo trouble; exit 2
+            trouble
+            [exit 2]
+            $ exit 2
+            [exit 1]
+        """,
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "$ echo trouble; exit 2",
+            "exit status 2, expected 0 (a last line '[exit 2]' expects it)",
+            "Its output, as expected:",
+            "    trouble",
+        ]
+    )
+    result.stdout.fnmatch_lines(["$ exit 2", "exit status 2, expected 1*"])
+
+
+def test_flags_default_to_the_sybils_and_a_comment_changes_them(
+    pytester: pytest.Pytester,
+) -> None:
+    write(
+        pytester,
+        "doc.rst",
+        """\
+        .. code-block:: console
+
+            $ echo 'pid 1234 started'
+            pid ... started
+            $ echo 'a    b'
+            a b
+            $ echo 'pid 1234 started'  # doctest: -ELLIPSIS
+            pid ... started
+            $ echo 'a    b'  # doctest: -NORMALIZE_WHITESPACE
+            a b
+        """,
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(
+        ["FAILED doc.rst::line:7,column:5", "FAILED doc.rst::line:9,column:5"]
+    )
+
+
+def test_an_unknown_flag_is_a_collection_error_naming_the_command(
+    pytester: pytest.Pytester,
+) -> None:
+    write(
+        pytester,
+        "doc.rst",
+        """\
+        Title
+        =====
+
+        .. code-block:: console
+
+            $ echo hi  # doctest: +ELIPSIS
+            hi
+        """,
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*doc.rst, command at line 6, column 5: unknown doctest option '+ELIPSIS'*"]
+    )
+
+
+def test_text_before_the_first_command_is_a_collection_error(pytester: pytest.Pytester) -> None:
+    write(
+        pytester,
+        "doc.rst",
+        """\
+        .. code-block:: console
+
+            runnerkit status
+        """,
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*console block at line 1, column 1: line 1 of the block, 'runnerkit status'*"]
+    )
+
+
+def _gone(pid: int) -> bool:
+    """Whether *pid* is gone: no such process, or one that exited (a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def test_a_hung_command_fails_and_its_process_group_is_killed(
+    pytester: pytest.Pytester,
+) -> None:
+    pid_file = pytester.path / "child.pid"
+    write(
+        pytester,
+        "doc.rst",
+        f"""\
+        .. code-block:: console
+
+            $ sleep 60 & echo $! > {pid_file}; echo waiting; wait  # timeout: 1
+            waiting
+            $ echo next
+            next
+        """,
+    )
+    started = time.monotonic()
+
+    result = pytester.runpytest()
+
+    assert time.monotonic() - started < 30
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "$ sleep 60 & echo $! > *; echo waiting; wait  # timeout: 1",
+            "timed out after 1 s; its process group was killed. Its output until then:",
+            "    waiting",
+        ]
+    )
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(child)
+
+
+def test_the_timeout_is_an_option_of_the_sybil(pytester: pytest.Pytester) -> None:
+    write(
+        pytester,
+        "doc.md",
+        """\
+        ```console
+        $ sleep 10
+        ```
+        """,
+        conftest=SPECS_CONFTEST.replace('"*.md"])', '"*.md"], console_timeout=0.5)'),
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["timed out after 0.5 s*"])
+
+
+def test_a_command_left_in_the_background_does_not_hold_up_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    pid_file = pytester.path / "child.pid"
+    write(
+        pytester,
+        "doc.md",
+        f"""\
+        ```console
+        $ sleep 30 & echo $! > {pid_file}; echo started
+        started
+        ```
+        """,
+    )
+    started = time.monotonic()
+
+    pytester.runpytest().assert_outcomes(passed=1)
+
+    assert time.monotonic() - started < 20
+    os.kill(int(pid_file.read_text()), 9)
+
+
+def test_commands_run_in_the_documents_world(pytester: pytest.Pytester) -> None:
+    write(
+        pytester,
+        "doc.rst",
+        """\
+        A document's world
+        ==================
+
+        Commands run in the world's work directory, with its var dir and its layers.
+
+            >>> _ = (world.work_dir / 'var-dir').write_text(str(world.var_dir))
+            >>> config.push('slow', '[master]\\nstop_timeout: 17s\\n')
+
+        .. code-block:: console
+
+            $ test "$RUNNERKIT_VAR_DIR" = "$(cat var-dir)" && pwd
+            /.../work
+            $ runnerkit conf master stop_timeout
+            17s
+            $ runnerkit conf master stop_timeout --json  # doctest: +ELLIPSIS
+            {"value": 17.0, "text": "17s", "layer": "/.../slow.ini", "inherited": false}
+            $ echo "$PYTHONUNBUFFERED $(command -v runnerkit)"
+            1 .../bin/runnerkit
+
+        Once the layer is popped, commands no longer see it.
+
+            >>> config.pop('slow')
+
+        .. code-block:: console
+
+            $ runnerkit conf master stop_timeout
+            30s
+            $ runnerkit lists create ant@example.com
+            created ant@example.com (list id ant.example.com)
+
+        The document sees the same var dir.
+
+            >>> print(config.lists.get('ant@example.com').list_id)
+            ant.example.com
+        """,
+    )
+
+    pytester.runpytest().assert_outcomes(passed=10)
+
+
+def test_documents_keep_their_worlds_apart_under_xdist(pytester: pytest.Pytester) -> None:
+    for name in ("one", "two", "three"):
+        write(
+            pytester,
+            f"{name}.rst",
+            f"""\
+            .. code-block:: console
+
+                $ runnerkit lists create {name}@example.com
+                created {name}@example.com (list id {name}.example.com)
+                $ echo {name} > file; sleep 0.2; cat file
+                {name}
+                $ runnerkit lists list
+                LIST ... MEMBERS
+                {name}@example.com ... 0
+            """,
+        )
+
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=9)
+
+
+def test_only_the_console_parser_runs_sessions(pytester: pytest.Pytester) -> None:
+    write(
+        pytester,
+        "doc.rst",
+        """\
+        .. code-block:: console
+
+            $ exit 1
+
+            >>> 1 + 1
+            2
+        """,
+        conftest=SPECS_CONFTEST.replace('"*.md"])', '"*.md"], parsers=["doctest"])'),
+    )
+
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+# Accept mode.
+
+BROKEN = """\
+Broken
+======
+
+.. code-block:: console
+
+    $ printf 'one\\n\\ntwo\\n'; exit 3
+    one
+    $ echo fine
+    fine
+
+Prose that stays.
+"""
+
+
+def test_accept_rewrites_a_commands_output_and_exit_status(pytester: pytest.Pytester) -> None:
+    path = write(pytester, "doc.rst", BROKEN)
+
+    result = pytester.runpytest("--spec-accept")
+
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["doc.rst: rewrote 1 example (line 6)"])
+    assert path.read_text() == BROKEN.replace("    one\n", "    one\n\n    two\n    [exit 3]\n")
+    pytester.runpytest().assert_outcomes(passed=2)
+
+
+def test_accept_rewrites_markdown_fences_under_xdist(pytester: pytest.Pytester) -> None:
+    text = """\
+    # Broken
+
+    > ```console
+    > $ echo new
+    > old
+    > ```
+
+    ```console
+    $ echo 'a  '; echo
+    ```
+    """
+    path = write(pytester, "doc.md", text)
+
+    result = pytester.runpytest_subprocess("-n", "2", "--spec-accept", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(failed=2)
+    assert path.read_text() == textwrap.dedent(text).replace("> old", "> new").replace(
+        "echo\n", "echo\na\n<BLANKLINE>\n"
+    )
+    pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+def test_accept_diff_shows_the_rewrite_and_changes_nothing(pytester: pytest.Pytester) -> None:
+    path = write(pytester, "doc.rst", BROKEN)
+
+    result = pytester.runpytest("--spec-accept-diff")
+
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "doc.rst: would rewrite 1 example (line 6)",
+            "--- a/doc.rst",
+            "+++ b/doc.rst",
+            "@@ *",
+            "     $ printf *",
+            "     one",
+            "+",
+            "+    two",
+            "+    [exit 3]",
+            "     $ echo fine",
+        ]
+    )
+    assert path.read_text() == BROKEN
+
+
+def test_accept_does_not_rewrite_a_timeout(pytester: pytest.Pytester) -> None:
+    text = """\
+    .. code-block:: console
+
+        $ sleep 5  # timeout: 0.2
+        done
+    """
+    path = write(pytester, "doc.rst", text)
+
+    result = pytester.runpytest("--spec-accept")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["doc.rst:3: not accepted: the command timed out"])
+    assert path.read_text() == textwrap.dedent(text)
