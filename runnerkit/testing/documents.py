@@ -22,6 +22,7 @@ from runnerkit.testing.isolation import Isolation, warn_restored
 from runnerkit.testing.namespace import world_namespace
 from runnerkit.testing.parsers import SpecParser, remember_base_namespace
 from runnerkit.testing.redis import BACKENDS, default_backend, redis_unavailable
+from runnerkit.testing.specnodes import spec_collector
 from runnerkit.testing.timecontrol import keep_pytest_timing_real
 from runnerkit.testing.world import World
 from runnerkit.typing import StrPath
@@ -253,6 +254,12 @@ class _SpecSybil(Sybil):
             _matches(relative, pattern) for pattern in self.patterns
         )
         return included and not any(_matches(relative, pattern) for pattern in self.excludes)
+
+    def pytest(self) -> Callable[[Path, Any], Any]:
+        """The ``pytest_collect_file`` hook, whose examples get the fixtures pytest users
+        expect: autouse, usefixtures, named and parametrized
+        (:mod:`runnerkit.testing.specnodes`)."""
+        return spec_collector(self)
 
     def parse(self, path: Path) -> Document:
         try:
