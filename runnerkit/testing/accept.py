@@ -40,6 +40,7 @@ from runnerkit.testing.accept_record import (
     reset,
 )
 from runnerkit.testing.accept_rewrite import DocumentReader, FileChange, digest, plan_all
+from runnerkit.testing.accept_runs import RunAgreement
 
 #: The ``workeroutput`` key under which xdist workers send their records.
 WORKEROUTPUT_KEY = "runnerkit_accept"
@@ -99,6 +100,8 @@ class AcceptMode:
         self.readers: dict[str, DocumentReader] = {}
         self.changes: list[FileChange] = []
         self.errors: list[str] = []
+        #: What each run of a parametrized document saw of its examples.
+        self.runs = RunAgreement()
         workeroutput = getattr(config, "workeroutput", None)
         #: Where a worker puts its plans for the controller; None outside a worker.
         self.outbox: list[dict[str, Any]] | None = None
@@ -123,8 +126,11 @@ class AcceptMode:
         finally:
             region.evaluator = original
             outcome = outcome_of(recording)
+            record = None
             if outcome is not None:
-                self.records.append(self._record(item, outcome.new_want, outcome.reason))
+                record = self._record(item, outcome.new_want, outcome.reason)
+                self.records.append(record)
+            self.runs.see(item, record.new_want if isinstance(record, Acceptance) else record)
 
     def _record(self, item: SybilItem, new_want: str | None, reason: str | None) -> Record:
         example = item.example
@@ -176,8 +182,9 @@ class AcceptMode:
         for record in self.records:
             if isinstance(record, Acceptance):
                 latest[(record.path, record.start)] = record
-        self.records = [r for r in self.records if isinstance(r, Refusal)]
-        changes, unread = plan_all(latest.values(), self.readers)
+        agreed, disagreed = self.runs.settle(latest.values())
+        self.records = [*(r for r in self.records if isinstance(r, Refusal)), *disagreed]
+        changes, unread = plan_all(agreed, self.readers)
         self.records.extend(unread)
         if self.outbox is not None:
             self.outbox.extend(r.as_dict() for r in self.records)

@@ -88,7 +88,12 @@ class SpecFile(SybilFile):
             for number, (params, marks) in enumerate(runs):
                 document = first if number == 0 else sybil.parse(self.path)
                 run = SpecDocument.from_parent(
-                    self, sybil=sybil, document=document, fixtures=fixtures, params=params
+                    self,
+                    sybil=sybil,
+                    document=document,
+                    fixtures=fixtures,
+                    params=params,
+                    count=len(runs),
                 )
                 for mark in marks:
                     run.add_marker(mark)
@@ -116,6 +121,7 @@ class SpecDocument(pytest.Collector):
     :param document: the run's own document, parsed for it alone.
     :param fixtures: what the document names.
     :param params: the run's parameters, when a fixture it requests has some.
+    :param count: how many runs the document has.
     """
 
     def __init__(
@@ -126,6 +132,7 @@ class SpecDocument(pytest.Collector):
         document: Document,
         fixtures: DocumentFixtures,
         params: DocumentParams | None = None,
+        count: int = 1,
         **kwargs: Any,
     ) -> None:
         suffix = f"[{params.id}]" if params is not None else ""
@@ -139,6 +146,8 @@ class SpecDocument(pytest.Collector):
         self.documents = [document]
         self.fixtures = fixtures
         self.params = params
+        #: How many runs the document has, this one included.
+        self.count = count
         #: Given to the examples: the document's fixtures and those of the Sybil.
         self.argnames = tuple(iter_names(sybil.fixtures, fixtures.arguments))
         requested = (*fixtures.used, *self.argnames)
