@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pytest._code.code import TerminalRepr
+from _pytest._code import filter_traceback
+from _pytest._code.code import TerminalRepr, Traceback
 from _pytest.fixtures import (
     FixtureLookupError,
     FixtureLookupErrorRepr,
@@ -43,7 +44,7 @@ from _pytest.fixtures import (
 from _pytest.nodes import Node
 from sybil import Document, Sybil
 from sybil.example import Example
-from sybil.integration.pytest import SybilFile, SybilItem
+from sybil.integration.pytest import SybilFile, SybilItem, example_module_path
 
 from runnerkit.errors import HarnessError
 from runnerkit.testing.parsers import BASE_NAMESPACE
@@ -253,24 +254,36 @@ class SpecItem(SybilItem):
                 )
             namespace[name] = base[name] = self.funcargs[name]
 
-    def repr_failure(
+    def _repr_failure_py(
         self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
-    ) -> str | TerminalRepr:
+    ) -> TerminalRepr:
         """pytest's report of a fixture not found, pointing at the document's directive."""
         error = excinfo.value
-        if isinstance(error, FixtureLookupError) and error.msg is None:
-            pytest_repr = error.formatrepr()
-            line = None if error.argname is None else self.run.fixtures.line_of(error.argname)
-            document = _display(self, self.example.document)
-            where = f"named by {document}, line {line}" if line else f"requested for {document}"
-            return FixtureLookupErrorRepr(
-                self.example.path,
-                (line or 1) - 1,
-                [f"fixture {error.argname!r} {where}", *pytest_repr.tblines[1:]],
-                pytest_repr.errorstring,
-                error.argname,
-            )
-        return super().repr_failure(excinfo, style)
+        if not isinstance(error, FixtureLookupError) or error.msg is not None:
+            return super()._repr_failure_py(excinfo, style)
+        # pytest's report starts with the source of the test function, which an example
+        # has not: the document and its line take its place.
+        pytest_repr = error.formatrepr()
+        line = None if error.argname is None else self.run.fixtures.line_of(error.argname)
+        document = _display(self, self.example.document)
+        where = f"named by {document}, line {line}" if line else f"requested for {document}"
+        return FixtureLookupErrorRepr(
+            self.example.path,
+            (line or 1) - 1,
+            [f"fixture {error.argname!r} {where}", *pytest_repr.tblines[1:]],
+            pytest_repr.errorstring,
+            error.argname,
+        )
+
+    def _traceback_filter(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Traceback:
+        """Sybil's traceback of a failing example; a fixture's error without pytest's frames."""
+        traceback = excinfo.traceback
+        if traceback.cut(path=example_module_path) is not traceback:
+            return super()._traceback_filter(excinfo)
+        shown = traceback.filter(
+            lambda entry: filter_traceback(entry) and str(entry.path) != __file__
+        )
+        return shown or traceback
 
 
 def _no_arguments() -> None:
