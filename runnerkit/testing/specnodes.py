@@ -164,6 +164,7 @@ class SpecDocument(pytest.Collector):
             name2fixturedefs=info.name2fixturedefs,
         )
         self.opened = False
+        self._started = False
 
     def collect(self) -> list[SpecItem]:
         """Never called: the file yields the examples of its runs itself."""
@@ -182,8 +183,22 @@ class SpecDocument(pytest.Collector):
             self.sybil.setup(document.namespace)
         self.opened = True
 
+    def started(self) -> None:
+        """The run's fixtures are set up: from now on, the document's ``cleanups`` are
+        closed before the function-scoped fixtures are torn down, since what the examples
+        put on them came after the fixtures."""
+        if not self._started:
+            self._started = True
+            self.addfinalizer(self._close_cleanups)
+
+    def _close_cleanups(self) -> None:
+        cleanups = self.document.namespace.get("cleanups")
+        if cleanups is not None:
+            cleanups.close()
+
     def teardown(self) -> None:
         """Tear the run down, after the function-scoped fixtures of its examples."""
+        self._started = False
         if not self.opened:
             return
         self.opened = False
@@ -243,6 +258,7 @@ class SpecItem(SybilItem):
                 self.funcargs[name] = request.getfixturevalue(name)
         self.run.open()
         request._fillfixtures()
+        self.run.started()
         namespace = self.example.namespace
         base: dict[str, Any] = namespace.setdefault(BASE_NAMESPACE, {})
         for name in self.run.argnames:
