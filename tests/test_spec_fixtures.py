@@ -540,3 +540,55 @@ def test_an_override_that_asks_for_the_parametrized_fixture_keeps_its_params() -
     assert len(parametrize(["store"], {"store": [parametrized, override]})) == 2
     assert parametrize(["store"], {"store": [parametrized, closed]}) == []
     assert parametrize(["unknown"], {}) == []
+
+
+# -- Sharding and crashed workers --------------------------------------------------------
+
+
+def test_every_run_of_a_file_is_on_one_shard(pytester: pytest.Pytester) -> None:
+    more = PARAMETRIZED.replace("Parametrized\n", "More\n")
+    write(
+        pytester,
+        {"conftest.py": CONFTEST, "docs/param.rst": PARAMETRIZED, "docs/more.rst": more},
+    )
+    ran: list[set[str]] = []
+    for index in (1, 2):
+        result = pytester.runpytest(*QUIET, "-rA", "--spec-shard", f"{index}/2")
+        result.assert_outcomes(passed=10)
+        ran.append(
+            {
+                line.split()[1].partition("::")[0]
+                for line in result.outlines
+                if line.startswith("PASSED")
+            }
+        )
+    assert sorted(ran, key=sorted) == [{"docs/more.rst"}, {"docs/param.rst"}]
+
+
+CRASHING = """\
+Crashing
+========
+
+.. runnerkit-fixtures: store
+
+    >>> import os
+    >>> if store == 'memory':
+    ...     os.kill(os.getpid(), 9)
+    >>> store
+    '...'
+"""
+
+
+@pytest.mark.slow
+def test_a_crash_in_one_run_fails_the_rest_of_it(pytester: pytest.Pytester) -> None:
+    write(
+        pytester,
+        {"conftest.py": CONFTEST, "docs/crashing.rst": CRASHING, "docs/plain.rst": PLAIN},
+    )
+    result = pytester.runpytest_subprocess(*QUIET, "-n", "2", "-rA", timeout=120)
+    result.assert_outcomes(passed=6, failed=2)
+    crashed = "docs/crashing.rst::line:7,column:1[memory]"
+    output = result.stdout.str()
+    assert f"crashed while running '{crashed}', an earlier example" in output
+    assert "FAILED docs/crashing.rst::line:9,column:1[memory] - not run" in output
+    assert "FAILED docs/crashing.rst::line:9,column:1[file]" not in output
