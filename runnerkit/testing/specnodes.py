@@ -12,8 +12,10 @@ nodes add what pytest users expect of the fixtures of a test:
   first example and torn down after its last, so every example sees the same value;
   wider scopes are pytest's own.  Fixtures wider than a function are set up before the
   document's world and its isolation snapshot, so what they change is not taken for
-  something the document left behind; function-scoped ones are set up after, and
-  torn down before the world is closed.
+  something the document left behind; function-scoped ones are set up after.  At
+  the end, the document's ``cleanups`` are closed first (the examples filled them after
+  the fixtures were set up), then the function-scoped fixtures are torn down, then the
+  world is closed.
 * **A parametrized fixture runs the document once per parameter.**  Each run
   (:class:`SpecDocument`) parses the document afresh, with its own namespace and
   world, and its examples' node ids end with the parameter's id, as a parametrized
@@ -164,7 +166,8 @@ class SpecDocument(pytest.Collector):
             name2fixturedefs=info.name2fixturedefs,
         )
         self.opened = False
-        self._started = False
+        #: The finalizers of the examples' function-scoped fixtures, oldest first.
+        self._held: list[Callable[[], object]] = []
 
     def collect(self) -> list[SpecItem]:
         """Never called: the file yields the examples of its runs itself."""
@@ -183,24 +186,42 @@ class SpecDocument(pytest.Collector):
             self.sybil.setup(document.namespace)
         self.opened = True
 
-    def started(self) -> None:
-        """The run's fixtures are set up: from now on, the document's ``cleanups`` are
-        closed before the function-scoped fixtures are torn down, since what the examples
-        put on them came after the fixtures."""
-        if not self._started:
-            self._started = True
-            self.addfinalizer(self._close_cleanups)
+    def hold(self, fin: Callable[[], object]) -> None:
+        """Keep *fin*, a finalizer of one of the run's examples, until the run ends."""
+        self._held.append(fin)
+
+    def teardown(self) -> None:
+        """Tear the run down: close the document's ``cleanups``, tear the examples'
+        function-scoped fixtures down, newest first, then close the world.
+
+        What the examples put on ``cleanups`` came after the fixtures, so it is undone
+        before them; the world came before, so it goes after.  Every step runs even when
+        an earlier one fails; the failures are raised together.
+        """
+        held, self._held = self._held, []
+        steps: list[Callable[[], object]] = []
+        if self.opened:
+            steps.append(self._close_cleanups)
+        steps.extend(reversed(held))
+        if self.opened:
+            steps.append(self._close)
+        errors: list[BaseException] = []
+        for step in steps:
+            try:
+                step()
+            except BaseException as error:
+                errors.append(error)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise BaseExceptionGroup(f"errors while tearing down {self.nodeid}", errors)
 
     def _close_cleanups(self) -> None:
         cleanups = self.document.namespace.get("cleanups")
         if cleanups is not None:
             cleanups.close()
 
-    def teardown(self) -> None:
-        """Tear the run down, after the function-scoped fixtures of its examples."""
-        self._started = False
-        if not self.opened:
-            return
+    def _close(self) -> None:
         self.opened = False
         if self.sybil.teardown is not None:
             self.sybil.teardown(self.document.namespace)
@@ -246,7 +267,7 @@ class SpecItem(SybilItem):
 
     def addfinalizer(self, fin: Callable[[], object]) -> None:
         """Keep *fin* until the run ends: a function-scoped fixture lives for the document."""
-        self.run.addfinalizer(fin)
+        self.run.hold(fin)
 
     def setup(self) -> None:
         """Set up the fixtures wider than a function, open the run, set up the rest, and
@@ -258,7 +279,6 @@ class SpecItem(SybilItem):
                 self.funcargs[name] = request.getfixturevalue(name)
         self.run.open()
         request._fillfixtures()
-        self.run.started()
         namespace = self.example.namespace
         base: dict[str, Any] = namespace.setdefault(BASE_NAMESPACE, {})
         for name in self.run.argnames:
