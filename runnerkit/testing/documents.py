@@ -201,7 +201,8 @@ def make_sybil(
     :param optionflags: doctest option flags for ``>>>`` examples.
     :param extra_namespace: more names every document starts with: a mapping, or a
         function called with the document's :class:`World` that returns one.
-    :param fixtures: pytest fixtures to put in every document's namespace.
+    :param fixtures: pytest fixtures to put in every document's namespace, as if each
+        document named them with ``runnerkit-fixtures`` (:mod:`runnerkit.testing.specnodes`).
     :param path: the directory *patterns* are relative to; by default the directory
         of the file that called this function (your ``conftest.py``).
     :param encoding: the encoding the documents are written in.  The Sybil keeps it as
