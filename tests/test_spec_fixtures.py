@@ -312,6 +312,29 @@ def test_two_parametrized_fixtures_make_a_run_for_each_combination(
     ]
 
 
+SHUFFLER = """\
+
+
+import random
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    random.Random(4).shuffle(items)
+    items.reverse()
+"""
+
+
+def test_shuffled_runs_are_each_put_back_in_order(pytester: pytest.Pytester) -> None:
+    write(pytester, {"conftest.py": CONFTEST + SHUFFLER, "docs/param.rst": PARAMETRIZED})
+    result = pytester.runpytest(*QUIET, "-rA")
+    result.assert_outcomes(passed=10)
+    ran = [line.split()[1] for line in result.outlines if line.startswith("PASSED")]
+    for run in (PARAMETRIZED_IDS[:5], PARAMETRIZED_IDS[5:]):
+        start = ran.index(run[0])
+        assert ran[start : start + 5] == run
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["load", "loadfile"])
 def test_runs_stay_whole_on_two_workers(pytester: pytest.Pytester, mode: str) -> None:
