@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from _pytest.scope import Scope
 
+from runnerkit.testing.durations import read_durations
 from runnerkit.testing.specfixtures import parametrize
 
 pytest_plugins = ["pytester"]
@@ -586,6 +587,15 @@ def test_every_run_of_a_file_is_on_one_shard(pytester: pytest.Pytester) -> None:
             }
         )
     assert sorted(ran, key=sorted) == [{"docs/more.rst"}, {"docs/param.rst"}]
+
+
+def test_the_durations_of_every_run_of_a_file_are_stored_as_the_file_s(
+    pytester: pytest.Pytester,
+) -> None:
+    write(pytester, {"conftest.py": CONFTEST, "docs/param.rst": PARAMETRIZED})
+    result = pytester.runpytest(*QUIET, "--spec-store-durations")
+    result.assert_outcomes(passed=10)
+    assert set(read_durations(pytester.path / ".runnerkit-durations.json")) == {"docs/param.rst"}
 
 
 CRASHING = """\
