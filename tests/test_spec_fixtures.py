@@ -255,6 +255,25 @@ def test_parametrized_runs_show_their_ids_in_node_ids(pytester: pytest.Pytester)
     assert result.outlines[: len(PARAMETRIZED_IDS)] == PARAMETRIZED_IDS
 
 
+def test_fixtures_per_test_and_setup_show_describe_examples(pytester: pytest.Pytester) -> None:
+    write(pytester, {"conftest.py": CONFTEST, "docs/param.rst": PARAMETRIZED})
+    result = pytester.runpytest(*QUIET, "--fixtures-per-test")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        ["*fixtures used by line:6,column:1?file?*", "*(docs/param.rst:6)*"]
+    )
+    result = pytester.runpytest(*QUIET, "--setup-show", "-k", "file")
+    result.stdout.fnmatch_lines(
+        [
+            "*SETUP    F store?'file'?",
+            "*docs/param.rst::line:11,column:1?file?*",
+            "*TEARDOWN F store*",
+        ]
+    )
+    # Set up once for the whole run of the document.
+    assert result.stdout.str().count("SETUP    F store") == 1
+
+
 def test_one_example_of_one_run_is_selected_by_node_id(pytester: pytest.Pytester) -> None:
     write(pytester, {"conftest.py": CONFTEST, "docs/param.rst": PARAMETRIZED})
     result = pytester.runpytest(*QUIET, "-rA", "docs/param.rst::line:11,column:1[memory]")

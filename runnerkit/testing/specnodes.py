@@ -30,6 +30,7 @@ after the last, but it is not collected itself: the file yields the examples, so
 from __future__ import annotations
 
 import os
+import types
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,16 @@ class SpecItem(SybilItem):
         if cls is pytest.Module:
             return self.run.parent
         return pytest.Item.getparent(self, cls)
+
+    @property
+    def function(self) -> Callable[[], None]:
+        """A stand-in test function, located at the example, for the reports of pytest
+        that name a test's function (``--fixtures-per-test``)."""
+        code = _no_arguments.__code__.replace(
+            co_filename=self.example.path, co_firstlineno=self.example.line, co_name="example"
+        )
+        function: Callable[[], None] = types.FunctionType(code, {})
+        return function
 
     def reportinfo(self) -> tuple[str, int, str]:
         """Where the example is, with its run's parameters: ``x.rst[redis] line=12 column=1``."""
