@@ -143,6 +143,8 @@ class SpecDocument(pytest.Collector):
         super().__init__(
             name=parent.name + suffix, parent=parent, nodeid=parent.nodeid + suffix, **kwargs
         )
+        #: The spec file the document is.
+        self.file = parent
         self.sybil = sybil
         self.document = document
         #: The one Sybil and document of this run, as accept mode looks for them.
@@ -232,14 +234,12 @@ class SpecItem(SybilItem):
     """An example of one run of a document, with the fixtures pytest users expect."""
 
     def __init__(self, *, parent: SpecDocument, example: Example, **kwargs: Any) -> None:
-        file = parent.parent
-        assert file is not None
         name = parent.sybil.identify(example)
         if parent.params is not None:
             name += f"[{parent.params.id}]"
             self.callspec = parent.params
         pytest.Item.__init__(
-            self, name=name, parent=parent, nodeid=f"{file.nodeid}::{name}", **kwargs
+            self, name=name, parent=parent, nodeid=f"{parent.file.nodeid}::{name}", **kwargs
         )
         self.example = example
         self.run: SpecDocument = parent
@@ -254,7 +254,7 @@ class SpecItem(SybilItem):
     def getparent(self, cls: type[Any]) -> Any:
         """pytest's parent lookup, with the spec file as the "module" of module scope."""
         if cls is pytest.Module:
-            return self.run.parent
+            return self.run.file
         return pytest.Item.getparent(self, cls)
 
     @property
