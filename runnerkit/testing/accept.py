@@ -43,6 +43,7 @@ from runnerkit.testing.accept_record import (
     reset,
 )
 from runnerkit.testing.accept_rewrite import DocumentReader, FileChange, digest, plan_all
+from runnerkit.testing.accept_runs import RunAgreement
 from runnerkit.testing.console_check import ConsoleEvaluator, ConsoleFailure
 
 #: The ``workeroutput`` key under which xdist workers send their records.
@@ -104,6 +105,8 @@ class AcceptMode:
         self.readers: dict[str, DocumentReader] = {}
         self.changes: list[FileChange] = []
         self.errors: list[str] = []
+        #: What each run of a parametrized document saw of its examples.
+        self.runs = RunAgreement()
         workeroutput = getattr(config, "workeroutput", None)
         #: Where a worker puts its plans for the controller; None outside a worker.
         self.outbox: list[dict[str, Any]] | None = None
@@ -119,13 +122,17 @@ class AcceptMode:
         region = example.region
         original = region.evaluator
         if isinstance(original, ConsoleEvaluator):
+            console_record: Record | None = None
             try:
                 return (yield)
             except SybilFailure as failure:
                 if isinstance(failure.result, ConsoleFailure):
                     result = failure.result
-                    self.records.append(self._record(item, result.new_want, result.reason))
+                    console_record = self._record(item, result.new_want, result.reason)
+                    self.records.append(console_record)
                 raise
+            finally:
+                self.runs.see(item, _seen(console_record))
         if not isinstance(original, DocTestEvaluator):
             return (yield)
         recording = self.evaluators.for_evaluator(original)
@@ -136,8 +143,11 @@ class AcceptMode:
         finally:
             region.evaluator = original
             outcome = outcome_of(recording)
+            record = None
             if outcome is not None:
-                self.records.append(self._record(item, outcome.new_want, outcome.reason))
+                record = self._record(item, outcome.new_want, outcome.reason)
+                self.records.append(record)
+            self.runs.see(item, _seen(record))
 
     def _record(self, item: SybilItem, new_want: str | None, reason: str | None) -> Record:
         example = item.example
@@ -189,8 +199,9 @@ class AcceptMode:
         for record in self.records:
             if isinstance(record, Acceptance):
                 latest[(record.path, record.start)] = record
-        self.records = [r for r in self.records if isinstance(r, Refusal)]
-        changes, unread = plan_all(latest.values(), self.readers)
+        agreed, disagreed = self.runs.settle(latest.values())
+        self.records = [*(r for r in self.records if isinstance(r, Refusal)), *disagreed]
+        changes, unread = plan_all(agreed, self.readers)
         self.records.extend(unread)
         if self.outbox is not None:
             self.outbox.extend(r.as_dict() for r in self.records)
@@ -238,6 +249,12 @@ class AcceptMode:
             return path.resolve().relative_to(self.config.rootpath.resolve()).as_posix()
         except ValueError:
             return str(path)
+
+
+def _seen(record: Record | None) -> str | Refusal | None:
+    """What a run saw of an example, for :class:`RunAgreement`: the output to accept,
+    the refusal, or None when it passed."""
+    return record.new_want if isinstance(record, Acceptance) else record
 
 
 def _reader(item: SybilItem) -> DocumentReader | None:

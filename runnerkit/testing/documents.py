@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 
 import pytest
 from sybil import Document, Sybil
+from sybil.sybil import SybilCollection
 from sybil.typing import Parser
 
 from runnerkit.errors import HarnessError
@@ -26,6 +27,7 @@ from runnerkit.testing.normalize import UserNormalizers, expand_all, user_normal
 from runnerkit.testing.parsers import MARKDOWN_SUFFIXES, SpecParser, remember_base_namespace
 from runnerkit.testing.pycon import check_sessions, checked_mode
 from runnerkit.testing.redis import BACKENDS, default_backend, redis_unavailable
+from runnerkit.testing.specnodes import spec_collector
 from runnerkit.testing.timecontrol import keep_pytest_timing_real
 from runnerkit.testing.world import World
 from runnerkit.typing import StrPath
@@ -216,7 +218,8 @@ def make_sybil(
         ``# timeout:`` directive says otherwise; then its process group is killed.
     :param extra_namespace: more names every document starts with: a mapping, or a
         function called with the document's :class:`World` that returns one.
-    :param fixtures: pytest fixtures to put in every document's namespace.
+    :param fixtures: pytest fixtures to put in every document's namespace, as if each
+        document named them with ``runnerkit-fixtures`` (:mod:`runnerkit.testing.specnodes`).
     :param path: the directory *patterns* are relative to; by default the directory
         of the file that called this function (your ``conftest.py``).
     :param encoding: the encoding the documents are written in.  The Sybil keeps it as
@@ -293,6 +296,18 @@ class _SpecSybil(Sybil):
     #: What to do about Markdown sessions no parser collects (:func:`check_sessions`).
     uncollected_sessions: str = "ignore"
 
+    def pytest(self) -> Callable[[Path, Any], Any]:
+        """The ``pytest_collect_file`` hook, whose examples get the fixtures pytest users
+        expect: autouse, usefixtures, named and parametrized
+        (:mod:`runnerkit.testing.specnodes`)."""
+        return spec_collector(self)
+
+    def __add__(self, other: Sybil) -> SybilCollection:
+        """Sybils added up, whose ``pytest()`` collects as each of them would alone:
+        ``(make_sybil(["docs/*.rst"]) + make_sybil(["README.md"], parsers=["console"])).pytest()``.
+        """
+        return _SpecSybils((self, other))
+
     def parse(self, path: Path) -> Document:
         document = self._parse(path)
         if path.suffix.lower() in MARKDOWN_SUFFIXES:
@@ -309,6 +324,17 @@ class _SpecSybil(Sybil):
                 f" {error.object[error.start]:#04x} on line {line} is not {error.encoding};"
                 " pass the encoding it is written in, as collect_specs(..., encoding=...)"
             ) from error
+
+
+class _SpecSybils(SybilCollection):
+    """Sybils added up, their documents collected as specs (:func:`spec_collector`)."""
+
+    def __add__(self, other: Sybil | SybilCollection) -> SybilCollection:  # type: ignore[override]
+        more = list(other) if isinstance(other, SybilCollection) else [other]
+        return _SpecSybils([*self, *more])
+
+    def pytest(self) -> Callable[[Path, Any], Any]:
+        return spec_collector(*self)
 
 
 def _matches(relative: PurePath, pattern: str) -> bool:

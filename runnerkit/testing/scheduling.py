@@ -47,8 +47,10 @@ from typing import Any
 import pytest
 
 #: The name part of a Sybil example's node id (``line:12,column:1``, perhaps with a
-#: Sybil name before it and an xdist group after it).
-_SYBIL_EXAMPLE = re.compile(r"(?:sybil:[^,]*,)?line:\d+,column:\d+(?:@.*)?")
+#: Sybil name before it, the parameters of its document's run after it (``[redis]``,
+#: :mod:`runnerkit.testing.specnodes`) and an xdist group after that).  Every run of a
+#: document is scheduled with its file's others.
+_SYBIL_EXAMPLE = re.compile(r"(?:sybil:[^,]*,)?line:\d+,column:\d+(?:\[.*\])?(?:@.*)?")
 
 #: A worker is sent another unit when it has fewer tests than this pending.  The
 #: worker starts a test only once it holds the next one (pytest needs ``nextitem``),

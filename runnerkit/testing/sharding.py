@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sybil.integration.pytest import SybilItem
+from sybil.integration.pytest import SybilFile, SybilItem
 
 from runnerkit.errors import DurationsFileError
 from runnerkit.testing.durations import DurationLog, read_durations, store_durations
@@ -101,9 +101,18 @@ class Unit:
 
 def unit_name(item: pytest.Item) -> str:
     """The unit of *item*: its spec file's node id for a Sybil example, else its own."""
-    if isinstance(item, SybilItem) and item.parent is not None:
-        return item.parent.nodeid
-    return item.nodeid
+    spec_file = _spec_file(item)
+    return item.nodeid if spec_file is None else spec_file.nodeid
+
+
+def _spec_file(item: pytest.Item) -> SybilFile | None:
+    """The spec file of a Sybil example (above the run of its document, if it has one)."""
+    if not isinstance(item, SybilItem):
+        return None
+    node = item.parent
+    while node is not None and not isinstance(node, SybilFile):
+        node = node.parent
+    return node
 
 
 def units_of(items: Sequence[pytest.Item]) -> dict[str, Unit]:
@@ -113,7 +122,7 @@ def units_of(items: Sequence[pytest.Item]) -> dict[str, Unit]:
         name = unit_name(item)
         if name not in units:
             if isinstance(item, SybilItem):
-                documents = getattr(item.parent, "documents", ())
+                documents = getattr(_spec_file(item), "documents", ())
                 examples = sum(1 for document in documents for _ in document.examples())
                 units[name] = Unit(name, max(examples, 1), document=True)
             else:
