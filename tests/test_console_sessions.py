@@ -658,3 +658,58 @@ def test_accept_does_not_rewrite_a_timeout(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["doc.rst:3: not accepted: the command timed out"])
     assert path.read_text() == textwrap.dedent(text)
+
+
+# Normalisers.
+
+NORMALIZING_CONFTEST = """\
+from runnerkit.testing import collect_specs
+
+pytest_collect_file = collect_specs(
+    ["*.rst"], normalizers={"ticket": (r"T-[0-9]+", "T-<N>")}
+)
+"""
+
+
+def test_normalisers_apply_to_commands_by_directive_and_by_document_line(
+    pytester: pytest.Pytester,
+) -> None:
+    write(
+        pytester,
+        "normal.rst",
+        """\
+        .. runnerkit-normalize: var-dir
+
+        .. code-block:: console
+
+            $ echo "$RUNNERKIT_VAR_DIR/queue/in"
+            $VAR_DIR/queue/in
+            $ echo "pid: $$ T-123"  # doctest: +NORMALIZE_PIDS, +NORMALIZE_TICKET
+            pid: <PID> T-<N>
+            $ echo "$RUNNERKIT_VAR_DIR"  # doctest: -NORMALIZE_VAR_DIR
+            $VAR_DIR
+        """,
+        NORMALIZING_CONFTEST,
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    # The last command turned the document's normaliser off: its output is the path.
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*Got:*", "*/runnerkit-*"])
+
+
+def test_accept_writes_a_commands_normalised_output(pytester: pytest.Pytester) -> None:
+    path = write(
+        pytester,
+        "accepted.rst",
+        """\
+        .. runnerkit-normalize: var-dir, pids
+
+        .. code-block:: console
+
+            $ echo "$RUNNERKIT_VAR_DIR pid=$$"
+            somewhere else
+        """,
+    )
+    pytester.runpytest("-p", "no:randomly", "--spec-accept").assert_outcomes(failed=1)
+    assert "    $VAR_DIR pid=<PID>\n" in path.read_text(encoding="utf-8")
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
