@@ -645,3 +645,33 @@ def test_a_crash_in_one_run_fails_the_rest_of_it(pytester: pytest.Pytester) -> N
     assert f"crashed while running '{crashed}', an earlier example" in output
     assert "FAILED docs/crashing.rst::line:9,column:1[memory] - not run" in output
     assert "FAILED docs/crashing.rst::line:9,column:1[file]" not in output
+
+
+def test_request_and_caplog_are_each_examples_own(pytester: pytest.Pytester) -> None:
+    """``request.node`` is the example that runs, and ``caplog`` holds what the current
+    example logged: both are pytest's record of the current test."""
+    pytester.makeconftest(
+        'from runnerkit.testing import collect_specs\n'
+        'pytest_collect_file = collect_specs(["docs/*.rst"])\n'
+    )
+    docs = pytester.mkdir("docs")
+    (docs / "record.rst").write_text(
+        textwrap.dedent(
+            """\
+            .. runnerkit-fixtures: request, caplog
+
+                >>> import logging
+                >>> request.node.name
+                'line:4,column:1'
+                >>> logging.getLogger('spec').warning('first'); [r.msg for r in caplog.records]
+                ['first']
+                >>> request.node.name
+                'line:8,column:1'
+                >>> logging.getLogger('spec').warning('second'); [r.msg for r in caplog.records]
+                ['second']
+            """
+        ),
+        encoding="utf-8",
+    )
+    result = pytester.runpytest(*QUIET)
+    result.assert_outcomes(passed=5)

@@ -15,7 +15,9 @@ nodes add what pytest users expect of the fixtures of a test:
   something the document left behind; function-scoped ones are set up after.  At
   the end, the document's ``cleanups`` are closed first (the examples filled them after
   the fixtures were set up), then the function-scoped fixtures are torn down, then the
-  world is closed.
+  world is closed.  The exceptions are pytest's fixtures that hold the current test's
+  own record (:data:`PER_EXAMPLE`: ``caplog``, ``capsys``...) and ``request``: each
+  example gets its own, as each test does.
 * **A parametrized fixture runs the document once per parameter.**  Each run
   (:class:`SpecDocument`) parses the document afresh, with its own namespace and
   world, and its examples' node ids end with the parameter's id, as a parametrized
@@ -39,6 +41,7 @@ import pytest
 from _pytest._code import filter_traceback
 from _pytest._code.code import TerminalRepr, Traceback
 from _pytest.fixtures import (
+    FixtureDef,
     FixtureLookupError,
     FixtureLookupErrorRepr,
     FuncFixtureInfo,
@@ -171,6 +174,9 @@ class SpecDocument(pytest.Collector):
         self.opened = False
         #: The finalizers of the examples' function-scoped fixtures, oldest first.
         self._held: list[Callable[[], object]] = []
+        #: The fixture names whose values the examples put in the namespace: a later
+        #: example puts its own there (``request``, a :data:`PER_EXAMPLE` fixture).
+        self.injected: set[str] = set()
 
     def collect(self) -> list[SpecItem]:
         """Never called: the file yields the examples of its runs itself."""
@@ -277,8 +283,14 @@ class SpecItem(SybilItem):
         )
 
     def addfinalizer(self, fin: Callable[[], object]) -> None:
-        """Keep *fin* until the run ends: a function-scoped fixture lives for the document."""
-        self.run.hold(fin)
+        """Keep *fin* until the run ends: a function-scoped fixture lives for the document;
+        but a fixture of :data:`PER_EXAMPLE` is torn down with the example, as pytest's
+        own plugins, which keep its record on the test, expect."""
+        fixturedef = _fixture_of(fin)
+        if fixturedef is not None and fixturedef.argname in PER_EXAMPLE:
+            pytest.Item.addfinalizer(self, fin)
+        else:
+            self.run.hold(fin)
 
     def setup(self) -> None:
         """Set up the fixtures wider than a function, open the run, set up the rest, and
@@ -293,13 +305,15 @@ class SpecItem(SybilItem):
         namespace = self.example.namespace
         base: dict[str, Any] = namespace.setdefault(BASE_NAMESPACE, {})
         for name in self.run.argnames:
-            if name in base and base[name] is not self.funcargs[name]:
+            injected = name in self.run.injected
+            if name in base and not injected and base[name] is not self.funcargs[name]:
                 raise HarnessError(
                     f"{_display(self, self.example.document)} names fixture {name!r}, a name"
                     " its namespace already has: the fixture would hide it; rename the"
                     " fixture, or name it with runnerkit-usefixtures to use it unseen"
                 )
             namespace[name] = base[name] = self.funcargs[name]
+            self.run.injected.add(name)
 
     def _repr_failure_py(
         self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
@@ -331,6 +345,19 @@ class SpecItem(SybilItem):
             lambda entry: filter_traceback(entry) and str(entry.path) != __file__
         )
         return shown or traceback
+
+
+#: pytest's fixtures that keep their record on the test that requested them (its
+#: ``stash``), which pytest's plugins clear when that test ends: each example of a spec
+#: gets its own, set up with it and torn down with it.
+PER_EXAMPLE = frozenset({"caplog", "capsys", "capsysbinary", "capfd", "capfdbinary"})
+
+
+def _fixture_of(fin: Callable[[], object]) -> FixtureDef[Any] | None:
+    """The fixture whose finalizer *fin* is, or None: pytest (8.0 to 9) registers
+    ``functools.partial(fixturedef.finish, request=...)`` with the test."""
+    owner = getattr(getattr(fin, "func", None), "__self__", None)
+    return owner if isinstance(owner, FixtureDef) else None
 
 
 def _no_arguments() -> None:
