@@ -193,7 +193,7 @@ def test_filterwarnings_error_makes_them_a_collection_error_too(
     project(pytester, {"doc.md": UNCOLLECTED})
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
 
-    result = pytester.runpytest(*QUIET)
+    result = pytester.runpytest_subprocess(*QUIET)
 
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*UncollectedSessionWarning: doc.md, line 3: a 'text' fence*"])
@@ -217,7 +217,7 @@ def test_restructuredtext_is_not_checked(pytester: pytest.Pytester) -> None:
     # Sybil's doctest parser finds >>> anywhere in reStructuredText.
     project(pytester, {"doc.rst": ".. code-block:: text\n\n    >>> 1 + 1\n    2\n"})
 
-    result = pytester.runpytest(*QUIET, "-W", "error")
+    result = pytester.runpytest_subprocess(*QUIET, "-W", "error")
 
     result.assert_outcomes(passed=1)
 
@@ -259,3 +259,43 @@ def test_pycon_and_the_warning_under_xdist(pytester: pytest.Pytester) -> None:
         in (pytester.path / "doc.md").read_text()
     )
     pytester.runpytest_subprocess(*QUIET, "-n", "2").assert_outcomes(passed=5, warnings=8)
+
+
+def test_words_after_the_language_are_the_renderers(pytester: pytest.Pytester) -> None:
+    """```pycon title="x.py" (as MkDocs writes it) is a pycon fence, and so is a console
+    fence with words after its language: both run, and a wrong one fails."""
+    project(
+        pytester,
+        {
+            "titled.md": """\
+                ```pycon title="x.py"
+                >>> 1 + 1
+                3
+                ```
+
+                ```python-console linenums="1"
+                >>> 2 + 2
+                4
+                ```
+
+                ```console title="shell"
+                $ echo hi
+                hi
+                ```
+                """
+        },
+    )
+    result = pytester.runpytest(*QUIET)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*Expected:*", "*3", "*Got:*", "*2"])
+
+
+def test_a_python_fence_with_words_after_its_language_is_reported_with_the_fix(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, {"titled.md": '```python title="y.py"\n>>> 1\n1\n```\n'})
+    result = pytester.runpytest_subprocess(*QUIET)
+    result.assert_outcomes(warnings=1)
+    result.stdout.fnmatch_lines(
+        ["*a ```python fence runs only with nothing after its language; open it with ```pycon*"]
+    )

@@ -32,7 +32,6 @@ import doctest
 from collections.abc import Iterator, Sequence
 
 from sybil import Document, Region
-from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
 from sybil.parsers.rest.lexers import DirectiveLexer
 from sybil.typing import Lexer
 
@@ -45,6 +44,7 @@ from runnerkit.testing.console_session import (
     parse_directives,
     split_session,
 )
+from runnerkit.testing.fences import fence_lexer
 
 
 class ConsoleParser:
@@ -132,4 +132,4 @@ def rest_lexers() -> list[Lexer]:
 
 def markdown_lexers() -> list[Lexer]:
     """The lexer of Markdown's fenced ```` ```console ```` blocks."""
-    return [FencedCodeBlockLexer(language=LANGUAGE)]
+    return [fence_lexer([LANGUAGE])]

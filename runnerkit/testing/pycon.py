@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from sybil import Document, Region
 from sybil.evaluators.doctest import DocTestEvaluator
 from sybil.parsers.abstract import DocTestStringParser
-from sybil.parsers.markdown.lexers import FencedCodeBlockLexer, RawFencedCodeBlockLexer
+from sybil.parsers.markdown.lexers import RawFencedCodeBlockLexer
 
 from runnerkit.errors import HarnessError
+from runnerkit.testing.fences import fence_lexer
 
 #: The fence languages read as Python sessions (Pygments' PythonConsoleLexer aliases).
 PYCON_LANGUAGES = ("pycon", "python-console")
@@ -53,10 +54,7 @@ class PyconParser:
     """
 
     def __init__(self, evaluator: DocTestEvaluator) -> None:
-        self.lexer = FencedCodeBlockLexer(
-            language="|".join(re.escape(language) for language in PYCON_LANGUAGES),
-            mapping={"source": "source"},
-        )
+        self.lexer = fence_lexer(PYCON_LANGUAGES)
         self.string_parser = DocTestStringParser(evaluator)
 
     def __call__(self, document: Document) -> Iterator[Region]:
@@ -118,11 +116,17 @@ def _inside(fence: Region, other: Region) -> bool:
 def describe(path: str, session: UncollectedSession) -> str:
     """What is wrong with *session* in the document at *path*, and how to fix it."""
     kind = f"a {session.language!r} fence" if session.language else "a fence with no language"
+    fix = "open it with ```pycon (or ```python) to run it as a doctest"
+    if session.language == "python" and session.opening.lstrip("`~").strip().lower() != "python":
+        # Sybil reads a python fence only when nothing follows the language.
+        fix = (
+            "a ```python fence runs only with nothing after its language; open it with"
+            " ```pycon, which may keep the words after it, to run it as a doctest"
+        )
     return (
         f"{path}, line {session.line}: {kind} ({session.opening}) holds a Python session"
-        " (it starts with >>>) that is not collected, so its expected output is never"
-        " checked: open it with ```pycon (or ```python) to run it as a doctest, or remove"
-        " its >>> prompts if it is not meant to run"
+        f" (it starts with >>>) that is not collected, so its expected output is never"
+        f" checked: {fix}, or remove its >>> prompts if it is not meant to run"
     )
 
 
