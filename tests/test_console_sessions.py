@@ -713,3 +713,18 @@ def test_accept_writes_a_commands_normalised_output(pytester: pytest.Pytester) -
     pytester.runpytest("-p", "no:randomly", "--spec-accept").assert_outcomes(failed=1)
     assert "    $VAR_DIR pid=<PID>\n" in path.read_text(encoding="utf-8")
     pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
+
+
+def test_output_past_the_limit_is_dropped_and_said_to_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runnerkit.testing import console_run
+
+    monkeypatch.setattr(console_run, "MAX_OUTPUT", 10)
+    completed = console_run.run_shell(
+        "printf '0123456789abcdef'; echo; echo tail", cwd=tmp_path, env=os.environ, timeout=10
+    )
+    assert completed.status == 0
+    assert completed.output == (
+        "0123456789\n[runnerkit: output cut after 10 bytes; 12 more bytes dropped]\n"
+    )

@@ -28,9 +28,14 @@ SHELL = "/bin/sh"
 #: Seconds a process group gets to end after ``SIGTERM``, before ``SIGKILL``.
 KILL_GRACE = 1.0
 
-#: How much a command may write before the rest is dropped: a runaway command must
-#: not take the test process's memory with it.
+#: How many bytes of a command's output are kept; the rest is counted and dropped, and
+#: the output ends with a line that says so: a runaway command must not take the test
+#: process's memory with it.
 MAX_OUTPUT = 4 * 1024 * 1024
+
+#: Seconds the output that processes left in the background keep writing is read
+#: after the shell exits, at most.
+_AFTER_EXIT = 1.0
 
 #: Seconds between looks at the shell where the system cannot say when it exits.
 _POLL = 0.05
@@ -74,7 +79,7 @@ def run_shell(command: str, *, cwd: Path, env: Mapping[str, str], timeout: float
     )
     assert process.stdout is not None  # for mypy: stdout=PIPE
     deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
+    chunks = _Output()
     with process.stdout, selectors.DefaultSelector() as selector:
         fd = process.stdout.fileno()
         os.set_blocking(fd, False)
@@ -84,20 +89,20 @@ def run_shell(command: str, *, cwd: Path, env: Mapping[str, str], timeout: float
             open_ = _read_until_exit(process, selector, fd, chunks, deadline)
             if process.poll() is None:
                 kill_process_group(process)
-                return Completed(_decode(chunks), None)
+                return Completed(chunks.text(), None)
             if open_:
                 _read_ready(selector, fd, chunks)
         finally:
             if exited is not None:
                 os.close(exited)
-    return Completed(_decode(chunks), _shell_status(process.wait()))
+    return Completed(chunks.text(), _shell_status(process.wait()))
 
 
 def _read_until_exit(
     process: subprocess.Popen[bytes],
     selector: selectors.BaseSelector,
     fd: int,
-    chunks: list[bytes],
+    chunks: _Output,
     deadline: float,
 ) -> bool:
     """Read the command's output until the shell exits or *deadline* passes.
@@ -123,14 +128,46 @@ def _read_until_exit(
     return True
 
 
-def _read_ready(selector: selectors.BaseSelector, fd: int, chunks: list[bytes]) -> None:
-    """Read what is in the pipe now, without waiting for more."""
-    while any(key.fd == fd for key, _ in selector.select(0)):
+def _read_ready(selector: selectors.BaseSelector, fd: int, chunks: _Output) -> None:
+    """Read what is in the pipe now, without waiting for more, and for
+    :data:`_AFTER_EXIT` seconds at most: a process left in the background may keep it
+    full."""
+    deadline = time.monotonic() + _AFTER_EXIT
+    while time.monotonic() < deadline and any(key.fd == fd for key, _ in selector.select(0)):
         if not _read_chunk(fd, chunks):
             return
 
 
-def _read_chunk(fd: int, chunks: list[bytes]) -> bool:
+class _Output:
+    """What a command wrote: its first :data:`MAX_OUTPUT` bytes, and how many more."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.kept = 0
+        self.dropped = 0
+
+    def add(self, data: bytes) -> None:
+        room = MAX_OUTPUT - self.kept
+        if room > 0:
+            self.chunks.append(data[:room])
+            self.kept += min(room, len(data))
+        self.dropped += max(len(data) - max(room, 0), 0)
+
+    def text(self) -> str:
+        """The output decoded as UTF-8 (other bytes as ``\\xNN``), ``\\r\\n`` read as
+        ``\\n``, and a last line saying how much was dropped, if anything was."""
+        text = b"".join(self.chunks).decode("utf-8", "backslashreplace").replace("\r\n", "\n")
+        if self.dropped:
+            if not text.endswith("\n"):
+                text += "\n"
+            text += (
+                f"[runnerkit: output cut after {MAX_OUTPUT} bytes;"
+                f" {self.dropped} more bytes dropped]\n"
+            )
+        return text
+
+
+def _read_chunk(fd: int, chunks: _Output) -> bool:
     """Read once from *fd* into *chunks*; False at end of file."""
     try:
         data = os.read(fd, 65536)
@@ -138,8 +175,7 @@ def _read_chunk(fd: int, chunks: list[bytes]) -> bool:
         return True
     if not data:
         return False
-    if sum(map(len, chunks)) < MAX_OUTPUT:
-        chunks.append(data)
+    chunks.add(data)
     return True
 
 
@@ -190,10 +226,6 @@ def _group_has_members(pgid: int) -> bool:
 def _shell_status(returncode: int) -> int:
     """*returncode* as the shell's ``$?`` says it: 128 + N for a process killed by N."""
     return 128 - returncode if returncode < 0 else returncode
-
-
-def _decode(chunks: list[bytes]) -> str:
-    return b"".join(chunks).decode("utf-8", "backslashreplace").replace("\r\n", "\n")
 
 
 def session_environment(world: World, base: Mapping[str, str] | None = None) -> dict[str, str]:
