@@ -99,6 +99,10 @@ def test_a_prompt_without_a_command_is_refused() -> None:
 
 def test_a_block_without_commands_has_no_examples() -> None:
     assert split_session(["# only", "# comments"]) == []
+    # Output shown on its own, or a prompt of another shape, is a block to read.
+    assert split_session(["total 0", "drwxr-xr-x 2 anne anne 40 ."]) == []
+    assert split_session(["user@host:~$ echo hi", "hi"]) == []
+    assert split_session([">>> 1 + 1", "2"]) == []
 
 
 def test_directives_set_flags_and_a_timeout() -> None:

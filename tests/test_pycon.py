@@ -299,3 +299,13 @@ def test_a_python_fence_with_words_after_its_language_is_reported_with_the_fix(
     result.stdout.fnmatch_lines(
         ["*a ```python fence runs only with nothing after its language; open it with ```pycon*"]
     )
+
+
+def test_accept_rewrites_beside_a_session_doctest_cannot_read(pytester: pytest.Pytester) -> None:
+    """An uncollected fence whose ``>>>`` lines doctest cannot read (indented unevenly)
+    does not stop accept mode from rewriting the examples that run."""
+    text = "```pycon\n>>> 1 + 1\n3\n```\n\n```\n  >>> 5 + 5\n  11\n```\n"
+    project(pytester, {"doc.md": text})
+    result = pytester.runpytest_subprocess(*QUIET, "--spec-accept")
+    result.assert_outcomes(failed=1, warnings=1)
+    assert (pytester.path / "doc.md").read_text() == text.replace("\n3\n", "\n2\n")

@@ -189,10 +189,9 @@ def plan(path: Path, acceptances: Sequence[Acceptance], reader: DocumentReader) 
         reason = f"the document cannot be read back: {_first_line(error)}"
         change.refused.extend(_refusal(a, reason) for a in unchanged)
         return change
-    candidates = [
-        (region.start, region.end, region.parsed)
-        for region in DocTestStringParser()(text, str(path))
-    ]
+    candidates = _candidates(
+        text, str(path), [regions[a.index] for a in unchanged if a.index < len(regions)]
+    )
     chosen: list[tuple[_Span, Acceptance]] = []
     for acceptance in sorted(unchanged, key=lambda a: a.index):
         parsed = regions[acceptance.index].parsed if acceptance.index < len(regions) else None
@@ -249,6 +248,41 @@ def plan_all(
                 _refusal(a, f"cannot read the document: {error}") for a in by_path[path]
             )
     return changes, refused
+
+
+#: A line with nothing but blanks on it, and the newline before it.
+_BLANK_LINE = re.compile(r"\n[ \t]*(?:\n|\Z)")
+
+
+def _candidates(text: str, path: str, wanted: Sequence[Region]) -> list[tuple[int, int, Any]]:
+    """Where doctest finds examples in *text*: (start, end, example).
+
+    Read from the whole text where doctest can read it; where it cannot (a block of
+    ``>>>`` lines that no parser collects, indented unevenly, as in a Markdown fence of
+    another language), from the lines of the *wanted* regions alone.
+    """
+    try:
+        return [
+            (region.start, region.end, region.parsed)
+            for region in DocTestStringParser()(text, path)
+        ]
+    except ValueError:
+        pass
+    found: list[tuple[int, int, Any]] = []
+    for wanted_region in wanted:
+        # The example, from the start of its line to the blank line that ends it.
+        line_start = text.rfind("\n", 0, wanted_region.start) + 1
+        blank = _BLANK_LINE.search(text, wanted_region.start)
+        end = len(text) if blank is None else blank.start() + 1
+        try:
+            regions = DocTestStringParser()(text[line_start:end], path)
+        except ValueError:
+            continue
+        found.extend(
+            (line_start + region.start, line_start + region.end, region.parsed)
+            for region in regions
+        )
+    return found
 
 
 def _lines(text: str) -> list[str]:

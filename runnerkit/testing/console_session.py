@@ -95,11 +95,18 @@ class SessionPart:
 def split_session(lines: Sequence[str]) -> list[SessionPart]:
     """The commands of a block whose (dedented) lines are *lines*, without newlines.
 
+    A block with no command at all (output shown on its own, or another prompt such as
+    ``user@host:~$``) has none, and is not run.
+
     :raises ConsoleSyntaxError: a line that is neither blank nor a comment comes before
         the first command, or a command is empty; the message gives the line's index
         in *lines*, counting from 1.
     """
     parts: list[SessionPart] = []
+    if not any(is_command(line) for line in lines):
+        # Output shown without its commands, or a prompt of another shape
+        # ("user@host:~$ ..."): a block to read, not a session to run.
+        return parts
     index = 0
     while index < len(lines) and not is_command(lines[index]):
         line = lines[index]
