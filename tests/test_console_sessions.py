@@ -732,3 +732,21 @@ def test_output_past_the_limit_is_dropped_and_said_to_be(
     assert completed.output == (
         "0123456789\n[runnerkit: output cut after 10 bytes; 12 more bytes dropped]\n"
     )
+
+
+def test_accept_writes_an_exit_line_looking_output_with_its_status_after_it(
+    pytester: pytest.Pytester,
+) -> None:
+    path = write(
+        pytester,
+        "literal.rst",
+        """\
+        .. code-block:: console
+
+            $ echo "[exit 3]"
+            wrong
+        """,
+    )
+    pytester.runpytest("--spec-accept").assert_outcomes(failed=1)
+    assert "    [exit 3]\n    [exit 0]\n" in path.read_text(encoding="utf-8")
+    pytester.runpytest().assert_outcomes(passed=1)

@@ -19,6 +19,7 @@ from runnerkit.errors import HarnessError
 from runnerkit.testing.console_run import run_shell, session_environment
 from runnerkit.testing.console_session import (
     DEFAULT_TIMEOUT,
+    EXIT_LINE,
     MORE,
     PROMPT,
     Command,
@@ -104,7 +105,11 @@ class ConsoleEvaluator:
                 None,
                 "the command timed out",
             )
-        exit_line = f"[exit {result.status}]\n" if result.status else ""
+        last_line = got.rstrip("\n").rpartition("\n")[2]
+        # An output that itself ends with an "[exit N]" line is written with the status
+        # after it, "[exit 0]" too, or it would read as the status.
+        shows_status = result.status or EXIT_LINE.fullmatch(last_line.strip())
+        exit_line = f"[exit {result.status}]\n" if shows_status else ""
         checker = self.checker
         want = _without_trailing_whitespace(command.output, flags)
         output_matches = checker.check_output(want, got, flags)

@@ -57,7 +57,8 @@ class Command:
 
     @property
     def status(self) -> int:
-        """The exit status expected: N of a last ``[exit N]`` line, else 0."""
+        """The exit status expected: N of a last ``[exit N]`` line, else 0.  (An output
+        whose own last line looks so is written with ``[exit 0]`` after it.)"""
         lines = self.want.splitlines()
         match = EXIT_LINE.fullmatch(lines[-1].strip()) if lines else None
         return int(match.group(1)) if match else 0
