@@ -246,9 +246,14 @@ def test_user_normalizers_apply_after_the_builtin_ones_in_their_order() -> None:
         ({"pids": (r"T", "x")}, "normalizer name 'pids' is a built-in one's"),
         ({"all": (r"T", "x")}, "normalizer name 'all' is a built-in one's"),
         ({"ticket": r"T-\d+"}, "normalizer 'ticket' must be a (pattern, replacement) pair"),
+        ({"whitespace": (r"x", "y")}, "normalizer name 'whitespace' would be doctest's own"),
+        ({"num": (r"\d+", "<N1>")}, "normalizer 'num' changes its own replacement '<N1>'"),
     ],
 )
 def test_user_normalizer_errors_name_the_normalizer(normalizers: object, message: str) -> None:
+    """(A replacement the pattern matches but leaves as it is, as 0x[0-9a-f]+ leaves
+    0xdeadbeef, is allowed.)"""
+    user_normalizers({"addr": (r"0x[0-9a-f]+", "0xdeadbeef")})
     with pytest.raises(HarnessError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         user_normalizers(normalizers)  # type: ignore[arg-type]
 

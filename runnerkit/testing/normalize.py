@@ -202,6 +202,10 @@ def builtin_normalizers(var_dir: VarDirSource = current_var_dir) -> list[Normali
     ]
 
 
+#: doctest's own option flags, whose names a normaliser may not take.
+_DOCTEST_OWN_FLAGS = doctest.COMPARISON_FLAGS | doctest.REPORTING_FLAGS
+
+
 def flag_name(name: str) -> str:
     """The option flag name of the normaliser *name*: ``order-id`` -> ``NORMALIZE_ORDER_ID``."""
     return "NORMALIZE_" + name.upper().replace("-", "_")
@@ -216,8 +220,9 @@ def user_normalizers(normalizers: UserNormalizers | None) -> list[Normalizer]:
 
     :param normalizers: by name (lower case letters and digits, words joined by ``-``),
         a regular expression and its replacement, as :func:`re.sub` takes them.
-    :raises HarnessError: a name is malformed or taken by a built-in normaliser, a
-        pattern does not compile, or a replacement refers to a group the pattern lacks.
+    :raises HarnessError: a name is malformed or taken by a built-in normaliser or by
+        a doctest option (``whitespace``), a pattern does not compile, a replacement
+        refers to a group the pattern lacks, or normalising the replacement changes it.
     """
     made: list[Normalizer] = []
     for name, value in (normalizers or {}).items():
@@ -230,6 +235,12 @@ def user_normalizers(normalizers: UserNormalizers | None) -> list[Normalizer]:
             raise HarnessError(
                 f"normalizer name {name!r} is a built-in one's: choose another than"
                 f" {', '.join([*BUILTIN_FLAGS, ALL])}"
+            )
+        taken = doctest.OPTIONFLAGS_BY_NAME.get(flag_name(name), 0)
+        if taken & _DOCTEST_OWN_FLAGS:
+            raise HarnessError(
+                f"normalizer name {name!r} would be doctest's own option"
+                f" {flag_name(name)}: choose another name"
             )
         if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str)):
             raise HarnessError(
@@ -251,6 +262,13 @@ def user_normalizers(normalizers: UserNormalizers | None) -> list[Normalizer]:
                 f"normalizer {name!r} has a replacement that re.sub cannot use with"
                 f" {compiled.pattern!r}: {replacement!r}: {error}"
             ) from error
+        if "\\" not in replacement and compiled.sub(replacement, replacement) != replacement:
+            raise HarnessError(
+                f"normalizer {name!r} changes its own replacement {replacement!r} again"
+                f" (to {compiled.sub(replacement, replacement)!r}): an expected output"
+                " that holds it would be normalised too, and never compare equal;"
+                f" choose one the pattern leaves alone, such as '<{name.upper()}>'"
+            )
         flag = doctest.register_optionflag(flag_name(name))
 
         def substitute(
