@@ -658,7 +658,7 @@ def test_request_and_caplog_are_each_examples_own(pytester: pytest.Pytester) -> 
     """``request.node`` is the example that runs, and ``caplog`` holds what the current
     example logged: both are pytest's record of the current test."""
     pytester.makeconftest(
-        'from runnerkit.testing import collect_specs\n'
+        "from runnerkit.testing import collect_specs\n"
         'pytest_collect_file = collect_specs(["docs/*.rst"])\n'
     )
     docs = pytester.mkdir("docs")
@@ -682,3 +682,47 @@ def test_request_and_caplog_are_each_examples_own(pytester: pytest.Pytester) -> 
     )
     result = pytester.runpytest(*QUIET)
     result.assert_outcomes(passed=5)
+
+
+def test_runnerkits_own_fixtures_are_the_documents_world(pytester: pytest.Pytester) -> None:
+    """A fixture a document names that builds on ``world``, ``config`` or
+    ``create_list`` works on the document's world, not on a second one."""
+    pytester.makeconftest(
+        textwrap.dedent(
+            """\
+            import pytest
+            from runnerkit.testing import collect_specs
+
+            pytest_collect_file = collect_specs(["docs/*.rst"])
+
+
+            @pytest.fixture
+            def ants(create_list):
+                return create_list('ants@example.com')
+
+
+            @pytest.fixture
+            def the_var_dir(world, config):
+                assert config is world.config
+                return world.var_dir
+            """
+        )
+    )
+    docs = pytester.mkdir("docs")
+    (docs / "w.rst").write_text(
+        textwrap.dedent(
+            """\
+            .. runnerkit-fixtures: ants, the_var_dir
+
+                >>> config.lists.names
+                ['ants@example.com']
+                >>> the_var_dir == world.var_dir
+                True
+            """
+        ),
+        encoding="utf-8",
+    )
+    result = pytester.runpytest(
+        *QUIET, "-W", "error::runnerkit.testing.isolation.IsolationWarning"
+    )
+    result.assert_outcomes(passed=2)

@@ -41,7 +41,8 @@ DEFAULT_PARSERS = ("doctest", "codeblock", "skip", "clear-namespace", "console")
 #: More names for a document: a mapping, or a function of the document's world.
 ExtraNamespace: TypeAlias = Mapping[str, Any] | Callable[[World], Mapping[str, Any]]
 
-_WORLD = "__runnerkit_world__"
+#: The namespace key of a document's :class:`World`.
+DOCUMENT_WORLD = "__runnerkit_world__"
 _ISOLATION = "__runnerkit_isolation__"
 _NAME = "__runnerkit_document__"
 
@@ -83,7 +84,7 @@ def setup_document(namespace: dict[str, Any], extra: ExtraNamespace | None = Non
             pytest.skip(f"{name} needs the redis queue backend: {reason}")
     keep_pytest_timing_real()
     world = World(prefix=world_prefix(), backend=backend).open()
-    namespace[_WORLD] = world
+    namespace[DOCUMENT_WORLD] = world
     isolation = namespace[_ISOLATION] = Isolation()
     isolation.watch(world.config)
     namespace[_NAME] = name
@@ -107,7 +108,7 @@ def teardown_document(namespace: dict[str, Any]) -> None:
     :class:`~runnerkit.testing.isolation.IsolationWarning` naming the document, once
     the world is gone.
     """
-    world: World | None = namespace.pop(_WORLD, None)
+    world: World | None = namespace.pop(DOCUMENT_WORLD, None)
     isolation: Isolation | None = namespace.pop(_ISOLATION, None)
     loop: DocumentLoop | None = namespace.pop(EVENT_LOOP, None)
     restored: list[str] = []

@@ -33,6 +33,7 @@ from sybil.integration.pytest import SybilFile
 from runnerkit.lists import MailingList
 from runnerkit.site import Site
 from runnerkit.testing import helpers
+from runnerkit.testing.documents import DOCUMENT_WORLD
 from runnerkit.testing.isolation import Isolation, warn_restored
 from runnerkit.testing.ordering import DocumentOrder
 from runnerkit.testing.timecontrol import TimeFactory, TimeFreezer, keep_pytest_timing_real
@@ -62,9 +63,10 @@ def runnerkit_isolation(request: pytest.FixtureRequest) -> Iterator[Isolation | 
     of the test's own scope (``monkeypatch``, ``caplog``...), which undo their changes
     themselves.  What it has to undo is reported as an
     :class:`~runnerkit.testing.isolation.IsolationWarning`.
-    Other tests get None, and nothing is checked.
+    Other tests get None, and nothing is checked; so do the examples of a spec, whose
+    document has an isolation of its own.
     """
-    if not _ISOLATED_BY & set(request.fixturenames):
+    if not _ISOLATED_BY & set(request.fixturenames) or _document_world(request) is not None:
         yield None
         return
     isolation = Isolation()
@@ -78,7 +80,7 @@ BACKEND_MARKER = "runnerkit_backend"
 
 @pytest.fixture
 def world(
-    request: pytest.FixtureRequest, tmp_path: Any, runnerkit_isolation: Isolation
+    request: pytest.FixtureRequest, tmp_path: Any, runnerkit_isolation: Isolation | None
 ) -> Iterator[World]:
     """A fresh world in the test's temporary directory, current for the test.
 
@@ -86,13 +88,22 @@ def world(
     names (``"file"`` or ``"redis"``), else on ``$RUNNERKIT_TEST_BACKEND`` (default
     ``file``).  A test marked for Redis where none can be had is skipped, with why.
     Its master and runner processes, if the test started any, are stopped at the end.
+
+    In a spec (a fixture a document names asks for it), it is the document's own world,
+    so that ``config``, ``create_list`` and the fixtures built on them work on what the
+    document's examples see.
     """
+    document_world = _document_world(request)
+    if document_world is not None:
+        yield document_world
+        return
     backend = _marked_backend(request.node)
     if backend == "redis":
         _skip_without_redis()
     keep_pytest_timing_real()
     with World(tmp_path / "var", backend=backend) as opened:
-        runnerkit_isolation.watch(opened.config)
+        if runnerkit_isolation is not None:
+            runnerkit_isolation.watch(opened.config)
         yield opened
 
 
@@ -119,6 +130,14 @@ def redis_url() -> str:
 
     _skip_without_redis()
     return server_url()
+
+
+def _document_world(request: pytest.FixtureRequest) -> World | None:
+    """The world of the spec document whose example *request* is for, or None."""
+    example = getattr(request.node, "example", None)
+    namespace = getattr(example, "namespace", None)
+    world = namespace.get(DOCUMENT_WORLD) if isinstance(namespace, dict) else None
+    return world if isinstance(world, World) else None
 
 
 def _marked_backend(node: pytest.Item) -> str | None:
