@@ -561,3 +561,17 @@ def test_normalising_needs_no_world(tmp_path: Path) -> None:
     path = f"{tmp_path}{os.sep}x"
     assert checker.check_output(path, path, NORMALIZE_VAR_DIR)
     assert checker.check_output("pid <PID>\n", "pid 3\n", NORMALIZE_PIDS)
+
+
+def test_a_markdown_line_inside_a_fence_is_shown_not_obeyed(pytester: pytest.Pytester) -> None:
+    """A spec that teaches the line shows it in a fence: there it turns nothing on."""
+    pytester.makeconftest(
+        "from runnerkit.testing import collect_specs\n"
+        'pytest_collect_file = collect_specs(["*.md"])\n'
+    )
+    (pytester.path / "lit.md").write_text(
+        "Write:\n\n```markdown\n<!-- runnerkit-normalize: var-dir -->\n```\n\n"
+        "```pycon\n>>> print(config.paths.var_dir)  # doctest: +ELLIPSIS\n/...\n```\n",
+        encoding="utf-8",
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -468,15 +468,18 @@ def test_a_malformed_directive_is_a_collection_error(pytester: pytest.Pytester) 
 
 def test_a_fixture_may_not_hide_a_name_of_the_document(pytester: pytest.Pytester) -> None:
     spec = """\
-    .. runnerkit-fixtures: config
+    .. runnerkit-fixtures: create_list
 
-        >>> config
+        >>> create_list
     """
     write(pytester, {"conftest.py": CONFTEST, "docs/hides.rst": spec})
     result = pytester.runpytest(*QUIET)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        ["*HarnessError: docs/hides.rst names fixture 'config', a name its namespace already has*"]
+        [
+            "*HarnessError: docs/hides.rst names fixture 'create_list', a name its namespace"
+            " already has*"
+        ]
     )
 
 

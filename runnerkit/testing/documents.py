@@ -21,6 +21,7 @@ from sybil.typing import Parser
 from runnerkit.errors import HarnessError
 from runnerkit.testing.console_session import DEFAULT_TIMEOUT
 from runnerkit.testing.eventloop import EVENT_LOOP, DocumentLoop
+from runnerkit.testing.fences import directive_text
 from runnerkit.testing.isolation import Isolation, warn_restored
 from runnerkit.testing.namespace import world_namespace
 from runnerkit.testing.normalize import UserNormalizers, expand_all, user_normalizers
@@ -138,7 +139,7 @@ def document_backend(document: Document) -> str | None:
     :raises HarnessError: the line names no backend, or the document has two.
     """
     pattern = _MD_BACKEND if document.path.endswith(".md") else _RST_BACKEND
-    found = {match.group(1) for match in pattern.finditer(document.text)}
+    found = {match.group(1) for match in pattern.finditer(directive_text(document))}
     for backend in found:
         if backend not in BACKENDS:
             raise HarnessError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from sybil import Document
 from sybil.parsers.markdown.lexers import RawFencedCodeBlockLexer
 
 
@@ -22,3 +23,33 @@ def fence_lexer(languages: Sequence[str]) -> RawFencedCodeBlockLexer:
     return RawFencedCodeBlockLexer(
         info_pattern=re.compile(f"(?P<language>{names})(?:[ \t][^\n]*)?$\n", re.MULTILINE),
     )
+
+
+#: Any fence, whatever its info string.
+_ANY_FENCE = re.compile(r"[^\n]*$\n", re.MULTILINE)
+
+
+def directive_text(document: Document) -> str:
+    """The text in which *document*'s own comment lines (``runnerkit-backend``,
+    ``runnerkit-normalize``, ``runnerkit-fixtures``...) are looked for.
+
+    In Markdown, a fenced block shows text instead of being it: a comment line inside
+    one (as a spec that teaches the lines shows them) is not the document's, so the
+    blocks are blanked out, their line breaks kept, so that a match's offset still
+    gives its line.  A reStructuredText document is read whole: there a literal block
+    is indented, and the lines, which start at the margin, cannot match inside it.
+    """
+    text = document.text
+    if not document.path.lower().endswith((".md", ".markdown")):
+        return text
+    blanked = list(text)
+    covered = 0
+    lexer = RawFencedCodeBlockLexer(info_pattern=_ANY_FENCE)
+    for region in sorted(lexer(document), key=lambda region: region.start):
+        if region.start < covered:
+            continue
+        for index in range(region.start, region.end):
+            if blanked[index] != "\n":
+                blanked[index] = " "
+        covered = region.end
+    return "".join(blanked)

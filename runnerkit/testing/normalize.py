@@ -60,6 +60,7 @@ from sybil.typing import Parser
 
 from runnerkit.config import current_config
 from runnerkit.errors import HarnessError, NoConfigurationError
+from runnerkit.testing.fences import directive_text
 
 NORMALIZE_VAR_DIR = doctest.register_optionflag("NORMALIZE_VAR_DIR")
 NORMALIZE_MESSAGE_IDS = doctest.register_optionflag("NORMALIZE_MESSAGE_IDS")
@@ -373,7 +374,7 @@ def document_normalizers(document: Document, known: Mapping[str, int]) -> dict[s
     pattern = _MD_LINE if markdown else _RST_LINE
     chosen: dict[str, int] = {}
     allowed = ", ".join([ALL, *sorted(known)])
-    for match in pattern.finditer(document.text):
+    for match in pattern.finditer(directive_text(document)):
         names = [name for name in re.split(r"[,\s]+", match.group(1)) if name]
         line = document.text.count("\n", 0, match.start()) + 1
         if not names:

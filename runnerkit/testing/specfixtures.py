@@ -35,6 +35,7 @@ from _pytest.scope import Scope
 from sybil import Document
 
 from runnerkit.errors import HarnessError
+from runnerkit.testing.fences import directive_text
 
 #: ``.. runnerkit-fixtures: a, b``: a reStructuredText comment alone on its line.
 _RST_DIRECTIVE = re.compile(
@@ -80,7 +81,7 @@ def document_fixtures(document: Document, display: str) -> DocumentFixtures:
     arguments: list[str] = []
     used: list[str] = []
     lines: dict[str, int] = {}
-    for match in pattern.finditer(document.text):
+    for match in pattern.finditer(directive_text(document)):
         kind, listed = match.groups()
         line = document.text.count("\n", 0, match.start()) + 1
         names = [name.strip() for name in listed.split(",")]
