@@ -750,3 +750,24 @@ def test_accept_writes_an_exit_line_looking_output_with_its_status_after_it(
     pytester.runpytest("--spec-accept").assert_outcomes(failed=1)
     assert "    [exit 3]\n    [exit 0]\n" in path.read_text(encoding="utf-8")
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_doctest_lines_inside_a_console_block_are_a_clear_collection_error(
+    pytester: pytest.Pytester,
+) -> None:
+    write(
+        pytester,
+        "overlap.rst",
+        """\
+        .. code-block:: console
+
+            $ echo hi
+            hi
+
+            >>> 1 + 1
+            2
+        """,
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*two examples overlap*end the block*"])

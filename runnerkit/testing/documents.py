@@ -326,6 +326,16 @@ class _SpecSybil(Sybil):
                 f" {error.object[error.start]:#04x} on line {line} is not {error.encoding};"
                 " pass the encoding it is written in, as collect_specs(..., encoding=...)"
             ) from error
+        except ValueError as error:
+            if " overlaps " not in str(error):
+                raise
+            # Sybil's message names the regions; say what usually causes it.
+            raise HarnessError(
+                f"cannot read spec {path}: two examples overlap: {error}. Most often a"
+                " block runs on: lines indented under a '.. code-block::' directive (or"
+                " inside a fence) belong to it, so '>>>' lines there are read twice; end"
+                " the block, with a paragraph at the margin, before the '>>>' examples"
+            ) from error
 
 
 class _SpecSybils(SybilCollection):
