@@ -391,11 +391,13 @@ def test_text_before_the_first_command_is_a_collection_error(pytester: pytest.Py
         .. code-block:: console
 
             runnerkit status
+            $ runnerkit queues
         """,
     )
 
     result = pytester.runpytest()
 
+    # (A block with no command at all is only shown: see split_session's tests.)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         ["*console block at line 1, column 1: line 1 of the block, 'runnerkit status'*"]
