@@ -21,11 +21,11 @@ from sybil.typing import Parser
 from runnerkit.errors import HarnessError
 from runnerkit.testing.console_session import DEFAULT_TIMEOUT
 from runnerkit.testing.eventloop import EVENT_LOOP, DocumentLoop
-from runnerkit.testing.fences import directive_text
+from runnerkit.testing.fences import directive_text, is_markdown
 from runnerkit.testing.isolation import Isolation, warn_restored
 from runnerkit.testing.namespace import world_namespace
 from runnerkit.testing.normalize import UserNormalizers, expand_all, user_normalizers
-from runnerkit.testing.parsers import MARKDOWN_SUFFIXES, SpecParser, remember_base_namespace
+from runnerkit.testing.parsers import SpecParser, remember_base_namespace
 from runnerkit.testing.pycon import check_sessions, checked_mode
 from runnerkit.testing.redis import BACKENDS, default_backend, redis_unavailable
 from runnerkit.testing.specnodes import spec_collector
@@ -138,7 +138,7 @@ def document_backend(document: Document) -> str | None:
 
     :raises HarnessError: the line names no backend, or the document has two.
     """
-    pattern = _MD_BACKEND if document.path.endswith(".md") else _RST_BACKEND
+    pattern = _MD_BACKEND if is_markdown(document.path) else _RST_BACKEND
     found = {match.group(1) for match in pattern.finditer(directive_text(document))}
     for backend in found:
         if backend not in BACKENDS:
@@ -312,7 +312,7 @@ class _SpecSybil(Sybil):
 
     def parse(self, path: Path) -> Document:
         document = self._parse(path)
-        if path.suffix.lower() in MARKDOWN_SUFFIXES:
+        if is_markdown(str(path)):
             check_sessions(document, self.uncollected_sessions, _name_of(document))
         return document
 

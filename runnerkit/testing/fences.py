@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from sybil import Document
 from sybil.parsers.markdown.lexers import RawFencedCodeBlockLexer
@@ -25,6 +26,15 @@ def fence_lexer(languages: Sequence[str]) -> RawFencedCodeBlockLexer:
     )
 
 
+#: File suffixes read as Markdown; every other suffix is read as reStructuredText.
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
+
+
+def is_markdown(path: str) -> bool:
+    """Whether the document at *path* is read as Markdown, by its suffix."""
+    return Path(path).suffix.lower() in MARKDOWN_SUFFIXES
+
+
 #: Any fence, whatever its info string.
 _ANY_FENCE = re.compile(r"[^\n]*$\n", re.MULTILINE)
 
@@ -40,7 +50,7 @@ def directive_text(document: Document) -> str:
     is indented, and the lines, which start at the margin, cannot match inside it.
     """
     text = document.text
-    if not document.path.lower().endswith((".md", ".markdown")):
+    if not is_markdown(document.path):
         return text
     blanked = list(text)
     covered = 0

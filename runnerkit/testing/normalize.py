@@ -60,7 +60,7 @@ from sybil.typing import Parser
 
 from runnerkit.config import current_config
 from runnerkit.errors import HarnessError, NoConfigurationError
-from runnerkit.testing.fences import directive_text
+from runnerkit.testing.fences import directive_text, is_markdown
 
 NORMALIZE_VAR_DIR = doctest.register_optionflag("NORMALIZE_VAR_DIR")
 NORMALIZE_MESSAGE_IDS = doctest.register_optionflag("NORMALIZE_MESSAGE_IDS")
@@ -370,8 +370,7 @@ def document_normalizers(document: Document, known: Mapping[str, int]) -> dict[s
     :param known: the flag of each name the document may use.
     :raises HarnessError: a name is not known, or a line names none.
     """
-    markdown = document.path.lower().endswith((".md", ".markdown"))
-    pattern = _MD_LINE if markdown else _RST_LINE
+    pattern = _MD_LINE if is_markdown(document.path) else _RST_LINE
     chosen: dict[str, int] = {}
     allowed = ", ".join([ALL, *sorted(known)])
     for match in pattern.finditer(directive_text(document)):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import doctest
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from sybil import Document, Example, Region
@@ -25,6 +24,7 @@ from runnerkit.errors import UnknownParserError
 from runnerkit.testing.awaiting import AwaitEvaluators
 from runnerkit.testing.console import ConsoleParser, markdown_lexers, rest_lexers
 from runnerkit.testing.console_session import DEFAULT_TIMEOUT
+from runnerkit.testing.fences import is_markdown
 from runnerkit.testing.normalize import (
     BUILTIN_FLAGS,
     Normalizer,
@@ -37,8 +37,6 @@ from runnerkit.testing.pycon import PyconParser
 #: The kinds of example a spec can hold, in the order Sybil is given their parsers.
 PARSER_NAMES = ("doctest", "codeblock", "skip", "clear-namespace", "console")
 
-#: File suffixes read as Markdown; every other suffix is read as reStructuredText.
-MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 
 #: Where a document keeps the names it started with, for ``clear-namespace``.
 BASE_NAMESPACE = "__runnerkit_base_namespace__"
@@ -205,8 +203,7 @@ class SpecParser:
 
     def parsers_for(self, path: str) -> list[Parser]:
         """The parsers that read the document at *path*."""
-        markdown = Path(path).suffix.lower() in MARKDOWN_SUFFIXES
-        return self._markdown if markdown else self._rest
+        return self._markdown if is_markdown(path) else self._rest
 
     def __call__(self, document: Document) -> Iterator[Region]:
         for parser in self.parsers_for(document.path):

@@ -35,7 +35,7 @@ from _pytest.scope import Scope
 from sybil import Document
 
 from runnerkit.errors import HarnessError
-from runnerkit.testing.fences import directive_text
+from runnerkit.testing.fences import directive_text, is_markdown
 
 #: ``.. runnerkit-fixtures: a, b``: a reStructuredText comment alone on its line.
 _RST_DIRECTIVE = re.compile(
@@ -47,7 +47,6 @@ _MD_DIRECTIVE = re.compile(
 )
 
 #: Suffixes of documents read as Markdown (as in :mod:`runnerkit.testing.parsers`).
-_MARKDOWN = (".md", ".markdown")
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,7 @@ def document_fixtures(document: Document, display: str) -> DocumentFixtures:
     :param display: the document's name in messages (its path, relative when it can be).
     :raises HarnessError: a directive names no fixture, or a name that cannot be one.
     """
-    markdown = document.path.lower().endswith(_MARKDOWN)
-    pattern = _MD_DIRECTIVE if markdown else _RST_DIRECTIVE
+    pattern = _MD_DIRECTIVE if is_markdown(document.path) else _RST_DIRECTIVE
     arguments: list[str] = []
     used: list[str] = []
     lines: dict[str, int] = {}
