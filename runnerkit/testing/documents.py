@@ -316,6 +316,11 @@ class _SpecSybil(Sybil):
             check_sessions(document, self.uncollected_sessions, _name_of(document))
         return document
 
+    def parse_again(self, path: Path) -> Document:
+        """The document at *path* read once more, for another run of it
+        (:mod:`runnerkit.testing.specnodes`), reporting nothing :meth:`parse` reported."""
+        return self._parse(path)
+
     def _parse(self, path: Path) -> Document:
         try:
             return super().parse(path)

@@ -93,7 +93,10 @@ class SpecFile(SybilFile):
                 yield from self._examples(probe)
                 continue
             for number, (params, marks) in enumerate(runs):
-                document = first if number == 0 else sybil.parse(self.path)
+                # Read again for a fresh namespace; what reading the text reports
+                # (an uncollected session) was reported by the first reading.
+                reparse = getattr(sybil, "parse_again", sybil.parse)
+                document = first if number == 0 else reparse(self.path)
                 run = SpecDocument.from_parent(
                     self,
                     sybil=sybil,
