@@ -269,18 +269,22 @@ def test_under_each_the_rest_of_a_crashed_document_is_not_run_again(
     # --dist each stays xdist's: it hands a replacement worker the rest of what the
     # crashed worker had. Those examples fail as "not run": running the examples
     # before them again would crash the replacement too, one worker after another.
+    # One worker: with two, both crash at once, and xdist 3.8's EachScheduling.schedule
+    # may index the collection of a replacement that has not finished collecting
+    # (INTERNALERROR KeyError: <WorkerController gw3>, with or without runnerkit; the
+    # same family as pytest-xdist #714, #1189 and #1362).
     project(pytester, document=True, every_time=True)
-    result, reports = run(pytester, "-n", "2", "--dist", "each")
+    result, reports = run(pytester, "-n", "1", "--dist", "each")
     output = result.stdout.str() + result.stderr.str()
     assert "INTERNALERROR" not in output
     _first, crashed, *rest = EXAMPLES
     crashes = [nodeid for nodeid, when, _, _ in reports if when == "???"]
-    assert crashes == [crashed, crashed], output
+    assert crashes == [crashed], output
     for nodeid in rest:
         why = [
             text for each, when, outcome, text in reports if each == nodeid and outcome == "failed"
         ]
-        assert len(why) == 2, output
+        assert len(why) == 1, output
         assert all("ran in another worker process, which crashed" in text for text in why)
 
 
