@@ -41,6 +41,8 @@ UNIX, TCP, EVERYSEC = "Valkey, Unix socket", "Valkey, TCP", "Valkey everysec, Un
 #: How many slices the scaling queue has, and the process counts that drain it.
 SCALING_SLICES = 4
 SCALING_PROCESSES = (1, 2, 4)
+#: The scaling measurement's rows, by key: the contestant each one measures.
+SCALING_ROWS = {"scaling-redis": UNIX, "scaling-file": FILE}
 #: Seconds a drainer process may take to start, or to drain its share.
 DRAINER_TIMEOUT = 120.0
 #: The keys of the measurements made here: the rows of the README's Redis table.
@@ -480,7 +482,7 @@ def measure_scaling(
     """
     figures = alternate(scaling_trials(place, servers, queues, processes), rounds, progress)
     rows = []
-    for backend, key in ((UNIX, "scaling-redis"), (FILE, "scaling-file")):
+    for key, backend in SCALING_ROWS.items():
         mine = {
             _processes(number): figures[f"{backend}, {_processes(number)}"]
             for number in sorted(processes, reverse=True)

@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bench.mailman import Mailman, load_mailman
 from bench.places import Place, default_disk_directory
+from bench.plots import PLOTS_DIR, PlotError, require_matplotlib
 from bench.report import (
     BEGIN,
     END,
@@ -28,6 +30,8 @@ from bench.report import (
 from bench.stats import Measurement
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from bench.queues import Contestants
 
 #: Every section, in the order they run.
@@ -143,6 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--update-readme", action="store_true", help="rewrite the README's results table"
     )
     out.add_argument("--readme", type=Path, default=README, help="the README to update")
+    out.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="draw the plots into DIR: ratios.png (runnerkit ÷ Mailman and ÷ the floor) for "
+        "the first table's sections, scaling.png (msg/s by runner processes) for the Redis "
+        f"section; with --update-readme the default is {PLOTS_DIR} beside the README",
+    )
+    out.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="with --update-readme, leave the README's plots as they are",
+    )
+    out.add_argument(
+        "--plots-from",
+        type=Path,
+        metavar="FILE",
+        help="measure nothing: draw the plots of the earlier run that wrote --json FILE, "
+        "into --plots DIR",
+    )
     return parser
 
 
@@ -165,12 +189,38 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.poll_sleep <= 0:
         parser.error("--poll-sleep must be positive")
+    if args.no_plots and (args.plots is not None or args.plots_from is not None):
+        parser.error("--no-plots contradicts --plots and --plots-from")
+    if args.plots_from is not None:
+        if args.plots is None:
+            parser.error("--plots-from needs --plots DIR, where the plots go")
+        if args.update_readme or args.json is not None:
+            parser.error(
+                "--plots-from measures nothing: it takes neither --update-readme nor --json"
+            )
+
+
+def plots_directory(args: argparse.Namespace) -> Path | None:
+    """Where this run draws its plots: --plots, or the README's, or nowhere."""
+    if args.plots is not None:
+        return Path(args.plots)
+    if args.update_readme and not args.no_plots:
+        return Path(args.readme).parent / PLOTS_DIR
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check(parser, args)
+    directory = plots_directory(args)
+    if directory is not None:
+        try:
+            require_matplotlib()
+        except PlotError as error:
+            parser.error(f"{error}{' (or --no-plots)' if args.update_readme else ''}")
+    if args.plots_from is not None:
+        return redraw(args.plots_from, args.plots)
     only = [*args.only, *(REDIS_SECTIONS if args.redis_only else ())]
     sections = [name for name in SECTIONS if (not only or name in only) and name not in args.skip]
     mailman, why_not = (None, "--no-mailman") if args.no_mailman else load_mailman()
@@ -217,11 +267,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for _, _, block in blocks:
         print(block)
     print(summarize(measurements))
+    today = datetime.date.today().isoformat()
     if args.json is not None:
         args.json.write_text(
             json.dumps(
                 {
                     "header": header,
+                    "date": today,
+                    "cores": os.cpu_count(),
+                    "sections": list(sections),
                     "mailman": None if mailman is None else mailman.version,
                     "seconds": elapsed,
                     "measurements": [m.as_dict() for m in measurements],
@@ -235,6 +289,134 @@ def main(argv: Sequence[str] | None = None) -> int:
         for begin, end, block in blocks:
             update_readme(args.readme, block, begin, end)
         print(f"updated {args.readme}", file=sys.stderr)
+    if directory is not None:
+        ran_main = bool(set(sections) - set(REDIS_SECTIONS))
+        ran_redis = bool(set(REDIS_SECTIONS) & set(sections))
+        try:
+            write_plots(
+                directory,
+                main_rows if ran_main else None,
+                redis_rows if ran_redis else None,
+                today,
+                os.cpu_count(),
+            )
+        except PlotError as error:
+            print(f"python -m bench: error: the plots: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def write_plots(
+    directory: Path,
+    main: Sequence[Measurement] | None,
+    redis: Sequence[Measurement] | None,
+    date: str,
+    cores: int | None,
+) -> list[Path]:
+    """Draw the ratios plot of *main*'s rows and the scaling plot of *redis*'s into
+    *directory*; None for a section that did not run, whose plot is left as it is.
+
+    A section that ran with nothing to draw gets a plot that says so, dated, so that a
+    README never shows an older run's plot beside a newer run's table.
+
+    :returns: the plots' paths.
+    """
+    from bench import plots
+
+    jobs: list[tuple[str, str, Callable[[], Figure]]] = []
+    if main is not None:
+        jobs.append((plots.RATIOS, "ratios", lambda: plots.draw_ratios(main, date)[0]))
+    if redis is not None:
+        jobs.append((plots.SCALING, "scaling", lambda: plots.draw_scaling(redis, date, cores)[0]))
+    paths = []
+    for name, what, draw in jobs:
+        path = directory / name
+        try:
+            figure = draw()
+        except plots.NothingToPlot as nothing:
+            figure = plots.draw_nothing(f"No {what} plot from the run of {date}", f"{nothing}.")
+        changed = plots.save(figure, path)
+        print(f"{'wrote' if changed else 'unchanged'} {path}", file=sys.stderr)
+        paths.append(path)
+    return paths
+
+
+class ResultsError(ValueError):
+    """A file is not the JSON that ``python -m bench --json`` writes."""
+
+
+def load_results(path: Path) -> tuple[list[Measurement], list[str], str, int | None]:
+    """The measurements of the run that wrote *path* with ``--json``, the sections that
+    ran, its date and the machine's cores (None when the file does not say)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ResultsError(f"cannot read {path}: {error}") from error
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ResultsError(f"{path} is not JSON: {error}") from error
+    if not isinstance(data, dict) or not isinstance(data.get("measurements"), list):
+        raise ResultsError(
+            f"{path} is not what `python -m bench --json` writes: no 'measurements' list"
+        )
+    measurements = []
+    for number, item in enumerate(data["measurements"], 1):
+        try:
+            measurements.append(Measurement.from_dict(item))
+        except ValueError as error:
+            raise ResultsError(f"{path}: measurement {number}: {error}") from error
+    header = data.get("header")
+    if not isinstance(header, str):
+        header = ""
+    date = data.get("date")
+    if not isinstance(date, str):
+        found = re.search(r"[Mm]easured (\d{4}-\d{2}-\d{2})", header)
+        date = found.group(1) if found else "date unknown"
+    cores = data.get("cores")
+    if not isinstance(cores, int) or isinstance(cores, bool):
+        found = re.search(r"(\d+) cores", header)
+        cores = int(found.group(1)) if found else None
+    sections = data.get("sections")
+    if not isinstance(sections, list) or not all(isinstance(name, str) for name in sections):
+        from bench.backends import KEYS as REDIS_KEYS
+
+        # Written before the sections were: those whose rows are there.
+        sections = []
+        if any(m.key not in REDIS_KEYS for m in measurements):
+            sections.append("enqueue")
+        if any(m.key in REDIS_KEYS for m in measurements):
+            sections.append("redis")
+    return measurements, sections, date, cores
+
+
+def redraw(results: Path, directory: Path) -> int:
+    """``--plots-from``: the plots of an earlier run, from its JSON file."""
+    from bench.backends import KEYS as REDIS_KEYS
+
+    try:
+        measurements, sections, date, cores = load_results(results)
+    except ResultsError as error:
+        print(f"python -m bench: error: {error}", file=sys.stderr)
+        return 2
+    main_rows = [m for m in measurements if m.key not in REDIS_KEYS]
+    redis_rows = [m for m in measurements if m.key in REDIS_KEYS]
+    ran_main = bool(set(sections) - set(REDIS_SECTIONS))
+    ran_redis = bool(set(REDIS_SECTIONS) & set(sections))
+    if not ran_main and not ran_redis:
+        print(f"python -m bench: error: {results}: no section to draw", file=sys.stderr)
+        return 1
+    try:
+        write_plots(
+            directory,
+            main_rows if ran_main else None,
+            redis_rows if ran_redis else None,
+            date,
+            cores,
+        )
+    except PlotError as error:
+        print(f"python -m bench: error: {results}: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

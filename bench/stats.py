@@ -8,6 +8,7 @@ round, and the median drops the rounds it hit unevenly.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,9 +47,14 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
+def paired_ratios(subject: Sequence[float], reference: Sequence[float]) -> list[float]:
+    """``subject[i] / reference[i]`` for each round *i* whose reference is not zero."""
+    return [a / b for a, b in zip(subject, reference, strict=True) if b]
+
+
 def paired_ratio(subject: Sequence[float], reference: Sequence[float]) -> float:
     """The median over rounds of ``subject[i] / reference[i]``."""
-    return median([a / b for a, b in zip(subject, reference, strict=True) if b])
+    return median(paired_ratios(subject, reference))
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,10 @@ class Measurement:
         """*name*'s figure over *reference*'s, paired by round."""
         return paired_ratio(self.figures[name], self.figures[reference])
 
+    def round_ratios(self, name: str) -> list[float]:
+        """runnerkit's figure over *name*'s in each round: :meth:`ratio` is their median."""
+        return paired_ratios(self.figures[self.subject], self.figures[name])
+
     def as_dict(self) -> dict[str, object]:
         others = [name for name in self.figures if name != self.subject]
         return {
@@ -118,7 +128,77 @@ class Measurement:
             "ratios": {name: self.ratio(name) for name in others},
             "figures": self.figures,
             "targets": [
-                {"target": target.text, "met": target.met(self)} for target in self.targets
+                {
+                    "target": target.text,
+                    "met": target.met(self),
+                    "on": target.on,
+                    "bound": target.bound,
+                    "at_least": target.at_least,
+                    "reference": target.reference,
+                }
+                for target in self.targets
             ],
             "note": self.note,
         }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Measurement:
+        """The measurement :meth:`as_dict` gave *data*; ValueError says what is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a measurement must be an object, not {type(data).__name__}")
+        key = data.get("key")
+        if not isinstance(key, str) or not key:
+            raise ValueError("a measurement has no 'key'")
+        where = f"measurement {key!r}"
+        texts = {}
+        for name in ("title", "unit", "note"):
+            value = data.get(name, "" if name == "note" else None)
+            if not isinstance(value, str):
+                raise ValueError(f"{where}: {name!r} must be a string")
+            texts[name] = value
+        figures = data.get("figures")
+        if not isinstance(figures, dict) or not figures:
+            raise ValueError(f"{where}: 'figures' must map each contestant to its figures")
+        checked: dict[str, list[float]] = {}
+        for name, values in figures.items():
+            if not isinstance(values, list) or not all(
+                isinstance(value, int | float) and not isinstance(value, bool) for value in values
+            ):
+                raise ValueError(f"{where}: the figures of {name!r} must be a list of numbers")
+            checked[name] = [float(value) for value in values]
+        targets = []
+        for item in data.get("targets", []):
+            if not isinstance(item, dict) or "target" not in item:
+                raise ValueError(f"{where}: a target must be an object with 'target'")
+            if "on" not in item:
+                continue  # written before targets were written whole: nothing to draw
+            try:
+                targets.append(
+                    Target(
+                        str(item["target"]),
+                        str(item["on"]),
+                        float(item["bound"]),
+                        bool(item["at_least"]),
+                        None if item.get("reference") is None else str(item["reference"]),
+                    )
+                )
+            except (KeyError, TypeError, ValueError) as error:
+                raise ValueError(f"{where}: target {item['target']!r} is incomplete") from error
+        measurement = cls(key, texts["title"], texts["unit"], checked, targets, texts["note"])
+        ratios = data.get("ratios", {})
+        if not isinstance(ratios, dict):
+            raise ValueError(f"{where}: 'ratios' must be an object")
+        for name, written in ratios.items():
+            # The ratios written beside the figures are the table's: they must follow.
+            try:
+                ratio = measurement.ratio(name)
+            except (KeyError, ValueError, statistics.StatisticsError) as error:
+                raise ValueError(f"{where}: no ratio over {name!r} from its figures") from error
+            if not isinstance(written, int | float) or not math.isclose(
+                ratio, written, rel_tol=1e-9
+            ):
+                raise ValueError(
+                    f"{where}: the ratio over {name!r} is {written!r}, "
+                    f"but its figures give {ratio!r}"
+                )
+        return measurement
