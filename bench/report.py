@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.plots import PLOTS_DIR, RATIOS, SCALING
 from bench.stats import Measurement
 
 #: The comments between which ``--update-readme`` writes the table.
@@ -14,13 +15,19 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 #: after the main one: ``python -m bench --redis-only --update-readme`` replaces it alone.
 REDIS_BEGIN, REDIS_END = "<!-- bench:redis:begin -->", "<!-- bench:redis:end -->"
 
-#: The README section written the first time; later runs only replace the table.
+#: Where the README's plots are, relative to the README: ``--update-readme`` redraws them.
+RATIOS_IMAGE = f"{PLOTS_DIR.as_posix()}/{RATIOS}"
+SCALING_IMAGE = f"{PLOTS_DIR.as_posix()}/{SCALING}"
+
+#: The README section written the first time; later runs only replace the tables (and
+#: redraw the plots, which the section shows beside them).
 SECTION = f"""\
 ## Performance
 
 `python -m bench` measures the queues, the runners and the harness on the machine it
-runs on; `python -m bench --update-readme` rewrites the table below. With the `bench`
-extra installed (`pip install -e '.[bench]'`, which brings GNU Mailman 3.3.10) it also
+runs on; `python -m bench --update-readme` rewrites the tables below and redraws the
+plots beside them, from the same run. With the `bench` extra installed
+(`pip install -e '.[bench]'`, which brings GNU Mailman 3.3.10 and matplotlib) it also
 measures Mailman's `Switchboard` in the same run. Each round runs every contestant once,
 in an order that rotates from round to round; a figure is the median over the rounds
 and a ratio (runnerkit ÷ the other) is the median of the per-round ratios, so load from
@@ -30,10 +37,30 @@ file of the same size, "+ dir fsync" also fsyncs the directory, as a durable que
 must; the drain "floor" lists, renames, reads and removes each file, parsing nothing.
 The listing test lists empty files: a listing reads names, never contents. The second
 table puts the Redis backend beside the file backend, on a private Valkey whose data are
-on the same disk (`python -m bench --redis-only --update-readme` rewrites it alone).
+on the same disk (`python -m bench --redis-only --update-readme` rewrites it alone, and
+redraws the scaling plot alone).
 
 {BEGIN}
 {END}
+
+![runnerkit ÷ Mailman and ÷ the floor, per measurement]({RATIOS_IMAGE})
+
+The first table's ratios at a glance, redrawn with the tables by
+`python -m bench --update-readme`: each bar runs from 1x to runnerkit ÷ Mailman or ÷ a
+floor (the table's figure), its whiskers from the smallest to the largest per-round
+ratio, and the red mark is the target; rates above (higher is better), times below
+(lower is better).
+
+{REDIS_BEGIN}
+{REDIS_END}
+
+![Drain rate by 1, 2 and 4 runner processes, file backend and Valkey]({SCALING_IMAGE})
+
+The scaling rows of the second table, redrawn with it by
+`python -m bench --update-readme`: messages per second drained by 1, 2 and 4 runner
+processes sharing one queue of 4 slices, on the file backend and on Valkey, the median
+over rounds with bars from the slowest round to the fastest; the title gives the
+machine's cores.
 """
 
 
@@ -120,7 +147,10 @@ def update_readme(path: Path, block: str, begin: str = BEGIN, end: str = END) ->
     after the main table's end."""
     text = path.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
-        text = text.rstrip("\n") + "\n\n" + SECTION
+        section = SECTION
+        if REDIS_BEGIN in text and REDIS_END in text:
+            section = section.replace(f"{REDIS_BEGIN}\n{REDIS_END}\n\n", "")
+        text = text.rstrip("\n") + "\n\n" + section
     if begin not in text or end not in text:
         before, after = text.split(END, 1)
         text = f"{before}{END}\n\n{begin}\n{end}{after}"
