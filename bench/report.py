@@ -45,7 +45,7 @@ redraws the scaling plot alone).
 
 ![runnerkit ÷ Mailman and ÷ the floor, per measurement]({RATIOS_IMAGE})
 
-The first table's ratios at a glance, redrawn with the tables by
+The ratios of the table above at a glance, redrawn with the tables by
 `python -m bench --update-readme`: each bar runs from 1x to runnerkit ÷ Mailman or ÷ a
 floor (the table's figure), its whiskers from the smallest to the largest per-round
 ratio, and the red mark is the target; rates above (higher is better), times below
@@ -56,7 +56,7 @@ ratio, and the red mark is the target; rates above (higher is better), times bel
 
 ![Drain rate by 1, 2 and 4 runner processes, file backend and Valkey]({SCALING_IMAGE})
 
-The scaling rows of the second table, redrawn with it by
+The scaling rows of the table above, redrawn with it by
 `python -m bench --update-readme`: messages per second drained by 1, 2 and 4 runner
 processes sharing one queue of 4 slices, on the file backend and on Valkey, the median
 over rounds with bars from the slowest round to the fastest; the title gives the
