@@ -138,7 +138,10 @@ def test_the_command_measures_every_section_and_updates_the_readme(tmp_path: Pat
     # Mailman is compared where it is installed, and said to be missing elsewhere.
     if report["mailman"] is None:
         assert "no Mailman" in report["header"]
-        assert {"target": "≥ 1.3x Mailman", "met": None} in enqueue["targets"]
+        said = [
+            {name: target[name] for name in ("target", "met")} for target in enqueue["targets"]
+        ]
+        assert said == [{"target": "≥ 1.3x Mailman", "met": None}]
     else:
         assert f"Mailman {report['mailman']}" in enqueue["ratios"]
     # The table went between the markers, after the README's own text.
@@ -156,8 +159,19 @@ def test_the_command_measures_every_section_and_updates_the_readme(tmp_path: Pat
     assert "Redis backend: measured" in redis_table
     assert ("| demo on Valkey" in redis_table) == (REDIS_MISSING is None)
     assert "| demo on Valkey" not in table
-    # Nothing is left behind in the directories the benchmark wrote to.
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["README.md", "results.json"]
+    # The plots went beside the README, where its images point.
+    images = tmp_path / "docs" / "images" / "bench"
+    assert sorted(path.name for path in images.iterdir()) == ["ratios.png", "scaling.png"]
+    for name in ("ratios.png", "scaling.png"):
+        assert f"(docs/images/bench/{name})" in text
+        assert (images / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        assert f"wrote {images / name}" in done.stderr
+    # Nothing else is left behind in the directories the benchmark wrote to.
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "README.md",
+        "docs",
+        "results.json",
+    ]
 
 
 def test_bad_sizes_are_refused() -> None:
