@@ -18,5 +18,8 @@ Where GNU Mailman 3.3.10 is installed (``pip install -e '.[bench]'``), its
 and the table shows ratios.  Every figure is the median of several trials; every ratio
 is the median of the ratios of trials run side by side, so that noise from other work
 on the machine falls on both sides.  ``python -m bench --help`` lists the options;
-``--update-readme`` rewrites the results table at the end of README.md.
+``--update-readme`` rewrites the results tables at the end of README.md and redraws the
+plots beside them (:mod:`bench.plots`: the ratios against Mailman and the floor, and the
+drain rate by runner processes), ``--plots DIR`` draws them anywhere, and
+``--plots-from FILE`` redraws them from an earlier run's ``--json`` file.
 """

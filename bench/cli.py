@@ -292,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if directory is not None:
         ran_main = bool(set(sections) - set(REDIS_SECTIONS))
         ran_redis = bool(set(REDIS_SECTIONS) & set(sections))
+        omitted = [remark for remark in remarks if remark.startswith("Redis rows omitted")]
         try:
             write_plots(
                 directory,
@@ -299,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 redis_rows if ran_redis else None,
                 today,
                 os.cpu_count(),
+                {"scaling": omitted[0]} if omitted else {},
             )
         except PlotError as error:
             print(f"python -m bench: error: the plots: {error}", file=sys.stderr)
@@ -312,12 +314,14 @@ def write_plots(
     redis: Sequence[Measurement] | None,
     date: str,
     cores: int | None,
+    why_not: dict[str, str] | None = None,
 ) -> list[Path]:
     """Draw the ratios plot of *main*'s rows and the scaling plot of *redis*'s into
     *directory*; None for a section that did not run, whose plot is left as it is.
 
     A section that ran with nothing to draw gets a plot that says so, dated, so that a
-    README never shows an older run's plot beside a newer run's table.
+    README never shows an older run's plot beside a newer run's table; *why_not* gives
+    the reason by plot (``ratios``, ``scaling``) where the run knows it.
 
     :returns: the plots' paths.
     """
@@ -334,7 +338,8 @@ def write_plots(
         try:
             figure = draw()
         except plots.NothingToPlot as nothing:
-            figure = plots.draw_nothing(f"No {what} plot from the run of {date}", f"{nothing}.")
+            why = (why_not or {}).get(what) or f"{nothing}."
+            figure = plots.draw_nothing(f"No {what} plot from the run of {date}", why)
         changed = plots.save(figure, path)
         print(f"{'wrote' if changed else 'unchanged'} {path}", file=sys.stderr)
         paths.append(path)

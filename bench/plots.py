@@ -198,7 +198,10 @@ def _ratio_panel(axes: Axes, bars: Sequence[Bar], colours: dict[str, str]) -> No
                         axes.plot([end, end], [y - height / 4, y + height / 4], color="black",
                                   linewidth=1, zorder=3)  # fmt: skip
                 right = bar.ratio >= 1
-                edge = max(bar.high, bar.ratio) if right else min(bar.low, bar.ratio)
+                ends = [bar.ratio, bar.high if right else bar.low]
+                if bar.target is not None and _drawable(bar.target):
+                    ends.append(bar.target)  # the label clears the target's mark
+                edge = max(ends) if right else min(ends)
                 axes.text(
                     edge * (1.03 if right else 1 / 1.03),
                     y,

@@ -3,6 +3,7 @@ from a ``--json`` file, and refused with a clear message when matplotlib is miss
 
 from __future__ import annotations
 
+import datetime
 import json
 import struct
 import sys
@@ -415,3 +416,32 @@ def test_no_plots_updates_the_readme_without_matplotlib(
 
     assert "| per-document world |" in readme.read_text(encoding="utf-8")
     assert not (tmp_path / "docs").exists()
+
+
+def test_without_valkey_the_scaling_plot_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import backends
+
+    monkeypatch.setattr(backends, "redis_unavailable", lambda: "no valkey-server here")
+    drawn: list[tuple[str, str]] = []
+    draw_nothing = plots.draw_nothing
+
+    def spy(title: str, why: str) -> Any:
+        drawn.append((title, why))
+        return draw_nothing(title, why)
+
+    monkeypatch.setattr(plots, "draw_nothing", spy)
+    readme = tmp_path / "README.md"
+    readme.write_text("# t\n", "utf-8")
+    args = [*places(tmp_path), "--redis-only", "--update-readme", "--readme", str(readme)]
+
+    assert cli.main(args) == 0
+
+    today = datetime.date.today().isoformat()
+    assert drawn == [
+        (f"No scaling plot from the run of {today}", "Redis rows omitted: no valkey-server here.")
+    ]
+    images = tmp_path / "docs" / "images" / "bench"
+    assert sorted(path.name for path in images.iterdir()) == ["scaling.png"]
+    assert png_size(images / "scaling.png") == (800, 120)
