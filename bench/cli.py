@@ -144,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     out.add_argument(
-        "--update-readme", action="store_true", help="rewrite the README's results table"
+        "--update-readme",
+        action="store_true",
+        help="rewrite the README's results tables and redraw the plots beside them",
     )
     out.add_argument("--readme", type=Path, default=README, help="the README to update")
     out.add_argument(
@@ -302,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.cpu_count(),
                 {"scaling": omitted[0]} if omitted else {},
             )
-        except PlotError as error:
+        except (PlotError, OSError) as error:
             print(f"python -m bench: error: the plots: {error}", file=sys.stderr)
             return 1
     return 0
@@ -421,6 +423,9 @@ def redraw(results: Path, directory: Path) -> int:
         )
     except PlotError as error:
         print(f"python -m bench: error: {results}: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"python -m bench: error: the plots: {error}", file=sys.stderr)
         return 1
     return 0
 

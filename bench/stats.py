@@ -162,7 +162,10 @@ class Measurement:
         checked: dict[str, list[float]] = {}
         for name, values in figures.items():
             if not isinstance(values, list) or not all(
-                isinstance(value, int | float) and not isinstance(value, bool) for value in values
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and not math.isnan(value)
+                for value in values
             ):
                 raise ValueError(f"{where}: the figures of {name!r} must be a list of numbers")
             checked[name] = [float(value) for value in values]

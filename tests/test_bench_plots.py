@@ -311,6 +311,11 @@ def test_plots_from_an_older_json_file_read_its_header(
         ),
         (
             '{"measurements": [{"key": "k", "title": "t", "unit": "ms", '
+            '"figures": {"runnerkit": [1, NaN]}}]}',
+            "the figures of 'runnerkit' must be a list of numbers",
+        ),
+        (
+            '{"measurements": [{"key": "k", "title": "t", "unit": "ms", '
             '"figures": {"runnerkit": [2, 4], "floor": [1, 1]}, "ratios": {"floor": 1.5}}]}',
             "the ratio over 'floor' is 1.5, but its figures give 3.0",
         ),
@@ -328,6 +333,20 @@ def test_plots_from_what_is_not_the_benchmarks_json_is_refused(
     assert f"error: {results}" in err
     assert message in err
     assert not (tmp_path / "out").exists()
+
+
+def test_plots_that_cannot_be_written_are_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a directory", encoding="utf-8")
+    args = [*places(tmp_path), "--only", "enqueue", "--plots", str(taken)]
+
+    assert run_with(monkeypatch, [enqueue()], args) == 1
+
+    err = capsys.readouterr().err
+    assert "python -m bench: error: the plots: " in err
+    assert str(taken) in err
 
 
 def test_plots_from_needs_a_directory(capsys: pytest.CaptureFixture[str]) -> None:
