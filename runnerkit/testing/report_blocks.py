@@ -64,11 +64,15 @@ class BlockMarker:
         for offset, line in enumerate(lines):
             number = None if first_line is None else first_line + offset
             example = None if number is None else self._by_line.get(number)
-            if example is not None and example.line != number and example is not current:
-                # An example whose first lines are not in the block (a directive's or a
-                # fence's opening line) is shown with the block, unless shown already.
-                if example.line in self.placed:
-                    example = None
+            # An example whose first lines are not in the block (a directive's or a
+            # fence's opening line) is shown with the block, unless shown already.
+            if (
+                example is not None
+                and example is not current
+                and example.line != number
+                and example.line in self.placed
+            ):
+                example = None
             if example is not current:
                 flush()
                 current = example
