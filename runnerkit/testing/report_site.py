@@ -290,6 +290,8 @@ header { border-bottom: 1px solid #d0d7de; margin-bottom: 1rem; }
 a { color: #0969da; }
 pre, code { font: 14px/1.4 ui-monospace, "DejaVu Sans Mono", monospace; }
 pre { margin: 0; white-space: pre-wrap; }
+code, .literal { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 90%;
+  background: var(--code); padding: .1em .3em; border-radius: 4px; }
 .counts .count { display: inline-block; padding: 0 .5em; margin-right: .3em;
   border-radius: 1em; color: #fff; font-size: 90%; }
 .count.status-passed { background: var(--passed); }
