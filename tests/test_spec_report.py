@@ -524,6 +524,35 @@ def test_under_xdist_accept_mode_is_reported(pytester: pytest.Pytester) -> None:
     assert ">>> 1 + 2\n3\n" in (pytester.path / "a.rst").read_text()
 
 
+def test_an_example_that_crashes_its_worker_is_failed_and_so_is_the_rest_of_it(
+    pytester: pytest.Pytester,
+) -> None:
+    crashing = """\
+    Crashing
+    ========
+
+    >>> import os
+
+    >>> if not os.path.exists("crashed-once"):
+    ...     open("crashed-once", "w").close(); os.kill(os.getpid(), 9)
+
+    >>> 1 + 1
+    2
+    """
+    project(pytester, crashing_rst=crashing, quiet_rst="Quiet\n=====\n\n>>> 2\n2\n")
+
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--spec-report", "report", "-p", "no:cacheprovider"
+    )
+
+    result.assert_outcomes(passed=2, failed=2)
+    examples = marked_examples(page(pytester, "crashing.rst"))
+    assert [(e.line, e.status) for e in examples] == [(4, "passed"), (6, "failed"), (9, "failed")]
+    assert "crashed" in examples[1].outcome
+    assert "crashed while running" in examples[2].outcome
+    assert statuses(page(pytester, "quiet.rst")) == [(4, "passed")]
+
+
 def test_the_report_is_rewritten_and_only_its_own_files_removed(
     pytester: pytest.Pytester,
 ) -> None:

@@ -154,6 +154,7 @@ class SpecReport:
             return
         from runnerkit.testing.report_site import RunFacts, write_site
 
+        self.outcomes.resolve()
         texts = self._take_acceptances()
         try:
             self.written = write_site(

@@ -113,6 +113,11 @@ class SpecOutcomes:
     """Every spec document of the session and what became of its examples, by path."""
 
     documents: dict[str, Document] = field(default_factory=dict)
+    #: Where each collected example stands, by node id.
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Reports that came without facts (xdist's report of a crashed worker's example,
+    #: made by the controller), until :meth:`resolve` finds their examples by node id.
+    pending: list[pytest.TestReport] = field(default_factory=list)
 
     def document(self, path: str) -> Document:
         """The document at *path*, created when it is new."""
@@ -127,6 +132,7 @@ class SpecOutcomes:
         if not isinstance(item, SybilItem):
             return
         facts = example_facts(item)
+        self.nodes[item.nodeid] = facts
         document = self.document(facts["path"])
         if document.text is None:
             document.text = item.example.document.text
@@ -136,6 +142,10 @@ class SpecOutcomes:
         """Fold one phase's report of a spec example into its example's run."""
         facts = getattr(report, REPORT_ATTRIBUTE, None)
         if not isinstance(facts, Mapping):
+            facts = self.nodes.get(report.nodeid)
+        if facts is None:
+            if "::" in report.nodeid:
+                self.pending.append(report)
             return
         document = self.document(facts["path"])
         example = document.example(facts["line"], facts["end_line"], facts["column"])
@@ -149,6 +159,14 @@ class SpecOutcomes:
             return
         example.runs[key] = run
 
+    def resolve(self) -> None:
+        """Fold in the reports that came without facts, once the examples collected
+        are all known; those of no spec example are dropped."""
+        pending, self.pending = self.pending, []
+        for report in pending:
+            if report.nodeid in self.nodes:
+                self.take_report(report)
+
     def take_collect_error(self, path: str, error: str) -> None:
         """Note that the spec file at *path* could not be collected, and why."""
         self.document(path).error = error or "collection failed"
@@ -161,6 +179,7 @@ class SpecOutcomes:
                 document.text = entry.get("text")
             for line, end_line, column in entry.get("examples", ()):
                 document.example(line, end_line, column)
+        self.nodes.update(data.get("nodes", {}))
 
     def as_dict(self) -> dict[str, Any]:
         """The collected documents, their texts and examples, as plain data."""
@@ -173,7 +192,8 @@ class SpecOutcomes:
                     ],
                 }
                 for path, document in self.documents.items()
-            }
+            },
+            "nodes": self.nodes,
         }
 
     def mark_accepted(self, path: str, line: int, new_want: str, *, written: bool) -> None:
@@ -275,7 +295,8 @@ def _run_of(report: pytest.TestReport, facts: Mapping[str, Any]) -> Run | None:
     (a passed setup or teardown)."""
     run_id = facts.get("run")
     if report.failed:
-        if report.when == "call":
+        if report.when not in ("setup", "teardown"):
+            # "call", or xdist's "???" for the example whose worker crashed.
             return Run(
                 FAILED,
                 run_id,
