@@ -241,6 +241,10 @@ def test_restructuredtext_blocks_of_every_kind_are_marked_on_their_lines(
     .. toctree::
        :maxdepth: 2
 
+    .. testcode::
+
+       print(  "kept as code"  )
+
     .. invisible-code-block: python
 
        hidden = True
@@ -262,14 +266,15 @@ def test_restructuredtext_blocks_of_every_kind_are_marked_on_their_lines(
         (12, "passed"),
         (15, "passed"),
         (21, "failed"),
-        (36, "passed"),
+        (40, "passed"),
     ]
     # Each example's code is its text, from its line (a directive's from its content).
     for example in shown:
         first = example.code.splitlines()[0]
         line = example.line + (2 if source[example.line - 1].startswith(".. ") else 0)
         assert source[line - 1].strip() == first
-    assert [(e.line, e.hidden) for e in examples if e.hidden] == [(32, True)]
+    assert [(e.line, e.hidden) for e in examples if e.hidden] == [(36, True)]
+    assert '<pre class="plain">print(  &quot;kept as code&quot;  )</pre>' in html
     for error in ("system-message", "problematic", "Unknown directive", "Unknown interpreted"):
         assert error not in html
     assert "Something new." in html
@@ -420,7 +425,9 @@ def test_a_document_that_cannot_be_collected_is_listed_with_why(
     assert row is not None
     assert "cannot read spec" in row.group(1)
     assert "utf-8" in row.group(1)
-    assert "Not collected" in page(pytester, "bad.rst").read_text()
+    bad = page(pytester, "bad.rst").read_text()
+    assert "Not collected" in bad
+    assert "Bad</h" in bad, "the document's text is shown as far as it can be read"
     assert statuses(page(pytester, "good.rst")) == [(6, "passed"), (8, "failed"), (10, "passed")]
 
 

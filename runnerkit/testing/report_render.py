@@ -271,11 +271,27 @@ def _box_directive() -> type[Any]:
             box = nodes.container(classes=["directive", f"directive-{self.name}"])
             title = " ".join([self.name, *self.arguments]).strip()
             box += nodes.paragraph("", "", nodes.strong(title, title), classes=["directive-name"])
-            if self.content:
+            if self.content and _holds_code(self.name):
+                text = "\n".join(self.content)
+                code = nodes.literal_block(text, text)
+                code["runnerkit_line"] = self.content_offset + 1
+                box += code
+            elif self.content:
                 self.state.nested_parse(self.content, self.content_offset, box)
             return [box]
 
     return Box
+
+
+#: Directives of Sphinx and its extensions whose content is code, not prose.
+_CODE_CONTENT = frozenset(
+    {"doctest", "ipython", "jupyter-execute", "literalinclude", "prompt", "testoutput"}
+)
+
+
+def _holds_code(name: str) -> bool:
+    """Whether the content of the directive *name* is code (``testcode``, ``doctest``...)."""
+    return "code" in name or name.startswith("test") or name in _CODE_CONTENT
 
 
 def _literal_role(

@@ -93,6 +93,8 @@ def write_site(
     for document in ordered(outcomes.documents.values()):
         name = page_name(document.path, root)
         text = texts.get(document.path, document.text)
+        if text is None:
+            text = _read(document.path)
         files[f"{name}.html"] = document_page(document, name, text)
         if text is not None:
             files[f"{name}.source.html"] = source_page(document, name, text)
@@ -249,6 +251,14 @@ def _page(*, title: str, up: str, header: str, body: str) -> str:
 def _up(name: str) -> str:
     """The relative link from the page of *name* to the report's top directory."""
     return "../" * (len(PurePosixPath(name).parts) - 1)
+
+
+def _read(path: str) -> str | None:
+    """The text of a document that was not collected, as far as it can be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 def _write(path: Path, content: str) -> None:
