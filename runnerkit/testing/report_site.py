@@ -197,7 +197,8 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
             worst = "failed"
         cells = "".join(f'<td class="count">{counts[s] or ""}</td>' for s in STATUSES)
         error = (
-            f'<div class="collect-error"><pre class="message">{escape(document.error)}</pre></div>'
+            '<div class="collect-error"><p>not collected:</p>'
+            f'<pre class="message">{escape(short_error(document.error))}</pre></div>'
             if document.error is not None
             else ""
         )
@@ -226,6 +227,21 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
             f"{versions}</table>"
         ),
     )
+
+
+def short_error(report: str) -> str:
+    """What pytest's report of a collection error says last: its last ``E`` lines
+    (the exception), else its last line; the page of the document has it all."""
+    lines = report.rstrip().splitlines()
+    last: list[str] = []
+    for line in reversed(lines):
+        if line.startswith("E "):
+            last.insert(0, line[1:].strip())
+        elif last:
+            break
+    if last:
+        return "\n".join(last)
+    return lines[-1].strip() if lines else report
 
 
 def _counts_line(counts: dict[str, int]) -> str:
