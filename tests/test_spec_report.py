@@ -624,3 +624,31 @@ def test_a_plain_test_module_is_not_in_the_report(pytester: pytest.Pytester) -> 
 
     index = (pytester.path / "report" / "index.html").read_text()
     assert re.findall(r'<a href="([^"]+)\.html">', index) == ["spec.rst"]
+
+
+def test_pages_are_laid_out_by_the_documents_paths(tmp_path: Path) -> None:
+    from runnerkit.testing.report_site import page_name
+
+    root = tmp_path / "project"
+    assert page_name(str(root / "docs" / "a.rst"), root) == "docs/a.rst"
+    outside = tmp_path / "elsewhere" / "b.md"
+    assert page_name(str(outside), root) == "_outside/" + outside.as_posix().lstrip("/")
+
+
+def test_the_index_gives_the_exception_of_a_collection_error() -> None:
+    from runnerkit.testing.report_site import short_error
+
+    report = "x.py:1: in f\n    raise E\nE   ValueError: one\nE   two\n\nsomething after\n"
+    assert short_error(report) == "ValueError: one\ntwo"
+    assert short_error(report.replace("something after\n", "")) == "ValueError: one\ntwo"
+    assert short_error("no marked lines\nthe last one\n") == "the last one"
+
+
+def test_a_block_is_found_by_its_text_when_docutils_gives_no_line() -> None:
+    from runnerkit.testing.report_render import _locate
+
+    source = ["Title", "", "  >>> 1", "  1", "", "  >>> 1", "  1"]
+    assert _locate(source, [">>> 1", "1"], None, 0) == 3
+    assert _locate(source, [">>> 1", "1"], None, 4) == 6
+    assert _locate(source, [">>> 1", "1"], 6, 0) == 6
+    assert _locate(source, [">>> 2"], None, 0) is None
