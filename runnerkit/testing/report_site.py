@@ -327,15 +327,14 @@ code, .literal { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-
 .count.status-not-run { background: var(--notrun); }
 div.code { background: var(--code); border-radius: 6px; padding: .5rem 0; margin: 1rem 0; }
 div.code pre.plain { padding: 0 1rem; }
-div.example { position: relative; margin: .25rem 0; padding: .2rem .75rem .2rem .75rem;
-  border-left: 6px solid var(--notrun); }
-div.example > pre { padding-right: 9rem; }
+div.example { margin: .25rem 0; padding: .2rem .75rem .2rem .75rem;
+  border-left: 6px solid var(--notrun); display: flow-root; }
 div.example.status-passed { border-left-color: var(--passed); background: #dafbe1; }
 div.example.status-failed { border-left-color: var(--failed); background: #ffebe9; }
 div.example.status-skipped { border-left-color: var(--skipped); background: #eaeef2; }
 div.example.status-accepted { border-left-color: var(--accepted); background: #fff8c5; }
 div.example.status-not-run { border-left-color: var(--notrun); background: transparent; }
-a.badge { position: absolute; right: .5rem; top: .2rem; font-size: 75%; color: #fff;
+a.badge { float: right; margin: 0 0 .2rem 1rem; font-size: 75%; color: #fff;
   padding: 0 .5em; border-radius: 1em; text-decoration: none; background: var(--notrun); }
 .status-passed > a.badge { background: var(--passed); }
 .status-failed > a.badge { background: var(--failed); }
