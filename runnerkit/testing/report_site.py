@@ -349,6 +349,7 @@ pre.diff span { display: block; }
 pre.diff .del { color: var(--failed); background: #ffebe9; }
 pre.diff .add { color: var(--passed); background: #dafbe1; }
 pre.diff .head, pre.diff .hunk { color: var(--skipped); }
+pre.diff .same { color: var(--ink); }
 pre.message { color: var(--failed); }
 pre.raw-html { background: var(--code); padding: .5rem 1rem; }
 .collect-error { border-left: 6px solid var(--failed); padding-left: .75rem; }
