@@ -431,6 +431,24 @@ def test_a_document_that_cannot_be_collected_is_listed_with_why(
     assert statuses(page(pytester, "good.rst")) == [(6, "passed"), (8, "failed"), (10, "passed")]
 
 
+def test_under_xdist_a_document_that_cannot_be_collected_is_listed(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, good_rst=ARITHMETIC)
+    (pytester.path / "bad.rst").write_bytes(b"Bad\n===\n\n>>> print('\xe9')\n\xe9\n")
+
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--spec-report", "report", "-p", "no:cacheprovider"
+    )
+
+    assert result.ret != 0
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert index.count("not collected:") == 1
+    assert "cannot read spec" in index
+    # xdist runs what was collected, collection errors or not.
+    assert statuses(page(pytester, "good.rst")) == [(6, "passed"), (8, "failed"), (10, "passed")]
+
+
 def test_accept_mode_marks_what_it_accepted(pytester: pytest.Pytester) -> None:
     project(pytester, spec_rst=ARITHMETIC)
 
