@@ -14,6 +14,8 @@ Installing runnerkit gives every project:
   pytest's doctest plugin would collect it too;
 * truthful ``--durations`` while a test freezes the clock
   (:mod:`runnerkit.testing.timecontrol`);
+* the specs given back as documents, each example marked passed, failed or skipped
+  where it stands, with ``--spec-report DIR`` (:mod:`runnerkit.testing.report`);
 * a suite split across machines with ``--spec-shard K/N``, each document whole on one
   shard and shards balanced by recorded durations (:mod:`runnerkit.testing.sharding`).
 
@@ -39,7 +41,11 @@ from runnerkit.testing.ordering import DocumentOrder
 from runnerkit.testing.timecontrol import TimeFactory, TimeFreezer, keep_pytest_timing_real
 from runnerkit.testing.world import World
 
-pytest_plugins = ["runnerkit.testing.accept", "runnerkit.testing.sharding"]
+pytest_plugins = [
+    "runnerkit.testing.accept",
+    "runnerkit.testing.sharding",
+    "runnerkit.testing.report",
+]
 
 #: The name under which the plugin registers its :class:`DocumentOrder`.
 _DOCUMENT_ORDER = "runnerkit-document-order"

@@ -1,0 +1,220 @@
+"""The spec report: ``pytest --spec-report DIR`` writes the specs back as documents.
+
+Each collected spec document is rendered as HTML, each example marked where it stands
+in the text as passed, failed, skipped, accepted or not run, a failure showing what
+was expected and what came instead; an index page counts them per document and says
+when and with what the run was made.  The pages are static and link to each other
+relatively, so they open from the file system (:mod:`runnerkit.testing.report_site`).
+
+Every process that runs examples notes their outcomes on pytest's reports
+(:mod:`runnerkit.testing.report_outcomes`); under xdist the controller receives the
+workers' reports, and the examples each worker collected in its ``workeroutput``, and
+it alone writes the report, once, at the end of the session, after accept mode
+(:mod:`runnerkit.testing.accept`) has said what it rewrote.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sybil.integration.pytest import SybilItem
+
+from runnerkit.testing.report_outcomes import (
+    REPORT_ATTRIBUTE,
+    SpecOutcomes,
+    doctest_skipped,
+    example_facts,
+    failure_facts,
+)
+
+#: The ``workeroutput`` key under which xdist workers send what they collected.
+WORKEROUTPUT_KEY = "runnerkit_report"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("runnerkit", "runnerkit specs")
+    group.addoption(
+        "--spec-report",
+        metavar="DIR",
+        default=None,
+        help="write the specs as HTML documents to DIR, each example marked passed,"
+        " failed, skipped or not run where it stands; open DIR/index.html",
+    )
+    parser.addini(
+        "spec_report",
+        "the directory --spec-report writes to when the option is not given",
+        default="",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    option = config.getoption("spec_report", None)
+    ini = str(config.getini("spec_report") or "")
+    if option is None and not ini:
+        return
+    if option is not None:
+        directory = Path(option)
+        if not directory.is_absolute():
+            directory = Path(config.invocation_params.dir) / directory
+    else:
+        directory = config.rootpath / ini
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is None:
+        check_writable(directory)
+    config.pluginmanager.register(SpecReport(config, directory.absolute()), SpecReport.NAME)
+
+
+def check_writable(directory: Path) -> None:
+    """Make sure the report can be written to *directory*, before anything runs.
+
+    :raises pytest.UsageError: *directory* is a file, or cannot be created or written.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise pytest.UsageError(f"--spec-report {directory}: is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise pytest.UsageError(
+            f"--spec-report {directory}: cannot write there: {error.strerror or error}"
+        ) from error
+
+
+class SpecReport:
+    """The plugin that notes each example's outcome and, in the controller, writes
+    the report.
+
+    :param directory: where to write it.
+    """
+
+    NAME = "runnerkit-spec-report"
+
+    def __init__(self, config: pytest.Config, directory: Path) -> None:
+        self.config = config
+        self.directory = directory
+        self.outcomes = SpecOutcomes()
+        workeroutput = getattr(config, "workeroutput", None)
+        #: Where a worker puts what it collected; None outside a worker.
+        self.outbox: dict[str, Any] | None = workeroutput
+        self.written: Path | None = None
+        self.error: str | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Note every spec example collected, before any is deselected."""
+        for item in items:
+            self.outcomes.collect(item)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """Note a spec file that could not be collected."""
+        if report.failed and self.outbox is None:
+            path = _spec_path(report, self.config)
+            if path is not None:
+                self.outcomes.take_collect_error(str(path), report.longreprtext)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Put on each report of a spec example where the example stands, and what
+        it expected and got when it failed."""
+        report = yield
+        if isinstance(item, SybilItem):
+            facts = example_facts(item)
+            if call.excinfo is not None and report.failed:
+                facts.update(failure_facts(item, call.excinfo.value))
+            if call.when == "call" and report.passed and doctest_skipped(item):
+                facts["doctest_skip"] = True
+            setattr(report, REPORT_ATTRIBUTE, facts)
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Fold each report in; in the controller, the workers' reports too."""
+        if self.outbox is None:
+            self.outcomes.take_report(report)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Take in what a finished worker collected."""
+        data = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
+        if data:
+            self.outcomes.merge(data)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """In a worker, send what it collected; else write the report, after accept
+        mode has rewritten what it rewrites."""
+        if self.outbox is not None:
+            self.outbox[WORKEROUTPUT_KEY] = self.outcomes.as_dict()
+            return
+        from runnerkit.testing.report_site import RunFacts, write_site
+
+        self.outcomes.resolve()
+        texts = self._take_acceptances()
+        try:
+            self.written = write_site(
+                self.directory,
+                self.outcomes,
+                RunFacts.now(self.config),
+                root=self.config.rootpath,
+                texts=texts,
+            )
+        except OSError as error:
+            self.error = f"spec report not written to {self.directory}: {error}"
+
+    def _take_acceptances(self) -> dict[str, str]:
+        """Mark what accept mode rewrote (or refused); the documents' texts as they
+        were before it rewrote them, by path."""
+        accept = self.config.pluginmanager.get_plugin("runnerkit-accept")
+        texts: dict[str, str] = {}
+        if accept is None:
+            return texts
+        failed_writes = " ".join(accept.errors)
+        for change in accept.changes:
+            path = str(change.path)
+            texts[path] = change.old
+            written = not accept.dry_run and f"{change.path}: not rewritten" not in failed_writes
+            for _, acceptance in change.accepted:
+                self.outcomes.mark_accepted(
+                    acceptance.path, acceptance.line, acceptance.new_want, written=written
+                )
+            for refusal in change.refused:
+                self.outcomes.note_refusal(refusal.path, refusal.line, refusal.reason)
+        for record in accept.records:
+            reason = getattr(record, "reason", None)
+            if reason is not None:
+                self.outcomes.note_refusal(record.path, record.line, reason)
+        return texts
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """Say where the report is."""
+        if self.outbox is not None:
+            return
+        if self.error is not None:
+            terminalreporter.write_line(self.error, red=True)
+        elif self.written is not None:
+            terminalreporter.write_line(f"spec report: {_shown(self.written)}")
+
+
+def _spec_path(report: pytest.CollectReport, config: pytest.Config) -> Path | None:
+    """The path of the document whose collection *report* is of, or None when it is of
+    no document (a Python module, a directory, an item)."""
+    if not report.nodeid or "::" in report.nodeid:
+        return None
+    path = config.rootpath / report.nodeid
+    if path.suffix in ("", ".py") or path.is_dir():
+        return None
+    return path
+
+
+def _shown(path: Path) -> str:
+    """*path* relative to the current directory when it is below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

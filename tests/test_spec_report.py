@@ -1,0 +1,672 @@
+"""``pytest --spec-report DIR`` gives the specs back as HTML documents, marked in place.
+
+Each test builds a small project with pytester, runs its specs with the option, and
+reads the pages back (:mod:`spec_report_pages`): which examples are marked, with
+which status, on which line, and what is written under a failure.  The browser tests
+are in ``test_spec_report_browser.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+from spec_report_pages import marked_examples, statuses
+
+pytest_plugins = ["pytester"]
+
+SPECS_CONFTEST = """\
+from runnerkit.testing import collect_specs
+
+pytest_collect_file = collect_specs(["**/*.rst", "**/*.md"])
+"""
+
+#: A spec whose second example fails: it expects 3 and gets 2.
+ARITHMETIC = """\
+Arithmetic
+==========
+
+Adding up, in a doctest block:
+
+>>> 1 + 1
+2
+>>> 1 + 2
+4
+>>> print("after")
+after
+
+The end.
+"""
+
+
+def project(pytester: pytest.Pytester, conftest: str = SPECS_CONFTEST, **documents: str) -> None:
+    """A project with *conftest* and *documents*, by path (``docs__x_rst`` is ``docs/x.rst``)."""
+    pytester.makeconftest(conftest)
+    for name, text in documents.items():
+        path = pytester.path / name.replace("__", "/").replace("_rst", ".rst").replace(
+            "_md", ".md"
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+
+
+def page(pytester: pytest.Pytester, name: str, report: str = "report") -> Path:
+    return pytester.path / report / f"{name}.html"
+
+
+def test_a_failing_example_is_marked_where_it_stands_with_its_diff(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, spec_rst=ARITHMETIC)
+
+    result = pytester.runpytest("--spec-report", "report")
+
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["spec report: report/index.html"])
+    examples = marked_examples(page(pytester, "spec.rst"))
+    assert [(e.line, e.status) for e in examples] == [(6, "passed"), (8, "failed"), (10, "passed")]
+    failed = examples[1]
+    assert failed.code == ">>> 1 + 2\n4"
+    assert "failed" in failed.outcome
+    assert "-4" in failed.outcome
+    assert "+3" in failed.outcome
+    assert "status-failed" in failed.classes
+    assert examples[0].outcome == examples[2].outcome == ""
+    # The prose around the examples is there, in order.
+    text = page(pytester, "spec.rst").read_text()
+    assert text.index("Adding up") < text.index("example-L6") < text.index("The end.")
+
+
+def test_the_index_counts_each_document_and_says_when_and_with_what(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, spec_rst=ARITHMETIC, other_rst="Other\n=====\n\n>>> 2\n2\n")
+
+    pytester.runpytest("--spec-report", "report")
+
+    index = (pytester.path / "report" / "index.html").read_text()
+    rows = re.findall(r'<tr class="status-([\w-]+)"><td><a href="([^"]+)">', index)
+    assert rows == [("passed", "other.rst.html"), ("failed", "spec.rst.html")]
+    assert re.search(r"<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00</time>", index)
+    for name in ("Python", "pytest", "runnerkit", "sybil", "docutils", "markdown-it-py"):
+        assert f"<th>{name}</th>" in index
+    assert "pytest --spec-report report" in index
+    totals = re.search(r"<tfoot>(.*)</tfoot>", index)
+    assert totals is not None
+    assert re.findall(r'<td class="count">(\d+)</td>', totals.group(1)) == [
+        "1",
+        "0",
+        "3",
+        "0",
+        "0",
+    ]
+    assert (pytester.path / "report" / "report.css").is_file()
+
+
+def test_output_is_shown_as_text_never_as_markup(pytester: pytest.Pytester) -> None:
+    spec = """\
+    Escaping
+    ========
+
+    >>> print("<script>alert('x')</script><b>bold</b>")
+    <i>no</i>
+
+    <b>not bold</b> either.
+    """
+    project(pytester, spec_rst=spec)
+
+    pytester.runpytest("--spec-report", "report")
+
+    html = page(pytester, "spec.rst").read_text()
+    assert "<script" not in html
+    assert "<b>" not in html
+    assert "<i>" not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    [example] = marked_examples(html)
+    assert "+<script>alert('x')</script><b>bold</b>" in example.outcome
+    source = (pytester.path / "report" / "spec.rst.source.html").read_text()
+    assert "<script" not in source
+
+
+def test_raw_html_in_markdown_is_shown_as_text(pytester: pytest.Pytester) -> None:
+    spec = """\
+    # Markdown
+
+    <script>alert(1)</script>
+
+    <!-- a comment, left out -->
+
+    ```pycon
+    >>> 1
+    1
+    ```
+    """
+    project(pytester, guide_md=spec)
+
+    pytester.runpytest("--spec-report", "report")
+
+    html = page(pytester, "guide.md").read_text()
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "a comment, left out" not in html
+
+
+def test_markdown_specs_are_marked_in_their_fences(pytester: pytest.Pytester) -> None:
+    spec = """\
+    # A guide
+
+    Some *prose* and a table:
+
+    | a | b |
+    |---|---|
+    | 1 | 2 |
+
+    ```pycon
+    >>> 2 * 2
+    4
+    >>> 2 * 3
+    7
+    ```
+
+    ```python
+    x = 1
+    assert x == 2
+    ```
+
+    ```console
+    $ echo hello
+    hello
+    ```
+    """
+    project(pytester, guide_md=spec)
+
+    pytester.runpytest("--spec-report", "report")
+
+    html = page(pytester, "guide.md")
+    examples = marked_examples(html)
+    assert [(e.line, e.status) for e in examples] == [
+        (10, "passed"),
+        (12, "failed"),
+        (16, "failed"),
+        (22, "passed"),
+    ]
+    assert [e.code for e in examples] == [
+        ">>> 2 * 2\n4",
+        ">>> 2 * 3\n7",
+        "x = 1\nassert x == 2",
+        "$ echo hello\nhello",
+    ]
+    assert "-7" in examples[1].outcome
+    assert "+6" in examples[1].outcome
+    assert "AssertionError" in examples[2].outcome
+    text = html.read_text()
+    assert "<table>" in text
+    assert "<em>prose</em>" in text
+
+
+def test_restructuredtext_blocks_of_every_kind_are_marked_on_their_lines(
+    pytester: pytest.Pytester,
+) -> None:
+    spec = """\
+    Blocks
+    ======
+
+    A literal block::
+
+        >>> a = 1
+        >>> a
+        1
+
+    - In a list:
+
+      >>> a + 1
+      2
+
+    .. code-block:: python
+
+       b = a + 1
+
+    .. sourcecode:: console
+
+       $ echo hi
+       ho
+
+    .. note:: See :func:`print`, :class:`~x.Y` and :meth:`Z <z.z>`.
+
+    .. versionadded:: 1.0
+       Something new.
+
+    .. toctree::
+       :maxdepth: 2
+
+    .. testcode::
+
+       print(  "kept as code"  )
+
+    .. invisible-code-block: python
+
+       hidden = True
+
+    >>> hidden
+    True
+    """
+    project(pytester, spec_rst=spec)
+
+    pytester.runpytest("--spec-report", "report")
+
+    html = page(pytester, "spec.rst").read_text()
+    examples = marked_examples(html)
+    source = (pytester.path / "spec.rst").read_text().splitlines()
+    shown = [e for e in examples if not e.hidden]
+    assert [(e.line, e.status) for e in shown] == [
+        (6, "passed"),
+        (7, "passed"),
+        (12, "passed"),
+        (15, "passed"),
+        (21, "failed"),
+        (40, "passed"),
+    ]
+    # Each example's code is its text, from its line (a directive's from its content).
+    for example in shown:
+        first = example.code.splitlines()[0]
+        line = example.line + (2 if source[example.line - 1].startswith(".. ") else 0)
+        assert source[line - 1].strip() == first
+    assert [(e.line, e.hidden) for e in examples if e.hidden] == [(36, True)]
+    assert '<pre class="plain">print(  &quot;kept as code&quot;  )</pre>' in html
+    for error in ("system-message", "problematic", "Unknown directive", "Unknown interpreted"):
+        assert error not in html
+    assert "Something new." in html
+    assert "versionadded 1.0" in html
+    assert ">print</span>" in html
+    assert ">x.Y</span>" in html
+    assert ">Z</span>" in html
+    assert "+hi" in examples[4].outcome
+
+
+def test_each_example_links_to_its_line_on_the_source_page(pytester: pytest.Pytester) -> None:
+    project(pytester, docs__sub__spec_rst=ARITHMETIC)
+
+    pytester.runpytest("--spec-report", "report")
+
+    examples = marked_examples(page(pytester, "docs/sub/spec.rst"))
+    assert [e.link for e in examples] == [f"spec.rst.source.html#L{n}" for n in (6, 8, 10)]
+    source = (pytester.path / "report" / "docs" / "sub" / "spec.rst.source.html").read_text()
+    row = re.search(r'<tr id="L8" class="status-failed">.*?<pre>(.*?)</pre>', source)
+    assert row is not None
+    assert row.group(1) == "&gt;&gt;&gt; 1 + 2"
+    document = page(pytester, "docs/sub/spec.rst").read_text()
+    assert 'href="../../report.css"' in document
+    assert 'href="../../index.html"' in document
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert 'href="docs/sub/spec.rst.html"' in index
+
+
+def test_skipped_examples_say_why(pytester: pytest.Pytester) -> None:
+    conftest = SPECS_CONFTEST + textwrap.dedent(
+        """
+        import pytest
+
+        @pytest.fixture
+        def network():
+            pytest.skip("no network here")
+        """
+    )
+    spec = """\
+    Skips
+    =====
+
+    >>> 1 / 0  # doctest: +SKIP
+
+    .. skip: next "not on this machine"
+
+    >>> 2 / 0
+
+    >>> 3
+    3
+    """
+    offline = """\
+    Offline
+    =======
+
+    .. runnerkit-usefixtures: network
+
+    >>> 4
+    4
+    """
+    project(pytester, conftest, spec_rst=spec, offline_rst=offline)
+
+    pytester.runpytest("--spec-report", "report")
+
+    examples = {e.line: e for e in marked_examples(page(pytester, "spec.rst"))}
+    assert {line: (e.status, e.hidden) for line, e in examples.items()} == {
+        4: ("skipped", False),
+        8: ("skipped", False),
+        10: ("passed", False),
+        # The skip directive, a comment, is an example the text does not show.
+        6: ("passed", True),
+    }
+    assert "+SKIP" in examples[4].outcome
+    assert "not on this machine" in examples[8].outcome
+    [offline_example] = marked_examples(page(pytester, "offline.rst"))
+    assert offline_example.status == "skipped"
+    assert "no network here" in offline_example.outcome
+
+
+def test_examples_left_out_of_the_run_are_marked_not_run(pytester: pytest.Pytester) -> None:
+    project(pytester, spec_rst=ARITHMETIC, other_rst="Other\n=====\n\n>>> 2\n2\n")
+
+    result = pytester.runpytest("--spec-report", "report", "-k", "spec and line:6")
+
+    result.assert_outcomes(passed=1)
+    assert statuses(page(pytester, "spec.rst")) == [(6, "passed"), (8, "not run"), (10, "not run")]
+    assert statuses(page(pytester, "other.rst")) == [(4, "not run")]
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert '<tr class="status-not-run"><td><a href="other.rst.html">' in index
+
+
+def test_each_run_of_a_parametrized_document_is_shown(pytester: pytest.Pytester) -> None:
+    conftest = SPECS_CONFTEST + textwrap.dedent(
+        """
+        import pytest
+
+        @pytest.fixture(params=["en", "fr"])
+        def language(request):
+            return request.param
+        """
+    )
+    spec = """\
+    Languages
+    =========
+
+    .. runnerkit-fixtures: language
+
+    >>> language in ("en", "fr")
+    True
+    >>> language
+    'en'
+    """
+    project(pytester, conftest, spec_rst=spec)
+
+    pytester.runpytest("--spec-report", "report").assert_outcomes(passed=3, failed=1)
+
+    first, second = marked_examples(page(pytester, "spec.rst"))
+    assert (first.status, second.status) == ("passed", "failed")
+    assert first.badge == "line 6 · passed [en] · passed [fr]"
+    assert second.badge == "line 8 · passed [en] · failed [fr]"
+    assert "failed [fr]" in second.outcome
+    assert "+'fr'" in second.outcome
+    assert "[en]" not in second.outcome
+
+
+def test_a_document_that_cannot_be_collected_is_listed_with_why(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, good_rst=ARITHMETIC)
+    (pytester.path / "bad.rst").write_bytes(b"Bad\n===\n\n>>> print('\xe9')\n\xe9\n")
+
+    stopped = pytester.runpytest("--spec-report", "stopped")
+    result = pytester.runpytest("--spec-report", "report", "--continue-on-collection-errors")
+
+    # pytest runs nothing after a collection error, unless told to go on.
+    stopped.assert_outcomes(errors=1)
+    assert "cannot read spec" in (pytester.path / "stopped" / "index.html").read_text()
+    assert statuses(page(pytester, "good.rst", "stopped")) == [
+        (6, "not run"),
+        (8, "not run"),
+        (10, "not run"),
+    ]
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    index = (pytester.path / "report" / "index.html").read_text()
+    row = re.search(
+        r'<tr class="status-failed"><td><a href="bad.rst.html">(.*?)</tr>', index, re.S
+    )
+    assert row is not None
+    assert "cannot read spec" in row.group(1)
+    assert "utf-8" in row.group(1)
+    bad = page(pytester, "bad.rst").read_text()
+    assert "Not collected" in bad
+    assert "Bad</h" in bad, "the document's text is shown as far as it can be read"
+    assert statuses(page(pytester, "good.rst")) == [(6, "passed"), (8, "failed"), (10, "passed")]
+
+
+def test_under_xdist_a_document_that_cannot_be_collected_is_listed(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, good_rst=ARITHMETIC)
+    (pytester.path / "bad.rst").write_bytes(b"Bad\n===\n\n>>> print('\xe9')\n\xe9\n")
+
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--spec-report", "report", "-p", "no:cacheprovider"
+    )
+
+    assert result.ret != 0
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert index.count("not collected:") == 1
+    assert "cannot read spec" in index
+    # xdist runs what was collected, collection errors or not.
+    assert statuses(page(pytester, "good.rst")) == [(6, "passed"), (8, "failed"), (10, "passed")]
+
+
+def test_accept_mode_marks_what_it_accepted(pytester: pytest.Pytester) -> None:
+    project(pytester, spec_rst=ARITHMETIC)
+
+    result = pytester.runpytest("--spec-report", "report", "--spec-accept")
+
+    result.stdout.fnmatch_lines(["spec.rst: rewrote 1 example (line 8)"])
+    examples = marked_examples(page(pytester, "spec.rst"))
+    assert [(e.line, e.status) for e in examples] == [
+        (6, "passed"),
+        (8, "accepted"),
+        (10, "passed"),
+    ]
+    accepted = examples[1]
+    # The page shows the text that ran, and what accept mode wrote instead.
+    assert accepted.code == ">>> 1 + 2\n4"
+    assert "accept mode wrote the expected output:3" in accepted.outcome
+    assert "1 accepted" in (pytester.path / "report" / "index.html").read_text()
+
+
+def test_a_dry_run_of_accept_mode_leaves_the_failure_failed(pytester: pytest.Pytester) -> None:
+    project(pytester, spec_rst=ARITHMETIC)
+
+    pytester.runpytest("--spec-report", "report", "--spec-accept-diff")
+
+    examples = marked_examples(page(pytester, "spec.rst"))
+    assert examples[1].status == "failed"
+    assert "accept mode would write the expected output:3" in examples[1].outcome
+
+
+def test_an_example_accept_mode_refuses_says_why(pytester: pytest.Pytester) -> None:
+    spec = """\
+    Refused
+    =======
+
+    >>> raise ValueError("boom")
+    1
+    """
+    project(pytester, spec_rst=spec)
+
+    pytester.runpytest("--spec-report", "report", "--spec-accept")
+
+    [example] = marked_examples(page(pytester, "spec.rst"))
+    assert example.status == "failed"
+    assert "not accepted:" in example.outcome
+    assert "ValueError: boom" in example.outcome
+
+
+def _report_files(directory: Path) -> dict[str, str]:
+    """The report's files, the run's date and command left out of the index."""
+    files = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            text = path.read_text()
+            if path.name == "index.html":
+                text = re.sub(r"<time>.*?</time>", "", text)
+                text = re.sub(r"<code>pytest .*?</code>", "", text)
+                text = re.sub(r"<tr><th>pytest-xdist</th><td>.*?</td></tr>", "", text)
+            files[str(path.relative_to(directory))] = text
+    return files
+
+
+def test_under_xdist_the_controller_writes_the_same_report(pytester: pytest.Pytester) -> None:
+    project(
+        pytester,
+        a_rst=ARITHMETIC,
+        b_rst="B\n=\n\n>>> 2\n2\n",
+        c_md="# C\n\n```pycon\n>>> 3\n4\n```\n",
+    )
+
+    alone = pytester.runpytest_subprocess("--spec-report", "alone", "-p", "no:cacheprovider")
+    shared = pytester.runpytest_subprocess(
+        "-n", "2", "--spec-report", "shared", "-p", "no:cacheprovider", "-k", "not b.rst"
+    )
+    together = pytester.runpytest_subprocess(
+        "-n", "2", "--spec-report", "together", "-p", "no:cacheprovider"
+    )
+
+    alone.assert_outcomes(passed=3, failed=2)
+    together.assert_outcomes(passed=3, failed=2)
+    together.stdout.fnmatch_lines(["spec report: together/index.html"])
+    assert _report_files(pytester.path / "together") == _report_files(pytester.path / "alone")
+    # A deselected document, which no worker ran, is not run, not lost.
+    shared.assert_outcomes(passed=2, failed=2)
+    assert statuses(page(pytester, "b.rst", "shared")) == [(4, "not run")]
+    assert statuses(page(pytester, "c.md", "shared")) == [(4, "failed")]
+
+
+def test_under_xdist_accept_mode_is_reported(pytester: pytest.Pytester) -> None:
+    project(pytester, a_rst=ARITHMETIC, b_rst=ARITHMETIC)
+
+    pytester.runpytest_subprocess(
+        "-n", "2", "--spec-report", "report", "--spec-accept", "-p", "no:cacheprovider"
+    )
+
+    for name in ("a.rst", "b.rst"):
+        assert statuses(page(pytester, name)) == [(6, "passed"), (8, "accepted"), (10, "passed")]
+    assert "    >>> 1 + 2\n    3\n" not in ARITHMETIC
+    assert ">>> 1 + 2\n3\n" in (pytester.path / "a.rst").read_text()
+
+
+def test_an_example_that_crashes_its_worker_is_failed_and_so_is_the_rest_of_it(
+    pytester: pytest.Pytester,
+) -> None:
+    crashing = """\
+    Crashing
+    ========
+
+    >>> import os
+
+    >>> if not os.path.exists("crashed-once"):
+    ...     open("crashed-once", "w").close(); os.kill(os.getpid(), 9)
+
+    >>> 1 + 1
+    2
+    """
+    project(pytester, crashing_rst=crashing, quiet_rst="Quiet\n=====\n\n>>> 2\n2\n")
+
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--spec-report", "report", "-p", "no:cacheprovider"
+    )
+
+    result.assert_outcomes(passed=2, failed=2)
+    examples = marked_examples(page(pytester, "crashing.rst"))
+    assert [(e.line, e.status) for e in examples] == [(4, "passed"), (6, "failed"), (9, "failed")]
+    assert "crashed" in examples[1].outcome
+    assert "crashed while running" in examples[2].outcome
+    assert statuses(page(pytester, "quiet.rst")) == [(4, "passed")]
+
+
+def test_the_report_is_rewritten_and_only_its_own_files_removed(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, spec_rst=ARITHMETIC, docs__gone_rst="Gone\n====\n\n>>> 1\n1\n")
+    pytester.runpytest("--spec-report", "report")
+    assert page(pytester, "docs/gone.rst").is_file()
+    mine = pytester.path / "report" / "notes.txt"
+    mine.write_text("kept")
+    (pytester.path / "docs" / "gone.rst").unlink()
+    (pytester.path / "spec.rst").write_text(ARITHMETIC.replace("4\n", "3\n"))
+
+    pytester.runpytest("--spec-report", "report")
+
+    assert not (pytester.path / "report" / "docs").exists()
+    assert mine.read_text() == "kept"
+    assert statuses(page(pytester, "spec.rst")) == [(6, "passed"), (8, "passed"), (10, "passed")]
+
+
+def test_the_directory_can_be_set_in_the_ini_file(pytester: pytest.Pytester) -> None:
+    project(pytester, spec_rst=ARITHMETIC)
+    pytester.makeini("[pytest]\nspec_report = build/specs\n")
+
+    result = pytester.runpytest()
+
+    result.stdout.fnmatch_lines(["spec report: build/specs/index.html"])
+    assert (pytester.path / "build" / "specs" / "spec.rst.html").is_file()
+
+
+@pytest.mark.parametrize("where", ["a file", "below a file"])
+def test_a_directory_that_cannot_be_written_is_a_usage_error(
+    pytester: pytest.Pytester, where: str
+) -> None:
+    project(pytester, spec_rst=ARITHMETIC)
+    (pytester.path / "taken").write_text("")
+    target = "taken" if where == "a file" else "taken/report"
+
+    result = pytester.runpytest("--spec-report", target)
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    expected = "is not a directory" if where == "a file" else "cannot write there"
+    result.stderr.fnmatch_lines([f"ERROR: --spec-report {pytester.path / target}: {expected}*"])
+    assert (pytester.path / "taken").read_text() == ""
+
+
+def test_without_the_option_nothing_is_written(pytester: pytest.Pytester) -> None:
+    project(pytester, spec_rst=ARITHMETIC)
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(passed=2, failed=1)
+    assert "spec report" not in result.stdout.str()
+    files = sorted(p.name for p in pytester.path.iterdir() if not p.name.startswith("."))
+    assert files == ["conftest.py", "spec.rst"]
+
+
+def test_a_plain_test_module_is_not_in_the_report(pytester: pytest.Pytester) -> None:
+    project(pytester, spec_rst=ARITHMETIC)
+    pytester.makepyfile(test_plain="def test_it():\n    assert False\n")
+    pytester.makepyfile(test_broken="import nowhere_to_be_found\n")
+
+    pytester.runpytest("--spec-report", "report")
+
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert re.findall(r'<a href="([^"]+)\.html">', index) == ["spec.rst"]
+
+
+def test_pages_are_laid_out_by_the_documents_paths(tmp_path: Path) -> None:
+    from runnerkit.testing.report_site import page_name
+
+    root = tmp_path / "project"
+    assert page_name(str(root / "docs" / "a.rst"), root) == "docs/a.rst"
+    outside = tmp_path / "elsewhere" / "b.md"
+    assert page_name(str(outside), root) == "_outside/" + outside.as_posix().lstrip("/")
+
+
+def test_the_index_gives_the_exception_of_a_collection_error() -> None:
+    from runnerkit.testing.report_site import short_error
+
+    report = "x.py:1: in f\n    raise E\nE   ValueError: one\nE   two\n\nsomething after\n"
+    assert short_error(report) == "ValueError: one\ntwo"
+    assert short_error(report.replace("something after\n", "")) == "ValueError: one\ntwo"
+    assert short_error("no marked lines\nthe last one\n") == "the last one"
+
+
+def test_a_block_is_found_by_its_text_when_docutils_gives_no_line() -> None:
+    from runnerkit.testing.report_render import _locate
+
+    source = ["Title", "", "  >>> 1", "  1", "", "  >>> 1", "  1"]
+    assert _locate(source, [">>> 1", "1"], None, 0) == 3
+    assert _locate(source, [">>> 1", "1"], None, 4) == 6
+    assert _locate(source, [">>> 1", "1"], 6, 0) == 6
+    assert _locate(source, [">>> 2"], None, 0) is None
