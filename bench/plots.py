@@ -25,10 +25,11 @@ import os
 import re
 import tempfile
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from bench.stats import Measurement, median
 
@@ -60,6 +61,25 @@ _PALETTE = (
     "#bcbd45",
     "#58bbcc",
 )
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _plain_text(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run *function* with matplotlib's mathtext off: a ``$`` in a measurement's title
+    (``$VAR_DIR``) is drawn as written, never parsed as TeX (which garbles the text or
+    raises on an unbalanced ``$``)."""
+
+    @wraps(function)
+    def plain(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        from matplotlib import rc_context
+
+        with rc_context({"text.parse_math": False}):
+            return function(*args, **kwargs)
+
+    return plain
 
 
 class PlotError(Exception):
@@ -229,6 +249,7 @@ def _ratio_panel(axes: Axes, bars: Sequence[Bar], colours: dict[str, str]) -> No
     axes.set_axisbelow(True)
 
 
+@_plain_text
 def draw_ratios(measurements: Sequence[Measurement], date: str) -> tuple[Figure, list[Bar]]:
     """The ratios plot of the first table's *measurements*, and the bars it draws."""
     from matplotlib.figure import Figure
@@ -333,6 +354,7 @@ def scaling_points(measurements: Sequence[Measurement]) -> list[Point]:
     return sorted(points, key=lambda point: (order.index(point.key), point.processes))
 
 
+@_plain_text
 def draw_scaling(
     measurements: Sequence[Measurement], date: str, cores: int | None
 ) -> tuple[Figure, list[Point]]:
@@ -389,6 +411,7 @@ def draw_scaling(
 # Files.
 
 
+@_plain_text
 def draw_nothing(title: str, why: str) -> Figure:
     """A small figure that says why there is no plot: a README's image stays honest."""
     from matplotlib.figure import Figure
@@ -399,6 +422,7 @@ def draw_nothing(title: str, why: str) -> Figure:
     return figure
 
 
+@_plain_text
 def save(figure: Figure, path: Path) -> bool:
     """Write *figure* to *path* as PNG, unless the file already holds the same bytes.
 

@@ -464,3 +464,17 @@ def test_without_valkey_the_scaling_plot_says_why(
     images = tmp_path / "docs" / "images" / "bench"
     assert sorted(path.name for path in images.iterdir()) == ["scaling.png"]
     assert png_size(images / "scaling.png") == (800, 120)
+
+
+@pytest.mark.parametrize("title", ["from $VAR_DIR to $HOME", r"cost $\foo{$ here", "a $ alone"])
+def test_a_dollar_in_a_title_is_drawn_as_written(tmp_path: Path, title: str) -> None:
+    # matplotlib reads $...$ as TeX: garbled text, or a ParseFatalException when it
+    # does not parse. A measurement's title is plain text.
+    measurement = enqueue()
+    measurement.title = title
+    figure, _ = plots.draw_ratios([measurement], "2026-11-30")
+    assert plots.save(figure, tmp_path / "ratios.png") is True
+    labels = [label.get_text() for label in figure.axes[0].get_yticklabels()]
+    assert any(title in label.replace("\n", " ") for label in labels), labels
+    note = plots.draw_nothing(title, "why: $x")
+    assert plots.save(note, tmp_path / "note.png") is True
