@@ -110,7 +110,9 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it Chromium posts the page's forms with "Origin: null",
+    # which cross_site() must refuse.  same-origin tells nothing to any other site.
+    "Referrer-Policy": "same-origin",
 }
 
 
@@ -609,7 +611,7 @@ th{background:#eef1f5;font-weight:600}td.num{text-align:right;font-variant-numer
 code,.id{font-family:ui-monospace,monospace;font-size:.92em}
 .meta{color:#5a6270}.problem{color:#a8200d}.done{color:#176b2c;font-weight:600}
 .state-running{color:#176b2c}.state-down,.state-stuck{color:#a8200d}.state-starting{color:#8a5a00}
-td.reason{max-width:28em;word-break:break-word}form{display:inline;margin:0}
+td.reason{min-width:14em;max-width:28em;overflow-wrap:anywhere}form{display:inline;margin:0}
 button{font:inherit;padding:.15em .6em;border:1px solid #9aa3b0;border-radius:3px;
  background:#fff;cursor:pointer}
 button.discard{border-color:#c9736a;color:#8f1d10}nav.pages a,nav.pages span{margin-right:.5em}
