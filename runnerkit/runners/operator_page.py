@@ -608,10 +608,11 @@ h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}
 table{border-collapse:collapse;background:#fff;box-shadow:0 1px 2px #0002;margin:.3em 0}
 th,td{padding:.35em .7em;border-bottom:1px solid #e3e6eb;text-align:left;vertical-align:top}
 th{background:#eef1f5;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
-code,.id{font-family:ui-monospace,monospace;font-size:.92em}
+code,.id{font-family:ui-monospace,monospace;font-size:.85em}
+td.id{max-width:19em;overflow-wrap:anywhere}td.actions{white-space:nowrap}
 .meta{color:#5a6270}.problem{color:#a8200d}.done{color:#176b2c;font-weight:600}
 .state-running{color:#176b2c}.state-down,.state-stuck{color:#a8200d}.state-starting{color:#8a5a00}
-td.reason{min-width:14em;max-width:28em;overflow-wrap:anywhere}form{display:inline;margin:0}
+td.reason{min-width:11em;max-width:26em;overflow-wrap:anywhere}form{display:inline;margin:0}
 button{font:inherit;padding:.15em .6em;border:1px solid #9aa3b0;border-radius:3px;
  background:#fff;cursor:pointer}
 button.discard{border-color:#c9736a;color:#8f1d10}nav.pages a,nav.pages span{margin-right:.5em}
@@ -696,7 +697,7 @@ def _entry_row(item: Entry, now: float) -> str:
         f'<td title="{escape(iso_time(item.since))}">{escape(format_age(item.age(now)))}</td>'
         f"<td>{escape(item.subject) or '-'}</td>"
         f'<td class="id">{escape(_message_id(item)) or "-"}</td>'
-        f"<td>{buttons}</td></tr>"
+        f'<td class="actions">{buttons}</td></tr>'
     )
 
 
