@@ -236,6 +236,9 @@ def test_the_page_reloads_itself_unless_told_not_to(
         reply = server.page(wrong)
         assert reply.status == 400, wrong
         assert "must be a whole number" in reply.text
+    crowded = server.page("?" + "&".join(f"x{number}=1" for number in range(30)))
+    assert crowded.status == 400
+    assert "the query cannot be read" in crowded.text
     server.stop()
     config.push("slow", "[rest]\npage_refresh: 1m\n")
     slow = PageServer(config).start()

@@ -199,10 +199,21 @@ def parse_page_query(query: str, default_refresh: int) -> PageQuery:
 
     :raises PageError: a value is not a whole number in range (400).
     """
-    fields = dict(parse_qsl(query, max_num_fields=20))
+    fields = query_fields(query)
     refresh = _whole(fields, "refresh", default_refresh, 0, MAX_REFRESH)
     pages = {name: _whole(fields, f"{name}_page", 1, 1, 10**9) for name in ENTRY_QUEUES}
     return PageQuery(refresh, pages)
+
+
+def query_fields(query: str) -> dict[str, str]:
+    """The fields of a URL's *query*, the last of each name.
+
+    :raises PageError: more than 20 of them (400).
+    """
+    try:
+        return dict(parse_qsl(query, max_num_fields=20))
+    except ValueError as error:
+        raise PageError(HTTPStatus.BAD_REQUEST, f"the query cannot be read: {error}") from None
 
 
 def _whole(fields: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
@@ -385,10 +396,10 @@ class OperatorPage:
 
     def _section(self, name: str, asked: PageQuery, now: float) -> str:
         """The entries of queue *name* on the page *asked* for."""
-        title = f'<h2 id="{name}">{escape(name)}</h2>'
+        title = f'<h2 id="{escape(name)}">{escape(name)}</h2>'
         switchboard = self.site.switchboards.get(name)
         if switchboard is None:
-            return f"{title}<p>No queue {escape(name)!s} in this site.</p>"
+            return f"{title}<p>No queue {escape(name)} in this site.</p>"
         number = asked.pages.get(name, 1)
         try:
             total, entries = entry_page(switchboard, (number - 1) * PAGE_SIZE, PAGE_SIZE)
@@ -423,7 +434,7 @@ class OperatorPage:
 
         :raises PageError: the query is wrong (400), or names no entry (404).
         """
-        fields = dict(parse_qsl(query, max_num_fields=20))
+        fields = query_fields(query)
         action = fields.get("action", "")
         if action not in ACTIONS.values():
             raise PageError(

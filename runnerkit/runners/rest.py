@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import re
 import socket
 import sys
@@ -128,7 +129,7 @@ class RESTRunner(Runner):
         token: str | None = None
         try:
             token = write_token(self.token_file)
-            refresh = round(self.config.rest.page_refresh.total_seconds())
+            refresh = math.ceil(self.config.rest.page_refresh.total_seconds())
             self.page = OperatorPage(self.config, token, self._lock, refresh)
             server = self._make_server()
             thread = threading.Thread(
