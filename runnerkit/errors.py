@@ -24,6 +24,11 @@ class QueueError(RunnerkitError):
     """A switchboard operation failed."""
 
 
+class EntryRefusedError(RunnerkitError):
+    """An entry of a queue is not requeued (taken, unreadable, no queue to go to, gone);
+    it was left where it was, and the message says why.  Not a :class:`QueueError`."""
+
+
 class QueueUnavailableError(QueueError):
     """The queue's store cannot be used for now (a Redis server unreachable, loading or
     full): an error of the environment, not of the message; try again later."""

@@ -311,6 +311,11 @@ def test_start_returns_once_lmtp_and_rest_listen(operator: Operator) -> None:
     text = operator.runnerkit("status").stdout
     assert f"  listening on {rest}\n" in text
     assert f"  listening on {address[0]}:{address[1]}\n" in text
+    # And where the operator page is, with the file its token is in.
+    token_file = operator.var_dir / "rest.token"
+    assert (
+        f"operator page: http://{rest}/ (its actions need the token: cat {token_file})\n" in text
+    )
 
 
 # status.

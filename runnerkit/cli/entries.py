@@ -1,258 +1,45 @@
-"""The entries of a queue, as the ``runnerkit queue`` commands read them.
+"""The entries of a queue, as the ``runnerkit queue`` commands select them.
 
-An entry is a queue file: ``<filebase>.pck`` waiting in its queue, or
-``<filebase>.psv`` preserved in ``bad`` (on Redis, the entry of the queue's stream, or
-of the preserved stream: :mod:`runnerkit.streams`); one being processed (``.bak``, a
-pending entry) is *taken*.  Its id is its file base, ``<time>+<40 hex
-digits>``.  Its reason is the one the runner recorded: a shunted message's
-``shunt_reason`` (:meth:`runnerkit.runner.Runner._enqueue_shunt`), the ``reason`` of
-a message a runner put in ``bad`` itself (``in``, ``bounces``, ``command``), or the
-``<filebase>.reason`` kept for a preserved one in ``bad.reasons``
-(:meth:`runnerkit.switchboard.Switchboard.finish`).  A file that does not decode is
-an entry too, with the reason it cannot be read and what still reads of it
-(:func:`runnerkit.queuefile.salvage_metadata`).  Reading an entry changes nothing.
+What an entry is, and how one is read, requeued or discarded, is :mod:`runnerkit.entries`
+(shared with the REST runner's operator page); this module adds the commands' filters.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import timedelta
 
-from runnerkit import queuefile
 from runnerkit.cli.common import UsageProblem
 from runnerkit.config.values import as_duration
-from runnerkit.errors import QueueError, QueueFileError, QueueUnavailableError
-from runnerkit.logtext import header_for_log, one_line
-from runnerkit.site import AnySwitchboard, Site
-from runnerkit.streams import StreamSwitchboard
-from runnerkit.typing import MsgData
+from runnerkit.entries import (
+    MAX_LISTNAME,
+    PRESERVED,
+    TAKEN,
+    WAITING,
+    Entry,
+    find_entry,
+    format_age,
+    is_filebase,
+    iso_time,
+    queue_entries,
+    read_entry,
+)
+from runnerkit.site import Site
 
-#: Where an entry is: waiting in its queue, or preserved (in ``bad``).
-WAITING, PRESERVED = "waiting", "preserved"
-#: An entry being processed (``.bak``; on Redis, pending): shown, never changed.
-TAKEN = "taken"
-_EXTENSIONS = {".pck": WAITING, ".psv": PRESERVED}
-_STATES = {**_EXTENSIONS, ".bak": TAKEN}
-#: The longest list name an entry shows, in characters.
-MAX_LISTNAME = 40
-
-
-@dataclass
-class Entry:
-    """One entry of a queue, read without changing anything."""
-
-    #: The queue's name.
-    queue: str
-    #: Its file base, ``<time>+<40 hex digits>``: its id.
-    filebase: str
-    #: :data:`WAITING` (``.pck``), :data:`PRESERVED` (``.psv``) or :data:`TAKEN`.
-    state: str
-    #: Its file; None on Redis (see :attr:`where`).
-    path: Path | None
-    #: When it entered this queue, in seconds since the epoch: when it was preserved,
-    #: as its reason says, else the time in its file base.
-    since: float
-    #: The decoded file, or None if it does not decode.
-    entry: queuefile.QueueEntry | None = None
-    #: Its metadata: decoded, or as far as it reads of a damaged file, or None.
-    metadata: MsgData | None = None
-    #: Why the file cannot be read, or None.
-    damage: str | None = None
-    #: The ``<filebase>.reason`` record of a preserved entry, or None.
-    preserved: dict[str, str] | None = field(default=None)
-    #: Where it is, for people: its file's path, or its Redis stream and entry id.
-    where: str = ""
-    #: Its Redis stream entry's id, when the listing that found it said (else None).
-    entry_id: str | None = None
-
-    @property
-    def reason(self) -> str:
-        """Why it is here: the recorded reason, else why it cannot be read, else ``''``."""
-        metadata = self.metadata or {}
-        # A shunted message's, or the one a runner gave when it put it in bad.
-        recorded = metadata.get("shunt_reason", metadata.get("reason"))
-        if recorded is None and self.preserved is not None:
-            recorded = self.preserved.get("reason")
-        if recorded is None and self.damage is not None:
-            recorded = f"unreadable: {self.damage}"
-        return "" if recorded is None else one_line(recorded)
-
-    @property
-    def listname(self) -> str:
-        metadata = self.metadata or {}
-        return one_line(metadata.get("listname") or metadata.get("listid") or "", MAX_LISTNAME)
-
-    @property
-    def sender(self) -> str:
-        return "" if self.entry is None else one_line(self.entry.message.sender, 200)
-
-    @property
-    def subject(self) -> str:
-        return "" if self.entry is None else header_for_log(self.entry.message, "subject", "")
-
-    @property
-    def origin(self) -> str | None:
-        """The queue it came from: its ``whichq``, else the queue it was preserved from."""
-        whichq = (self.metadata or {}).get("whichq")
-        if isinstance(whichq, str) and whichq:
-            return whichq
-        if self.preserved is not None:
-            return self.preserved.get("queue") or None
-        return None
-
-    def age(self, now: float) -> float:
-        """Its age at *now*, in seconds (0 for a time in the future)."""
-        return max(0.0, now - self.since)
-
-    def as_json(self, now: float) -> dict[str, Any]:
-        """Its fields as a JSON object (the layout of ``queue list --json``).
-
-        On Redis, ``path`` is null and ``where`` says where it is.
-        """
-        document: dict[str, Any] = {
-            "id": self.filebase,
-            "queue": self.queue,
-            "state": self.state,
-            "path": None if self.path is None else str(self.path),
-            "since": iso_time(self.since),
-            "age": round(self.age(now), 3),
-            "list": self.listname or None,
-            "sender": self.sender or None,
-            "subject": self.subject or None,
-            "reason": self.reason or None,
-            "whichq": self.origin,
-            "damaged": self.damage,
-        }
-        if self.path is None:
-            document["where"] = self.where
-        return document
-
-
-def read_entry(switchboard: AnySwitchboard, filebase: str, extension: str) -> Entry:
-    """The entry ``<filebase><extension>`` of *switchboard*'s queue, read as it is
-    (through its backend: a file, or a stream entry).
-
-    One that cannot be read or decoded makes an entry with :attr:`Entry.damage`.
-
-    :raises QueueUnavailableError: the queue's server cannot be reached.
-    """
-    state = _STATES[extension]
-    preserved = switchboard.preserved_reason(filebase) if state == PRESERVED else None
-    directory = switchboard.queue_directory
-    path = None if directory is None else directory / f"{filebase}{extension}"
-    try:
-        where = switchboard.entry_location(filebase, extension)
-    except QueueUnavailableError:
-        raise
-    except QueueError as error:
-        where = f"gone: {error}"
-    data: bytes | QueueError
-    try:
-        data = switchboard.read_document(filebase, extension)
-    except QueueUnavailableError:
-        raise
-    except QueueError as error:
-        data = error
-    return _entry(switchboard.name, filebase, state, path, where, preserved, data)
-
-
-def _entry(
-    queue: str,
-    filebase: str,
-    state: str,
-    path: Path | None,
-    where: str,
-    preserved: dict[str, str] | None,
-    data: bytes | QueueError,
-    entry_id: str | None = None,
-) -> Entry:
-    """The entry whose bytes are *data*, or which could not be read (the error)."""
-    item = Entry(queue, filebase, state, path, _since(filebase, preserved))
-    item.preserved = preserved
-    item.where = where
-    item.entry_id = entry_id
-    if isinstance(data, QueueError):
-        item.damage = str(data)
-        return item
-    try:
-        item.entry = queuefile.decode(data, source=item.where)
-    except QueueFileError as error:
-        item.damage = str(error)
-        item.metadata = queuefile.salvage_metadata(data)
-    else:
-        item.metadata = item.entry.metadata
-    return item
-
-
-def queue_entries(switchboard: AnySwitchboard) -> list[Entry]:
-    """Every entry of *switchboard*'s queue, waiting and preserved, oldest first.
-
-    :raises QueueUnavailableError: the queue's server cannot be reached.
-    """
-    if isinstance(switchboard, StreamSwitchboard):
-        return _stream_entries(switchboard)
-    names = [(fb, ext) for ext in _EXTENSIONS for fb in switchboard.get_files(ext)]
-    names.sort(key=lambda name: (_stamp(name[0]), name[0]))
-    return [read_entry(switchboard, filebase, extension) for filebase, extension in names]
-
-
-def _stream_entries(switchboard: StreamSwitchboard) -> list[Entry]:
-    """Every entry of a queue on Redis: the preserved ones read in one go."""
-    items = [read_entry(switchboard, filebase, ".pck") for filebase in switchboard.files]
-    limit = switchboard.max_file_size
-    for record in switchboard.preserved_entries():
-        data: bytes | QueueError = record["document"]
-        if limit is not None and len(record["document"]) > limit:
-            data = QueueFileError(
-                f"{record['where']} holds {len(record['document'])} bytes, more than the "
-                f"largest a queue entry may be ({limit})"
-            )
-        items.append(
-            _entry(
-                switchboard.name,
-                record["filebase"],
-                PRESERVED,
-                None,
-                record["where"],
-                record["reason"],
-                data,
-                record["id"],
-            )
-        )
-    items.sort(key=lambda item: (_stamp(item.filebase), item.filebase))
-    return items
-
-
-def find_entry(switchboard: AnySwitchboard, entry_id: str) -> Entry | None:
-    """The entry *entry_id* (a file base, with or without ``.pck``/``.psv``/``.bak``):
-    waiting, preserved, or else taken; None when it is none of them.
-
-    :raises QueueUnavailableError: the queue's server cannot be reached.
-    """
-    filebase, extension = entry_id, None
-    for known in _STATES:
-        if entry_id.endswith(known):
-            filebase, extension = entry_id[: -len(known)], known
-    if not is_filebase(filebase):
-        return None
-    try:
-        found = switchboard.entry_extension(filebase)
-    except QueueUnavailableError:
-        raise
-    except QueueError:
-        return None
-    if extension is not None and found != extension:
-        directory = switchboard.queue_directory
-        if directory is None or not os.path.lexists(directory / f"{filebase}{extension}"):
-            return None
-        found = extension
-    if found is None:
-        return None
-    return read_entry(switchboard, filebase, found)
+__all__ = [
+    "MAX_LISTNAME",
+    "PRESERVED",
+    "TAKEN",
+    "WAITING",
+    "Entry",
+    "find_entry",
+    "format_age",
+    "is_filebase",
+    "iso_time",
+    "queue_entries",
+    "read_entry",
+    "select_entries",
+]
 
 
 def select_entries(
@@ -301,47 +88,3 @@ def _list_names(site: Site, listname: str) -> set[str]:
     if mlist is not None:
         names |= {mlist.fqdn_listname.lower(), mlist.list_id.lower()}
     return names
-
-
-def format_age(seconds: float) -> str:
-    """*seconds* in the duration syntax of the configuration, in its two largest units:
-    ``45s``, ``5m3s``, ``3h5m``, ``2d3h``."""
-    whole = int(seconds)
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if whole >= size or (unit == "s" and not parts):
-            parts.append(f"{whole // size}{unit}")
-            whole %= size
-    return "".join(parts[:2])
-
-
-def is_filebase(text: str) -> bool:
-    head, plus, digest = text.partition("+")
-    seconds, _, fraction = head.partition(".")
-    return (
-        bool(plus)
-        and seconds.isdigit()
-        and (fraction == "" or fraction.isdigit())
-        and len(digest) == 40
-        and all(char in "0123456789abcdef" for char in digest)
-    )
-
-
-def _stamp(filebase: str) -> float:
-    """The time in *filebase*, in seconds since the epoch: when it was queued."""
-    head = filebase.partition("+")[0]
-    return float(head) if head.replace(".", "", 1).isdigit() else 0.0
-
-
-def _since(filebase: str, preserved: dict[str, str] | None) -> float:
-    if preserved is not None and "time" in preserved:
-        try:
-            return datetime.fromisoformat(preserved["time"]).timestamp()
-        except ValueError:
-            pass
-    return _stamp(filebase)
-
-
-def iso_time(seconds: float) -> str:
-    """*seconds* since the epoch as UTC, ISO 8601, to the second."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")

@@ -9,7 +9,6 @@ jobs.  Entries that cannot be read are listed and shown, never requeued.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from datetime import UTC, datetime
@@ -27,9 +26,7 @@ from runnerkit.cli.common import (
     opened,
 )
 from runnerkit.cli.entries import (
-    PRESERVED,
     TAKEN,
-    WAITING,
     Entry,
     find_entry,
     format_age,
@@ -40,16 +37,12 @@ from runnerkit.cli.entries import (
 )
 from runnerkit.cli.qfile import METADATA_RULE, entry_lines, metadata_lines, readable, stored_bytes
 from runnerkit.cli.table import echo_table
-from runnerkit.errors import MetadataError, QueueError, QueueFileError, QueueUnavailableError
-from runnerkit.runner import SHUNT_KEYS
+from runnerkit.entries import NOT_TARGETS, discard_entry, requeue_entry
+from runnerkit.errors import EntryRefusedError, QueueError, QueueUnavailableError
 from runnerkit.site import AnySwitchboard, Site
-from runnerkit.streams import StreamSwitchboard
-from runnerkit.typing import MsgData
 
 #: The widest a cell of ``queue list`` grows, in characters, but for the last (reason).
 MAX_CELL = 40
-#: The queues an entry is never requeued to.
-_NOT_TARGETS = ("bad",)
 
 
 @main.group()
@@ -364,8 +357,8 @@ def _switchboard(site: Site, name: str) -> AnySwitchboard:
 
 
 def _check_target(site: Site, target: str) -> None:
-    if target not in site.switchboards or target in _NOT_TARGETS:
-        choices = ", ".join(sorted(set(site.switchboards) - set(_NOT_TARGETS)))
+    if target not in site.switchboards or target in NOT_TARGETS:
+        choices = ", ".join(sorted(set(site.switchboards) - set(NOT_TARGETS)))
         raise UsageProblem(f"--to: no queue {target!r} to requeue to; queues are: {choices}")
 
 
@@ -408,138 +401,25 @@ def _selection(
 def _requeue(
     site: Site, switchboard: AnySwitchboard, item: Entry, target: str | None
 ) -> tuple[str, str]:
-    """Queue *item* in its destination, then remove it from *switchboard*.
+    """Queue *item* in its destination, then remove it from *switchboard*
+    (:func:`runnerkit.entries.requeue_entry`).
 
     :returns: the destination's name and the new file base.
     :raises CommandError: it is not requeued (unreadable, no destination, gone); it
         is left where it was.
     """
-    if item.state == TAKEN:
-        raise CommandError(f"it is being processed ({item.where}); left to its runner")
-    if item.entry is None:
-        see = (
-            f"see 'runnerkit qfile --hex {item.path}'"
-            if item.path is not None
-            else f"see 'runnerkit queue show {item.queue} {item.filebase}'"
-        )
-        raise CommandError(f"it cannot be read ({item.damage}); left in {item.queue!r} ({see})")
-    destination = target or item.origin
-    if destination is None:
-        raise CommandError(
-            f"its metadata names no queue it came from; name one with --to; left in {item.queue!r}"
-        )
-    if destination not in site.switchboards or destination in _NOT_TARGETS:
-        raise CommandError(
-            f"it came from queue {destination!r}, which is not one to requeue to; name "
-            f"one with --to; left in {item.queue!r}"
-        )
-    if destination == item.queue and item.state == WAITING:
-        raise CommandError(f"it is already waiting in {destination!r}")
-    if item.state == PRESERVED:
-        metadata = _for_requeue(item.entry.metadata)
-        target_switchboard = site.switchboards[destination]
-        if isinstance(switchboard, StreamSwitchboard) and isinstance(
-            target_switchboard, StreamSwitchboard
-        ):
-            # One step on the server: of two commands, one moves it, the other finds
-            # it gone.
-            try:
-                new_id = switchboard.requeue_preserved(
-                    item.filebase,
-                    target_switchboard,
-                    item.entry.message,
-                    metadata,
-                    entry_id=item.entry_id,
-                )
-            except MetadataError as error:
-                raise CommandError(
-                    f"cannot queue it in {destination!r}: {error}; left in {item.queue!r}"
-                ) from error
-            except QueueUnavailableError:
-                raise
-            except QueueError as error:
-                raise CommandError(f"not taken: {error}") from error
-            return destination, new_id
-        try:
-            # Held, so that two commands never both queue a copy.
-            with switchboard.preserved_held(item.filebase):
-                new_id = _enqueue(site, destination, item.entry.message, metadata, item)
-                try:
-                    switchboard.remove_preserved(item.filebase)
-                except QueueError as error:
-                    raise CommandError(
-                        f"queued in {destination!r} as {new_id}, but {error}"
-                    ) from error
-        except QueueError as error:
-            raise CommandError(f"not taken: {error}") from error
-        return destination, new_id
     try:
-        msg, msgdata = switchboard.dequeue(item.filebase)
-    except QueueFileError as error:
-        # Changed since it was read: keep it, with the reason, for an operator.
-        switchboard.finish(item.filebase, preserve=True, reason=str(error))
-        raise CommandError(f"it cannot be read ({error}); preserved in bad") from error
-    except QueueUnavailableError:
-        raise
-    except QueueError as error:
-        raise CommandError(f"it is gone: {error}") from error
-    try:
-        new_id = _enqueue(site, destination, msg, _for_requeue(msgdata), item)
-    except CommandError as error:
-        try:
-            switchboard.put_back(item.filebase)
-        except QueueError as stuck:
-            where = (
-                f"as {item.filebase}.bak in {str(switchboard.queue_directory)!r}"
-                if switchboard.queue_directory is not None
-                else "taken (pending in its stream)"
-            )
-            raise CommandError(
-                f"{error.format_message()}; and then {stuck}: it waits {where}, for the "
-                "queue's runner to recover"
-            ) from stuck
-        raise
-    switchboard.finish(item.filebase)
-    return destination, new_id
-
-
-def _enqueue(site: Site, destination: str, msg: Any, metadata: MsgData, item: Entry) -> str:
-    try:
-        return site.switchboards[destination].enqueue(msg, metadata)
-    except (QueueError, MetadataError) as error:
-        raise CommandError(
-            f"cannot queue it in {destination!r}: {error}; left in {item.queue!r}"
-        ) from error
-
-
-def _for_requeue(metadata: MsgData) -> MsgData:
-    """*metadata* without what shunting (or a runner that put it in bad) recorded: it
-    goes back to work."""
-    return {
-        key: value
-        for key, value in metadata.items()
-        if key not in ("whichq", "reason", *SHUNT_KEYS)
-    }
+        return requeue_entry(site.switchboards, switchboard, item, target)
+    except EntryRefusedError as error:
+        raise CommandError(str(error)) from error
 
 
 def _discard(switchboard: AnySwitchboard, item: Entry) -> None:
-    """Remove *item* (and a preserved one's reason).
+    """Remove *item* (and a preserved one's reason): :func:`runnerkit.entries.discard_entry`.
 
     :raises QueueError: it is gone, or taken (being processed).
     """
-    if item.state == TAKEN:
-        raise QueueError(f"{item.filebase} is being processed; left to its runner")
-    if item.state == PRESERVED and isinstance(switchboard, StreamSwitchboard):
-        switchboard.discard_preserved(item.filebase, item.entry_id)  # one step: once
-        return
-    if item.state == PRESERVED:
-        with switchboard.preserved_held(item.filebase):
-            switchboard.remove_preserved(item.filebase)
-        return
-    # Damaged, it is taken all the same (now .bak), and removed like any other.
-    with contextlib.suppress(QueueFileError):
-        switchboard.dequeue(item.filebase)
-    switchboard.finish(item.filebase)
+    discard_entry(switchboard, item)
 
 
 def _report_missing(missing: list[str], name: str) -> None:

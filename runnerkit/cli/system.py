@@ -49,6 +49,7 @@ from runnerkit.master.client import KEPT_QUEUES
 from runnerkit.ownership import check_strict_modes
 from runnerkit.runner import check_runner_classes, load_runner_class
 from runnerkit.runners.lmtp import LMTPRunner
+from runnerkit.runners.operator_page import token_path
 from runnerkit.runners.rest import RESTRunner
 from runnerkit.site import AnySwitchboard, Site
 from runnerkit.streams import describe, redis_url
@@ -320,7 +321,8 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
 
     A runner that is not running shows why, and the last error line of its last failed
     process; a server (LMTP, REST) the addresses it listens on ("listening" in the
-    JSON).  The queues' backend is named (on Redis, the server and key prefix); on
+    JSON), and a REST runner the address of its operator page and the file of the
+    token its actions need.  The queues' backend is named (on Redis, the server and key prefix); on
     Redis, a runner slice's row shows the depth of that slice.  A queue whose depth
     cannot be read shows as ? (null in the JSON), and the problems say why.  Exit
     status: 0 when the master and every runner process run and every depth reads, 1
@@ -381,9 +383,26 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
             click.echo(json.dumps(document, sort_keys=True))
         else:
             _show_status(pid, draining, runners, depths, listening, slice_depths, backend)
+            for address in _page_addresses(config, listening):
+                click.echo(
+                    f"operator page: http://{address}/ (its actions need the token: "
+                    f"cat {token_path(config)})"
+                )
             for problem in unread:
                 click.echo(f"runnerkit: error: {problem}", err=True)
         sys.exit(code)
+
+
+def _page_addresses(config: Site, listening: dict[str, list[str]]) -> list[str]:
+    """The addresses where a REST runner serves its operator page."""
+    found = []
+    for name, addresses in listening.items():
+        try:
+            is_rest = issubclass(load_runner_class(config.runner(name)), RESTRunner)
+        except RunnerkitError:
+            continue
+        found.extend(addresses if is_rest else [])
+    return found
 
 
 def queue_backend(config: Site) -> dict[str, str | None]:

@@ -116,6 +116,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
             "Host header names the API answers besides its address, localhost, "
             "127.0.0.1 and ::1 (a defence against DNS rebinding)",
         ),
+        "page_refresh": Key(
+            as_duration, "how often the operator page at / reloads itself; 0 for never"
+        ),
     },
     "queues": {
         "backend": Key(
@@ -220,6 +223,7 @@ max_attempts: 5
 host: 127.0.0.1
 port: 8001
 allowed_hosts:
+page_refresh: 5s
 
 # Where the queues keep their messages: file, a directory a queue under the var dir, or
 # redis, Redis Streams on the server at url (docs/redis.md).

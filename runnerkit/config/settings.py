@@ -165,6 +165,8 @@ class RESTSettings:
     port: int
     #: Host header names answered besides the address itself and the local ones.
     allowed_hosts: tuple[str, ...] = ()
+    #: How often the operator page reloads itself; 0 for never.
+    page_refresh: timedelta = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""The ``rest`` runner: a read-only JSON status API over HTTP.
+"""The ``rest`` runner: a JSON status API over HTTP, and an operator page beside it.
 
 It listens on ``[rest] host`` and ``port`` (127.0.0.1 by default; port 0 picks a free
-port, which :attr:`RESTRunner.port` then tells) and answers ``GET`` (and ``HEAD``) only:
+port, which :attr:`RESTRunner.port` then tells).  The JSON API is read-only: it answers
+``GET`` (and ``HEAD``) only:
 
 - ``/queues``: ``{"queues": {NAME: DEPTH, ...}}``, every queue, ``shunt`` and ``bad``
   included; ``bad`` counts its preserved files too;
@@ -11,9 +12,20 @@ port, which :attr:`RESTRunner.port` then tells) and answers ``GET`` (and ``HEAD`
   "preferred_language", "members"}, ...]}``, ``members`` being the number of members;
 - ``/metrics``: the Prometheus metrics of every runner process of the site, in
   Prometheus's text exposition format (:mod:`runnerkit.metrics` lists them);
-- ``/``: the endpoints above.
+- ``/``: the endpoints above, ``{"endpoints": [...]}``, to a client that does not ask
+  for HTML (no ``Accept``, ``*/*``, ``application/json``).
 
-Any other path is a 404, any other method a 405; both with a JSON ``error``.
+A browser (``Accept: text/html``) gets the operator page at ``/`` instead
+(:mod:`runnerkit.runners.operator_page`): the queues, the runners, and the entries of
+``bad`` and ``shunt``, with Requeue and Discard buttons.  Those lead to a confirmation
+page, ``GET /entries/confirm``, whose form posts to ``POST /entries/requeue`` or
+``POST /entries/discard``; the only requests that change anything.  They need the token
+the runner writes to ``VAR_DIR/rest.token`` (mode 0600) each time it starts: ``cat`` it,
+and paste it in the form.
+
+Any other path is a 404, any other method a 405; both with a JSON ``error``.  Every
+request whose ``Host`` is not the runner's address, a local name or one of ``[rest]
+allowed_hosts`` is a 403 (a defence against DNS rebinding).
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import re
 import socket
 import sys
@@ -35,6 +48,22 @@ from runnerkit.errors import QueueUnavailableError, RunnerError
 from runnerkit.master import read_status
 from runnerkit.metrics import QueueCollector, RestartCollector, exposition
 from runnerkit.runner import Runner, Until, refuse_until
+from runnerkit.runners.operator_page import (
+    ACTIONS,
+    CONFIRM,
+    MAX_BODY,
+    SECURITY_HEADERS,
+    Answer,
+    OperatorPage,
+    PageError,
+    cross_site,
+    error_page,
+    parse_form,
+    remove_token,
+    token_path,
+    wants_html,
+    write_token,
+)
 from runnerkit.switchboard import queue_depths
 
 if TYPE_CHECKING:
@@ -79,6 +108,10 @@ class RESTRunner(Runner):
         self.ready = threading.Event()
         # Handler threads share the configuration's switchboards; one request at a time.
         self._lock = threading.Lock()
+        #: The file the actions' token is written to when the runner starts.
+        self.token_file = token_path(self.config)
+        #: The operator page, made when the runner starts (with its token).
+        self.page: OperatorPage | None = None
         self._routes: dict[str, Callable[[], Any]] = {
             "/": self.index,
             "/queues": self.queues,
@@ -93,7 +126,11 @@ class RESTRunner(Runner):
             *until* was given (a server takes no condition).
         """
         refuse_until(self, until)
+        token: str | None = None
         try:
+            token = write_token(self.token_file)
+            refresh = math.ceil(self.config.rest.page_refresh.total_seconds())
+            self.page = OperatorPage(self.config, token, self._lock, refresh)
             server = self._make_server()
             thread = threading.Thread(
                 target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="rest-server"
@@ -102,6 +139,11 @@ class RESTRunner(Runner):
             try:
                 self.port = server.server_address[1]
                 log.info("%s: serving on http://%s:%d/", self, self.host, self.port)
+                log.info(
+                    "%s: the operator page's actions need the token in %s",
+                    self,
+                    self.token_file,
+                )
                 self.ready.set()
                 self._stop.wait()
             finally:
@@ -109,6 +151,8 @@ class RESTRunner(Runner):
                 thread.join()
                 server.server_close()
         finally:
+            if token is not None:
+                remove_token(self.token_file, token)
             self._clean_up()
 
     def _make_server(self) -> ThreadingHTTPServer:
@@ -296,16 +340,127 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(body=False)
 
     def _not_allowed(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        if path in ACTIONS:
+            self._send(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                {"error": f"method {self.command} not allowed: {path} takes POST only"},
+                extra_headers={"Allow": "POST"},
+            )
+            return
         self._send(
             HTTPStatus.METHOD_NOT_ALLOWED,
             {"error": f"method {self.command} not allowed: the API is read-only; use GET"},
             extra_headers={"Allow": ALLOWED},
         )
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        if path not in ACTIONS or self.rest.page is None:
+            self._not_allowed()
+            return
+        try:
+            answer = self.rest.page.act(
+                path, self._form(), self.headers.get("Cookie"), self.address_string()
+            )
+        except PageError as error:
+            if error.status in (HTTPStatus.FORBIDDEN, HTTPStatus.BAD_REQUEST):
+                log.warning("%s: POST %s refused: %s", self.rest, path, error)
+            self._send_html(
+                Answer(error.status, error_page(error.status, str(error)), error.cookie)
+            )
+            return
+        except Exception as error:
+            log.exception("%s: POST %s failed", self.rest, path)
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+            self._send_html(Answer(status, error_page(status, f"POST {path} failed: {error}")))
+            return
+        self._send_html(answer)
+
+    def _form(self) -> dict[str, str]:
+        """The form of a ``POST``, once its origin, length and type are checked.
+
+        :raises PageError: another site's request (403), no length (411), a bad length
+            (400), too long a body (413), not a form (415).
+        """
+        headers = self.headers
+        problem = cross_site(headers.get("Origin"), headers.get("Referer"), headers.get("Host"))
+        if problem is not None:
+            self.close_connection = True
+            raise PageError(
+                HTTPStatus.FORBIDDEN,
+                f"refused: the request comes from another page ({problem}); the actions are "
+                "taken from the operator page itself",
+            )
+        length_text = self.headers.get("Content-Length")
+        if length_text is None or self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise PageError(HTTPStatus.LENGTH_REQUIRED, "a POST needs a Content-Length")
+        if not (length_text.strip().isascii() and length_text.strip().isdigit()):
+            self.close_connection = True
+            raise PageError(
+                HTTPStatus.BAD_REQUEST, f"Content-Length {length_text!r} is not a length"
+            )
+        length = int(length_text)
+        if length > MAX_BODY:
+            self.close_connection = True  # the body is not read
+            raise PageError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the body has {length} bytes; an action's form has at most {MAX_BODY}",
+            )
+        body = self.rfile.read(length)
+        kind = self.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":
+            raise PageError(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                f"the body must be a form (application/x-www-form-urlencoded), not {kind!r}",
+            )
+        return parse_form(body)
+
+    def _page(self, path: str, *, body: bool) -> bool:
+        """Answer a request for the operator page or a confirmation page; whether it was one."""
+        page = self.rest.page
+        wanted = path == CONFIRM or (path == "/" and wants_html(self.headers.get("Accept")))
+        if page is None or not wanted:
+            return False
+        query = urlsplit(self.path).query
+        try:
+            if path == CONFIRM:
+                answer = page.confirmation(query, self.headers.get("Cookie"))
+            else:
+                answer = page.page(query)
+        except PageError as error:
+            answer = Answer(error.status, error_page(error.status, str(error)))
+        except Exception as error:
+            log.exception("%s: GET %s failed", self.rest, path)
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+            answer = Answer(status, error_page(status, f"GET {path} failed: {error}"))
+        self._send_html(answer, body=body)
+        return True
+
+    def _send_html(self, answer: Answer, *, body: bool = True) -> None:
+        payload = answer.document.encode("utf-8")
+        self.send_response(answer.status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Vary", "Accept, Cookie")
+        for key, value in SECURITY_HEADERS.items():
+            self.send_header(key, value)
+        if answer.cookie is not None:
+            self.send_header("Set-Cookie", answer.cookie)
+        self.end_headers()
+        if body:
+            self.wfile.write(payload)
 
     def _answer(self, *, body: bool) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"
+        if self._page(path, body=body):
+            return
+        if path in ACTIONS:
+            self._not_allowed()
+            return
         if path == METRICS:
             self._send_metrics(body=body)
             return
