@@ -670,3 +670,65 @@ def test_a_block_is_found_by_its_text_when_docutils_gives_no_line() -> None:
     assert _locate(source, [">>> 1", "1"], None, 4) == 6
     assert _locate(source, [">>> 1", "1"], 6, 0) == 6
     assert _locate(source, [">>> 2"], None, 0) is None
+
+
+def test_any_output_is_written_safely(pytester: pytest.Pytester) -> None:
+    spec = """\
+    Unprintable
+    ===========
+
+    >>> print("lone \\udcff surrogate")
+    x
+    >>> print("nul \\x00 bell \\x07 end")
+    x
+    >>> print("\\x1b[31mred\\x1b[0m")
+    red
+    """
+    project(pytester, spec_rst=spec)
+
+    result = pytester.runpytest("--spec-report", "report")
+
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(["spec report: report/index.html", "*3 failed*"])
+    html = page(pytester, "spec.rst").read_text(encoding="utf-8")
+    for control in ("\x00", "\x07", "\x1b"):
+        assert control not in html
+    first, second, third = marked_examples(html)
+    assert "+lone \\udcff surrogate" in first.outcome
+    assert "+nul \u2400 bell \u2407 end" in second.outcome
+    # A colour code is shown, ESC as its picture, in the diff as everywhere.
+    assert "+\u241b[31mred\u241b[0m" in third.outcome
+    assert (pytester.path / "report" / "index.html").is_file()
+
+
+def test_a_report_that_cannot_be_written_leaves_the_summary_and_says_why(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, spec_rst=ARITHMETIC)
+    pytester.runpytest("--spec-report", "report")
+    before = (pytester.path / "report" / "index.html").read_text()
+    # Writing the stylesheet fails, with an error that is no OSError.
+    failing = SPECS_CONFTEST + textwrap.dedent(
+        """
+        from runnerkit.testing import report_site
+
+        real_write = report_site._write
+
+        def failing_write(path, content):
+            if path.name == "report.css":
+                raise RuntimeError("disk on fire")
+            real_write(path, content)
+
+        report_site._write = failing_write
+        """
+    )
+    project(pytester, failing, spec_rst=ARITHMETIC.replace("4\n", "3\n"))
+
+    result = pytester.runpytest_subprocess("--spec-report", "report", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["spec report could not be written to report: RuntimeError: disk on fire", "*3 passed*"]
+    )
+    # The index, written last, still tells of the last report that was written whole.
+    assert (pytester.path / "report" / "index.html").read_text() == before

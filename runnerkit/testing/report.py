@@ -154,9 +154,9 @@ class SpecReport:
             return
         from runnerkit.testing.report_site import RunFacts, write_site
 
-        self.outcomes.resolve()
-        texts = self._take_acceptances()
         try:
+            self.outcomes.resolve()
+            texts = self._take_acceptances()
             self.written = write_site(
                 self.directory,
                 self.outcomes,
@@ -164,8 +164,11 @@ class SpecReport:
                 root=self.config.rootpath,
                 texts=texts,
             )
-        except OSError as error:
-            self.error = f"spec report not written to {self.directory}: {error}"
+        except Exception as error:  # the run's own summary must not be lost to it
+            self.error = (
+                f"spec report could not be written to {_shown(self.directory)}:"
+                f" {type(error).__name__}: {error}"
+            )
 
     def _take_acceptances(self) -> dict[str, str]:
         """Mark what accept mode rewrote (or refused); the documents' texts as they

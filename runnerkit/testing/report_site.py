@@ -17,10 +17,11 @@ does not (a document since removed) are deleted, and no other file is touched.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from html import escape
 from importlib import metadata
@@ -95,17 +96,55 @@ def write_site(
         text = texts.get(document.path, document.text)
         if text is None:
             text = _read(document.path)
-        files[f"{name}.html"] = document_page(document, name, text)
+        try:
+            files[f"{name}.html"] = document_page(document, name, text)
+        except Exception as error:  # one document must not cost the whole report
+            files[f"{name}.html"] = document_page(
+                _unrendered(document, error), name, None
+            )
         if text is not None:
             files[f"{name}.source.html"] = source_page(document, name, text)
         entries.append((name, document))
-    files["index.html"] = index_page(entries, facts)
+    index = index_page(entries, facts)
+    # Every page is made before any is written, so that a page that cannot be made
+    # leaves the last report as it was; the index goes last, once the pages it links
+    # to are there.
     directory.mkdir(parents=True, exist_ok=True)
     for relative, content in files.items():
         _write(directory / relative, content)
+    _write(directory / "index.html", index)
+    files["index.html"] = index
     _remove_stale(directory, set(files))
     _write(directory / MANIFEST, "".join(f"{name}\n" for name in sorted(files)))
     return directory / "index.html"
+
+
+#: Characters a page cannot hold as they are: C0 controls but tab, newline and
+#: carriage return, DEL, and lone surrogates (which no encoding can write).
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """*text* with its control characters shown as their Unicode pictures (ESC as
+    ``\u241b``, so a colour code reads ``\u241b[31m``) and its lone surrogates as
+    Python writes them (``\\udcff``)."""
+
+    def shown(match: re.Match[str]) -> str:
+        char = match.group()
+        code = ord(char)
+        if code < 0x20:
+            return chr(0x2400 + code)
+        if code == 0x7F:
+            return "\u2421"
+        return f"\\u{code:04x}"
+
+    return _UNPRINTABLE.sub(shown, text)
+
+
+def _unrendered(document: Document, error: Exception) -> Document:
+    """*document*, with why its page could not be made in place of its text."""
+    problem = f"the page could not be made: {type(error).__name__}: {error}"
+    return replace(document, error=f"{document.error}\n{problem}" if document.error else problem)
 
 
 def page_name(path: str, root: Path) -> str:
@@ -281,8 +320,8 @@ def _write(path: Path, content: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as output:
-            output.write(content)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as output:
+            output.write(printable(content))
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
