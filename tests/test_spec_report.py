@@ -732,3 +732,54 @@ def test_a_report_that_cannot_be_written_leaves_the_summary_and_says_why(
     )
     # The index, written last, still tells of the last report that was written whole.
     assert (pytester.path / "report" / "index.html").read_text() == before
+
+
+def test_examples_a_skip_directive_skips_are_skipped(pytester: pytest.Pytester) -> None:
+    spec = """\
+    Skips
+    =====
+
+    .. skip: next
+
+    >>> 1 / 0
+
+    .. skip: start
+
+    >>> 2 / 0
+    >>> 3 / 0
+
+    .. skip: end
+
+    >>> 4
+    4
+    """
+    guide = """\
+    # Skips
+
+    <!-- skip: next -->
+
+    ```pycon
+    >>> 1 / 0
+    ```
+
+    ```pycon
+    >>> 5
+    5
+    ```
+    """
+    project(pytester, spec_rst=spec, guide_md=guide)
+
+    pytester.runpytest("--spec-report", "report")
+
+    shown = [e for e in marked_examples(page(pytester, "spec.rst")) if not e.hidden]
+    assert [(e.line, e.status) for e in shown] == [
+        (6, "skipped"),
+        (10, "skipped"),
+        (11, "skipped"),
+        (15, "passed"),
+    ]
+    assert "skip directive" in shown[0].outcome
+    shown = [e for e in marked_examples(page(pytester, "guide.md")) if not e.hidden]
+    assert [(e.line, e.status) for e in shown] == [(6, "skipped"), (10, "passed")]
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert '<span class="count status-skipped">4 skipped</span>' in index

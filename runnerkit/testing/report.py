@@ -26,10 +26,14 @@ from sybil.integration.pytest import SybilItem
 from runnerkit.testing.report_outcomes import (
     REPORT_ATTRIBUTE,
     SpecOutcomes,
+    directive_skipped,
     doctest_skipped,
     example_facts,
     failure_facts,
 )
+
+#: Whether a skip directive skips an item's example (:func:`directive_skipped`).
+_DIRECTIVE_SKIP = pytest.StashKey[bool]()
 
 #: The ``workeroutput`` key under which xdist workers send what they collected.
 WORKEROUTPUT_KEY = "runnerkit_report"
@@ -130,8 +134,16 @@ class SpecReport:
                 facts.update(failure_facts(item, call.excinfo.value))
             if call.when == "call" and report.passed and doctest_skipped(item):
                 facts["doctest_skip"] = True
+            if call.when == "call" and report.passed and item.stash.get(_DIRECTIVE_SKIP, False):
+                facts["directive_skip"] = True
             setattr(report, REPORT_ATTRIBUTE, facts)
         return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        """Note, before it runs, an example a skip directive skips without a reason."""
+        if isinstance(item, SybilItem):
+            item.stash[_DIRECTIVE_SKIP] = directive_skipped(item)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Fold each report in; in the controller, the workers' reports too."""

@@ -282,6 +282,28 @@ def doctest_skipped(item: SybilItem) -> bool:
     return bool(getattr(runner, "optionflags", 0) & doctest.SKIP)
 
 
+def directive_skipped(item: SybilItem) -> bool:
+    """Whether a skip directive (``.. skip: next``, ``skip: start``) without a reason
+    tells Sybil to skip *item*'s example: Sybil's skipper then returns without
+    evaluating it, and pytest, seeing no exception, reports it as passed.
+
+    Asked before the example is evaluated: the skipper forgets ``skip: next`` once it
+    has skipped the example.
+    """
+    from sybil.evaluators.skip import Skipper
+
+    example = item.example
+    for evaluator in reversed(example.document.evaluators):
+        if not isinstance(evaluator, Skipper) or example.region.evaluator is evaluator:
+            continue
+        state = evaluator.document_state.get(example.document)
+        if state is None or not state.active:
+            continue
+        # A skip with a reason raises SkipTest, which pytest reports itself.
+        return state.exception is None
+    return False
+
+
 def _dedent(block: str | None) -> str:
     if block is None:
         return ""
@@ -312,6 +334,8 @@ def _run_of(report: pytest.TestReport, facts: Mapping[str, Any]) -> Run | None:
         return None
     if facts.get("doctest_skip"):
         return Run(SKIPPED, run_id, message="+SKIP")
+    if facts.get("directive_skip"):
+        return Run(SKIPPED, run_id, message="skip directive")
     return Run(PASSED, run_id)
 
 
