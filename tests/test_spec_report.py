@@ -783,3 +783,37 @@ def test_examples_a_skip_directive_skips_are_skipped(pytester: pytest.Pytester) 
     assert [(e.line, e.status) for e in shown] == [(6, "skipped"), (10, "passed")]
     index = (pytester.path / "report" / "index.html").read_text()
     assert '<span class="count status-skipped">4 skipped</span>' in index
+
+
+def test_examples_with_tabs_are_marked_in_place(pytester: pytest.Pytester) -> None:
+    spec = (
+        "Tabs\n"
+        "====\n"
+        "\n"
+        "A literal block::\n"
+        "\n"
+        '    >>> print("x\\ty")\n'
+        "    x\ty\n"
+        "\n"
+        ".. code-block:: console\n"
+        "\n"
+        "   $ printf 'a\\tb\\n'\n"
+        "   a\tb\n"
+        "\n"
+        '>>> print("p\\tq")\n'
+        "p\tq\n"
+    )
+    (pytester.path / "spec.rst").write_text(spec)
+    project(pytester)
+
+    pytester.runpytest("--spec-report", "report")
+
+    examples = marked_examples(page(pytester, "spec.rst"))
+    assert [(e.line, e.status, e.hidden) for e in examples] == [
+        (6, "passed", False),
+        (11, "passed", False),
+        (14, "passed", False),
+    ]
+    # docutils expands a tab to the next eighth column of the line, indentation and all.
+    assert examples[0].code == '>>> print("x\\ty")\nx   y'
+    assert examples[1].code == "$ printf 'a\\tb\\n'\na    b"

@@ -163,6 +163,10 @@ def _restructuredtext(path: str, text: str, marker: BlockMarker) -> str:
     return str(parts["html_body"])
 
 
+#: docutils' ``tab_width``: the source's tabs are expanded before it is parsed.
+_TAB_WIDTH = 8
+
+
 def _locate(
     source: Sequence[str], lines: Sequence[str], hint: int | None, cursor: int
 ) -> int | None:
@@ -170,15 +174,17 @@ def _locate(
 
     docutils' idea of the line (*hint*) is tried first, then the lines around it, then
     every line from *cursor* on (blocks come in the order of the text); lines are
-    compared without their indentation, which docutils removes.
+    compared without their indentation, which docutils removes, and with their tabs
+    expanded to every eighth column of the line, as docutils expands them.
     """
-    wanted = [line.strip() for line in lines]
+    wanted = [line.expandtabs(_TAB_WIDTH).strip() for line in lines]
 
     def fits(start: int) -> bool:
         if start < 1 or start + len(wanted) - 1 > len(source):
             return False
         return all(
-            source[start - 1 + offset].strip() == line for offset, line in enumerate(wanted)
+            source[start - 1 + offset].expandtabs(_TAB_WIDTH).strip() == line
+            for offset, line in enumerate(wanted)
         )
 
     if hint is not None:
