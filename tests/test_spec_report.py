@@ -817,3 +817,48 @@ def test_examples_with_tabs_are_marked_in_place(pytester: pytest.Pytester) -> No
     # docutils expands a tab to the next eighth column of the line, indentation and all.
     assert examples[0].code == '>>> print("x\\ty")\nx   y'
     assert examples[1].code == "$ printf 'a\\tb\\n'\na    b"
+
+
+def _broken_links(report: Path) -> list[str]:
+    """Every link and stylesheet of the report's pages that leads to no file or no
+    line of the report, resolved as a browser resolves them."""
+    from urllib.parse import unquote, urljoin, urlsplit
+
+    broken = []
+    for page_path in sorted(report.rglob("*.html")):
+        html = page_path.read_text()
+        for link in re.findall(r'(?:href|src)="([^"]*)"', html):
+            link = link.replace("&amp;", "&")
+            target = urlsplit(urljoin(page_path.as_uri(), link))
+            path = Path(unquote(target.path))
+            if not path.is_file():
+                broken.append(f"{page_path.name}: {link}")
+            elif target.fragment and f'id="{target.fragment}"' not in path.read_text():
+                broken.append(f"{page_path.name}: {link} (no such anchor)")
+    return broken
+
+
+def test_links_lead_to_their_pages_whatever_the_documents_are_called(
+    pytester: pytest.Pytester,
+) -> None:
+    names = ["issue#12.rst", "what?.rst", "100%.rst", "with space.rst", "a&b.md"]
+    project(pytester)
+    (pytester.path / "docs").mkdir()
+    for name in names:
+        (pytester.path / "docs" / name).write_text(
+            "# T\n\n```pycon\n>>> 1\n1\n```\n"
+            if name.endswith(".md")
+            else "T\n=\n\n>>> 1\n1\n"
+        )
+
+    pytester.runpytest("--spec-report", "report").assert_outcomes(passed=5)
+
+    report = pytester.path / "report"
+    index = (report / "index.html").read_text()
+    assert 'href="docs/issue%2312.rst.html"' in index
+    assert 'href="docs/with%20space.rst.html"' in index
+    links = re.findall(r'href="(docs/[^"]*)"', index)
+    assert len(links) == len(names)
+    assert _broken_links(report) == []
+    [example] = marked_examples(page(pytester, "docs/issue#12.rst"))
+    assert example.link == "issue%2312.rst.source.html#L4"

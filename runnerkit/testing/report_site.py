@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from html import escape
 from importlib import metadata
 from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 import pytest
 
@@ -171,7 +172,7 @@ def document_page(document: Document, name: str, text: str | None) -> str:
         )
     if text is not None:
         rendered = render(
-            document.path, text, list(document.examples.values()), f"{base}.source.html"
+            document.path, text, list(document.examples.values()), href(f"{base}.source.html")
         )
         sections.append(f'<article class="document">{rendered.body}</article>')
         if rendered.hidden:
@@ -180,7 +181,7 @@ def document_page(document: Document, name: str, text: str | None) -> str:
                 "<p>These examples are in comments or invisible code blocks.</p>"
                 f"{rendered.hidden}</section>"
             )
-        source_link = f' · <a href="{escape(base)}.source.html">source</a>'
+        source_link = f' · <a href="{escape(href(base))}.source.html">source</a>'
     else:
         source_link = ""
     return _page(
@@ -217,7 +218,7 @@ def source_page(document: Document, name: str, text: str) -> str:
         up=up,
         header=(
             f'<p class="nav"><a href="{up}index.html">spec report</a> · '
-            f'<a href="{escape(base)}.html">{escape(name)}</a> · source</p>'
+            f'<a href="{escape(href(base))}.html">{escape(name)}</a> · source</p>'
         ),
         body=f'<table class="source">{"".join(rows)}</table>',
     )
@@ -243,7 +244,7 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
         )
         rows.append(
             f'<tr class="status-{worst.replace(" ", "-")}">'
-            f'<td><a href="{escape(name)}.html">{escape(name)}</a>{error}</td>{cells}</tr>'
+            f'<td><a href="{escape(href(name))}.html">{escape(name)}</a>{error}</td>{cells}</tr>'
         )
     head = "".join(f"<th>{escape(status)}</th>" for status in STATUSES)
     total_cells = "".join(f'<td class="count">{totals[s]}</td>' for s in STATUSES)
@@ -301,6 +302,13 @@ def _page(*, title: str, up: str, header: str, body: str) -> str:
         f'<link rel="stylesheet" href="{up}{STYLESHEET}"></head>'
         f'<body><header>{header}</header><div class="content">{body}</div></body></html>\n'
     )
+
+
+def href(name: str) -> str:
+    """The relative link to the report's file *name*: each of its ``/``-separated
+    parts percent-encoded, so that a ``#``, ``?``, ``%`` or space in a document's name
+    is part of the link's path."""
+    return quote(name, safe="/")
 
 
 def _up(name: str) -> str:
