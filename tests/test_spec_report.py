@@ -846,9 +846,7 @@ def test_links_lead_to_their_pages_whatever_the_documents_are_called(
     (pytester.path / "docs").mkdir()
     for name in names:
         (pytester.path / "docs" / name).write_text(
-            "# T\n\n```pycon\n>>> 1\n1\n```\n"
-            if name.endswith(".md")
-            else "T\n=\n\n>>> 1\n1\n"
+            "# T\n\n```pycon\n>>> 1\n1\n```\n" if name.endswith(".md") else "T\n=\n\n>>> 1\n1\n"
         )
 
     pytester.runpytest("--spec-report", "report").assert_outcomes(passed=5)
@@ -862,3 +860,71 @@ def test_links_lead_to_their_pages_whatever_the_documents_are_called(
     assert _broken_links(report) == []
     [example] = marked_examples(page(pytester, "docs/issue#12.rst"))
     assert example.link == "issue%2312.rst.source.html#L4"
+
+
+PRELUDED = """\
+Prelude
+=======
+
+>>> x = 1
+
+.. skip: next
+
+>>> 1 / 0
+
+>>> x
+2
+
+>>> x + 1
+2
+
+>>> x + 2
+3
+"""
+
+
+@pytest.mark.parametrize("xdist", [False, True])
+def test_selecting_one_example_shows_the_rest_of_its_document(
+    pytester: pytest.Pytester, xdist: bool
+) -> None:
+    project(pytester, spec_rst=PRELUDED, other_rst="Other\n=====\n\n>>> 2\n2\n")
+    extra = ["-n", "2", "-p", "no:cacheprovider"] if xdist else []
+
+    result = pytester.runpytest_subprocess(
+        "spec.rst::line:13,column:1", "--spec-report", "report", *extra
+    )
+
+    result.assert_outcomes(passed=1)
+    examples = marked_examples(page(pytester, "spec.rst"))
+    assert [(e.line, e.status) for e in examples if not e.hidden] == [
+        (4, "passed"),
+        (8, "skipped"),
+        (10, "failed"),
+        (13, "passed"),
+        (16, "not run"),
+    ]
+    html = page(pytester, "spec.rst").read_text()
+    # Those before it, the skip directive too, ran as its prelude.
+    assert html.count("ran as the prelude of the example at line 13") == 4
+    assert "-2" in examples[2].outcome or "Expected" in examples[2].outcome
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert '<span class="count status-not-run">1 not run</span>' in index
+    assert "other.rst" not in index
+
+
+def test_after_lf_the_rest_of_the_document_is_not_run_or_its_prelude(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, spec_rst=ARITHMETIC)
+    pytester.runpytest("--spec-report", "report")
+
+    pytester.runpytest("--lf", "--spec-report", "report").assert_outcomes(failed=1)
+
+    assert statuses(page(pytester, "spec.rst")) == [(6, "passed"), (8, "failed"), (10, "not run")]
+    last = marked_examples(page(pytester, "spec.rst"))[-1]
+    html = page(pytester, "spec.rst").read_text()
+    assert (
+        'title="line 6 of the source; not selected: ran as the prelude of the example at line 8"'
+        in html
+    )
+    assert last.badge == "line 10 · not run"

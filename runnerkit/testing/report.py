@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from sybil.integration.pytest import SybilItem
 
+from runnerkit.testing.ordering import PRELUDE_OUTCOMES
 from runnerkit.testing.report_outcomes import (
     REPORT_ATTRIBUTE,
     SpecOutcomes,
@@ -30,6 +31,7 @@ from runnerkit.testing.report_outcomes import (
     doctest_skipped,
     example_facts,
     failure_facts,
+    where,
 )
 
 #: Whether a skip directive skips an item's example (:func:`directive_skipped`).
@@ -132,6 +134,14 @@ class SpecReport:
             facts = example_facts(item)
             if call.excinfo is not None and report.failed:
                 facts.update(failure_facts(item, call.excinfo.value))
+            prelude = item.stash.get(PRELUDE_OUTCOMES, None)
+            if call.when == "setup" and prelude:
+                facts["prelude"] = [
+                    [place["line"], place["end_line"], place["column"], status, message]
+                    for place, status, message in (
+                        (where(example), status, message) for example, status, message in prelude
+                    )
+                ]
             if call.when == "call" and report.passed and doctest_skipped(item):
                 facts["doctest_skip"] = True
             if call.when == "call" and report.passed and item.stash.get(_DIRECTIVE_SKIP, False):
@@ -143,7 +153,7 @@ class SpecReport:
     def pytest_runtest_call(self, item: pytest.Item) -> None:
         """Note, before it runs, an example a skip directive skips without a reason."""
         if isinstance(item, SybilItem):
-            item.stash[_DIRECTIVE_SKIP] = directive_skipped(item)
+            item.stash[_DIRECTIVE_SKIP] = directive_skipped(item.example)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Fold each report in; in the controller, the workers' reports too."""

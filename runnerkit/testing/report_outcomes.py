@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pytest
+from sybil.example import Example as SybilExample
 from sybil.example import SybilFailure
 from sybil.integration.pytest import SybilItem
 
@@ -61,6 +62,8 @@ class Run:
     got: str | None = None
     accepted: str | None = None
     note: str | None = None
+    #: The line of the selected example it ran before, unreported, as its prelude.
+    prelude_of: int | None = None
 
 
 @dataclass
@@ -118,6 +121,8 @@ class SpecOutcomes:
     #: Reports that came without facts (xdist's report of a crashed worker's example,
     #: made by the controller), until :meth:`resolve` finds their examples by node id.
     pending: list[pytest.TestReport] = field(default_factory=list)
+    #: The ids of the Sybil documents whose examples are all noted.
+    _whole: set[int] = field(default_factory=set)
 
     def document(self, path: str) -> Document:
         """The document at *path*, created when it is new."""
@@ -137,6 +142,14 @@ class SpecOutcomes:
         if document.text is None:
             document.text = item.example.document.text
         document.example(facts["line"], facts["end_line"], facts["column"])
+        # Every example of the document, whatever was selected (a node id, --lf):
+        # those no report speaks of are not run.
+        parsed = item.example.document
+        if id(parsed) not in self._whole:
+            self._whole.add(id(parsed))
+            for example in parsed.examples():
+                place = where(example)
+                document.example(place["line"], place["end_line"], place["column"])
 
     def take_report(self, report: pytest.TestReport) -> None:
         """Fold one phase's report of a spec example into its example's run."""
@@ -152,6 +165,10 @@ class SpecOutcomes:
         run_id = facts.get("run")
         key = run_id or ""
         known = example.runs.get(key)
+        for line, end_line, column, status, message in facts.get("prelude", ()):
+            before = document.example(line, end_line, column)
+            if key not in before.runs:
+                before.runs[key] = Run(status, run_id, message=message, prelude_of=example.line)
         run = _run_of(report, facts)
         if run is None:
             return
@@ -226,7 +243,12 @@ class SpecOutcomes:
 def example_facts(item: SybilItem) -> dict[str, Any]:
     """Where *item*'s example stands: its document's path, first and last line, column,
     and the id of its document's run (or None)."""
-    example = item.example
+    params = getattr(getattr(item, "run", None), "params", None)
+    return {**where(item.example), "run": None if params is None else str(params.id)}
+
+
+def where(example: SybilExample) -> dict[str, Any]:
+    """Where *example* stands: its document's path, first and last line, column."""
     text = example.document.text
     parsed = example.parsed
     if isinstance(parsed, doctest.Example):
@@ -236,13 +258,11 @@ def example_facts(item: SybilItem) -> dict[str, Any]:
     else:
         end = max(example.start, example.end - 1)
         end_line = text.count("\n", 0, end) + 1
-    params = getattr(getattr(item, "run", None), "params", None)
     return {
         "path": str(example.path),
         "line": int(example.line),
         "end_line": max(int(example.line), end_line),
         "column": int(example.column),
-        "run": None if params is None else str(params.id),
     }
 
 
@@ -282,17 +302,16 @@ def doctest_skipped(item: SybilItem) -> bool:
     return bool(getattr(runner, "optionflags", 0) & doctest.SKIP)
 
 
-def directive_skipped(item: SybilItem) -> bool:
+def directive_skipped(example: SybilExample) -> bool:
     """Whether a skip directive (``.. skip: next``, ``skip: start``) without a reason
-    tells Sybil to skip *item*'s example: Sybil's skipper then returns without
-    evaluating it, and pytest, seeing no exception, reports it as passed.
+    tells Sybil to skip *example*: Sybil's skipper then returns without evaluating
+    it, and pytest, seeing no exception, reports it as passed.
 
     Asked before the example is evaluated: the skipper forgets ``skip: next`` once it
     has skipped the example.
     """
     from sybil.evaluators.skip import Skipper
 
-    example = item.example
     for evaluator in reversed(example.document.evaluators):
         if not isinstance(evaluator, Skipper) or example.region.evaluator is evaluator:
             continue

@@ -100,9 +100,7 @@ def write_site(
         try:
             files[f"{name}.html"] = document_page(document, name, text)
         except Exception as error:  # one document must not cost the whole report
-            files[f"{name}.html"] = document_page(
-                _unrendered(document, error), name, None
-            )
+            files[f"{name}.html"] = document_page(_unrendered(document, error), name, None)
         if text is not None:
             files[f"{name}.source.html"] = source_page(document, name, text)
         entries.append((name, document))
