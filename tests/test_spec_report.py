@@ -928,3 +928,79 @@ def test_after_lf_the_rest_of_the_document_is_not_run_or_its_prelude(
         in html
     )
     assert last.badge == "line 10 · not run"
+
+
+def _urls(html: str) -> list[str]:
+    from html import unescape
+
+    return [unescape(u) for u in re.findall(r'(?:href|src)="([^"]*)"', html)]
+
+
+def test_links_of_unsafe_schemes_are_shown_not_followed(pytester: pytest.Pytester) -> None:
+    spec = """\
+    Links
+    =====
+
+    A `script <javascript:alert(2)>`_, a `VB one <VBScript:msgbox(1)>`_, a
+    `data one <data:text/html,<script>alert(3)</script>>`_, a
+    `spaced one < java script:alert(4)>`_, a `web one <https://example.org/a>`_,
+    a `mail <mailto:a@example.org>`_, a `relative one <other.html#x>`_ and `Links`_.
+
+    .. image:: javascript:alert(1)
+
+    .. image:: data:image/svg+xml,<svg onload=alert(5)>
+
+    .. image:: pictures/fine.png
+       :target: javascript:alert(6)
+
+    >>> 1
+    1
+    """
+    guide = """\
+    # Links
+
+    [script](javascript:alert(7)), [data](data:text/html,x), [vb](vbscript:x),
+    [file](file:///etc/passwd), <javascript:alert(8)>, [web](https://example.org/b),
+    [relative](other.md#y), ![img](javascript:alert(9)) and ![fine](pictures/fine.png).
+
+    ```pycon
+    >>> 1
+    1
+    ```
+    """
+    project(pytester, spec_rst=spec, guide_md=guide)
+
+    pytester.runpytest("--spec-report", "report")
+
+    rst = page(pytester, "spec.rst").read_text()
+    md = page(pytester, "guide.md").read_text()
+    for html in (rst, md):
+        for url in _urls(html):
+            scheme = url.partition(":")[0].lower().replace(" ", "")
+            assert ":" not in url or scheme in ("http", "https", "mailto"), url
+    assert 'href="https://example.org/a"' in rst
+    assert "mailto:a@example.org" in _urls(rst)
+    assert 'href="other.html#x"' in rst
+    assert 'src="pictures/fine.png"' in rst
+    assert "javascript:alert(2)" in rst, "the URL is shown as text"
+    assert "image not shown" in rst
+    assert 'href="https://example.org/b"' in md
+    assert 'href="other.md#y"' in md
+    assert 'src="pictures/fine.png"' in md
+    assert "javascript:alert(7)" in md
+
+
+def test_which_urls_are_safe() -> None:
+    from runnerkit.testing.report_render import safe_url
+
+    for url in ("https://x.org", "HTTP://x.org", "mailto:a@b", "a/b.html", "#top", "a:b/c"[2:]):
+        assert safe_url(url), url
+    for url in (
+        "javascript:x",
+        " JavaScript:x",
+        "java\tscript:x",
+        "vbscript:x",
+        "data:x",
+        "file:/",
+    ):
+        assert not safe_url(url), url
