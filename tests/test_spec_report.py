@@ -1004,3 +1004,27 @@ def test_which_urls_are_safe() -> None:
         "file:/",
     ):
         assert not safe_url(url), url
+
+
+@pytest.mark.parametrize(
+    ("argument", "expected"),
+    [
+        ("", "--spec-report: give the directory*"),
+        (" ", "--spec-report: give the directory*"),
+        (".", "--spec-report *: is the root directory*"),
+        ("docs/..", "--spec-report *: is the root directory*"),
+        ("..", "--spec-report *: holds the root directory*"),
+    ],
+)
+def test_a_report_beside_the_documents_is_a_usage_error(
+    pytester: pytest.Pytester, argument: str, expected: str
+) -> None:
+    project(pytester, docs__pass_rst=ARITHMETIC)
+    pytester.makeini("[pytest]\n")
+
+    result = pytester.runpytest(f"--spec-report={argument}")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {expected}"])
+    assert not (pytester.path / "index.html").exists()
+    assert not (pytester.path / "docs" / "pass.rst.html").exists()

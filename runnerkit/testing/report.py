@@ -63,6 +63,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if option is None and not ini:
         return
     if option is not None:
+        if not option.strip():
+            raise pytest.UsageError("--spec-report: give the directory to write the report to")
         directory = Path(option)
         if not directory.is_absolute():
             directory = Path(config.invocation_params.dir) / directory
@@ -70,8 +72,25 @@ def pytest_configure(config: pytest.Config) -> None:
         directory = config.rootpath / ini
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is None:
+        check_place(directory.absolute(), config.rootpath)
         check_writable(directory)
     config.pluginmanager.register(SpecReport(config, directory.absolute()), SpecReport.NAME)
+
+
+def check_place(directory: Path, root: Path) -> None:
+    """Refuse to write the report where its pages would lie beside the documents: in
+    the root directory, or in a directory that holds it.
+
+    :raises pytest.UsageError: *directory* is *root* or above it.
+    """
+    resolved, top = directory.resolve(), root.resolve()
+    if resolved == top or resolved in top.parents:
+        where = "is the root directory" if resolved == top else "holds the root directory"
+        raise pytest.UsageError(
+            f"--spec-report {directory}: {where} ({top}), where its pages would be"
+            " written beside the documents; give a directory of its own, such as"
+            " build/specs"
+        )
 
 
 def check_writable(directory: Path) -> None:
