@@ -1028,3 +1028,48 @@ def test_a_report_beside_the_documents_is_a_usage_error(
     result.stderr.fnmatch_lines([f"ERROR: {expected}"])
     assert not (pytester.path / "index.html").exists()
     assert not (pytester.path / "docs" / "pass.rst.html").exists()
+
+
+@pytest.mark.parametrize("xdist", [False, True])
+def test_the_runs_of_a_parametrized_document_are_in_the_order_they_ran(
+    pytester: pytest.Pytester, xdist: bool
+) -> None:
+    conftest = SPECS_CONFTEST + textwrap.dedent(
+        """
+        import pytest
+
+        @pytest.fixture(params=["zz", "aa", "mm"])
+        def word(request):
+            return request.param
+        """
+    )
+    spec = """\
+    Words
+    =====
+
+    .. runnerkit-fixtures: word
+
+    >>> len(word)
+    2
+    """
+    project(pytester, conftest, spec_rst=spec)
+    extra = ["-n", "2", "-p", "no:cacheprovider"] if xdist else []
+
+    pytester.runpytest_subprocess("--spec-report", "report", *extra).assert_outcomes(passed=3)
+
+    [example] = marked_examples(page(pytester, "spec.rst"))
+    assert example.badge == "line 6 · passed [zz] · passed [aa] · passed [mm]"
+
+
+def test_a_document_of_prose_alone_has_its_page(pytester: pytest.Pytester) -> None:
+    project(pytester, docs__prose_rst="Prose\n=====\n\nNothing to run here.\n")
+
+    pytester.runpytest("--spec-report", "report")
+
+    html = page(pytester, "docs/prose.rst").read_text()
+    assert "Nothing to run here." in html
+    assert "no examples" in html
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert 'href="docs/prose.rst.html"' in index
+    assert "<th>the 1 document</th>" in index
+    assert "1 documents" not in index

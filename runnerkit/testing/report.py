@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sybil.integration.pytest import SybilItem
+from sybil.integration.pytest import SybilFile, SybilItem
 
 from runnerkit.testing.ordering import PRELUDE_OUTCOMES
 from runnerkit.testing.report_outcomes import (
@@ -134,6 +134,17 @@ class SpecReport:
         """Note every spec example collected, before any is deselected."""
         for item in items:
             self.outcomes.collect(item)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(
+        self, collector: pytest.Collector
+    ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+        """Note a spec document that holds no example (prose alone): it has a page too."""
+        report = yield
+        if isinstance(collector, SybilFile) and report.passed and not report.result:
+            documents = collector.documents
+            self.outcomes.take_empty(str(collector.path), documents[0].text if documents else None)
+        return report
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         """Note a spec file that could not be collected."""

@@ -167,7 +167,8 @@ def diff(want: str, got: str) -> str:
 
 
 def _runs(example: Example) -> list[Run]:
-    return [example.runs[key] for key in sorted(example.runs)]
+    """*example*'s runs, in the order its document's runs were collected."""
+    return list(example.runs.values())
 
 
 def _badge_text(example: Example) -> str:

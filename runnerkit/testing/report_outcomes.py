@@ -95,6 +95,15 @@ class Document:
     examples: dict[int, Example] = field(default_factory=dict)
     #: What went wrong collecting it, when something did.
     error: str | None = None
+    #: The ids of its runs (a parametrized document), in the order pytest collected them.
+    run_ids: list[str] = field(default_factory=list)
+
+    def order_runs(self) -> None:
+        """Put each example's runs in the order of :attr:`run_ids`."""
+        order = {run_id: index for index, run_id in enumerate(self.run_ids)}
+        for example in self.examples.values():
+            keys = sorted(example.runs, key=lambda key: (order.get(key, len(order)), key))
+            example.runs = {key: example.runs[key] for key in keys}
 
     def example(self, line: int, end_line: int, column: int = 1) -> Example:
         """The example at *line*, created when it is new."""
@@ -142,6 +151,8 @@ class SpecOutcomes:
         if document.text is None:
             document.text = item.example.document.text
         document.example(facts["line"], facts["end_line"], facts["column"])
+        if facts["run"] is not None and facts["run"] not in document.run_ids:
+            document.run_ids.append(facts["run"])
         # Every example of the document, whatever was selected (a node id, --lf):
         # those no report speaks of are not run.
         parsed = item.example.document
@@ -183,6 +194,14 @@ class SpecOutcomes:
         for report in pending:
             if report.nodeid in self.nodes:
                 self.take_report(report)
+        for document in self.documents.values():
+            document.order_runs()
+
+    def take_empty(self, path: str, text: str | None) -> None:
+        """Note the spec document at *path*, of *text*, which holds no example."""
+        document = self.document(path)
+        if document.text is None:
+            document.text = text
 
     def take_collect_error(self, path: str, error: str) -> None:
         """Note that the spec file at *path* could not be collected, and why."""
@@ -196,6 +215,9 @@ class SpecOutcomes:
                 document.text = entry.get("text")
             for line, end_line, column in entry.get("examples", ()):
                 document.example(line, end_line, column)
+            for run_id in entry.get("run_ids", ()):
+                if run_id not in document.run_ids:
+                    document.run_ids.append(run_id)
         self.nodes.update(data.get("nodes", {}))
 
     def as_dict(self) -> dict[str, Any]:
@@ -207,6 +229,7 @@ class SpecOutcomes:
                     "examples": [
                         [e.line, e.end_line, e.column] for e in document.examples.values()
                     ],
+                    "run_ids": document.run_ids,
                 }
                 for path, document in self.documents.items()
             },

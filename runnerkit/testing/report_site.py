@@ -257,7 +257,7 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
         body=(
             '<table class="documents"><thead><tr><th>document</th>'
             f"{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
-            f"<tfoot><tr><th>all {len(entries)} documents</th>{total_cells}</tr></tfoot></table>"
+            f"<tfoot><tr><th>{_all_documents(len(entries))}</th>{total_cells}</tr></tfoot></table>"
             '<h2>The run</h2><table class="facts">'
             f"<tr><th>date (UTC)</th><td><time>{escape(facts.date)}</time></td></tr>"
             f"<tr><th>command</th><td><code>{escape(facts.command)}</code></td></tr>"
@@ -265,6 +265,12 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
             f"{versions}</table>"
         ),
     )
+
+
+def _all_documents(count: int) -> str:
+    if count == 1:
+        return "the 1 document"
+    return f"all {count} documents"
 
 
 def short_error(report: str) -> str:
@@ -360,7 +366,10 @@ body { font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: v
 header { border-bottom: 1px solid #d0d7de; margin-bottom: 1rem; }
 a { color: #0969da; }
 pre, code { font: 14px/1.4 ui-monospace, "DejaVu Sans Mono", monospace; }
-pre { margin: 0; white-space: pre-wrap; }
+pre { margin: 0; white-space: pre; overflow-x: auto; }
+.content { overflow-wrap: anywhere; }
+table.source { table-layout: fixed; width: 100%; }
+table.source td.ln { width: 4rem; }
 code, .literal { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 90%;
   background: var(--code); padding: .1em .3em; border-radius: 4px; }
 .counts .count { display: inline-block; padding: 0 .5em; margin-right: .3em;
