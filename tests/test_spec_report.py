@@ -576,6 +576,8 @@ def test_an_example_that_crashes_its_worker_is_failed_and_so_is_the_rest_of_it(
     assert "crashed" in examples[1].outcome
     assert "crashed while running" in examples[2].outcome
     assert statuses(page(pytester, "quiet.rst")) == [(4, "passed")]
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert re.search(r'<div class="crashed"><p>1 worker crashed during the run', index)
 
 
 def test_the_report_is_rewritten_and_only_its_own_files_removed(

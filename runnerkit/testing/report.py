@@ -127,6 +127,8 @@ class SpecReport:
         #: Where a worker puts what it collected; None outside a worker.
         self.outbox: dict[str, Any] | None = workeroutput
         self.written: Path | None = None
+        #: The xdist workers that crashed, and how, in the controller.
+        self.crashed: list[str] = []
         self.error: str | None = None
 
     @pytest.hookimpl(tryfirst=True)
@@ -193,6 +195,9 @@ class SpecReport:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Take in what a finished worker collected."""
+        if error is not None:
+            name = getattr(getattr(node, "gateway", None), "id", None) or "a worker"
+            self.crashed.append(f"{name}: {error}")
         data = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
         if data:
             self.outcomes.merge(data)
@@ -212,7 +217,7 @@ class SpecReport:
             self.written = write_site(
                 self.directory,
                 self.outcomes,
-                RunFacts.now(self.config),
+                RunFacts.now(self.config, crashed=self.crashed),
                 root=self.config.rootpath,
                 texts=texts,
             )

@@ -21,6 +21,7 @@ import re
 import shlex
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from html import escape
@@ -55,9 +56,11 @@ class RunFacts:
     versions: tuple[tuple[str, str], ...]
     command: str
     root: str
+    #: The xdist workers that crashed during the run, and how.
+    crashed: tuple[str, ...] = ()
 
     @classmethod
-    def now(cls, config: pytest.Config) -> RunFacts:
+    def now(cls, config: pytest.Config, crashed: Sequence[str] = ()) -> RunFacts:
         """The facts of the run *config* configures, dated now (UTC)."""
         versions = [("Python", sys.version.split()[0])]
         for name in _DISTRIBUTIONS:
@@ -71,6 +74,7 @@ class RunFacts:
             versions=tuple(versions),
             command=shlex.join(["pytest", *args]),
             root=str(config.rootpath),
+            crashed=tuple(crashed),
         )
 
 
@@ -253,7 +257,7 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
     return _page(
         title="spec report",
         up="",
-        header=f"<h1>Spec report</h1>{_counts_line(totals)}",
+        header=f"<h1>Spec report</h1>{_counts_line(totals)}{_crashes(facts.crashed)}",
         body=(
             '<table class="documents"><thead><tr><th>document</th>'
             f"{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
@@ -264,6 +268,18 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
             f"<tr><th>root directory</th><td><code>{escape(facts.root)}</code></td></tr>"
             f"{versions}</table>"
         ),
+    )
+
+
+def _crashes(crashed: Sequence[str]) -> str:
+    if not crashed:
+        return ""
+    workers = "worker" if len(crashed) == 1 else "workers"
+    items = "".join(f"<li><code>{escape(line)}</code></li>" for line in crashed)
+    return (
+        f'<div class="crashed"><p>{len(crashed)} {workers} crashed during the run:'
+        " the examples they were running failed, and what they would have run next"
+        f" may not have run.</p><ul>{items}</ul></div>"
     )
 
 
@@ -406,6 +422,7 @@ pre.diff .head, pre.diff .hunk { color: var(--skipped); }
 pre.diff .same { color: var(--ink); }
 pre.message { color: var(--failed); }
 pre.raw-html { background: var(--code); padding: .5rem 1rem; }
+.crashed { border-left: 6px solid var(--failed); padding-left: .75rem; }
 .collect-error { border-left: 6px solid var(--failed); padding-left: .75rem; }
 .admonition { border-left: 4px solid #0969da; padding: 0 1rem; margin: 1rem 0;
   background: #f6f8fa; }
