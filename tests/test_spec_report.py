@@ -1075,3 +1075,32 @@ def test_a_document_of_prose_alone_has_its_page(pytester: pytest.Pytester) -> No
     assert 'href="docs/prose.rst.html"' in index
     assert "<th>the 1 document</th>" in index
     assert "1 documents" not in index
+
+
+def test_a_page_that_cannot_be_made_costs_only_that_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runnerkit.testing import report_site
+    from runnerkit.testing.report_outcomes import SpecOutcomes
+
+    outcomes = SpecOutcomes()
+    for name in ("good.rst", "bad.rst"):
+        document = outcomes.document(str(tmp_path / name))
+        document.text = f"{name}\n====\n\n>>> 1\n1\n"
+        document.example(4, 5)
+    real_render = report_site.render
+
+    def render(path: str, *args: object, **kwargs: object) -> object:
+        if path.endswith("bad.rst"):
+            raise ValueError("cannot render this")
+        return real_render(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(report_site, "render", render)
+    facts = report_site.RunFacts("2026-01-01T00:00:00+00:00", (), "pytest", str(tmp_path))
+
+    index = report_site.write_site(tmp_path / "report", outcomes, facts, root=tmp_path)
+
+    bad = (tmp_path / "report" / "bad.rst.html").read_text()
+    assert "the page could not be made: ValueError: cannot render this" in bad
+    assert statuses(tmp_path / "report" / "good.rst.html") == [(4, "not run")]
+    assert 'href="bad.rst.html"' in index.read_text()
