@@ -576,6 +576,8 @@ def test_an_example_that_crashes_its_worker_is_failed_and_so_is_the_rest_of_it(
     assert "crashed" in examples[1].outcome
     assert "crashed while running" in examples[2].outcome
     assert statuses(page(pytester, "quiet.rst")) == [(4, "passed")]
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert re.search(r'<div class="crashed"><p>1 worker crashed during the run', index)
 
 
 def test_the_report_is_rewritten_and_only_its_own_files_removed(
@@ -670,3 +672,435 @@ def test_a_block_is_found_by_its_text_when_docutils_gives_no_line() -> None:
     assert _locate(source, [">>> 1", "1"], None, 4) == 6
     assert _locate(source, [">>> 1", "1"], 6, 0) == 6
     assert _locate(source, [">>> 2"], None, 0) is None
+
+
+def test_any_output_is_written_safely(pytester: pytest.Pytester) -> None:
+    spec = """\
+    Unprintable
+    ===========
+
+    >>> print("lone \\udcff surrogate")
+    x
+    >>> print("nul \\x00 bell \\x07 end")
+    x
+    >>> print("\\x1b[31mred\\x1b[0m")
+    red
+    """
+    project(pytester, spec_rst=spec)
+
+    result = pytester.runpytest("--spec-report", "report")
+
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(["spec report: report/index.html", "*3 failed*"])
+    html = page(pytester, "spec.rst").read_text(encoding="utf-8")
+    for control in ("\x00", "\x07", "\x1b"):
+        assert control not in html
+    first, second, third = marked_examples(html)
+    assert "+lone \\udcff surrogate" in first.outcome
+    assert "+nul \u2400 bell \u2407 end" in second.outcome
+    # A colour code is shown, ESC as its picture, in the diff as everywhere.
+    assert "+\u241b[31mred\u241b[0m" in third.outcome
+    assert (pytester.path / "report" / "index.html").is_file()
+
+
+def test_a_report_that_cannot_be_written_leaves_the_summary_and_says_why(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, spec_rst=ARITHMETIC)
+    pytester.runpytest("--spec-report", "report")
+    before = (pytester.path / "report" / "index.html").read_text()
+    # Writing the stylesheet fails, with an error that is no OSError.
+    failing = SPECS_CONFTEST + textwrap.dedent(
+        """
+        from runnerkit.testing import report_site
+
+        real_write = report_site._write
+
+        def failing_write(path, content):
+            if path.name == "report.css":
+                raise RuntimeError("disk on fire")
+            real_write(path, content)
+
+        report_site._write = failing_write
+        """
+    )
+    project(pytester, failing, spec_rst=ARITHMETIC.replace("4\n", "3\n"))
+
+    result = pytester.runpytest_subprocess("--spec-report", "report", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["spec report could not be written to report: RuntimeError: disk on fire", "*3 passed*"]
+    )
+    # The index, written last, still tells of the last report that was written whole.
+    assert (pytester.path / "report" / "index.html").read_text() == before
+
+
+def test_examples_a_skip_directive_skips_are_skipped(pytester: pytest.Pytester) -> None:
+    spec = """\
+    Skips
+    =====
+
+    .. skip: next
+
+    >>> 1 / 0
+
+    .. skip: start
+
+    >>> 2 / 0
+    >>> 3 / 0
+
+    .. skip: end
+
+    >>> 4
+    4
+    """
+    guide = """\
+    # Skips
+
+    <!-- skip: next -->
+
+    ```pycon
+    >>> 1 / 0
+    ```
+
+    ```pycon
+    >>> 5
+    5
+    ```
+    """
+    project(pytester, spec_rst=spec, guide_md=guide)
+
+    pytester.runpytest("--spec-report", "report")
+
+    shown = [e for e in marked_examples(page(pytester, "spec.rst")) if not e.hidden]
+    assert [(e.line, e.status) for e in shown] == [
+        (6, "skipped"),
+        (10, "skipped"),
+        (11, "skipped"),
+        (15, "passed"),
+    ]
+    assert "skip directive" in shown[0].outcome
+    shown = [e for e in marked_examples(page(pytester, "guide.md")) if not e.hidden]
+    assert [(e.line, e.status) for e in shown] == [(6, "skipped"), (10, "passed")]
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert '<span class="count status-skipped">4 skipped</span>' in index
+
+
+def test_examples_with_tabs_are_marked_in_place(pytester: pytest.Pytester) -> None:
+    spec = (
+        "Tabs\n"
+        "====\n"
+        "\n"
+        "A literal block::\n"
+        "\n"
+        '    >>> print("x\\ty")\n'
+        "    x\ty\n"
+        "\n"
+        ".. code-block:: console\n"
+        "\n"
+        "   $ printf 'a\\tb\\n'\n"
+        "   a\tb\n"
+        "\n"
+        '>>> print("p\\tq")\n'
+        "p\tq\n"
+    )
+    (pytester.path / "spec.rst").write_text(spec)
+    project(pytester)
+
+    pytester.runpytest("--spec-report", "report")
+
+    examples = marked_examples(page(pytester, "spec.rst"))
+    assert [(e.line, e.status, e.hidden) for e in examples] == [
+        (6, "passed", False),
+        (11, "passed", False),
+        (14, "passed", False),
+    ]
+    # docutils expands a tab to the next eighth column of the line, indentation and all.
+    assert examples[0].code == '>>> print("x\\ty")\nx   y'
+    assert examples[1].code == "$ printf 'a\\tb\\n'\na    b"
+
+
+def _broken_links(report: Path) -> list[str]:
+    """Every link and stylesheet of the report's pages that leads to no file or no
+    line of the report, resolved as a browser resolves them."""
+    from urllib.parse import unquote, urljoin, urlsplit
+
+    broken = []
+    for page_path in sorted(report.rglob("*.html")):
+        html = page_path.read_text()
+        for link in re.findall(r'(?:href|src)="([^"]*)"', html):
+            link = link.replace("&amp;", "&")
+            target = urlsplit(urljoin(page_path.as_uri(), link))
+            path = Path(unquote(target.path))
+            if not path.is_file():
+                broken.append(f"{page_path.name}: {link}")
+            elif target.fragment and f'id="{target.fragment}"' not in path.read_text():
+                broken.append(f"{page_path.name}: {link} (no such anchor)")
+    return broken
+
+
+def test_links_lead_to_their_pages_whatever_the_documents_are_called(
+    pytester: pytest.Pytester,
+) -> None:
+    names = ["issue#12.rst", "what?.rst", "100%.rst", "with space.rst", "a&b.md"]
+    project(pytester)
+    (pytester.path / "docs").mkdir()
+    for name in names:
+        (pytester.path / "docs" / name).write_text(
+            "# T\n\n```pycon\n>>> 1\n1\n```\n" if name.endswith(".md") else "T\n=\n\n>>> 1\n1\n"
+        )
+
+    pytester.runpytest("--spec-report", "report").assert_outcomes(passed=5)
+
+    report = pytester.path / "report"
+    index = (report / "index.html").read_text()
+    assert 'href="docs/issue%2312.rst.html"' in index
+    assert 'href="docs/with%20space.rst.html"' in index
+    links = re.findall(r'href="(docs/[^"]*)"', index)
+    assert len(links) == len(names)
+    assert _broken_links(report) == []
+    [example] = marked_examples(page(pytester, "docs/issue#12.rst"))
+    assert example.link == "issue%2312.rst.source.html#L4"
+
+
+PRELUDED = """\
+Prelude
+=======
+
+>>> x = 1
+
+.. skip: next
+
+>>> 1 / 0
+
+>>> x
+2
+
+>>> x + 1
+2
+
+>>> x + 2
+3
+"""
+
+
+@pytest.mark.parametrize("xdist", [False, True])
+def test_selecting_one_example_shows_the_rest_of_its_document(
+    pytester: pytest.Pytester, xdist: bool
+) -> None:
+    project(pytester, spec_rst=PRELUDED, other_rst="Other\n=====\n\n>>> 2\n2\n")
+    extra = ["-n", "2", "-p", "no:cacheprovider"] if xdist else []
+
+    result = pytester.runpytest_subprocess(
+        "spec.rst::line:13,column:1", "--spec-report", "report", *extra
+    )
+
+    result.assert_outcomes(passed=1)
+    examples = marked_examples(page(pytester, "spec.rst"))
+    assert [(e.line, e.status) for e in examples if not e.hidden] == [
+        (4, "passed"),
+        (8, "skipped"),
+        (10, "failed"),
+        (13, "passed"),
+        (16, "not run"),
+    ]
+    html = page(pytester, "spec.rst").read_text()
+    # Those before it, the skip directive too, ran as its prelude.
+    assert html.count("ran as the prelude of the example at line 13") == 4
+    assert "-2" in examples[2].outcome or "Expected" in examples[2].outcome
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert '<span class="count status-not-run">1 not run</span>' in index
+    assert "other.rst" not in index
+
+
+def test_after_lf_the_rest_of_the_document_is_not_run_or_its_prelude(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, spec_rst=ARITHMETIC)
+    pytester.runpytest("--spec-report", "report")
+
+    pytester.runpytest("--lf", "--spec-report", "report").assert_outcomes(failed=1)
+
+    assert statuses(page(pytester, "spec.rst")) == [(6, "passed"), (8, "failed"), (10, "not run")]
+    last = marked_examples(page(pytester, "spec.rst"))[-1]
+    html = page(pytester, "spec.rst").read_text()
+    assert (
+        'title="line 6 of the source; not selected: ran as the prelude of the example at line 8"'
+        in html
+    )
+    assert last.badge == "line 10 · not run"
+
+
+def _urls(html: str) -> list[str]:
+    from html import unescape
+
+    return [unescape(u) for u in re.findall(r'(?:href|src)="([^"]*)"', html)]
+
+
+def test_links_of_unsafe_schemes_are_shown_not_followed(pytester: pytest.Pytester) -> None:
+    spec = """\
+    Links
+    =====
+
+    A `script <javascript:alert(2)>`_, a `VB one <VBScript:msgbox(1)>`_, a
+    `data one <data:text/html,<script>alert(3)</script>>`_, a
+    `spaced one < java script:alert(4)>`_, a `web one <https://example.org/a>`_,
+    a `mail <mailto:a@example.org>`_, a `relative one <other.html#x>`_ and `Links`_.
+
+    .. image:: javascript:alert(1)
+
+    .. image:: data:image/svg+xml,<svg onload=alert(5)>
+
+    .. image:: pictures/fine.png
+       :target: javascript:alert(6)
+
+    >>> 1
+    1
+    """
+    guide = """\
+    # Links
+
+    [script](javascript:alert(7)), [data](data:text/html,x), [vb](vbscript:x),
+    [file](file:///etc/passwd), <javascript:alert(8)>, [web](https://example.org/b),
+    [relative](other.md#y), ![img](javascript:alert(9)) and ![fine](pictures/fine.png).
+
+    ```pycon
+    >>> 1
+    1
+    ```
+    """
+    project(pytester, spec_rst=spec, guide_md=guide)
+
+    pytester.runpytest("--spec-report", "report")
+
+    rst = page(pytester, "spec.rst").read_text()
+    md = page(pytester, "guide.md").read_text()
+    for html in (rst, md):
+        for url in _urls(html):
+            scheme = url.partition(":")[0].lower().replace(" ", "")
+            assert ":" not in url or scheme in ("http", "https", "mailto"), url
+    assert 'href="https://example.org/a"' in rst
+    assert "mailto:a@example.org" in _urls(rst)
+    assert 'href="other.html#x"' in rst
+    assert 'src="pictures/fine.png"' in rst
+    assert "javascript:alert(2)" in rst, "the URL is shown as text"
+    assert "image not shown" in rst
+    assert 'href="https://example.org/b"' in md
+    assert 'href="other.md#y"' in md
+    assert 'src="pictures/fine.png"' in md
+    assert "javascript:alert(7)" in md
+
+
+def test_which_urls_are_safe() -> None:
+    from runnerkit.testing.report_render import safe_url
+
+    for url in ("https://x.org", "HTTP://x.org", "mailto:a@b", "a/b.html", "#top", "a:b/c"[2:]):
+        assert safe_url(url), url
+    for url in (
+        "javascript:x",
+        " JavaScript:x",
+        "java\tscript:x",
+        "vbscript:x",
+        "data:x",
+        "file:/",
+    ):
+        assert not safe_url(url), url
+
+
+@pytest.mark.parametrize(
+    ("argument", "expected"),
+    [
+        ("", "--spec-report: give the directory*"),
+        (" ", "--spec-report: give the directory*"),
+        (".", "--spec-report *: is the root directory*"),
+        ("docs/..", "--spec-report *: is the root directory*"),
+        ("..", "--spec-report *: holds the root directory*"),
+    ],
+)
+def test_a_report_beside_the_documents_is_a_usage_error(
+    pytester: pytest.Pytester, argument: str, expected: str
+) -> None:
+    project(pytester, docs__pass_rst=ARITHMETIC)
+    pytester.makeini("[pytest]\n")
+
+    result = pytester.runpytest(f"--spec-report={argument}")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {expected}"])
+    assert not (pytester.path / "index.html").exists()
+    assert not (pytester.path / "docs" / "pass.rst.html").exists()
+
+
+@pytest.mark.parametrize("xdist", [False, True])
+def test_the_runs_of_a_parametrized_document_are_in_the_order_they_ran(
+    pytester: pytest.Pytester, xdist: bool
+) -> None:
+    conftest = SPECS_CONFTEST + textwrap.dedent(
+        """
+        import pytest
+
+        @pytest.fixture(params=["zz", "aa", "mm"])
+        def word(request):
+            return request.param
+        """
+    )
+    spec = """\
+    Words
+    =====
+
+    .. runnerkit-fixtures: word
+
+    >>> len(word)
+    2
+    """
+    project(pytester, conftest, spec_rst=spec)
+    extra = ["-n", "2", "-p", "no:cacheprovider"] if xdist else []
+
+    pytester.runpytest_subprocess("--spec-report", "report", *extra).assert_outcomes(passed=3)
+
+    [example] = marked_examples(page(pytester, "spec.rst"))
+    assert example.badge == "line 6 · passed [zz] · passed [aa] · passed [mm]"
+
+
+def test_a_document_of_prose_alone_has_its_page(pytester: pytest.Pytester) -> None:
+    project(pytester, docs__prose_rst="Prose\n=====\n\nNothing to run here.\n")
+
+    pytester.runpytest("--spec-report", "report")
+
+    html = page(pytester, "docs/prose.rst").read_text()
+    assert "Nothing to run here." in html
+    assert "no examples" in html
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert 'href="docs/prose.rst.html"' in index
+    assert "<th>the 1 document</th>" in index
+    assert "1 documents" not in index
+
+
+def test_a_page_that_cannot_be_made_costs_only_that_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runnerkit.testing import report_site
+    from runnerkit.testing.report_outcomes import SpecOutcomes
+
+    outcomes = SpecOutcomes()
+    for name in ("good.rst", "bad.rst"):
+        document = outcomes.document(str(tmp_path / name))
+        document.text = f"{name}\n====\n\n>>> 1\n1\n"
+        document.example(4, 5)
+    real_render = report_site.render
+
+    def render(path: str, *args: object, **kwargs: object) -> object:
+        if path.endswith("bad.rst"):
+            raise ValueError("cannot render this")
+        return real_render(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(report_site, "render", render)
+    facts = report_site.RunFacts("2026-01-01T00:00:00+00:00", (), "pytest", str(tmp_path))
+
+    index = report_site.write_site(tmp_path / "report", outcomes, facts, root=tmp_path)
+
+    bad = (tmp_path / "report" / "bad.rst.html").read_text()
+    assert "the page could not be made: ValueError: cannot render this" in bad
+    assert statuses(tmp_path / "report" / "good.rst.html") == [(4, "not run")]
+    assert 'href="bad.rst.html"' in index.read_text()

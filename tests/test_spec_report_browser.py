@@ -159,3 +159,38 @@ def test_the_tutorial_with_an_example_broken(
     assert "-foo      : no" in diff
     assert "+foo      : yes" in diff
     screenshot(browser, "spec-report-tutorial", full_page=True)
+
+
+def test_a_long_line_scrolls_in_its_box_and_odd_names_link(
+    pytester: pytest.Pytester,
+    browser: Any,  # noqa: F811
+) -> None:
+    """A 3000-character line widens no page; a document called ``issue#12 100%.rst``
+    is reached from the index and from its page's source link."""
+    from selenium.webdriver.common.by import By
+
+    long = "x" * 3000
+    pytester.makeconftest(CONFTEST)
+    spec = f"Long\n====\n\n>>> print('{long}')\n{long[:-1]}\n\nThe end.\n"
+    (pytester.path / "issue#12 100%.rst").write_text(spec)
+    pytester.runpytest("--spec-report", "report").assert_outcomes(failed=1)
+    report = pytester.path / "report"
+
+    browser.set_window_size(1100, 900)
+    browser.get((report / "index.html").as_uri())
+    browser.find_element(By.LINK_TEXT, "issue#12 100%.rst").click()
+    [failing] = browser.find_elements(By.CSS_SELECTOR, "div.example.status-failed")
+    width = browser.execute_script("return document.documentElement.clientWidth")
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+    for box in [
+        failing.find_element(By.TAG_NAME, "pre"),
+        failing.find_element(By.CSS_SELECTOR, "pre.diff"),
+    ]:
+        assert box.size["width"] < width
+        assert browser.execute_script("return arguments[0].scrollWidth", box) > 2000
+    screenshot(browser, "spec-report-long-line")
+
+    browser.find_element(By.LINK_TEXT, "source").click()
+    assert browser.find_element(By.ID, "L4").text.startswith("4")
+    width = browser.execute_script("return document.documentElement.clientWidth")
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width

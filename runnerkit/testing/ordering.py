@@ -134,19 +134,35 @@ class NotRun(Exception):
 PRELUDE = "runnerkit prelude"
 
 
+#: What each example of an item's prelude came to: (example, status, message), the
+#: status "passed", "failed" or "skipped"; the spec report shows them.
+PRELUDE_OUTCOMES = pytest.StashKey[list[tuple[Example, str, str | None]]]()
+
+
 def run_prelude(item: pytest.Item, examples: Sequence[Example]) -> None:
     """Evaluate *examples* in their document's namespace, as a full run would have.
 
     Failures do not stop the next example; they are kept in a report section of *item*.
     """
+    from runnerkit.testing.report_outcomes import directive_skipped
+
     failures = []
+    outcomes = item.stash.setdefault(PRELUDE_OUTCOMES, [])
     for example in examples:
         try:
+            skipped = directive_skipped(example)
             example.evaluate()
-        except (unittest.SkipTest, pytest.skip.Exception):
+        except (unittest.SkipTest, pytest.skip.Exception) as skip:
+            outcomes.append((example, "skipped", str(skip) or "skipped"))
             continue
         except Exception as error:  # a full run would report it, and go on
             failures.append(f"line {example.line}: {type(error).__name__}: {error}")
+            outcomes.append((example, "failed", f"{type(error).__name__}: {error}"))
+        else:
+            if skipped:
+                outcomes.append((example, "skipped", "skip directive"))
+            else:
+                outcomes.append((example, "passed", None))
     if failures:
         item.add_report_section(
             "setup",

@@ -21,15 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sybil.integration.pytest import SybilItem
+from sybil.integration.pytest import SybilFile, SybilItem
 
+from runnerkit.testing.ordering import PRELUDE_OUTCOMES
 from runnerkit.testing.report_outcomes import (
     REPORT_ATTRIBUTE,
     SpecOutcomes,
+    directive_skipped,
     doctest_skipped,
     example_facts,
     failure_facts,
+    where,
 )
+
+#: Whether a skip directive skips an item's example (:func:`directive_skipped`).
+_DIRECTIVE_SKIP = pytest.StashKey[bool]()
 
 #: The ``workeroutput`` key under which xdist workers send what they collected.
 WORKEROUTPUT_KEY = "runnerkit_report"
@@ -57,6 +63,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if option is None and not ini:
         return
     if option is not None:
+        if not option.strip():
+            raise pytest.UsageError("--spec-report: give the directory to write the report to")
         directory = Path(option)
         if not directory.is_absolute():
             directory = Path(config.invocation_params.dir) / directory
@@ -64,8 +72,25 @@ def pytest_configure(config: pytest.Config) -> None:
         directory = config.rootpath / ini
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is None:
+        check_place(directory.absolute(), config.rootpath)
         check_writable(directory)
     config.pluginmanager.register(SpecReport(config, directory.absolute()), SpecReport.NAME)
+
+
+def check_place(directory: Path, root: Path) -> None:
+    """Refuse to write the report where its pages would lie beside the documents: in
+    the root directory, or in a directory that holds it.
+
+    :raises pytest.UsageError: *directory* is *root* or above it.
+    """
+    resolved, top = directory.resolve(), root.resolve()
+    if resolved == top or resolved in top.parents:
+        where = "is the root directory" if resolved == top else "holds the root directory"
+        raise pytest.UsageError(
+            f"--spec-report {directory}: {where} ({top}), where its pages would be"
+            " written beside the documents; give a directory of its own, such as"
+            " build/specs"
+        )
 
 
 def check_writable(directory: Path) -> None:
@@ -102,6 +127,8 @@ class SpecReport:
         #: Where a worker puts what it collected; None outside a worker.
         self.outbox: dict[str, Any] | None = workeroutput
         self.written: Path | None = None
+        #: The xdist workers that crashed, and how, in the controller.
+        self.crashed: list[str] = []
         self.error: str | None = None
 
     @pytest.hookimpl(tryfirst=True)
@@ -109,6 +136,17 @@ class SpecReport:
         """Note every spec example collected, before any is deselected."""
         for item in items:
             self.outcomes.collect(item)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(
+        self, collector: pytest.Collector
+    ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+        """Note a spec document that holds no example (prose alone): it has a page too."""
+        report = yield
+        if isinstance(collector, SybilFile) and report.passed and not report.result:
+            documents = collector.documents
+            self.outcomes.take_empty(str(collector.path), documents[0].text if documents else None)
+        return report
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         """Note a spec file that could not be collected."""
@@ -128,10 +166,26 @@ class SpecReport:
             facts = example_facts(item)
             if call.excinfo is not None and report.failed:
                 facts.update(failure_facts(item, call.excinfo.value))
+            prelude = item.stash.get(PRELUDE_OUTCOMES, None)
+            if call.when == "setup" and prelude:
+                facts["prelude"] = [
+                    [place["line"], place["end_line"], place["column"], status, message]
+                    for place, status, message in (
+                        (where(example), status, message) for example, status, message in prelude
+                    )
+                ]
             if call.when == "call" and report.passed and doctest_skipped(item):
                 facts["doctest_skip"] = True
+            if call.when == "call" and report.passed and item.stash.get(_DIRECTIVE_SKIP, False):
+                facts["directive_skip"] = True
             setattr(report, REPORT_ATTRIBUTE, facts)
         return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        """Note, before it runs, an example a skip directive skips without a reason."""
+        if isinstance(item, SybilItem):
+            item.stash[_DIRECTIVE_SKIP] = directive_skipped(item.example)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Fold each report in; in the controller, the workers' reports too."""
@@ -141,6 +195,9 @@ class SpecReport:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """Take in what a finished worker collected."""
+        if error is not None:
+            name = getattr(getattr(node, "gateway", None), "id", None) or "a worker"
+            self.crashed.append(f"{name}: {error}")
         data = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
         if data:
             self.outcomes.merge(data)
@@ -154,18 +211,21 @@ class SpecReport:
             return
         from runnerkit.testing.report_site import RunFacts, write_site
 
-        self.outcomes.resolve()
-        texts = self._take_acceptances()
         try:
+            self.outcomes.resolve()
+            texts = self._take_acceptances()
             self.written = write_site(
                 self.directory,
                 self.outcomes,
-                RunFacts.now(self.config),
+                RunFacts.now(self.config, crashed=self.crashed),
                 root=self.config.rootpath,
                 texts=texts,
             )
-        except OSError as error:
-            self.error = f"spec report not written to {self.directory}: {error}"
+        except Exception as error:  # the run's own summary must not be lost to it
+            self.error = (
+                f"spec report could not be written to {_shown(self.directory)}:"
+                f" {type(error).__name__}: {error}"
+            )
 
     def _take_acceptances(self) -> dict[str, str]:
         """Mark what accept mode rewrote (or refused); the documents' texts as they

@@ -94,8 +94,13 @@ class BlockMarker:
     def _example(self, example: Example, code: str) -> str:
         status = example.status
         link = f"{self.source_page}#L{example.line}"
+        title = f"line {example.line} of the source"
+        preludes = sorted({run.prelude_of for run in example.runs.values() if run.prelude_of})
+        if preludes:
+            of = ", ".join(str(line) for line in preludes)
+            title += f"; not selected: ran as the prelude of the example at line {of}"
         badge = (
-            f'<a class="badge" href="{escape(link)}" title="line {example.line} of the source">'
+            f'<a class="badge" href="{escape(link)}" title="{escape(title)}">'
             f"{_badge_text(example)}</a>"
         )
         details = "".join(outcome(run) for run in _runs(example) if run.status != PASSED)
@@ -162,7 +167,8 @@ def diff(want: str, got: str) -> str:
 
 
 def _runs(example: Example) -> list[Run]:
-    return [example.runs[key] for key in sorted(example.runs)]
+    """*example*'s runs, in the order its document's runs were collected."""
+    return list(example.runs.values())
 
 
 def _badge_text(example: Example) -> str:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pytest
+from sybil.example import Example as SybilExample
 from sybil.example import SybilFailure
 from sybil.integration.pytest import SybilItem
 
@@ -61,6 +62,8 @@ class Run:
     got: str | None = None
     accepted: str | None = None
     note: str | None = None
+    #: The line of the selected example it ran before, unreported, as its prelude.
+    prelude_of: int | None = None
 
 
 @dataclass
@@ -92,6 +95,15 @@ class Document:
     examples: dict[int, Example] = field(default_factory=dict)
     #: What went wrong collecting it, when something did.
     error: str | None = None
+    #: The ids of its runs (a parametrized document), in the order pytest collected them.
+    run_ids: list[str] = field(default_factory=list)
+
+    def order_runs(self) -> None:
+        """Put each example's runs in the order of :attr:`run_ids`."""
+        order = {run_id: index for index, run_id in enumerate(self.run_ids)}
+        for example in self.examples.values():
+            keys = sorted(example.runs, key=lambda key: (order.get(key, len(order)), key))
+            example.runs = {key: example.runs[key] for key in keys}
 
     def example(self, line: int, end_line: int, column: int = 1) -> Example:
         """The example at *line*, created when it is new."""
@@ -118,6 +130,8 @@ class SpecOutcomes:
     #: Reports that came without facts (xdist's report of a crashed worker's example,
     #: made by the controller), until :meth:`resolve` finds their examples by node id.
     pending: list[pytest.TestReport] = field(default_factory=list)
+    #: The ids of the Sybil documents whose examples are all noted.
+    _whole: set[int] = field(default_factory=set)
 
     def document(self, path: str) -> Document:
         """The document at *path*, created when it is new."""
@@ -137,6 +151,16 @@ class SpecOutcomes:
         if document.text is None:
             document.text = item.example.document.text
         document.example(facts["line"], facts["end_line"], facts["column"])
+        if facts["run"] is not None and facts["run"] not in document.run_ids:
+            document.run_ids.append(facts["run"])
+        # Every example of the document, whatever was selected (a node id, --lf):
+        # those no report speaks of are not run.
+        parsed = item.example.document
+        if id(parsed) not in self._whole:
+            self._whole.add(id(parsed))
+            for example in parsed.examples():
+                place = where(example)
+                document.example(place["line"], place["end_line"], place["column"])
 
     def take_report(self, report: pytest.TestReport) -> None:
         """Fold one phase's report of a spec example into its example's run."""
@@ -152,6 +176,10 @@ class SpecOutcomes:
         run_id = facts.get("run")
         key = run_id or ""
         known = example.runs.get(key)
+        for line, end_line, column, status, message in facts.get("prelude", ()):
+            before = document.example(line, end_line, column)
+            if key not in before.runs:
+                before.runs[key] = Run(status, run_id, message=message, prelude_of=example.line)
         run = _run_of(report, facts)
         if run is None:
             return
@@ -166,6 +194,14 @@ class SpecOutcomes:
         for report in pending:
             if report.nodeid in self.nodes:
                 self.take_report(report)
+        for document in self.documents.values():
+            document.order_runs()
+
+    def take_empty(self, path: str, text: str | None) -> None:
+        """Note the spec document at *path*, of *text*, which holds no example."""
+        document = self.document(path)
+        if document.text is None:
+            document.text = text
 
     def take_collect_error(self, path: str, error: str) -> None:
         """Note that the spec file at *path* could not be collected, and why."""
@@ -179,6 +215,9 @@ class SpecOutcomes:
                 document.text = entry.get("text")
             for line, end_line, column in entry.get("examples", ()):
                 document.example(line, end_line, column)
+            for run_id in entry.get("run_ids", ()):
+                if run_id not in document.run_ids:
+                    document.run_ids.append(run_id)
         self.nodes.update(data.get("nodes", {}))
 
     def as_dict(self) -> dict[str, Any]:
@@ -190,6 +229,7 @@ class SpecOutcomes:
                     "examples": [
                         [e.line, e.end_line, e.column] for e in document.examples.values()
                     ],
+                    "run_ids": document.run_ids,
                 }
                 for path, document in self.documents.items()
             },
@@ -226,7 +266,12 @@ class SpecOutcomes:
 def example_facts(item: SybilItem) -> dict[str, Any]:
     """Where *item*'s example stands: its document's path, first and last line, column,
     and the id of its document's run (or None)."""
-    example = item.example
+    params = getattr(getattr(item, "run", None), "params", None)
+    return {**where(item.example), "run": None if params is None else str(params.id)}
+
+
+def where(example: SybilExample) -> dict[str, Any]:
+    """Where *example* stands: its document's path, first and last line, column."""
     text = example.document.text
     parsed = example.parsed
     if isinstance(parsed, doctest.Example):
@@ -236,13 +281,11 @@ def example_facts(item: SybilItem) -> dict[str, Any]:
     else:
         end = max(example.start, example.end - 1)
         end_line = text.count("\n", 0, end) + 1
-    params = getattr(getattr(item, "run", None), "params", None)
     return {
         "path": str(example.path),
         "line": int(example.line),
         "end_line": max(int(example.line), end_line),
         "column": int(example.column),
-        "run": None if params is None else str(params.id),
     }
 
 
@@ -282,6 +325,27 @@ def doctest_skipped(item: SybilItem) -> bool:
     return bool(getattr(runner, "optionflags", 0) & doctest.SKIP)
 
 
+def directive_skipped(example: SybilExample) -> bool:
+    """Whether a skip directive (``.. skip: next``, ``skip: start``) without a reason
+    tells Sybil to skip *example*: Sybil's skipper then returns without evaluating
+    it, and pytest, seeing no exception, reports it as passed.
+
+    Asked before the example is evaluated: the skipper forgets ``skip: next`` once it
+    has skipped the example.
+    """
+    from sybil.evaluators.skip import Skipper
+
+    for evaluator in reversed(example.document.evaluators):
+        if not isinstance(evaluator, Skipper) or example.region.evaluator is evaluator:
+            continue
+        state = evaluator.document_state.get(example.document)
+        if state is None or not state.active:
+            continue
+        # A skip with a reason raises SkipTest, which pytest reports itself.
+        return state.exception is None
+    return False
+
+
 def _dedent(block: str | None) -> str:
     if block is None:
         return ""
@@ -312,6 +376,8 @@ def _run_of(report: pytest.TestReport, facts: Mapping[str, Any]) -> Run | None:
         return None
     if facts.get("doctest_skip"):
         return Run(SKIPPED, run_id, message="+SKIP")
+    if facts.get("directive_skip"):
+        return Run(SKIPPED, run_id, message="skip directive")
     return Run(PASSED, run_id)
 
 

@@ -63,6 +63,7 @@ def _markdown(text: str, marker: BlockMarker) -> str:
     from markdown_it import MarkdownIt
 
     md = MarkdownIt("commonmark", {"html": True}).enable("table")
+    md.validateLink = safe_url  # type: ignore[method-assign]
 
     def fence(self: Any, tokens: Sequence[Any], idx: int, options: Any, env: Any) -> str:
         token = tokens[idx]
@@ -99,6 +100,28 @@ def _only_comments(html: str) -> bool:
     return bool(_COMMENTS.match(html))
 
 
+# -- Links ----------------------------------------------------------------------------
+
+#: The schemes a link or image of a document may have; any other (``javascript:``,
+#: ``vbscript:``, ``data:``, ``file:``) is shown as text, not followed.
+SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
+
+_NOT_FOLLOWED = "not a link: the report follows no URL of this scheme: "
+
+#: What browsers ignore in a URL: ASCII whitespace and control characters.
+_IGNORED = re.compile(r"[\x00-\x20\x7f]+")
+
+
+def safe_url(url: str) -> bool:
+    """Whether *url* may be a link of the report: relative (a path, an ``#anchor``) or
+    of one of the :data:`SAFE_SCHEMES`, read as a browser reads it."""
+    text = _IGNORED.sub("", url)
+    scheme, colon, _ = text.partition(":")
+    if not colon or any(c in scheme for c in "/?#"):
+        return True  # no scheme: relative
+    return scheme.lower() in SAFE_SCHEMES
+
+
 # -- reStructuredText -------------------------------------------------------------------
 
 #: Sphinx's directives that hold code, rendered as code blocks.
@@ -120,6 +143,32 @@ def _restructuredtext(path: str, text: str, marker: BlockMarker) -> str:
 
     class Translator(HTMLTranslator):  # type: ignore[misc]
         """docutils' HTML translator, but code blocks are written by the marker."""
+
+        def visit_reference(self, node: Any) -> None:
+            uri = node.get("refuri")
+            if uri is None or safe_url(uri):
+                super().visit_reference(node)
+                return
+            node["runnerkit_unsafe"] = True
+            self.body.append(f'<span class="unsafe-link" title="{escape(_NOT_FOLLOWED + uri)}">')
+
+        def depart_reference(self, node: Any) -> None:
+            if node.get("runnerkit_unsafe"):
+                uri = node["refuri"]
+                self.body.append(f' <code class="unsafe-url">&lt;{escape(uri)}&gt;</code></span>')
+                return
+            super().depart_reference(node)
+
+        def visit_image(self, node: Any) -> None:
+            uri = node.get("uri", "")
+            if safe_url(uri):
+                super().visit_image(node)
+                return
+            self.body.append(
+                '<span class="unsafe-image">image not shown:'
+                f' <code class="unsafe-url">{escape(uri)}</code></span>'
+            )
+            raise nodes.SkipNode
 
         def visit_literal_block(self, node: Any) -> None:
             self._code(node)
@@ -163,6 +212,10 @@ def _restructuredtext(path: str, text: str, marker: BlockMarker) -> str:
     return str(parts["html_body"])
 
 
+#: docutils' ``tab_width``: the source's tabs are expanded before it is parsed.
+_TAB_WIDTH = 8
+
+
 def _locate(
     source: Sequence[str], lines: Sequence[str], hint: int | None, cursor: int
 ) -> int | None:
@@ -170,15 +223,17 @@ def _locate(
 
     docutils' idea of the line (*hint*) is tried first, then the lines around it, then
     every line from *cursor* on (blocks come in the order of the text); lines are
-    compared without their indentation, which docutils removes.
+    compared without their indentation, which docutils removes, and with their tabs
+    expanded to every eighth column of the line, as docutils expands them.
     """
-    wanted = [line.strip() for line in lines]
+    wanted = [line.expandtabs(_TAB_WIDTH).strip() for line in lines]
 
     def fits(start: int) -> bool:
         if start < 1 or start + len(wanted) - 1 > len(source):
             return False
         return all(
-            source[start - 1 + offset].strip() == line for offset, line in enumerate(wanted)
+            source[start - 1 + offset].expandtabs(_TAB_WIDTH).strip() == line
+            for offset, line in enumerate(wanted)
         )
 
     if hint is not None:

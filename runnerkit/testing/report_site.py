@@ -17,14 +17,17 @@ does not (a document since removed) are deleted, and no other file is touched.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from html import escape
 from importlib import metadata
 from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 import pytest
 
@@ -53,9 +56,11 @@ class RunFacts:
     versions: tuple[tuple[str, str], ...]
     command: str
     root: str
+    #: The xdist workers that crashed during the run, and how.
+    crashed: tuple[str, ...] = ()
 
     @classmethod
-    def now(cls, config: pytest.Config) -> RunFacts:
+    def now(cls, config: pytest.Config, crashed: Sequence[str] = ()) -> RunFacts:
         """The facts of the run *config* configures, dated now (UTC)."""
         versions = [("Python", sys.version.split()[0])]
         for name in _DISTRIBUTIONS:
@@ -69,6 +74,7 @@ class RunFacts:
             versions=tuple(versions),
             command=shlex.join(["pytest", *args]),
             root=str(config.rootpath),
+            crashed=tuple(crashed),
         )
 
 
@@ -95,17 +101,53 @@ def write_site(
         text = texts.get(document.path, document.text)
         if text is None:
             text = _read(document.path)
-        files[f"{name}.html"] = document_page(document, name, text)
+        try:
+            files[f"{name}.html"] = document_page(document, name, text)
+        except Exception as error:  # one document must not cost the whole report
+            files[f"{name}.html"] = document_page(_unrendered(document, error), name, None)
         if text is not None:
             files[f"{name}.source.html"] = source_page(document, name, text)
         entries.append((name, document))
-    files["index.html"] = index_page(entries, facts)
+    index = index_page(entries, facts)
+    # Every page is made before any is written, so that a page that cannot be made
+    # leaves the last report as it was; the index goes last, once the pages it links
+    # to are there.
     directory.mkdir(parents=True, exist_ok=True)
     for relative, content in files.items():
         _write(directory / relative, content)
+    _write(directory / "index.html", index)
+    files["index.html"] = index
     _remove_stale(directory, set(files))
     _write(directory / MANIFEST, "".join(f"{name}\n" for name in sorted(files)))
     return directory / "index.html"
+
+
+#: Characters a page cannot hold as they are: C0 controls but tab, newline and
+#: carriage return, DEL, and lone surrogates (which no encoding can write).
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """*text* with its control characters shown as their Unicode pictures (ESC as
+    ``\u241b``, so a colour code reads ``\u241b[31m``) and its lone surrogates as
+    Python writes them (``\\udcff``)."""
+
+    def shown(match: re.Match[str]) -> str:
+        char = match.group()
+        code = ord(char)
+        if code < 0x20:
+            return chr(0x2400 + code)
+        if code == 0x7F:
+            return "\u2421"
+        return f"\\u{code:04x}"
+
+    return _UNPRINTABLE.sub(shown, text)
+
+
+def _unrendered(document: Document, error: Exception) -> Document:
+    """*document*, with why its page could not be made in place of its text."""
+    problem = f"the page could not be made: {type(error).__name__}: {error}"
+    return replace(document, error=f"{document.error}\n{problem}" if document.error else problem)
 
 
 def page_name(path: str, root: Path) -> str:
@@ -132,7 +174,7 @@ def document_page(document: Document, name: str, text: str | None) -> str:
         )
     if text is not None:
         rendered = render(
-            document.path, text, list(document.examples.values()), f"{base}.source.html"
+            document.path, text, list(document.examples.values()), href(f"{base}.source.html")
         )
         sections.append(f'<article class="document">{rendered.body}</article>')
         if rendered.hidden:
@@ -141,7 +183,7 @@ def document_page(document: Document, name: str, text: str | None) -> str:
                 "<p>These examples are in comments or invisible code blocks.</p>"
                 f"{rendered.hidden}</section>"
             )
-        source_link = f' · <a href="{escape(base)}.source.html">source</a>'
+        source_link = f' · <a href="{escape(href(base))}.source.html">source</a>'
     else:
         source_link = ""
     return _page(
@@ -178,7 +220,7 @@ def source_page(document: Document, name: str, text: str) -> str:
         up=up,
         header=(
             f'<p class="nav"><a href="{up}index.html">spec report</a> · '
-            f'<a href="{escape(base)}.html">{escape(name)}</a> · source</p>'
+            f'<a href="{escape(href(base))}.html">{escape(name)}</a> · source</p>'
         ),
         body=f'<table class="source">{"".join(rows)}</table>',
     )
@@ -204,7 +246,7 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
         )
         rows.append(
             f'<tr class="status-{worst.replace(" ", "-")}">'
-            f'<td><a href="{escape(name)}.html">{escape(name)}</a>{error}</td>{cells}</tr>'
+            f'<td><a href="{escape(href(name))}.html">{escape(name)}</a>{error}</td>{cells}</tr>'
         )
     head = "".join(f"<th>{escape(status)}</th>" for status in STATUSES)
     total_cells = "".join(f'<td class="count">{totals[s]}</td>' for s in STATUSES)
@@ -215,11 +257,11 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
     return _page(
         title="spec report",
         up="",
-        header=f"<h1>Spec report</h1>{_counts_line(totals)}",
+        header=f"<h1>Spec report</h1>{_counts_line(totals)}{_crashes(facts.crashed)}",
         body=(
             '<table class="documents"><thead><tr><th>document</th>'
             f"{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
-            f"<tfoot><tr><th>all {len(entries)} documents</th>{total_cells}</tr></tfoot></table>"
+            f"<tfoot><tr><th>{_all_documents(len(entries))}</th>{total_cells}</tr></tfoot></table>"
             '<h2>The run</h2><table class="facts">'
             f"<tr><th>date (UTC)</th><td><time>{escape(facts.date)}</time></td></tr>"
             f"<tr><th>command</th><td><code>{escape(facts.command)}</code></td></tr>"
@@ -227,6 +269,24 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
             f"{versions}</table>"
         ),
     )
+
+
+def _crashes(crashed: Sequence[str]) -> str:
+    if not crashed:
+        return ""
+    workers = "worker" if len(crashed) == 1 else "workers"
+    items = "".join(f"<li><code>{escape(line)}</code></li>" for line in crashed)
+    return (
+        f'<div class="crashed"><p>{len(crashed)} {workers} crashed during the run:'
+        " the examples they were running failed, and what they would have run next"
+        f" may not have run.</p><ul>{items}</ul></div>"
+    )
+
+
+def _all_documents(count: int) -> str:
+    if count == 1:
+        return "the 1 document"
+    return f"all {count} documents"
 
 
 def short_error(report: str) -> str:
@@ -264,6 +324,13 @@ def _page(*, title: str, up: str, header: str, body: str) -> str:
     )
 
 
+def href(name: str) -> str:
+    """The relative link to the report's file *name*: each of its ``/``-separated
+    parts percent-encoded, so that a ``#``, ``?``, ``%`` or space in a document's name
+    is part of the link's path."""
+    return quote(name, safe="/")
+
+
 def _up(name: str) -> str:
     """The relative link from the page of *name* to the report's top directory."""
     return "../" * (len(PurePosixPath(name).parts) - 1)
@@ -281,8 +348,8 @@ def _write(path: Path, content: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as output:
-            output.write(content)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as output:
+            output.write(printable(content))
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -315,7 +382,10 @@ body { font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: v
 header { border-bottom: 1px solid #d0d7de; margin-bottom: 1rem; }
 a { color: #0969da; }
 pre, code { font: 14px/1.4 ui-monospace, "DejaVu Sans Mono", monospace; }
-pre { margin: 0; white-space: pre-wrap; }
+pre { margin: 0; white-space: pre; overflow-x: auto; }
+.content { overflow-wrap: anywhere; }
+table.source { table-layout: fixed; width: 100%; }
+table.source td.ln { width: 4rem; }
 code, .literal { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 90%;
   background: var(--code); padding: .1em .3em; border-radius: 4px; }
 .counts .count { display: inline-block; padding: 0 .5em; margin-right: .3em;
@@ -352,6 +422,7 @@ pre.diff .head, pre.diff .hunk { color: var(--skipped); }
 pre.diff .same { color: var(--ink); }
 pre.message { color: var(--failed); }
 pre.raw-html { background: var(--code); padding: .5rem 1rem; }
+.crashed { border-left: 6px solid var(--failed); padding-left: .75rem; }
 .collect-error { border-left: 6px solid var(--failed); padding-left: .75rem; }
 .admonition { border-left: 4px solid #0969da; padding: 0 1rem; margin: 1rem 0;
   background: #f6f8fa; }
