@@ -75,11 +75,14 @@ def one_line(value: object, limit: int = MAX_VALUE) -> str:
 def header_for_log(msg: Message, name: str, missing: str = "(none)") -> str:
     """The first *name* header field of *msg* as a log shows it, or *missing*.
 
-    The value is read as :func:`~runnerkit.message.read_header` reads it (8-bit bytes
-    and RFC 2047 encoded words decoded), unfolded (RFC 5322, section 2.2.3), stripped,
-    and made :func:`one_line`, at most :data:`MAX_HEADER` characters before escaping.
+    The value is read as :func:`~runnerkit.message.read_header` reads it (RFC 2047
+    encoded words decoded; 8-bit bytes read as UTF-8, RFC 6532, and each byte that is
+    not UTF-8 shown as ``\\xNN``, as in a message's body), unfolded (RFC 5322, section
+    2.2.3), stripped, and made :func:`one_line`, at most :data:`MAX_HEADER` characters
+    before escaping.  This is the one reading of the header fields an entry shows (the
+    operator page, ``runnerkit queue list`` and ``show``) and log lines name.
     """
-    value = read_header(msg, name)
+    value = read_header(msg, name, keep_undecodable=True)
     if value is None:
         return missing
     return one_line(_FOLD.sub("", value).strip(), MAX_HEADER)

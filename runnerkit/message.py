@@ -161,7 +161,9 @@ class Message(email.message.Message):
         return senders[0] if senders else ""
 
 
-def read_header(message: email.message.Message, name: str) -> str | None:
+def read_header(
+    message: email.message.Message, name: str, *, keep_undecodable: bool = False
+) -> str | None:
     """The text of *message*'s first *name* header (see :func:`header_text`), or None.
 
     Read from the header as stored, not through ``message[name]``: compat32 hands out
@@ -171,16 +173,20 @@ def read_header(message: email.message.Message, name: str) -> str | None:
     wanted = name.lower()
     for key, value in message.raw_items():
         if key.lower() == wanted:
-            return header_text(value)
+            return header_text(value, keep_undecodable=keep_undecodable)
     return None
 
 
-def header_text(value: object) -> str:
+def header_text(value: object, *, keep_undecodable: bool = False) -> str:
     """A header value as the text a reader sees: 8-bit bytes and RFC 2047 words decoded.
 
     A message parsed from bytes keeps a header's raw 8-bit bytes as surrogate escapes
     (compat32); they are read as UTF-8 (RFC 6532), else as Latin-1, never replaced by
-    U+FFFD.  Encoded words (RFC 2047) are decoded as far as their charsets allow.
+    U+FFFD.  With *keep_undecodable* (for showing a value to an operator), every run
+    of bytes that is UTF-8 is decoded and each byte that is not stays a surrogate
+    escape, which :func:`runnerkit.logtext.escape` shows as ``\\xNN``: ``été \\xff``,
+    never a whole value turned to Latin-1 mojibake (``Ã©tÃ©``) for one stray byte.
+    Encoded words (RFC 2047) are decoded as far as their charsets allow.
     """
     text = str(value)
     if not text.isascii():
@@ -188,7 +194,11 @@ def header_text(value: object) -> str:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            text = raw.decode("latin-1")
+            text = (
+                raw.decode("utf-8", "surrogateescape")
+                if keep_undecodable
+                else raw.decode("latin-1")
+            )
     if "=?" not in text:
         return text
     # Each encoded word on its own: the text around them may be non-ASCII already,

@@ -20,6 +20,7 @@ from operator_pages import PageServer, Reply
 
 from runnerkit import queuefile
 from runnerkit.master import lock_paths
+from runnerkit.message import message_from_bytes
 from runnerkit.runners.operator_page import MAX_BODY, PAGE_SIZE, wants_html
 from runnerkit.site import Site
 
@@ -221,6 +222,23 @@ def test_everything_shown_is_escaped(serve: Callable[[], PageServer], config: Si
     assert confirm.status == 200
     assert "<script" not in confirm.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in confirm.text
+
+
+def test_8bit_header_bytes_are_shown_as_utf8_and_stray_bytes_escaped(
+    serve: Callable[[], PageServer], config: Site
+) -> None:
+    msg = message_from_bytes(
+        b"From: anne@example.com\nSubject: \xc3\xa9t\xc3\xa9 \xff\xfe bytes\n"
+        b"Message-ID: <caf\xc3\xa9\xff@example.com>\n\nHello.\n"
+    )
+    filebase = config.switchboards["shunt"].enqueue(msg, whichq="in")
+    server = serve()
+    for reply in (server.page(), server.confirm("discard", "shunt", filebase)):
+        assert reply.status == 200, reply
+        assert "été \\xff\\xfe bytes" in reply.text
+        assert "&lt;café\\xff@example.com&gt;" in reply.text
+        assert "\u00c3" not in reply.text
+        assert "\ufffd" not in reply.text
 
 
 def test_the_page_reloads_itself_unless_told_not_to(

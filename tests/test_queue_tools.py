@@ -745,3 +745,25 @@ def test_a_command_that_changes_a_site_needs_one_that_exists(
     assert f"the var dir {str(missing)!r}" in result.stderr
     assert "does not exist; this command works on a site" in result.stderr
     assert not missing.exists()
+
+
+def test_8bit_header_bytes_read_as_utf8_and_the_rest_escaped_alike_in_list_and_show(
+    site: Site, var_dir: Path
+) -> None:
+    # Raw 8-bit bytes in the header (RFC 6532): UTF-8 where they are, two stray bytes.
+    msg = message_from_bytes(
+        b"From: anne@example.com\nSubject: caf\xc3\xa9 \xc3\xa9t\xc3\xa9 \xff\xfe bytes\n\nbody\n"
+    )
+    filebase = site.switchboards["shunt"].enqueue(msg, whichq="pipeline")
+    shown = "café été \\xff\\xfe bytes"
+    listed = rk(var_dir, "queue", "list", "shunt")
+    assert listed.returncode == 0, listed.stderr
+    assert shown in listed.stdout
+    assert "\u00c3" not in listed.stdout
+    assert "\ufffd" not in listed.stdout
+    result = rk(var_dir, "queue", "show", "shunt", filebase)
+    assert result.returncode == 0, result.stderr
+    assert f"subject   : {shown}\n" in result.stdout
+    assert "\u00c3" not in result.stdout
+    [entry] = entries(var_dir, "shunt")
+    assert entry["subject"] == shown
