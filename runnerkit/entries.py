@@ -366,6 +366,43 @@ def requeue_targets(switchboards: Switchboards) -> list[str]:
     return sorted(set(switchboards) - set(NOT_TARGETS))
 
 
+def requeue_refusal(
+    switchboards: Switchboards,
+    item: Entry,
+    target: str | None = None,
+    *,
+    choose: str = CHOOSE_TARGET,
+) -> str | None:
+    """Why :func:`requeue_entry` would refuse to requeue *item* (to *target*, else to
+    the queue it came from), as the entry reads now; None when it would try.
+
+    The one check both :func:`requeue_entry` and the operator page's confirmation page
+    make: taken, unreadable, no queue it came from, a destination that is no queue to
+    requeue to (``bad``, a runner without a queue such as ``lmtp``, a name that is
+    none), or the queue it is waiting in already.
+    """
+    if item.state == TAKEN:
+        return f"it is being processed ({item.where}); left to its runner"
+    if item.entry is None:
+        see = (
+            f"see 'runnerkit qfile --hex {item.path}'"
+            if item.path is not None
+            else f"see 'runnerkit queue show {item.queue} {item.filebase}'"
+        )
+        return f"it cannot be read ({item.damage}); left in {item.queue!r} ({see})"
+    destination = target or item.origin
+    if destination is None:
+        return f"its metadata names no queue it came from; {choose}; left in {item.queue!r}"
+    if destination not in switchboards or destination in NOT_TARGETS:
+        return (
+            f"it came from queue {destination!r}, which is not one to requeue to; "
+            f"{choose}; left in {item.queue!r}"
+        )
+    if destination == item.queue and item.state == WAITING:
+        return f"it is already waiting in {destination!r}"
+    return None
+
+
 def requeue_entry(
     switchboards: Switchboards,
     switchboard: AnySwitchboard,
@@ -387,29 +424,11 @@ def requeue_entry(
         gone); it is left where it was, and the message says why.
     :raises QueueUnavailableError: the queues' server cannot be reached.
     """
-    if item.state == TAKEN:
-        raise EntryRefusedError(f"it is being processed ({item.where}); left to its runner")
-    if item.entry is None:
-        see = (
-            f"see 'runnerkit qfile --hex {item.path}'"
-            if item.path is not None
-            else f"see 'runnerkit queue show {item.queue} {item.filebase}'"
-        )
-        raise EntryRefusedError(
-            f"it cannot be read ({item.damage}); left in {item.queue!r} ({see})"
-        )
+    refusal = requeue_refusal(switchboards, item, target, choose=choose)
+    if refusal is not None:
+        raise EntryRefusedError(refusal)
     destination = target or item.origin
-    if destination is None:
-        raise EntryRefusedError(
-            f"its metadata names no queue it came from; {choose}; left in {item.queue!r}"
-        )
-    if destination not in switchboards or destination in NOT_TARGETS:
-        raise EntryRefusedError(
-            f"it came from queue {destination!r}, which is not one to requeue to; "
-            f"{choose}; left in {item.queue!r}"
-        )
-    if destination == item.queue and item.state == WAITING:
-        raise EntryRefusedError(f"it is already waiting in {destination!r}")
+    assert destination is not None
     if item.state == PRESERVED:
         return destination, _requeue_preserved(switchboards, switchboard, item, destination)
     try:

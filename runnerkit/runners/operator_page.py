@@ -19,11 +19,23 @@ An action goes in two steps, neither needing JavaScript.  The button opens a
 confirmation page (``GET /entries/confirm?action=requeue&queue=bad&id=ID``), which
 names the entry and where it would go; its Confirm button ``POST``\\s
 ``/entries/requeue`` or ``/entries/discard`` with the fields ``queue``, ``id``,
-``confirm=yes`` and ``token``.  The token is a secret the REST runner writes at start
-to ``VAR_DIR/rest.token`` (:data:`TOKEN_FILE`), mode 0600: whoever can read the var
-dir can act, anyone else who reaches the port can only look.  The page never shows
-it.  Once given, it is kept in an ``HttpOnly``, ``SameSite=Strict`` cookie for the
-browser session, and not asked for again.  A ``POST`` is also refused when its
+``confirm=yes`` and ``token`` (and the page's state, ``refresh``, ``bad_page`` and
+``shunt_page``, so that Cancel and Back return to the page the operator was on).  A
+requeue the entry's metadata makes certain to be refused (no queue it came from, a
+queue that is none, or the queue it is waiting in) is said on the confirmation page,
+which then has no Confirm button.  Only the entries of :data:`ENTRY_QUEUES` are acted
+on: a waiting message of another queue is the CLI's (``runnerkit queue``).
+
+The token is a secret the REST runner writes at start to ``VAR_DIR/rest.token``
+(:data:`TOKEN_FILE`), mode 0600: whoever can read the var dir can act, anyone else who
+reaches the port can only look.  The page never contains it, and it is given with
+every action: no cookie keeps it.  A cookie cannot be scoped to a port, so every other
+HTTP service on the same host name (another site's REST runner, a development server)
+would receive it and could replay it; without HTTPS there is no safe variant.  The
+token field is a password field beside a read-only field naming the site
+(``autocomplete="username"``), so that a browser's password manager may offer to
+remember the token for that site, if the operator wants it to.  A ``POST`` is also
+refused when its
 ``Origin`` (or ``Referer``) is not the page's own (cross-site request forgery), when
 its body is larger than :data:`MAX_BODY` (413), and, like every request, when its
 ``Host`` is not one the runner answers to.
@@ -64,6 +76,7 @@ from runnerkit.entries import (
     iso_time,
     oldest_time,
     requeue_entry,
+    requeue_refusal,
 )
 from runnerkit.errors import (
     EntryRefusedError,
@@ -84,8 +97,6 @@ log = logging.getLogger(__name__)
 
 #: The token file's name in the var dir.
 TOKEN_FILE = "rest.token"
-#: The cookie that keeps the token once given.
-COOKIE = "runnerkit_token"
 #: The queues whose entries the page lists, with actions.
 ENTRY_QUEUES = ("bad", "shunt")
 #: Entries a page.
@@ -102,18 +113,23 @@ ACTIONS = {"/entries/requeue": "requeue", "/entries/discard": "discard"}
 CONFIRM = "/entries/confirm"
 
 #: The headers of every HTML answer: nothing runs, nothing loads, nothing frames it.
+#: (``X-Content-Type-Options: nosniff`` goes with every answer, HTML or not: see
+#: :data:`NOSNIFF`.)
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
     # Not no-referrer: under it Chromium posts the page's forms with "Origin: null",
     # which cross_site() must refuse.  same-origin tells nothing to any other site.
     "Referrer-Policy": "same-origin",
 }
+
+
+#: The header every answer of the REST runner carries, JSON and metrics included.
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
 
 class PageError(RunnerkitError):
@@ -122,8 +138,6 @@ class PageError(RunnerkitError):
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
-        #: A ``Set-Cookie`` value to send with the refusal, if any.
-        self.cookie: str | None = None
 
 
 # The token.
@@ -193,13 +207,32 @@ class PageQuery:
         }
         return "/?" + urlencode(sorted(query.items()))
 
+    def fields(self) -> str:
+        """The page's state as the hidden fields of a form, which a confirmation page
+        and an action's answer read back (:func:`parse_page_query`) for their links."""
+        values = {"refresh": self.refresh} | {
+            f"{q}_page": p for q, p in self.pages.items() if p != 1
+        }
+        return "".join(
+            f'<input type="hidden" name="{escape(key)}" value="{value}">'
+            for key, value in sorted(values.items())
+        )
+
 
 def parse_page_query(query: str, default_refresh: int) -> PageQuery:
     """Read the query of a ``GET /``: ``refresh``, ``bad_page``, ``shunt_page``.
 
     :raises PageError: a value is not a whole number in range (400).
     """
-    fields = query_fields(query)
+    return page_state(query_fields(query), default_refresh)
+
+
+def page_state(fields: Mapping[str, str], default_refresh: int) -> PageQuery:
+    """The page's state in *fields* (a query's or a form's): ``refresh``, ``bad_page``,
+    ``shunt_page``, each checked as :func:`parse_page_query` checks them.
+
+    :raises PageError: a value is not a whole number in range (400).
+    """
     refresh = _whole(fields, "refresh", default_refresh, 0, MAX_REFRESH)
     pages = {name: _whole(fields, f"{name}_page", 1, 1, 10**9) for name in ENTRY_QUEUES}
     return PageQuery(refresh, pages)
@@ -270,20 +303,6 @@ def cross_site(origin: str | None, referer: str | None, host: str | None) -> str
     return None
 
 
-def cookie_token(header: str | None) -> str | None:
-    """The token in a ``Cookie`` header, if it carries :data:`COOKIE`."""
-    for part in (header or "").split(";"):
-        name, equals, value = part.strip().partition("=")
-        if equals and name == COOKIE:
-            return value
-    return None
-
-
-def token_cookie(token: str) -> str:
-    """The ``Set-Cookie`` value that keeps *token* for the browser session."""
-    return f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
-
-
 def wants_html(accept: str | None) -> bool:
     """Whether an ``Accept`` header prefers HTML to JSON (a browser's does; no header,
     ``*/*`` and ``application/json`` do not)."""
@@ -311,11 +330,10 @@ def wants_html(accept: str | None) -> bool:
 
 @dataclass
 class Answer:
-    """An HTML answer: its status, its document, and a cookie to set if any."""
+    """An HTML answer: its status and its document (never a cookie: see the module)."""
 
     status: HTTPStatus
     document: str
-    cookie: str | None = None
 
 
 class OperatorPage:
@@ -418,7 +436,7 @@ class OperatorPage:
             )
             + "</p>"
         )
-        rows = "".join(_entry_row(item, now) for item in entries)
+        rows = "".join(_entry_row(item, now, asked) for item in entries)
         table = (
             f'<table class="entries" data-queue="{escape(name)}"><thead><tr><th>ID</th>'
             "<th>From</th><th>Reason</th><th>Age</th><th>Subject</th><th>Message-ID</th>"
@@ -428,11 +446,14 @@ class OperatorPage:
 
     # Acting.
 
-    def confirmation(self, query: str, cookie: str | None) -> Answer:
+    def confirmation(self, query: str) -> Answer:
         """``GET /entries/confirm?action=A&queue=Q&id=ID``: what the action would do, and
-        the form that does it.
+        the form that does it; or, for a requeue that :func:`requeue_refusal` says would
+        be refused, why, with no form.  The page's state in the query (``refresh``,
+        ``bad_page``, ``shunt_page``) goes on to the form and the Cancel link.
 
-        :raises PageError: the query is wrong (400), or names no entry (404).
+        :raises PageError: the query is wrong (400), names a queue whose entries the
+            page does not act on (403), or names no entry (404).
         """
         fields = query_fields(query)
         action = fields.get("action", "")
@@ -440,34 +461,41 @@ class OperatorPage:
             raise PageError(
                 HTTPStatus.BAD_REQUEST, f"action must be requeue or discard, not {action!r}"
             )
+        asked = page_state(fields, self.refresh)
         name, entry_id = self._names(fields)
         with self.lock:
             item = self._entry(name, entry_id)
+        back = escape(asked.link()) + f"#{escape(name)}"
+        details = _details(item, time.time())
         if action == "requeue":
-            question = f"Requeue entry {item.filebase} from {name} to {item.origin or '?'}?"
-            if item.origin is None:
-                question += " (its metadata names no queue it came from: it will be refused)"
+            refusal = requeue_refusal(
+                self.site.switchboards, item, choose=self._choose(name, item)
+            )
+            if refusal is not None:
+                return self._refused(name, item, refusal, asked, details)
+            question = f"Requeue entry {item.filebase} from {name} to {item.origin}?"
         else:
             question = f"Discard entry {item.filebase} from {name} for good?"
-        remembered = self.token_matches(cookie_token(cookie))
+        site = str(self.site.paths.var_dir)
         token_field = (
-            "<p>The token is remembered in this browser.</p>"
-            if remembered
-            else "<p><label>Token (<code>cat "
+            # The site's name and a password field: a browser's password manager may
+            # offer to keep the token for this site.  The page never holds the token.
+            '<p><label>Site: <input type="text" name="site" id="site" '
+            f'autocomplete="username" value="{escape(site)}" readonly size="40"></label></p>'
+            "<p><label>Token (<code>cat "
             f"{escape(str(token_path(self.site)))}</code>): "
-            '<input type="password" name="token" id="token" autocomplete="off" required>'
-            "</label></p>"
+            '<input type="password" name="token" id="token" '
+            'autocomplete="current-password" required></label></p>'
         )
         form = (
             f'<form method="post" action="/entries/{escape(action)}" class="confirm">'
             f'<input type="hidden" name="queue" value="{escape(name)}">'
             f'<input type="hidden" name="id" value="{escape(item.filebase)}">'
             '<input type="hidden" name="confirm" value="yes">'
-            f"{token_field}"
+            f"{asked.fields()}{token_field}"
             f'<p><button type="submit" id="confirm" class="{escape(action)}">Confirm: '
-            f'{escape(action)}</button> <a href="/#{escape(name)}">Cancel</a></p></form>'
+            f'{escape(action)}</button> <a href="{back}" id="cancel">Cancel</a></p></form>'
         )
-        details = _details(item, time.time())
         return Answer(
             HTTPStatus.OK,
             _document(
@@ -475,24 +503,65 @@ class OperatorPage:
             ),
         )
 
-    def act(self, path: str, form: Mapping[str, str], cookie: str | None, client: str) -> Answer:
+    def _choose(self, name: str, item: Entry) -> str:
+        """What a refused requeue tells to do instead: the CLI, with a queue to name."""
+        return (
+            "the page requeues an entry only to the queue it came from; use "
+            f"'runnerkit queue requeue {name} {item.filebase} --to QUEUE'"
+        )
+
+    def _refused(
+        self, name: str, item: Entry, refusal: str, asked: PageQuery, details: str
+    ) -> Answer:
+        """The confirmation page of a requeue that would be refused: why, and the
+        other ways (Discard, the CLI), with no Confirm button."""
+        discard = (
+            CONFIRM
+            + "?"
+            + urlencode(
+                {"action": "discard", "queue": name, "id": item.filebase}
+                | {"refresh": asked.refresh}
+                | {f"{q}_page": p for q, p in asked.pages.items() if p != 1}
+            )
+        )
+        back = escape(asked.link()) + f"#{escape(name)}"
+        parts = [
+            f"<h2>Entry {escape(item.filebase)} of {escape(name)} cannot be requeued</h2>",
+            f'<p class="problem" id="refused">{escape(f"not requeued: {refusal}")}</p>',
+            details,
+            "<p>To put it in a queue of your choice: <code>"
+            f"runnerkit queue requeue {escape(name)} {escape(item.filebase)} --to QUEUE"
+            "</code>.</p>",
+            (
+                f'<p><a href="{escape(discard)}" id="discard">Discard it</a> or '
+                f'<a href="{back}" id="cancel">go back</a>.</p>'
+                if item.state != TAKEN
+                else f'<p><a href="{back}" id="cancel">Back to the queues</a></p>'
+            ),
+        ]
+        return Answer(HTTPStatus.OK, _document(f"requeue {item.filebase}", parts))
+
+    def act(self, path: str, form: Mapping[str, str], client: str) -> Answer:
         """``POST /entries/requeue`` or ``/entries/discard``, with the fields *form*.
 
-        :param cookie: the ``Cookie`` header.
+        The token is the form's ``token`` field, and nothing else (no cookie: see the
+        module).
+
         :param client: who asks, for the log.
-        :raises PageError: not confirmed or no such queue or id (400), no token or the
-            wrong one (403), no such entry (404), refused (409), the queues' server
-            cannot be reached (503).
+        :raises PageError: not confirmed, no such queue or id, or a bad page state
+            (400), no token or the wrong one, or a queue whose entries the page does not
+            act on (403), no such entry (404), refused (409), the queues' server cannot
+            be reached (503).
         """
         action = ACTIONS[path]
         given = form.get("token") or None
-        if given is None and cookie_token(cookie) is None:
+        if given is None:
             raise PageError(
                 HTTPStatus.FORBIDDEN,
                 f"no token: to {action}, give the token from "
                 f"{str(token_path(self.site))!r} (readable by the site's owner only)",
             )
-        if not self.token_matches(given if given is not None else cookie_token(cookie)):
+        if not self.token_matches(given):
             raise PageError(
                 HTTPStatus.FORBIDDEN,
                 f"wrong token: it is not the one in {str(token_path(self.site))!r} "
@@ -505,20 +574,16 @@ class OperatorPage:
                 f"({CONFIRM}?action={action}&queue=QUEUE&id=ID), or send confirm=yes",
             )
         name, entry_id = self._names(form)
-        remember = token_cookie(self.token) if given is not None else None
-        try:
-            with self.lock:
-                item = self._entry(name, entry_id)
-                message = self._do(action, name, item)
-        except PageError as error:
-            error.cookie = remember
-            raise
+        asked = page_state(form, self.refresh)
+        with self.lock:
+            item = self._entry(name, entry_id)
+            message = self._do(action, name, item)
         log.info("operator page (%s): %s", client, message)
-        back = f'<p><a href="/#{escape(name)}" id="back">Back to the queues</a></p>'
+        href = escape(asked.link()) + f"#{escape(name)}"
+        back = f'<p><a href="{href}" id="back">Back to the queues</a></p>'
         return Answer(
             HTTPStatus.OK,
             _document(action, [f'<p class="done" id="result">{escape(message)}</p>', back]),
-            remember,
         )
 
     def _do(self, action: str, name: str, item: Entry) -> str:
@@ -530,8 +595,7 @@ class OperatorPage:
                     self.site.switchboards,
                     switchboard,
                     item,
-                    choose="the page requeues an entry only to the queue it came from; use "
-                    f"'runnerkit queue requeue {name} {item.filebase} --to QUEUE'",
+                    choose=self._choose(name, item),
                 )
             except EntryRefusedError as error:
                 log.warning(
@@ -567,13 +631,22 @@ class OperatorPage:
     def _names(self, fields: Mapping[str, str]) -> tuple[str, str]:
         """The queue and the entry id *fields* name.
 
-        :raises PageError: a queue that is not one, or an id that is not a file base (400).
+        :raises PageError: a queue that is not one, or an id that is not a file base
+            (400); a queue not of :data:`ENTRY_QUEUES` (403).
         """
         name = fields.get("queue", "")
         if name not in self.site.switchboards:
             raise PageError(
                 HTTPStatus.BAD_REQUEST,
                 f"no queue {name!r}; queues are: {', '.join(sorted(self.site.switchboards))}",
+            )
+        if name not in ENTRY_QUEUES:
+            raise PageError(
+                HTTPStatus.FORBIDDEN,
+                f"the page acts on the entries of {' and '.join(ENTRY_QUEUES)} only, not of "
+                f"queue {name!r}: for a message waiting there, use 'runnerkit queue list "
+                f"{name}', 'runnerkit queue requeue {name} ID --to QUEUE' or "
+                f"'runnerkit queue discard {name} ID'",
             )
         entry_id = fields.get("id", "")
         if not is_filebase(entry_id):
@@ -627,6 +700,7 @@ td.reason{min-width:11em;max-width:26em;overflow-wrap:anywhere}form{display:inli
 button{font:inherit;padding:.15em .6em;border:1px solid #9aa3b0;border-radius:3px;
  background:#fff;cursor:pointer}
 button.discard{border-color:#c9736a;color:#8f1d10}nav.pages a,nav.pages span{margin-right:.5em}
+td,th,h2,p,code{overflow-wrap:anywhere}
 """
 
 
@@ -689,7 +763,7 @@ def _message_id(item: Entry) -> str:
     return "" if item.entry is None else header_for_log(item.entry.message, "message-id", "")
 
 
-def _entry_row(item: Entry, now: float) -> str:
+def _entry_row(item: Entry, now: float, asked: PageQuery) -> str:
     buttons = ""
     if item.state != TAKEN:
         buttons = "".join(
@@ -697,6 +771,7 @@ def _entry_row(item: Entry, now: float) -> str:
             f'<input type="hidden" name="action" value="{action}">'
             f'<input type="hidden" name="queue" value="{escape(item.queue)}">'
             f'<input type="hidden" name="id" value="{escape(item.filebase)}">'
+            f"{asked.fields()}"
             f'<button type="submit" class="{action}">{action.capitalize()}</button></form> '
             for action in ("requeue", "discard")
         )

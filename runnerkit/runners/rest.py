@@ -21,11 +21,15 @@ A browser (``Accept: text/html``) gets the operator page at ``/`` instead
 page, ``GET /entries/confirm``, whose form posts to ``POST /entries/requeue`` or
 ``POST /entries/discard``; the only requests that change anything.  They need the token
 the runner writes to ``VAR_DIR/rest.token`` (mode 0600) each time it starts: ``cat`` it,
-and paste it in the form.
+and paste it in the form, at each action (no cookie keeps it: a cookie would go to
+every other service on the same host, whatever its port).  They act on the entries of
+``bad`` and ``shunt`` only.
 
-Any other path is a 404, any other method a 405; both with a JSON ``error``.  Every
+Any other path is a 404, any other method a 405; both with a JSON ``error``, or an
+HTML page of the error for a browser (the ``Accept`` negotiation of ``/``).  Every
 request whose ``Host`` is not the runner's address, a local name or one of ``[rest]
-allowed_hosts`` is a 403 (a defence against DNS rebinding).
+allowed_hosts`` is a 403 (a defence against DNS rebinding), JSON or HTML alike.  Every
+answer carries ``X-Content-Type-Options: nosniff``.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from runnerkit.runners.operator_page import (
     ACTIONS,
     CONFIRM,
     MAX_BODY,
+    NOSNIFF,
     SECURITY_HEADERS,
     Answer,
     OperatorPage,
@@ -273,7 +278,7 @@ MAX_CONNECTIONS = 64
 #: The answer beyond :data:`MAX_CONNECTIONS` (RFC 9110, 15.6.4).
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\n"
-    b"Connection: close\r\n\r\n"
+    b"X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n"
 )
 
 
@@ -362,15 +367,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._not_allowed()
             return
         try:
-            answer = self.rest.page.act(
-                path, self._form(), self.headers.get("Cookie"), self.address_string()
-            )
+            answer = self.rest.page.act(path, self._form(), self.address_string())
         except PageError as error:
             if error.status in (HTTPStatus.FORBIDDEN, HTTPStatus.BAD_REQUEST):
                 log.warning("%s: POST %s refused: %s", self.rest, path, error)
-            self._send_html(
-                Answer(error.status, error_page(error.status, str(error)), error.cookie)
-            )
+            self._send_html(Answer(error.status, error_page(error.status, str(error))))
             return
         except Exception as error:
             log.exception("%s: POST %s failed", self.rest, path)
@@ -427,10 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         query = urlsplit(self.path).query
         try:
-            if path == CONFIRM:
-                answer = page.confirmation(query, self.headers.get("Cookie"))
-            else:
-                answer = page.page(query)
+            answer = page.confirmation(query) if path == CONFIRM else page.page(query)
         except PageError as error:
             answer = Answer(error.status, error_page(error.status, str(error)))
         except Exception as error:
@@ -440,16 +438,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_html(answer, body=body)
         return True
 
-    def _send_html(self, answer: Answer, *, body: bool = True) -> None:
+    def end_headers(self) -> None:
+        # Every answer, HTML, JSON, metrics or the standard library's own errors.
+        self.send_header(*NOSNIFF)
+        super().end_headers()
+
+    def _send_html(
+        self, answer: Answer, *, body: bool = True, extra_headers: dict[str, str] | None = None
+    ) -> None:
         payload = answer.document.encode("utf-8")
         self.send_response(answer.status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Vary", "Accept, Cookie")
-        for key, value in SECURITY_HEADERS.items():
+        self.send_header("Vary", "Accept")
+        for key, value in (SECURITY_HEADERS | (extra_headers or {})).items():
             self.send_header(key, value)
-        if answer.cookie is not None:
-            self.send_header("Set-Cookie", answer.cookie)
         self.end_headers()
         if body:
             self.wfile.write(payload)
@@ -527,15 +530,29 @@ class _Handler(BaseHTTPRequestHandler):
         body: bool = True,
         extra_headers: dict[str, str] | None = None,
     ) -> None:
+        if status >= HTTPStatus.BAD_REQUEST and self._wants_html():
+            # A browser gets its error as a page, as it gets the page at / (the same
+            # Accept negotiation); any other client the JSON below.
+            message = str(document.get("error", status.phrase))
+            self._send_html(
+                Answer(status, error_page(status, message)), body=body, extra_headers=extra_headers
+            )
+            return
         payload = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        self.send_header("Vary", "Accept")
         self.send_header("Content-Length", str(len(payload)))
         for key, value in (extra_headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
         if body:
             self.wfile.write(payload)
+
+    def _wants_html(self) -> bool:
+        """Whether the request's ``Accept`` asks for HTML (:func:`wants_html`)."""
+        headers = getattr(self, "headers", None)
+        return headers is not None and wants_html(headers.get("Accept"))
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s: %s %s", self.rest, self.address_string(), format % args)
