@@ -747,7 +747,10 @@ def test_a_requeue_certain_to_be_refused_is_said_at_once_with_no_confirm_button(
 def test_long_text_wraps_wherever_it_is_shown() -> None:
     # The rule of the stylesheet that every page (the list, the confirmation, the
     # answers) shares: a 3,000-character word wraps instead of widening the page.
-    assert "td,th,h2,p,code{overflow-wrap:anywhere}" in _STYLE.replace(" ", "")
+    rules = _STYLE.replace(" ", "").replace("\n", "")
+    assert "td.subject,#entrytd,h2,p,code{overflow-wrap:anywhere}" in rules
+    assert "td.reason{min-width:11em;max-width:26em;overflow-wrap:anywhere}" in rules
+    assert "td.id{max-width:19em;overflow-wrap:anywhere}" in rules
 
 
 @pytest.mark.parametrize("queue", ["in", "out", "pipeline"])

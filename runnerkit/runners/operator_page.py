@@ -700,7 +700,8 @@ td.reason{min-width:11em;max-width:26em;overflow-wrap:anywhere}form{display:inli
 button{font:inherit;padding:.15em .6em;border:1px solid #9aa3b0;border-radius:3px;
  background:#fff;cursor:pointer}
 button.discard{border-color:#c9736a;color:#8f1d10}nav.pages a,nav.pages span{margin-right:.5em}
-td,th,h2,p,code{overflow-wrap:anywhere}
+td.subject{min-width:8em;max-width:22em}
+td.subject,#entry td,h2,p,code{overflow-wrap:anywhere}
 """
 
 
@@ -781,7 +782,7 @@ def _entry_row(item: Entry, now: float, asked: PageQuery) -> str:
         f"<td>{escape(item.origin or '-')}</td>"
         f'<td class="reason">{escape(item.reason) or "-"}</td>'
         f'<td title="{escape(iso_time(item.since))}">{escape(format_age(item.age(now)))}</td>'
-        f"<td>{escape(item.subject) or '-'}</td>"
+        f"<td class=\"subject\">{escape(item.subject) or '-'}</td>"
         f'<td class="id">{escape(_message_id(item)) or "-"}</td>'
         f'<td class="actions">{buttons}</td></tr>'
     )
