@@ -88,7 +88,10 @@ def screenshot(driver: Any, name: str, *, full_page: bool = True) -> Path:
             "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"
         )
         width = driver.get_window_size()["width"]
-        driver.set_window_size(width, min(max(int(height) + 40, 600), 8000))
+        # The window's own frame takes part of its height from the page's viewport.
+        frame = driver.execute_script("return window.outerHeight - window.innerHeight")
+        wanted = int(height) + 40 + max(0, int(frame or 0))
+        driver.set_window_size(width, min(max(wanted, 600), 8000))
     path = screenshot_dir() / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
