@@ -4,7 +4,9 @@ A REST runner serves a world with messages waiting, one shunted and one preserve
 ``bad``; Chromium opens the page, sees a queue's depth rise when the page reloads
 itself after an enqueue, and requeues the entry of ``bad`` through the confirmation
 page with the token read from the var dir.  Screenshots of each step are saved in
-``build/screenshots/`` (:mod:`browser`).  Without a browser the test is skipped with the
+``build/screenshots/`` (:mod:`browser`); the one of the page as an operator usually
+sees it, ``operator-page-readme.png``, is the README's ``docs/images/operator-page.png``
+(copied from there when the page changes).  Without a browser the test is skipped with the
 reason, unless ``RUNNERKIT_REQUIRE_BROWSER`` is set (CI), where it fails.
 """
 
@@ -12,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import struct
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from browser import browser, screenshot  # noqa: F401 (browser is a fixture)
+from browser import TOP, browser, screenshot  # noqa: F401 (browser is a fixture)
 from operator_pages import DEADLINE, PageServer
 
 from runnerkit.master import lock_paths
@@ -168,9 +171,10 @@ def test_the_page_follows_the_queues_and_requeues_from_bad(
     # Moved on disk: out of bad, into out.
     assert not (config.switchboards["bad"].queue_directory / f"{filebase}.psv").exists()
     assert (config.switchboards["out"].queue_directory / f"{new_id}.pck").is_file()
-    # And on the page.
+    # And on the page, the one the operator was on: still not reloading.
     browser.find_element(By.ID, "back").click()
     after_click(browser, "#queues")
+    assert browser.current_url == f"{server.url}?refresh=0#bad"
     wait_for(lambda: cell(browser, 'tr[data-queue="out"] td.depth') == "1", "out shows 1")
     assert cell(browser, 'tr[data-queue="bad"] td.depth') == "1"
     assert not browser.find_elements(By.CSS_SELECTOR, f'tr[data-id="{filebase}"]')
@@ -197,3 +201,73 @@ def test_a_wrong_token_is_refused_in_the_browser_and_nothing_moves(
     assert error.startswith("wrong token: ")
     screenshot(browser, "operator-page-wrong-token")
     assert (config.switchboards["bad"].queue_directory / f"{filebase}.psv").is_file()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """The width and height of the PNG *data*, from its IHDR chunk."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_the_readme_screenshot_shows_the_page_as_an_operator_sees_it(
+    browser: Any,  # noqa: F811 (the fixture)
+    server: PageServer,
+    config: Site,
+) -> None:
+    """The page as it usually is: reloading itself, queues with depth, a runner with
+    its last error, entries in bad and shunt.  ``operator-page-readme.png`` is the
+    README's ``docs/images/operator-page.png``."""
+    from selenium.webdriver.common.by import By
+
+    populate(config)
+    for number in range(3):
+        config.switchboards["out"].enqueue(message(f"Re: minutes {number}", 30 + number))
+    browser.set_window_size(1200, 900)
+    browser.get(server.url)
+    wait_for(lambda: cell(browser, 'tr[data-queue="out"] td.depth') == "3", "out shows 3")
+    meta = browser.find_element(By.CSS_SELECTOR, "p.meta").text
+    assert "Reloads every 5 s" in meta
+    assert "Does not reload" not in meta
+    assert "cannot connect to smtp.example.com:25" in browser.find_element(By.ID, "runners").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, 'table[data-queue="bad"] tbody tr')) == 2
+    assert len(browser.find_elements(By.CSS_SELECTOR, 'table[data-queue="shunt"] tbody tr')) == 1
+    path = screenshot(browser, "operator-page-readme")
+    data = path.read_bytes()
+    width, _ = png_size(data)
+    assert 1100 <= width <= 1300
+    assert len(data) < 300_000
+    # The README's copy is a picture of the same page, of the same width.
+    readme = TOP / "docs" / "images" / "operator-page.png"
+    assert "](docs/images/operator-page.png)" in (TOP / "README.md").read_text()
+    committed = readme.read_bytes()
+    assert png_size(committed)[0] == width
+    assert len(committed) < 300_000
+
+
+def test_a_long_reason_wraps_on_the_list_and_the_confirmation_page(
+    browser: Any,  # noqa: F811 (the fixture)
+    server: PageServer,
+    config: Site,
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    shunt = config.switchboards["shunt"]
+    filebase = shunt.enqueue(
+        message("L" * 3000, 40), whichq="pipeline", shunt_reason="ValueError: " + "L" * 3000
+    )
+    browser.set_window_size(1200, 900)
+    browser.get(f"{server.url}?refresh=0")
+    for _ in range(2):
+        width = browser.execute_script("return document.documentElement.clientWidth")
+        scrolled = browser.execute_script("return document.documentElement.scrollWidth")
+        assert scrolled <= width, browser.current_url
+        if "confirm" in browser.current_url:
+            break
+        row = browser.find_element(By.CSS_SELECTOR, f'tr[data-id="{filebase}"]')
+        row.find_element(By.CSS_SELECTOR, "button.discard").click()
+        after_click(browser, "form.confirm")
+    reason = browser.find_element(By.XPATH, '//table[@id="entry"]//th[text()="Reason"]/../td')
+    assert reason.text.startswith("ValueError: LLL")
+    assert reason.size["width"] < 1200
+    screenshot(browser, "operator-page-long-reason")
