@@ -695,6 +695,15 @@ def test_the_page_state_goes_through_the_confirmation_and_back(
     )
     assert reply.status == 200, reply
     assert '<a href="/?bad_page=37&amp;refresh=0&amp;shunt_page=2#bad" id="back">' in reply.text
+    # A refusal leads back there too.
+    state = {"refresh": "0", "bad_page": "3"}
+    for fields in (
+        {"queue": "bad", "id": GHOST, "confirm": "yes", "token": server.token()},
+        {"queue": "bad", "id": GHOST, "confirm": "yes", "token": "wrong"},
+    ):
+        refused = server.post("discard", fields | state)
+        assert refused.status in (403, 404), refused
+        assert '<a href="/?bad_page=3&amp;refresh=0#bad" id="back">' in refused.text
     # Checked as the page's own query is: a bad value is a 400, and nothing is done.
     other = preserve(config, "out", "stay")
     for field, value in (("refresh", "-1"), ("bad_page", "0"), ("shunt_page", "x")):

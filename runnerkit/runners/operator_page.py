@@ -138,6 +138,9 @@ class PageError(RunnerkitError):
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
+        #: Where the error page's "Back to the queues" leads: the page the operator
+        #: was on, when the request said (:meth:`OperatorPage.act`).
+        self.back = "/"
 
 
 # The token.
@@ -542,6 +545,18 @@ class OperatorPage:
         return Answer(HTTPStatus.OK, _document(f"requeue {item.filebase}", parts))
 
     def act(self, path: str, form: Mapping[str, str], client: str) -> Answer:
+        """:meth:`_act`, whose refusals lead back to the page the operator was on (the
+        form's page state, when it reads)."""
+        try:
+            return self._act(path, form, client)
+        except PageError as error:
+            with contextlib.suppress(PageError):
+                error.back = page_state(form, self.refresh).link()
+                if form.get("queue") in ENTRY_QUEUES:
+                    error.back += f"#{form['queue']}"
+            raise
+
+    def _act(self, path: str, form: Mapping[str, str], client: str) -> Answer:
         """``POST /entries/requeue`` or ``/entries/discard``, with the fields *form*.
 
         The token is the form's ``token`` field, and nothing else (no cookie: see the
@@ -673,13 +688,14 @@ class OperatorPage:
         return item
 
 
-def error_page(status: HTTPStatus, message: str) -> str:
-    """The HTML page of a refusal or failure: the status and *message*."""
+def error_page(status: HTTPStatus, message: str, back: str = "/") -> str:
+    """The HTML page of a refusal or failure: the status and *message*, and a link
+    *back* to the queues."""
     return _document(
         f"{status.value} {status.phrase}",
         [
             f'<p class="problem" id="error">{escape(message)}</p>',
-            '<p><a href="/">Back to the queues</a></p>',
+            f'<p><a href="{escape(back)}" id="back">Back to the queues</a></p>',
         ],
     )
 
@@ -782,7 +798,7 @@ def _entry_row(item: Entry, now: float, asked: PageQuery) -> str:
         f"<td>{escape(item.origin or '-')}</td>"
         f'<td class="reason">{escape(item.reason) or "-"}</td>'
         f'<td title="{escape(iso_time(item.since))}">{escape(format_age(item.age(now)))}</td>'
-        f"<td class=\"subject\">{escape(item.subject) or '-'}</td>"
+        f'<td class="subject">{escape(item.subject) or "-"}</td>'
         f'<td class="id">{escape(_message_id(item)) or "-"}</td>'
         f'<td class="actions">{buttons}</td></tr>'
     )

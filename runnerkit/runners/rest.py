@@ -371,7 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
         except PageError as error:
             if error.status in (HTTPStatus.FORBIDDEN, HTTPStatus.BAD_REQUEST):
                 log.warning("%s: POST %s refused: %s", self.rest, path, error)
-            self._send_html(Answer(error.status, error_page(error.status, str(error))))
+            self._send_html(Answer(error.status, error_page(error.status, str(error), error.back)))
             return
         except Exception as error:
             log.exception("%s: POST %s failed", self.rest, path)
