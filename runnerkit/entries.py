@@ -38,6 +38,7 @@ from runnerkit.errors import (
     QueueUnavailableError,
 )
 from runnerkit.logtext import header_for_log, one_line
+from runnerkit.message import shown_sender
 from runnerkit.runner import SHUNT_KEYS
 from runnerkit.site import AnySwitchboard
 from runnerkit.streams import StreamSwitchboard
@@ -103,7 +104,7 @@ class Entry:
 
     @property
     def sender(self) -> str:
-        return "" if self.entry is None else one_line(self.entry.message.sender, 200)
+        return "" if self.entry is None else one_line(shown_sender(self.entry.message), 200)
 
     @property
     def subject(self) -> str:

@@ -177,6 +177,27 @@ def read_header(
     return None
 
 
+def shown_sender(message: Message) -> str:
+    """The first address of :attr:`Message.senders`, as an operator is shown it: read
+    from the headers as stored, 8-bit bytes as :func:`header_text` reads them with
+    *keep_undecodable* (``josé@example.com``, not ``jos\ufffd\ufffd@example.com``);
+    ``''`` when the message names none."""
+    for header in SENDER_HEADERS:
+        if header == "from_":
+            unixfrom = message.get_unixfrom()
+            values = [unixfrom.split()[1]] if unixfrom and len(unixfrom.split()) > 1 else []
+        else:
+            values = [
+                header_text(value, keep_undecodable=True)
+                for key, value in message.raw_items()
+                if key.lower() == header
+            ]
+        for _, address in getaddresses(values):
+            if address:
+                return address.lower()
+    return ""
+
+
 def header_text(value: object, *, keep_undecodable: bool = False) -> str:
     """A header value as the text a reader sees: 8-bit bytes and RFC 2047 words decoded.
 

@@ -230,7 +230,7 @@ def test_8bit_header_bytes_are_shown_as_utf8_and_stray_bytes_escaped(
     serve: Callable[[], PageServer], config: Site
 ) -> None:
     msg = message_from_bytes(
-        b"From: anne@example.com\nSubject: \xc3\xa9t\xc3\xa9 \xff\xfe bytes\n"
+        b"From: <ren\xc3\xa9e@example.com>\nSubject: \xc3\xa9t\xc3\xa9 \xff\xfe bytes\n"
         b"Message-ID: <caf\xc3\xa9\xff@example.com>\n\nHello.\n"
     )
     filebase = config.switchboards["shunt"].enqueue(msg, whichq="in")
@@ -241,6 +241,7 @@ def test_8bit_header_bytes_are_shown_as_utf8_and_stray_bytes_escaped(
         assert "&lt;café\\xff@example.com&gt;" in reply.text
         assert "\u00c3" not in reply.text
         assert "\ufffd" not in reply.text
+    assert "<th>Sender</th><td>renée@example.com</td>" in reply.text
 
 
 def test_the_page_reloads_itself_unless_told_not_to(

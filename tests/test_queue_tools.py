@@ -752,7 +752,8 @@ def test_8bit_header_bytes_read_as_utf8_and_the_rest_escaped_alike_in_list_and_s
 ) -> None:
     # Raw 8-bit bytes in the header (RFC 6532): UTF-8 where they are, two stray bytes.
     msg = message_from_bytes(
-        b"From: anne@example.com\nSubject: caf\xc3\xa9 \xc3\xa9t\xc3\xa9 \xff\xfe bytes\n\nbody\n"
+        b"From: Ren\xc3\xa9e <ren\xc3\xa9e@example.com>\n"
+        b"Subject: caf\xc3\xa9 \xc3\xa9t\xc3\xa9 \xff\xfe bytes\n\nbody\n"
     )
     filebase = site.switchboards["shunt"].enqueue(msg, whichq="pipeline")
     shown = "café été \\xff\\xfe bytes"
@@ -767,3 +768,7 @@ def test_8bit_header_bytes_read_as_utf8_and_the_rest_escaped_alike_in_list_and_s
     assert "\u00c3" not in result.stdout
     [entry] = entries(var_dir, "shunt")
     assert entry["subject"] == shown
+    # The sender's address too, as it reads, the same in the three.
+    assert "renée@example.com" in listed.stdout
+    assert "sender    : renée@example.com\n" in result.stdout
+    assert entry["sender"] == "renée@example.com"
