@@ -108,7 +108,20 @@ class Entry:
 
     @property
     def subject(self) -> str:
-        return "" if self.entry is None else header_for_log(self.entry.message, "subject", "")
+        return self.header("subject")
+
+    @property
+    def message_id(self) -> str:
+        return self.header("message-id")
+
+    def header(self, name: str) -> str:
+        """The header field *name* of its message as every view of an entry shows it
+        (the operator page, ``queue list``, ``queue show``): 8-bit bytes read as UTF-8
+        where they are, each other byte as ``\\xNN``, control characters escaped
+        (:func:`~runnerkit.logtext.header_for_log`); ``''`` when there is none."""
+        if self.entry is None:
+            return ""
+        return header_for_log(self.entry.message, name, "", keep_undecodable=True)
 
     @property
     def origin(self) -> str | None:

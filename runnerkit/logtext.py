@@ -72,17 +72,22 @@ def one_line(value: object, limit: int = MAX_VALUE) -> str:
     return escape(bounded(text, limit))
 
 
-def header_for_log(msg: Message, name: str, missing: str = "(none)") -> str:
+def header_for_log(
+    msg: Message, name: str, missing: str = "(none)", *, keep_undecodable: bool = False
+) -> str:
     """The first *name* header field of *msg* as a log shows it, or *missing*.
 
-    The value is read as :func:`~runnerkit.message.read_header` reads it (RFC 2047
-    encoded words decoded; 8-bit bytes read as UTF-8, RFC 6532, and each byte that is
-    not UTF-8 shown as ``\\xNN``, as in a message's body), unfolded (RFC 5322, section
-    2.2.3), stripped, and made :func:`one_line`, at most :data:`MAX_HEADER` characters
-    before escaping.  This is the one reading of the header fields an entry shows (the
-    operator page, ``runnerkit queue list`` and ``show``) and log lines name.
+    The value is read as :func:`~runnerkit.message.read_header` reads it (8-bit bytes
+    and RFC 2047 encoded words decoded), unfolded (RFC 5322, section 2.2.3), stripped,
+    and made :func:`one_line`, at most :data:`MAX_HEADER` characters before escaping.
+
+    :param keep_undecodable: read 8-bit bytes as UTF-8 (RFC 6532) where they are, and
+        show each byte that is not as ``\\xNN``, as a message's body is shown, rather
+        than reading a value that is not all UTF-8 as Latin-1.  The entries of a queue
+        (:mod:`runnerkit.entries`: the operator page, ``runnerkit queue list`` and
+        ``show``) are shown so: ``été \\xff\\xfe``, not ``Ã©tÃ© ÿþ``.
     """
-    value = read_header(msg, name, keep_undecodable=True)
+    value = read_header(msg, name, keep_undecodable=keep_undecodable)
     if value is None:
         return missing
     return one_line(_FOLD.sub("", value).strip(), MAX_HEADER)

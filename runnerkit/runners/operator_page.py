@@ -85,7 +85,7 @@ from runnerkit.errors import (
     RunnerError,
     RunnerkitError,
 )
-from runnerkit.logtext import header_for_log, one_line
+from runnerkit.logtext import one_line
 from runnerkit.master import read_status
 from runnerkit.switchboard import read_depths
 
@@ -776,10 +776,6 @@ def _runners_table(status: MasterStatus | None, problem: str) -> str:
     )
 
 
-def _message_id(item: Entry) -> str:
-    return "" if item.entry is None else header_for_log(item.entry.message, "message-id", "")
-
-
 def _entry_row(item: Entry, now: float, asked: PageQuery) -> str:
     buttons = ""
     if item.state != TAKEN:
@@ -799,7 +795,7 @@ def _entry_row(item: Entry, now: float, asked: PageQuery) -> str:
         f'<td class="reason">{escape(item.reason) or "-"}</td>'
         f'<td title="{escape(iso_time(item.since))}">{escape(format_age(item.age(now)))}</td>'
         f'<td class="subject">{escape(item.subject) or "-"}</td>'
-        f'<td class="id">{escape(_message_id(item)) or "-"}</td>'
+        f'<td class="id">{escape(item.message_id) or "-"}</td>'
         f'<td class="actions">{buttons}</td></tr>'
     )
 
@@ -815,7 +811,7 @@ def _details(item: Entry, now: float) -> str:
         ("List", item.listname or "-"),
         ("Sender", item.sender or "-"),
         ("Subject", item.subject or "-"),
-        ("Message-ID", _message_id(item) or "-"),
+        ("Message-ID", item.message_id or "-"),
     ]
     cells = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
     return f'<table id="entry">{cells}</table>'
