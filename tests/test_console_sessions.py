@@ -773,3 +773,23 @@ def test_doctest_lines_inside_a_console_block_are_a_clear_collection_error(
     result = pytester.runpytest()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*two examples overlap*end the block*"])
+
+
+def test_examples_indented_under_a_skip_comment_are_a_clear_collection_error(
+    pytester: pytest.Pytester,
+) -> None:
+    # In reStructuredText, lines indented under a comment belong to it: Sybil's skip
+    # directive then covers the examples that it should only skip.
+    write(
+        pytester,
+        "overlap.rst",
+        """\
+        .. skip: next
+
+            >>> 1 / 0
+            0
+        """,
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*two examples overlap*under a comment such as '.. skip: next'*"])

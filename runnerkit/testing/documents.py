@@ -337,9 +337,10 @@ class _SpecSybil(Sybil):
             # Sybil's message names the regions; say what usually causes it.
             raise HarnessError(
                 f"cannot read spec {path}: two examples overlap: {error}. Most often a"
-                " block runs on: lines indented under a '.. code-block::' directive (or"
-                " inside a fence) belong to it, so '>>>' lines there are read twice; end"
-                " the block, with a paragraph at the margin, before the '>>>' examples"
+                " block runs on: lines indented under a '.. code-block::' directive, or"
+                " under a comment such as '.. skip: next' or '.. invisible-code-block:'"
+                " (or inside a fence), belong to it, so '>>>' lines there are read twice;"
+                " end the block, with a paragraph at the margin, before the '>>>' examples"
             ) from error
 
 
