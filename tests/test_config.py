@@ -232,6 +232,17 @@ def test_good_booleans(config: Configuration, text: str, expected: bool) -> None
     assert config.runner("test").start is expected
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["Foo.Example, bar", "Foo.Example,bar", "Foo.Example bar", "Foo.Example\n  bar,"],
+)
+def test_allowed_hosts_are_separated_by_white_space_or_commas(
+    config: Configuration, text: str
+) -> None:
+    config.push("good", f"[rest]\nallowed_hosts: {text}\n")
+    assert config.rest.allowed_hosts == ("foo.example", "bar")
+
+
 @pytest.mark.parametrize("instances", [1, 2, 4, 512, 1024])
 def test_good_powers_of_two(config: Configuration, instances: int) -> None:
     config.push("good", f"[runner.test]\ninstances: {instances}\n")

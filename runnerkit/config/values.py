@@ -116,9 +116,9 @@ def as_host(value: str) -> str:
 
 
 def as_hosts(value: str) -> tuple[str, ...]:
-    """Host names or IP addresses (each as :func:`as_host`), separated by white space;
-    none when empty.  Kept lower-cased, as host names compare."""
-    return tuple(as_host(word).lower() for word in value.split())
+    """Host names or IP addresses (each as :func:`as_host`), separated by white space or
+    commas; none when empty.  Kept lower-cased, as host names compare."""
+    return tuple(as_host(word).lower() for word in value.replace(",", " ").split())
 
 
 def one_of(*choices: str) -> Converter:
