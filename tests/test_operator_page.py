@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import stat
 from collections.abc import Callable, Iterator
 from html import escape as html_escape
@@ -292,8 +293,8 @@ def test_thousands_of_entries_are_paged(serve: Callable[[], PageServer], config:
     assert "2951 to 3000 shown (page 60 of 60)." in last.text
     assert entry_ids(last) == names[-PAGE_SIZE:]
     past = server.page("?bad_page=61")
-    assert "page 61 of 60 is past the end." in past.text
-    assert entry_ids(past) == []
+    assert "page 61 is past the end; showing page 60 of 60." in past.text
+    assert entry_ids(past) == names[-PAGE_SIZE:]
 
 
 def test_only_the_entries_of_the_page_shown_are_read(
@@ -677,7 +678,8 @@ def test_the_page_state_goes_through_the_confirmation_and_back(
     row = re.search(rf'<tr data-id="{re.escape(filebase)}">.*?</tr>', page.text)
     assert row, page
     assert '<input type="hidden" name="refresh" value="0">' in row.group()
-    assert '<input type="hidden" name="shunt_page" value="2">' in row.group()
+    # shunt has one page (none past the end are shown): its page 2 is not carried on.
+    assert 'name="shunt_page"' not in row.group()
     query = urlencode(
         {"action": "discard", "queue": "bad", "id": filebase, "shunt_page": 2, "refresh": 0}
     )
@@ -834,3 +836,135 @@ def test_every_answer_says_nosniff(serve: Callable[[], PageServer]) -> None:
         assert reply.headers.get("x-content-type-options") == "nosniff", reply
         names = [name.lower() for name, _ in reply.header_list]
         assert names.count("x-content-type-options") == 1, reply
+
+
+# The tester's findings.
+
+
+def test_a_page_past_the_end_shows_the_last_page_and_links_carry_it(
+    serve: Callable[[], PageServer], config: Site
+) -> None:
+    filebase = preserve(config, "out", "only one")
+    server = serve()
+    reply = server.page("?shunt_page=3&bad_page=7")
+    assert reply.status == 200
+    assert "page 7 is past the end; showing page 1 of 1." in reply.text
+    assert "page 3 is past the end; showing page 1 of 1." in reply.text
+    assert "1 entry, oldest first; 1 to 1 shown (page 1 of 1)." in reply.text
+    assert entry_ids(reply) == [filebase]
+    assert "bad_page=7" not in reply.text
+    assert "shunt_page=3" not in reply.text
+
+
+def raw(server: PageServer, data: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send *data* as it is; the status line, headers (lower-case names) and body."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(data)
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        headers[key.strip().lower()] = value.strip()
+    return status, headers, body
+
+
+@pytest.mark.parametrize("accept", ["application/json", BROWSER_ACCEPT])
+def test_the_standard_librarys_errors_carry_the_headers_and_are_the_runners_own(
+    serve: Callable[[], PageServer], accept: str
+) -> None:
+    server = serve()
+    cases = [
+        ("FOO", "/", {}, 501, "Unsupported method"),
+        ("GET", "/" + "a" * 70000, {}, 414, "URI Too Long"),
+        ("GET", "/", {"X-Long": "a" * 70000}, 431, "Line too long"),
+        ("GET", "/", {f"X-{n}": "1" for n in range(101)}, 431, "Too many headers"),
+    ]
+    for method, path, headers, status, text in cases:
+        head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Accept: {accept}"]
+        head += [f"{key}: {value}" for key, value in headers.items()]
+        line, answer, body = raw(server, ("\r\n".join([*head, "", ""])).encode("ascii"))
+        assert line.split()[1] == str(status), (method, line)
+        assert answer["x-content-type-options"] == "nosniff", status
+        assert "script-src" not in answer["content-security-policy"]
+        assert answer["content-security-policy"].startswith("default-src 'none'")
+        assert answer["x-frame-options"] == "DENY", status
+        assert answer["cache-control"] == "no-store", status
+        assert b"Error response" not in body, status
+        if accept == BROWSER_ACCEPT and status == 501:
+            # Before its headers are read (414, 431) a browser's request is not told
+            # from another's: those get the JSON error.
+            assert answer["content-type"] == "text/html; charset=utf-8", status
+            assert 'id="error"' in body.decode(), status
+            assert text in unescape(body.decode()), status
+        else:
+            assert answer["content-type"] == "application/json", status
+            assert text in json.loads(body)["error"], status
+
+
+def test_the_page_and_the_actions_need_a_host_the_json_api_does_not(
+    serve: Callable[[], PageServer], config: Site
+) -> None:
+    filebase = preserve(config, "out", "stay")
+    server = serve()
+    line, _, body = raw(server, f"GET / HTTP/1.0\r\nAccept: {BROWSER_ACCEPT}\r\n\r\n".encode())
+    assert line.split()[1] == "400", line
+    assert "needs a Host header" in unescape(body.decode())
+    query = urlencode({"action": "discard", "queue": "bad", "id": filebase})
+    line, _, _ = raw(server, f"GET /entries/confirm?{query} HTTP/1.0\r\n\r\n".encode())
+    assert line.split()[1] == "400", line
+    form = urlencode({"queue": "bad", "id": filebase, "confirm": "yes", "token": server.token()})
+    post = (
+        "POST /entries/discard HTTP/1.0\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(form)}\r\n\r\n{form}"
+    )
+    line, _, body = raw(server, post.encode("ascii"))
+    assert line.split()[1] == "400", line
+    assert "needs a Host header" in unescape(body.decode())
+    assert bad_names(config) == [f"{filebase}.psv"]
+    # The JSON API answers an HTTP/1.0 client without a Host, as documented.
+    line, _, body = raw(server, b"GET /queues HTTP/1.0\r\n\r\n")
+    assert line.split()[1] == "200", line
+    assert json.loads(body)["queues"]["bad"] == 1
+
+
+@pytest.mark.parametrize("change", ["replaced", "removed"])
+def test_a_changed_or_removed_token_file_refuses_every_action_and_says_why(
+    serve: Callable[[], PageServer], config: Site, change: str
+) -> None:
+    filebase = preserve(config, "out", "stay")
+    server = serve()
+    old = server.token()
+    if change == "replaced":
+        server.token_file.write_text("a-new-token-from-elsewhere\n", encoding="ascii")
+    else:
+        server.token_file.unlink()
+    fields = {"queue": "bad", "id": filebase, "confirm": "yes"}
+    for token in (old, "a-new-token-from-elsewhere"):
+        reply = server.post("discard", fields | {"token": token})
+        assert reply.status == 503, reply
+        text = unescape(reply.text)
+        assert "was changed or removed since this REST runner started" in text
+        assert "runnerkit restart" in text
+        assert "wrong token" not in text
+    assert bad_names(config) == [f"{filebase}.psv"]
+    page = server.page()
+    assert 'id="token-problem"' in page.text
+    assert "Actions need the token in" not in page.text
+    assert 'id="token-problem"' in server.confirm("discard", "bad", filebase).text
+
+
+def test_a_pasted_token_with_surrounding_white_space_is_taken(
+    serve: Callable[[], PageServer], config: Site
+) -> None:
+    filebase = preserve(config, "out", "go")
+    server = serve()
+    assert 'id="token-problem"' not in server.page().text
+    fields = {"queue": "bad", "id": filebase, "confirm": "yes"}
+    reply = server.post("discard", fields | {"token": f" \t{server.token()}\r\n "})
+    assert reply.status == 200, reply
+    assert bad_names(config) == []

@@ -321,7 +321,7 @@ def status(config_files: tuple[Path, ...], var_dir: Path | None, as_json: bool) 
 
     A runner that is not running shows why, and the last error line of its last failed
     process; a server (LMTP, REST) the addresses it listens on ("listening" in the
-    JSON), and a REST runner the address of its operator page and the file of the
+    JSON), and a REST runner of the master the address of its operator page and the file of the
     token its actions need.  The queues' backend is named (on Redis, the server and key prefix); on
     Redis, a runner slice's row shows the depth of that slice.  A queue whose depth
     cannot be read shows as ? (null in the JSON), and the problems say why.  Exit

@@ -7,7 +7,8 @@ The page shows, as of the moment it is asked for,
 - every runner process the master keeps (:func:`runnerkit.master.read_status`): name,
   slice, pid, state, restarts, and the last error;
 - the entries of ``bad`` and ``shunt`` (:data:`ENTRY_QUEUES`), oldest first,
-  :data:`PAGE_SIZE` a page (``?bad_page=N``, ``?shunt_page=N``), each with its id, the
+  :data:`PAGE_SIZE` a page (``?bad_page=N``, ``?shunt_page=N``; a page past the end
+  shows the last one, and the links carry that one), each with its id, the
   queue it came from, the reason, its age and time, subject and Message-ID, and a
   Requeue and a Discard button.
 
@@ -32,6 +33,10 @@ reaches the port can only look.  The page never contains it, and it is given wit
 every action: no cookie keeps it.  A cookie cannot be scoped to a port, so every other
 HTTP service on the same host name (another site's REST runner, a development server)
 would receive it and could replay it; without HTTPS there is no safe variant.  The
+runner keeps the token it wrote at start; the file is read again at each action
+and page, and once it no longer holds that token (changed or removed) every action is
+refused (503) and the pages say so, until the runner is restarted.  White space around
+a pasted token is ignored (a token has none).  The
 token field is a password field beside a read-only field naming the site
 (``autocomplete="username"``), so that a browser's password manager may offer to
 remember the token for that site, if the operator wants it to.  A ``POST`` is also
@@ -112,9 +117,9 @@ ACTIONS = {"/entries/requeue": "requeue", "/entries/discard": "discard"}
 #: The path of the confirmation page.
 CONFIRM = "/entries/confirm"
 
-#: The headers of every HTML answer: nothing runs, nothing loads, nothing frames it.
-#: (``X-Content-Type-Options: nosniff`` goes with every answer, HTML or not: see
-#: :data:`NOSNIFF`.)
+#: The headers of every answer of the REST runner, HTML or not, its server's own errors
+#: included: nothing runs, nothing loads, nothing frames it, nothing keeps it (with
+#: :data:`NOSNIFF`).
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
@@ -332,6 +337,20 @@ def wants_html(accept: str | None) -> bool:
 
 
 @dataclass
+class _Listing:
+    """A page of a queue's entries, as read: the page's number (the last one when the
+    one asked for is past the end), the queue's number of entries, and the page's."""
+
+    number: int
+    total: int = 0
+    entries: list[Entry] = field(default_factory=list)
+    #: Why the queue could not be listed.
+    problem: str | None = None
+    #: The site has no such queue.
+    missing: bool = False
+
+
+@dataclass
 class Answer:
     """An HTML answer: its status and its document (never a cookie: see the module)."""
 
@@ -365,7 +384,17 @@ class OperatorPage:
         now = time.time()
         with self.lock:
             queues = self._queue_rows(now)
-            sections = [self._section(name, asked, now) for name in ENTRY_QUEUES]
+            listed = {name: self._listing(name, asked) for name in ENTRY_QUEUES}
+        # A page past the end (entries went since the link was made) shows the last
+        # one, and every link carries the page shown.
+        shown = PageQuery(
+            asked.refresh,
+            {name: listing.number for name, listing in listed.items()},
+        )
+        sections = [
+            self._section(name, listed[name], asked.pages.get(name, 1), shown, now)
+            for name in ENTRY_QUEUES
+        ]
         status, status_problem = self._status()
         body = [
             _queues_table(queues),
@@ -374,19 +403,23 @@ class OperatorPage:
         ]
         every = self.refresh or DEFAULT_REFRESH
         refresh_note = (
-            f'Reloads every {asked.refresh} s (<a href="{escape(asked.link(refresh=0))}" '
+            f'Reloads every {shown.refresh} s (<a href="{escape(shown.link(refresh=0))}" '
             'id="stop-refresh">stop</a>).'
-            if asked.refresh
-            else f'Does not reload (<a href="{escape(asked.link(refresh=every))}">'
+            if shown.refresh
+            else f'Does not reload (<a href="{escape(shown.link(refresh=every))}">'
             f"reload every {every} s</a>)."
         )
-        header = (
-            f'<p class="meta">As of {escape(iso_time(now))}. {refresh_note} '
-            f"Actions need the token in <code>{escape(str(token_path(self.site)))}</code>.</p>"
+        problem = self.token_file_problem()
+        token_note = (
+            f'</p><p class="problem" id="token-problem">Actions are refused: {escape(problem)}.'
+            if problem is not None
+            else f"Actions need the token in <code>{escape(str(token_path(self.site)))}</code>."
         )
+        header = f'<p class="meta">As of {escape(iso_time(now))}. {refresh_note} {token_note}</p>'
+
         return Answer(
             HTTPStatus.OK,
-            _document("queues and runners", [header, *body], refresh=asked.refresh),
+            _document("queues and runners", [header, *body], refresh=shown.refresh),
         )
 
     def _queue_rows(self, now: float) -> list[tuple[str, int | None, str, str]]:
@@ -415,37 +448,56 @@ class OperatorPage:
         except RunnerkitError as error:
             return None, str(error)
 
-    def _section(self, name: str, asked: PageQuery, now: float) -> str:
-        """The entries of queue *name* on the page *asked* for."""
-        title = f'<h2 id="{escape(name)}">{escape(name)}</h2>'
+    def _listing(self, name: str, asked: PageQuery) -> _Listing:
+        """The entries of queue *name* on the page *asked* for, or on its last page when
+        that one is past the end."""
         switchboard = self.site.switchboards.get(name)
-        if switchboard is None:
-            return f"{title}<p>No queue {escape(name)} in this site.</p>"
         number = asked.pages.get(name, 1)
+        if switchboard is None:
+            return _Listing(number, missing=True)
         try:
             total, entries = entry_page(switchboard, (number - 1) * PAGE_SIZE, PAGE_SIZE)
+            pages = max(1, math.ceil(total / PAGE_SIZE))
+            if number > pages:
+                number = pages
+                total, entries = entry_page(switchboard, (number - 1) * PAGE_SIZE, PAGE_SIZE)
+                pages = max(1, math.ceil(total / PAGE_SIZE))
+                number = min(number, pages)
         except QueueError as error:
-            return f'{title}<p class="problem">Cannot list it: {escape(str(error))}</p>'
+            return _Listing(1, problem=str(error))
+        return _Listing(number, total, entries)
+
+    def _section(
+        self, name: str, listing: _Listing, wanted: int, shown: PageQuery, now: float
+    ) -> str:
+        """The entries of queue *name*: *listing*, asked for as page *wanted*."""
+        title = f'<h2 id="{escape(name)}">{escape(name)}</h2>'
+        if listing.missing:
+            return f"{title}<p>No queue {escape(name)} in this site.</p>"
+        if listing.problem is not None:
+            return f'{title}<p class="problem">Cannot list it: {escape(listing.problem)}</p>'
+        number, total, entries = listing.number, listing.total, listing.entries
         pages = max(1, math.ceil(total / PAGE_SIZE))
+        clamped = (
+            f'<p class="meta" id="{escape(name)}-past-end">page {wanted} is past the end; '
+            f"showing page {number} of {pages}.</p>"
+            if wanted != number
+            else ""
+        )
         if total == 0:
-            return f"{title}<p>No entries.</p>"
+            return f"{title}{clamped}<p>No entries.</p>"
         first = (number - 1) * PAGE_SIZE + 1
         summary = (
             f"<p>{total} entr{'y' if total == 1 else 'ies'}, oldest first; "
-            + (
-                f"{first} to {first + len(entries) - 1} shown (page {number} of {pages})."
-                if entries
-                else f"page {number} of {pages} is past the end."
-            )
-            + "</p>"
+            f"{first} to {first + len(entries) - 1} shown (page {number} of {pages}).</p>"
         )
-        rows = "".join(_entry_row(item, now, asked) for item in entries)
+        rows = "".join(_entry_row(item, now, shown) for item in entries)
         table = (
             f'<table class="entries" data-queue="{escape(name)}"><thead><tr><th>ID</th>'
             "<th>From</th><th>Reason</th><th>Age</th><th>Subject</th><th>Message-ID</th>"
             f"<th>Actions</th></tr></thead><tbody>{rows}</tbody></table>"
         )
-        return title + summary + table + _pager(name, number, pages, asked)
+        return title + clamped + summary + table + _pager(name, number, pages, shown)
 
     # Acting.
 
@@ -502,9 +554,17 @@ class OperatorPage:
         return Answer(
             HTTPStatus.OK,
             _document(
-                f"{action} {item.filebase}", [f"<h2>{escape(question)}</h2>", details, form]
+                f"{action} {item.filebase}",
+                [f"<h2>{escape(question)}</h2>", details, self._token_warning(), form],
             ),
         )
+
+    def _token_warning(self) -> str:
+        """A warning that actions are refused (:meth:`token_file_problem`), or nothing."""
+        problem = self.token_file_problem()
+        if problem is None:
+            return ""
+        return f'<p class="problem" id="token-problem">Actions are refused: {escape(problem)}.</p>'
 
     def _choose(self, name: str, item: Entry) -> str:
         """What a refused requeue tells to do instead: the CLI, with a queue to name."""
@@ -569,7 +629,12 @@ class OperatorPage:
             be reached (503).
         """
         action = ACTIONS[path]
-        given = form.get("token") or None
+        # A pasted token may bring a space or a line end along; a token has none.
+        given = form.get("token", "").strip() or None
+        problem = self.token_file_problem()
+        if problem is not None:
+            log.warning("operator page (%s): %s refused: %s", client, action, problem)
+            raise PageError(HTTPStatus.SERVICE_UNAVAILABLE, f"{action} refused: {problem}")
         if given is None:
             raise PageError(
                 HTTPStatus.FORBIDDEN,
@@ -636,6 +701,25 @@ class OperatorPage:
                 HTTPStatus.NOT_FOUND, f"{item.filebase} not discarded: it is gone ({error})"
             ) from error
         return f"discarded {item.filebase} from {name!r}"
+
+    def token_file_problem(self) -> str | None:
+        """Why the token file no longer holds this runner's token (changed or removed
+        since it started), or None when it does.  Read at each action and page: it is
+        tiny, and the file is what the operator is told to ``cat``."""
+        path = token_path(self.site)
+        try:
+            held = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeError):
+            held = None
+        if held is not None and hmac.compare_digest(
+            held.encode("ascii"), self.token.encode("ascii")
+        ):
+            return None
+        return (
+            f"the token file {str(path)!r} was changed or removed since this REST runner "
+            "started, so no token can be checked against it; restart the runner "
+            "(runnerkit restart) to write a new one"
+        )
 
     def token_matches(self, given: str | None) -> bool:
         """Whether *given* is the token, compared in constant time."""

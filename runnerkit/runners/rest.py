@@ -28,8 +28,12 @@ every other service on the same host, whatever its port).  They act on the entri
 Any other path is a 404, any other method a 405; both with a JSON ``error``, or an
 HTML page of the error for a browser (the ``Accept`` negotiation of ``/``).  Every
 request whose ``Host`` is not the runner's address, a local name or one of ``[rest]
-allowed_hosts`` is a 403 (a defence against DNS rebinding), JSON or HTML alike.  Every
-answer carries ``X-Content-Type-Options: nosniff``.
+allowed_hosts`` is a 403 (a defence against DNS rebinding), JSON or HTML alike; a
+request for the page, a confirmation page or an action without a ``Host`` is a 400
+(the JSON endpoints answer HTTP/1.0 clients without one).  The errors the standard
+library's server writes itself (501 for an unknown method, 414, 431, 400) are answered
+the same way (:meth:`_Handler.send_error`).  Every answer carries ``X-Content-Type-Options:
+nosniff`` and the :data:`~runnerkit.runners.operator_page.SECURITY_HEADERS`.
 """
 
 from __future__ import annotations
@@ -321,6 +325,12 @@ class _Handler(BaseHTTPRequestHandler):
         names = {_host_name(host) for host in hosts}
         return len(names) == 1 and names <= self.rest.allowed_hosts
 
+    def handle_one_request(self) -> None:
+        # A request's errors must not read the headers of the connection's previous
+        # request (a 414 or 431 comes before this one's are read).
+        vars(self).pop("headers", None)
+        super().handle_one_request()
+
     def parse_request(self) -> bool:
         if not super().parse_request():
             return False
@@ -361,10 +371,29 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
 
+    def _no_host(self, path: str) -> PageError | None:
+        """The 400 of a request for the page or an action without a ``Host`` (HTTP/1.1
+        requires one, RFC 9112, 3.2; without it the origin of a form cannot be
+        checked); None when it has one.  The JSON API still answers HTTP/1.0 clients
+        that send none."""
+        if self.headers.get("Host"):
+            return None
+        return PageError(
+            HTTPStatus.BAD_REQUEST,
+            f"{self.command} {path} needs a Host header (HTTP/1.1 requires one); "
+            "the operator page and its actions are not served without it",
+        )
+
     def do_POST(self) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"
         if path not in ACTIONS or self.rest.page is None:
             self._not_allowed()
+            return
+        no_host = self._no_host(path)
+        if no_host is not None:
+            self.close_connection = True
+            status = no_host.status
+            self._send_html(Answer(status, error_page(status, str(no_host))))
             return
         try:
             answer = self.rest.page.act(path, self._form(), self.address_string())
@@ -428,6 +457,9 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         query = urlsplit(self.path).query
         try:
+            no_host = self._no_host(path)
+            if no_host is not None:
+                raise no_host
             answer = page.confirmation(query) if path == CONFIRM else page.page(query)
         except PageError as error:
             answer = Answer(error.status, error_page(error.status, str(error)))
@@ -439,9 +471,29 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def end_headers(self) -> None:
-        # Every answer, HTML, JSON, metrics or the standard library's own errors.
+        # Every answer, HTML, JSON, metrics or an error: nosniff, and the headers that
+        # let nothing run, frame or cache it (harmless on JSON, needed on any HTML).
         self.send_header(*NOSNIFF)
+        for key, value in SECURITY_HEADERS.items():
+            self.send_header(key, value)
         super().end_headers()
+
+    def send_error(
+        self, code: int, message: str | None = None, explain: str | None = None
+    ) -> None:
+        """The standard library's errors (501 for an unknown method, 414 for too long a
+        URL, 431 for too long or too many headers, 400 for a malformed request line),
+        answered as the runner's own: an HTML page for a browser, JSON for others."""
+        status = HTTPStatus(code)
+        text = message or status.phrase
+        if explain and explain != text:
+            text = f"{text}: {explain}"
+        self.log_error("code %d, message %s", code, text)
+        self.close_connection = True
+        no_body = self.command == "HEAD" or code < 200 or code in (204, 205, 304)
+        self._send(
+            status, {"error": text}, body=not no_body, extra_headers={"Connection": "close"}
+        )
 
     def _send_html(
         self, answer: Answer, *, body: bool = True, extra_headers: dict[str, str] | None = None
@@ -451,9 +503,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Vary", "Accept")
-        for key, value in (SECURITY_HEADERS | (extra_headers or {})).items():
+        for key, value in (extra_headers or {}).items():
             self.send_header(key, value)
-        self.end_headers()
+        self.end_headers()  # with SECURITY_HEADERS
         if body:
             self.wfile.write(payload)
 
