@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from sybil import Document
+from sybil import Document, Region
+from sybil.parsers.abstract.lexers import LexerCollection
 from sybil.parsers.markdown.lexers import RawFencedCodeBlockLexer
+from sybil.typing import Lexer
 
 
-def fence_lexer(languages: Sequence[str]) -> RawFencedCodeBlockLexer:
+def fence_lexer(languages: Sequence[str]) -> Lexer:
     """A lexer of the Markdown fences whose language is one of *languages*; its regions
     have a ``language`` and a ``source`` lexeme.
 
@@ -21,8 +27,10 @@ def fence_lexer(languages: Sequence[str]) -> RawFencedCodeBlockLexer:
     passes such fences over.
     """
     names = "|".join(re.escape(language) for language in languages)
-    return RawFencedCodeBlockLexer(
-        info_pattern=re.compile(f"(?P<language>{names})(?:[ \t][^\n]*)?$\n", re.MULTILINE),
+    return real_blocks(
+        RawFencedCodeBlockLexer(
+            info_pattern=re.compile(f"(?P<language>{names})(?:[ \t][^\n]*)?$\n", re.MULTILINE),
+        )
     )
 
 
@@ -33,10 +41,6 @@ MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 def is_markdown(path: str) -> bool:
     """Whether the document at *path* is read as Markdown, by its suffix."""
     return Path(path).suffix.lower() in MARKDOWN_SUFFIXES
-
-
-#: Any fence, whatever its info string.
-_ANY_FENCE = re.compile(r"[^\n]*$\n", re.MULTILINE)
 
 
 def directive_text(document: Document) -> str:
@@ -52,14 +56,85 @@ def directive_text(document: Document) -> str:
     text = document.text
     if not is_markdown(document.path):
         return text
-    blanked = list(text)
-    covered = 0
-    lexer = RawFencedCodeBlockLexer(info_pattern=_ANY_FENCE)
-    for region in sorted(lexer(document), key=lambda region: region.start):
-        if region.start < covered:
+    blocks = _blocks(text)
+    lines = text.split("\n")
+    for start, end in blocks.literal:
+        for number in range(start, min(end, len(lines))):
+            lines[number] = " " * len(lines[number])
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """Where a Markdown text's blocks are, as CommonMark reads it (lines from 0)."""
+
+    #: The offset at which each line starts.
+    line_starts: tuple[int, ...]
+    #: The lines on which a real fence or an HTML block (a comment) opens.
+    openings: frozenset[int]
+    #: The [start, end) lines of every block whose lines are the block's text, not
+    #: Markdown: fences, indented code blocks and HTML blocks.
+    opaque: tuple[tuple[int, int], ...]
+    #: The [start, end) lines of the fences and indented code blocks alone.
+    literal: tuple[tuple[int, int], ...]
+
+    def line_of(self, offset: int) -> int:
+        return bisect_right(self.line_starts, offset) - 1
+
+    def is_real(self, offset: int) -> bool:
+        """Whether a block that a lexer found at *offset* is one that CommonMark reads
+        there: one that starts where a real fence or HTML block opens, or one outside
+        every fence, indented code block and HTML block."""
+        line = self.line_of(offset)
+        if line in self.openings:
+            return True
+        return not any(start <= line < end for start, end in self.opaque)
+
+
+@lru_cache(maxsize=64)
+def _blocks(text: str) -> _Blocks:
+    """*text*'s blocks, parsed once per text."""
+    from markdown_it import MarkdownIt
+
+    openings: set[int] = set()
+    opaque: list[tuple[int, int]] = []
+    literal: list[tuple[int, int]] = []
+    for token in MarkdownIt("commonmark").parse(text):
+        if token.map is None or token.type not in ("fence", "code_block", "html_block"):
             continue
-        for index in range(region.start, region.end):
-            if blanked[index] != "\n":
-                blanked[index] = " "
-        covered = region.end
-    return "".join(blanked)
+        start, end = token.map
+        opaque.append((start, end))
+        if token.type == "code_block":
+            literal.append((start, end))
+        else:
+            openings.add(start)
+            if token.type == "fence":
+                literal.append((start, end))
+    line_starts = [0]
+    line_starts.extend(match.end() for match in re.finditer("\n", text))
+    return _Blocks(tuple(line_starts), frozenset(openings), tuple(opaque), tuple(literal))
+
+
+def real_blocks(lexer: Lexer) -> Lexer:
+    """*lexer*, keeping only the regions that start where CommonMark has a block start.
+
+    Sybil's Markdown lexers are regular expressions, which do not know that a fence
+    inside a longer fence (````` ````markdown `````), inside a ``~~~`` fence, an
+    indented code block or an HTML block is only text of that block; nor that a
+    ``<!-- skip: next -->`` inside a fence is text, not a comment.  A region that starts
+    inside such a block, other than on the line where a real fence or HTML block opens,
+    is dropped.  Fences in block quotes and list items are real, and kept.
+    """
+
+    def lex(document: Document) -> Iterator[Region]:
+        blocks = _blocks(document.text)
+        for region in lexer(document):
+            if blocks.is_real(region.start):
+                yield region
+
+    return lex
+
+
+def only_real_blocks(parser: Any) -> None:
+    """Wrap each of the Sybil *parser*'s ``lexers`` in :func:`real_blocks`, in place."""
+    parser.lexers = LexerCollection(real_blocks(lexer) for lexer in parser.lexers)

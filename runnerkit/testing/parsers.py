@@ -24,7 +24,7 @@ from runnerkit.errors import UnknownParserError
 from runnerkit.testing.awaiting import AwaitEvaluators
 from runnerkit.testing.console import ConsoleParser, markdown_lexers, rest_lexers
 from runnerkit.testing.console_session import DEFAULT_TIMEOUT
-from runnerkit.testing.fences import is_markdown
+from runnerkit.testing.fences import is_markdown, only_real_blocks, real_blocks
 from runnerkit.testing.normalize import (
     BUILTIN_FLAGS,
     Normalizer,
@@ -119,10 +119,17 @@ def markdown_parsers(
         evaluator = doctest_evaluator(optionflags, checker)
         python.doctest_parser = DocTestStringParser(evaluator)
     pycon = PyconParser(evaluator)
+    skip = markdown.SkipParser()
+    # Sybil's lexers take a fence shown inside another fence (or a comment shown in
+    # one) for a real one: keep only what CommonMark reads as a block.
+    only_real_blocks(python.codeblock_parser)
+    only_real_blocks(skip)
     made: dict[str, Parser] = {
-        "skip": markdown.SkipParser(),
+        "skip": skip,
         "console": ConsoleParser(markdown_lexers(), optionflags, console_timeout, checker),
-        "clear-namespace": ClearToBaseParser([DirectiveInHTMLCommentLexer("clear-namespace")]),
+        "clear-namespace": ClearToBaseParser(
+            [real_blocks(DirectiveInHTMLCommentLexer("clear-namespace"))]
+        ),
     }
     wanted = [name for name in PARSER_NAMES if name in names]
     if "doctest" in wanted and "codeblock" in wanted:

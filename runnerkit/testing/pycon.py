@@ -26,7 +26,7 @@ from sybil.parsers.abstract import DocTestStringParser
 from sybil.parsers.markdown.lexers import RawFencedCodeBlockLexer
 
 from runnerkit.errors import HarnessError
-from runnerkit.testing.fences import fence_lexer
+from runnerkit.testing.fences import fence_lexer, real_blocks
 
 #: The fence languages read as Python sessions (Pygments' PythonConsoleLexer aliases).
 PYCON_LANGUAGES = ("pycon", "python-console")
@@ -80,17 +80,15 @@ class UncollectedSession:
 def uncollected_sessions(document: Document) -> list[UncollectedSession]:
     """The fences of the parsed Markdown *document* whose first line that is not blank
     starts with ``>>>``, and inside which no parser found an example."""
-    lexer = RawFencedCodeBlockLexer(
-        info_pattern=re.compile(r"(?P<info>[^\n]*)(?:\n|\Z)"), mapping=None
+    lexer = real_blocks(
+        RawFencedCodeBlockLexer(
+            info_pattern=re.compile(r"(?P<info>[^\n]*)(?:\n|\Z)"), mapping=None
+        )
     )
     starts = sorted(start for start, _ in document.regions)
     fences = list(lexer(document))
     found = []
     for fence in fences:
-        if any(_inside(fence, other) for other in fences):
-            # A fence's text, as in a ````markdown fence that shows one: Sybil's
-            # lexer finds it, though Markdown shows it as it is.
-            continue
         lines = [line for line in str(fence.lexemes["source"]).splitlines() if line.strip()]
         if not lines or not _PROMPT.match(lines[0]):
             continue
@@ -106,11 +104,6 @@ def uncollected_sessions(document: Document) -> list[UncollectedSession]:
             )
         )
     return found
-
-
-def _inside(fence: Region, other: Region) -> bool:
-    """Whether *fence* lies within *other*, another fence."""
-    return fence is not other and other.start < fence.start and fence.end <= other.end
 
 
 def describe(path: str, session: UncollectedSession) -> str:
