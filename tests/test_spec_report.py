@@ -1247,3 +1247,20 @@ def test_without_spec_documents_the_index_says_where_they_are_collected(
     index = (pytester.path / "report" / "index.html").read_text()
     assert "no spec documents were collected by runnerkit's collector" in index
     assert "1 other test ran" in index
+
+
+def test_an_interrupted_run_that_knows_no_document_says_it_does_not_know() -> None:
+    from runnerkit.testing.report_site import RunFacts, index_page
+
+    facts = RunFacts(
+        date="2026-11-30T00:00:00+00:00",
+        versions=(),
+        command="pytest -n 2",
+        root="/r",
+        interruption="the run was interrupted (KeyboardInterrupt)",
+    )
+
+    index = index_page([], facts)
+
+    assert "the examples it collected are not known (the workers did not say)" in index
+    assert "no spec documents were collected" not in index

@@ -281,7 +281,9 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
         )
     head = "".join(f"<th>{escape(status)}</th>" for status in totals)
     total_cells = "".join(f'<td class="count">{totals[s]}</td>' for s in totals)
-    unfinished = sum(document.unfinished() for _, document in entries)
+    # Interrupted under -n before the workers sent what they collected, the
+    # controller knows of no document: how many examples did not run is unknown.
+    unfinished = sum(document.unfinished() for _, document in entries) if entries else None
     notice = _interruption(facts.interruption, unfinished)
     versions = "".join(
         f"<tr><th>{escape(name)}</th><td>{escape(version)}</td></tr>"
@@ -308,14 +310,18 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
     )
 
 
-def _interruption(interruption: str | None, unfinished: int) -> str:
-    """The notice that the run did not run all it selected, and why."""
+def _interruption(interruption: str | None, unfinished: int | None) -> str:
+    """The notice that the run did not run all it selected, and why; *unfinished* is
+    how many examples did not run, None when that is not known."""
     if interruption is None:
         return ""
-    examples = "example" if unfinished == 1 else "examples"
+    if unfinished is None:
+        told = "the examples it collected are not known (the workers did not say)"
+    else:
+        told = f"{unfinished} {'example' if unfinished == 1 else 'examples'} did not run"
     return (
         f'<p class="interrupted"><strong>Partial report:</strong> {escape(interruption)}'
-        f" — {unfinished} {examples} did not run.</p>"
+        f" — {told}.</p>"
     )
 
 
@@ -329,7 +335,7 @@ def _pytest_line(facts: RunFacts) -> str:
 
 def _no_documents(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
     """The hint, when no spec document was collected, of why there may be none."""
-    if entries:
+    if entries or facts.interruption:
         return ""
     tests = "test" if facts.other_tests == 1 else "tests"
     return (
