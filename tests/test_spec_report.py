@@ -101,6 +101,7 @@ def test_the_index_counts_each_document_and_says_when_and_with_what(
         "3",
         "0",
         "0",
+        "0",
     ]
     assert (pytester.path / "report" / "report.css").is_file()
 
@@ -344,8 +345,7 @@ def test_skipped_examples_say_why(pytester: pytest.Pytester) -> None:
         4: ("skipped", False),
         8: ("skipped", False),
         10: ("passed", False),
-        # The skip directive, a comment, is an example the text does not show.
-        6: ("passed", True),
+        # The skip directive, a comment, is no example: it has no outcome.
     }
     assert "+SKIP" in examples[4].outcome
     assert "not on this machine" in examples[8].outcome
@@ -906,8 +906,8 @@ def test_selecting_one_example_shows_the_rest_of_its_document(
         (16, "not run"),
     ]
     html = page(pytester, "spec.rst").read_text()
-    # Those before it, the skip directive too, ran as its prelude.
-    assert html.count("ran as the prelude of the example at line 13") == 4
+    # Those before it ran as its prelude; the skip directive is no example.
+    assert html.count("ran as the prelude of the example at line 13") == 3
     assert "-2" in examples[2].outcome or "Expected" in examples[2].outcome
     index = (pytester.path / "report" / "index.html").read_text()
     assert '<span class="count status-not-run">1 not run</span>' in index
@@ -1104,3 +1104,163 @@ def test_a_page_that_cannot_be_made_costs_only_that_page(
     assert "the page could not be made: ValueError: cannot render this" in bad
     assert statuses(tmp_path / "report" / "good.rst.html") == [(4, "not run")]
     assert 'href="bad.rst.html"' in index.read_text()
+
+
+INTERRUPTED = """\
+Interrupted
+===========
+
+>>> 1
+1
+>>> raise KeyboardInterrupt
+>>> 3
+3
+"""
+
+
+def test_an_interrupted_run_writes_a_partial_report_and_says_so(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, spec_rst=INTERRUPTED, other_rst="Other\n=====\n\n>>> 2\n2\n")
+
+    result = pytester.runpytest_subprocess("--spec-report", "report")
+
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert "the run was interrupted (KeyboardInterrupt)" in index
+    assert "examples did not run" in index
+    html = page(pytester, "spec.rst").read_text()
+    assert "Partial report:</strong> the run was interrupted (KeyboardInterrupt)" in html
+    assert "2 examples did not run" in html
+    assert "not run: the run was interrupted (KeyboardInterrupt)" in html
+    assert statuses(page(pytester, "spec.rst")) == [(4, "passed"), (6, "not run"), (7, "not run")]
+
+
+def test_a_run_stopped_by_x_or_deselection_says_why_examples_did_not_run(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, spec_rst=ARITHMETIC)
+
+    pytester.runpytest("--spec-report", "report", "-x").assert_outcomes(passed=1, failed=1)
+
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert "the run stopped at the first failure (-x / --maxfail) — 1 example did not run" in index
+    html = page(pytester, "spec.rst").read_text()
+    assert "1 example did not run" in html
+    assert 'title="line 10 of the source; not run: the run stopped at the first failure' in html
+    assert "<li>not run: the run stopped at the first failure (-x / --maxfail)</li>" in html
+
+    pytester.runpytest("--spec-report", "report", "-k", "not line:10").assert_outcomes(
+        passed=1, failed=1
+    )
+
+    index = (pytester.path / "report" / "index.html").read_text()
+    html = page(pytester, "spec.rst").read_text()
+    assert "Partial report" not in index + html
+    assert 'title="line 10 of the source; not run: deselected"' in html
+    assert "<li>not run: deselected</li>" in html
+
+
+def test_the_index_gives_pytests_totals_and_counts_preludes_apart(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, spec_rst=PRELUDED)
+
+    pytester.runpytest("spec.rst::line:13,column:1", "--spec-report", "report").assert_outcomes(
+        passed=1
+    )
+
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert "pytest, of the spec items: 1 passed</p>" in index
+    assert '<span class="count status-ran-as-prelude">3 ran as prelude</span>' in index
+    assert '<span class="count status-passed">1 passed</span>' in index
+    assert "count status-failed" not in index
+    assert "a prelude example counts under &#x27;ran as prelude&#x27;" in index
+
+
+def test_the_index_gives_pytests_totals_of_each_run_of_a_parametrized_document(
+    pytester: pytest.Pytester,
+) -> None:
+    conftest = SPECS_CONFTEST + textwrap.dedent(
+        """
+        import pytest
+
+        @pytest.fixture(params=["en", "fr"])
+        def language(request):
+            return request.param
+        """
+    )
+    spec = """\
+    Languages
+    =========
+
+    .. runnerkit-fixtures: language
+
+    >>> language in ("en", "fr")
+    True
+    >>> language
+    'en'
+    """
+    project(pytester, conftest, spec_rst=spec)
+
+    pytester.runpytest("--spec-report", "report").assert_outcomes(passed=3, failed=1)
+
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert "pytest, of the spec items: 1 failed, 3 passed</p>" in index
+    assert '<span class="count status-passed">1 passed</span>' in index
+    assert '<span class="count status-failed">1 failed</span>' in index
+
+
+def test_a_report_in_the_directory_of_a_document_is_refused_and_nothing_written(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, docs__guide_rst="Guide\n=====\n\n>>> 2\n2\n")
+
+    result = pytester.runpytest("--spec-report", "docs")
+
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*spec report not written: --spec-report *docs is or holds*"])
+    assert sorted(path.name for path in (pytester.path / "docs").iterdir()) == ["guide.rst"]
+
+
+def test_an_index_the_report_did_not_write_is_never_overwritten(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, spec_rst=ARITHMETIC)
+    (pytester.path / "site").mkdir()
+    (pytester.path / "site" / "index.html").write_text("mine")
+
+    result = pytester.runpytest("--spec-report", "site")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*holds an index.html the spec report did not write*"])
+    assert (pytester.path / "site" / "index.html").read_text() == "mine"
+
+
+def test_without_spec_documents_the_index_says_where_they_are_collected(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_plain="def test_one():\n    pass\n")
+
+    pytester.runpytest("--spec-report", "report").assert_outcomes(passed=1)
+
+    index = (pytester.path / "report" / "index.html").read_text()
+    assert "no spec documents were collected by runnerkit's collector" in index
+    assert "1 other test ran" in index
+
+
+def test_an_interrupted_run_that_knows_no_document_says_it_does_not_know() -> None:
+    from runnerkit.testing.report_site import RunFacts, index_page
+
+    facts = RunFacts(
+        date="2026-11-30T00:00:00+00:00",
+        versions=(),
+        command="pytest -n 2",
+        root="/r",
+        interruption="the run was interrupted (KeyboardInterrupt)",
+    )
+
+    index = index_page([], facts)
+
+    assert "the examples it collected are not known (the workers did not say)" in index
+    assert "no spec documents were collected" not in index

@@ -31,6 +31,7 @@ from runnerkit.testing.report_outcomes import (
     doctest_skipped,
     example_facts,
     failure_facts,
+    is_directive,
     where,
 )
 
@@ -73,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is None:
         check_place(directory.absolute(), config.rootpath)
+        check_foreign(directory)
         check_writable(directory)
     config.pluginmanager.register(SpecReport(config, directory.absolute()), SpecReport.NAME)
 
@@ -91,6 +93,37 @@ def check_place(directory: Path, root: Path) -> None:
             " written beside the documents; give a directory of its own, such as"
             " build/specs"
         )
+
+
+def check_foreign(directory: Path) -> None:
+    """Refuse to write over an ``index.html`` the report did not write.
+
+    :raises pytest.UsageError: *directory* holds an ``index.html`` and no manifest.
+    """
+    from runnerkit.testing.report_site import MANIFEST
+
+    if (directory / "index.html").exists() and not (directory / MANIFEST).exists():
+        raise pytest.UsageError(
+            f"--spec-report {directory}: holds an index.html the spec report did not"
+            f" write (no {MANIFEST} beside it); give a directory of its own, such as"
+            " build/specs"
+        )
+
+
+def check_documents(directory: Path, documents: list[str]) -> str | None:
+    """Why the report cannot go to *directory*: it is, or holds, the directory of one
+    of the collected *documents*; None when it can."""
+    resolved = directory.resolve()
+    for document in documents:
+        parent = Path(document).resolve().parent
+        if resolved == parent or resolved in parent.parents:
+            return (
+                f"spec report not written: --spec-report {directory} is or holds the"
+                f" directory of the spec document {document}, where its pages would be"
+                " written beside the documents; give a directory of its own, such as"
+                " build/specs"
+            )
+    return None
 
 
 def check_writable(directory: Path) -> None:
@@ -130,6 +163,17 @@ class SpecReport:
         #: The xdist workers that crashed, and how, in the controller.
         self.crashed: list[str] = []
         self.error: str | None = None
+        #: Whether the run was interrupted (KeyboardInterrupt), in the controller.
+        self.keyboard_interrupt = False
+
+    def pytest_keyboard_interrupt(self) -> None:
+        """Note that the run was interrupted: the report says so."""
+        self.keyboard_interrupt = True
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        """Note the spec examples deselected (-k, -m): not run, and why."""
+        for item in items:
+            self.outcomes.deselect(item)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -162,7 +206,7 @@ class SpecReport:
         """Put on each report of a spec example where the example stands, and what
         it expected and got when it failed."""
         report = yield
-        if isinstance(item, SybilItem):
+        if isinstance(item, SybilItem) and not is_directive(item.example):
             facts = example_facts(item)
             if call.excinfo is not None and report.failed:
                 facts.update(failure_facts(item, call.excinfo.value))
@@ -171,7 +215,9 @@ class SpecReport:
                 facts["prelude"] = [
                     [place["line"], place["end_line"], place["column"], status, message]
                     for place, status, message in (
-                        (where(example), status, message) for example, status, message in prelude
+                        (where(example), status, message)
+                        for example, status, message in prelude
+                        if not is_directive(example)
                     )
                 ]
             if call.when == "call" and report.passed and doctest_skipped(item):
@@ -213,11 +259,24 @@ class SpecReport:
 
         try:
             self.outcomes.resolve()
+            refusal = check_documents(self.directory, list(self.outcomes.documents))
+            if refusal is not None:
+                self.error = refusal
+                return
+            interruption = self._interruption(session)
+            self.outcomes.explain(interruption)
             texts = self._take_acceptances()
+            totals, others = self._totals()
             self.written = write_site(
                 self.directory,
                 self.outcomes,
-                RunFacts.now(self.config, crashed=self.crashed),
+                RunFacts.now(
+                    self.config,
+                    crashed=self.crashed,
+                    interruption=interruption,
+                    totals=totals,
+                    other_tests=others,
+                ),
                 root=self.config.rootpath,
                 texts=texts,
             )
@@ -226,6 +285,47 @@ class SpecReport:
                 f"spec report could not be written to {_shown(self.directory)}:"
                 f" {type(error).__name__}: {error}"
             )
+
+    def _interruption(self, session: pytest.Session) -> str | None:
+        """What stopped the run before it ran all it selected, or None."""
+        if self.keyboard_interrupt:
+            return "the run was interrupted (KeyboardInterrupt)"
+        stopped = session.shouldfail or session.shouldstop
+        maxfail = int(self.config.getoption("maxfail", 0) or 0)
+        failed = sum(
+            1
+            for document in self.outcomes.documents.values()
+            for example in document.examples.values()
+            for run in example.runs.values()
+            if run.status == "failed" and not run.prelude_of
+        )
+        unfinished = any(document.unfinished() for document in self.outcomes.documents.values())
+        if unfinished and ((stopped and session.testsfailed) or (maxfail and failed >= maxfail)):
+            return "the run stopped at the first failure (-x / --maxfail)"
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            return "the run was interrupted by a collection error"
+        return None
+
+    def _totals(self) -> tuple[tuple[tuple[str, int], ...], int]:
+        """pytest's own totals of the spec items, as its summary line counts them, and
+        how many other tests ran."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        stats: dict[str, list[Any]] = getattr(reporter, "stats", {}) or {}
+        totals: list[tuple[str, int]] = []
+        others: set[str] = set()
+        for category in ("failed", "passed", "skipped", "xfailed", "xpassed", "error"):
+            count = 0
+            for report in stats.get(category, ()):
+                nodeid = getattr(report, "nodeid", None)
+                if not isinstance(report, pytest.TestReport) or nodeid is None:
+                    continue
+                if nodeid in self.outcomes.nodes:
+                    count += 1
+                else:
+                    others.add(nodeid)
+            if count:
+                totals.append((category, count))
+        return tuple(totals), len(others)
 
     def _take_acceptances(self) -> dict[str, str]:
         """Mark what accept mode rewrote (or refused); the documents' texts as they

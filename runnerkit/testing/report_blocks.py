@@ -99,6 +99,8 @@ class BlockMarker:
         if preludes:
             of = ", ".join(str(line) for line in preludes)
             title += f"; not selected: ran as the prelude of the example at line {of}"
+        if not example.runs and example.reason:
+            title += f"; {NOT_RUN}: {example.reason}"
         badge = (
             f'<a class="badge" href="{escape(link)}" title="{escape(title)}">'
             f"{_badge_text(example)}</a>"

@@ -30,6 +30,10 @@ PASSED = "passed"
 SKIPPED = "skipped"
 NOT_RUN = "not run"
 STATUSES = (FAILED, ACCEPTED, PASSED, SKIPPED, NOT_RUN)
+#: The count of the examples that ran only as the prelude of a selected example.
+PRELUDE = "ran as prelude"
+#: What the per-example counts count, said under them.
+COUNTS_EXPLAINED = "examples in the text; a prelude example counts under 'ran as prelude'"
 
 #: The attribute of a test report that holds an example's facts.
 REPORT_ATTRIBUTE = "runnerkit_spec"
@@ -78,6 +82,11 @@ class Example:
     end_line: int
     column: int = 1
     runs: dict[str, Run] = field(default_factory=dict)
+    #: Whether it was selected to run (collected as an item), and then deselected.
+    selected: bool = False
+    deselected: bool = False
+    #: Why it did not run, when it did not (:meth:`SpecOutcomes.explain`).
+    reason: str | None = None
 
     @property
     def status(self) -> str:
@@ -113,11 +122,24 @@ class Document:
         return found
 
     def counts(self) -> dict[str, int]:
-        """How many examples have each status."""
-        counts = dict.fromkeys(STATUSES, 0)
+        """How many examples have each status; those that ran only as a selected
+        example's prelude are counted under :data:`PRELUDE`."""
+        counts = dict.fromkeys((*STATUSES, PRELUDE), 0)
         for example in self.examples.values():
-            counts[example.status] += 1
+            runs = example.runs.values()
+            if runs and all(run.prelude_of for run in runs):
+                counts[PRELUDE] += 1
+            else:
+                counts[example.status] += 1
         return counts
+
+    def unfinished(self) -> int:
+        """How many examples were selected to run and did not."""
+        return sum(
+            1
+            for example in self.examples.values()
+            if example.selected and not example.deselected and not example.runs
+        )
 
 
 @dataclass
@@ -143,14 +165,14 @@ class SpecOutcomes:
     def collect(self, item: pytest.Item) -> None:
         """Note *item*, when it is a spec example, as collected: not run until a report
         says otherwise."""
-        if not isinstance(item, SybilItem):
+        if not isinstance(item, SybilItem) or is_directive(item.example):
             return
         facts = example_facts(item)
         self.nodes[item.nodeid] = facts
         document = self.document(facts["path"])
         if document.text is None:
             document.text = item.example.document.text
-        document.example(facts["line"], facts["end_line"], facts["column"])
+        document.example(facts["line"], facts["end_line"], facts["column"]).selected = True
         if facts["run"] is not None and facts["run"] not in document.run_ids:
             document.run_ids.append(facts["run"])
         # Every example of the document, whatever was selected (a node id, --lf):
@@ -159,8 +181,25 @@ class SpecOutcomes:
         if id(parsed) not in self._whole:
             self._whole.add(id(parsed))
             for example in parsed.examples():
+                if is_directive(example):
+                    continue
                 place = where(example)
                 document.example(place["line"], place["end_line"], place["column"])
+
+    def explain(self, interruption: str | None) -> None:
+        """Say, of each example that did not run, why not (:func:`not_run_reason`)."""
+        for document in self.documents.values():
+            for example in document.examples.values():
+                if not example.runs:
+                    example.reason = not_run_reason(example, interruption)
+
+    def deselect(self, item: pytest.Item) -> None:
+        """Note that *item*, when it is a spec example, was deselected."""
+        facts = self.nodes.get(item.nodeid)
+        if facts is not None:
+            found = self.document(facts["path"]).examples.get(facts["line"])
+            if found is not None:
+                found.deselected = True
 
     def take_report(self, report: pytest.TestReport) -> None:
         """Fold one phase's report of a spec example into its example's run."""
@@ -213,8 +252,11 @@ class SpecOutcomes:
             document = self.document(path)
             if document.text is None:
                 document.text = entry.get("text")
-            for line, end_line, column in entry.get("examples", ()):
-                document.example(line, end_line, column)
+            for line, end_line, column, *flags in entry.get("examples", ()):
+                example = document.example(line, end_line, column)
+                if flags:
+                    example.selected |= bool(flags[0])
+                    example.deselected |= bool(flags[1])
             for run_id in entry.get("run_ids", ()):
                 if run_id not in document.run_ids:
                     document.run_ids.append(run_id)
@@ -227,7 +269,8 @@ class SpecOutcomes:
                 path: {
                     "text": document.text,
                     "examples": [
-                        [e.line, e.end_line, e.column] for e in document.examples.values()
+                        [e.line, e.end_line, e.column, e.selected, e.deselected]
+                        for e in document.examples.values()
                     ],
                     "run_ids": document.run_ids,
                 }
@@ -268,6 +311,24 @@ def example_facts(item: SybilItem) -> dict[str, Any]:
     and the id of its document's run (or None)."""
     params = getattr(getattr(item, "run", None), "params", None)
     return {**where(item.example), "run": None if params is None else str(params.id)}
+
+
+def is_directive(example: SybilExample) -> bool:
+    """Whether *example* is a skip directive (``.. skip: next``): no example of the
+    text, but an instruction to Sybil about those that follow it."""
+    from sybil.evaluators.skip import Skipper
+
+    return isinstance(example.region.evaluator, Skipper)
+
+
+def not_run_reason(example: Example, interruption: str | None) -> str:
+    """Why *example*, which did not run, did not: *interruption* names what stopped
+    the run (``the run was interrupted``), when something did."""
+    if example.deselected:
+        return "deselected"
+    if example.selected:
+        return interruption or "not reached"
+    return "not selected"
 
 
 def where(example: SybilExample) -> dict[str, Any]:

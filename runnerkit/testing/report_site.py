@@ -32,7 +32,9 @@ from urllib.parse import quote
 import pytest
 
 from runnerkit.testing.report_outcomes import (
+    COUNTS_EXPLAINED,
     NOT_RUN,
+    PRELUDE,
     STATUSES,
     Document,
     SpecOutcomes,
@@ -58,9 +60,24 @@ class RunFacts:
     root: str
     #: The xdist workers that crashed during the run, and how.
     crashed: tuple[str, ...] = ()
+    #: What stopped the run before it ran all it selected (``the run was
+    #: interrupted (KeyboardInterrupt)``), or None.
+    interruption: str | None = None
+    #: pytest's own totals of the spec items (``("passed", 3)``), as its summary counts.
+    totals: tuple[tuple[str, int], ...] = ()
+    #: How many tests that are not spec examples ran.
+    other_tests: int = 0
 
     @classmethod
-    def now(cls, config: pytest.Config, crashed: Sequence[str] = ()) -> RunFacts:
+    def now(
+        cls,
+        config: pytest.Config,
+        crashed: Sequence[str] = (),
+        *,
+        interruption: str | None = None,
+        totals: tuple[tuple[str, int], ...] = (),
+        other_tests: int = 0,
+    ) -> RunFacts:
         """The facts of the run *config* configures, dated now (UTC)."""
         versions = [("Python", sys.version.split()[0])]
         for name in _DISTRIBUTIONS:
@@ -75,6 +92,9 @@ class RunFacts:
             command=shlex.join(["pytest", *args]),
             root=str(config.rootpath),
             crashed=tuple(crashed),
+            interruption=interruption,
+            totals=totals,
+            other_tests=other_tests,
         )
 
 
@@ -102,9 +122,11 @@ def write_site(
         if text is None:
             text = _read(document.path)
         try:
-            files[f"{name}.html"] = document_page(document, name, text)
+            files[f"{name}.html"] = document_page(document, name, text, facts.interruption)
         except Exception as error:  # one document must not cost the whole report
-            files[f"{name}.html"] = document_page(_unrendered(document, error), name, None)
+            files[f"{name}.html"] = document_page(
+                _unrendered(document, error), name, None, facts.interruption
+            )
         if text is not None:
             files[f"{name}.source.html"] = source_page(document, name, text)
         entries.append((name, document))
@@ -161,12 +183,21 @@ def page_name(path: str, root: Path) -> str:
         return PurePosixPath("_outside", *parts).as_posix()
 
 
-def document_page(document: Document, name: str, text: str | None) -> str:
-    """The page of *document*, its examples marked where they stand."""
+def document_page(
+    document: Document, name: str, text: str | None, interruption: str | None = None
+) -> str:
+    """The page of *document*, its examples marked where they stand; *interruption*
+    says what stopped the run, when something did."""
     up = _up(name)
     base = PurePosixPath(name).name
     counts = document.counts()
     sections = []
+    unfinished = document.unfinished()
+    notice = _interruption(interruption, unfinished) if unfinished else ""
+    reasons = sorted({e.reason for e in document.examples.values() if e.reason and not e.runs})
+    if reasons:
+        items = "".join(f"<li>{escape(NOT_RUN)}: {escape(reason)}</li>" for reason in reasons)
+        sections.append(f'<ul class="legend">{items}</ul>')
     if document.error is not None:
         sections.append(
             '<section class="collect-error"><h2>Not collected</h2>'
@@ -192,7 +223,7 @@ def document_page(document: Document, name: str, text: str | None) -> str:
         header=(
             f'<p class="nav"><a href="{up}index.html">spec report</a> · '
             f"<strong>{escape(name)}</strong>{source_link}</p>"
-            f"{_counts_line(counts)}"
+            f"{notice}{_counts_line(counts)}"
         ),
         body="".join(sections),
     )
@@ -228,7 +259,7 @@ def source_page(document: Document, name: str, text: str) -> str:
 
 def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
     """The index: each document with its counts, the totals, and the run's facts."""
-    totals = dict.fromkeys(STATUSES, 0)
+    totals = dict.fromkeys((*STATUSES, PRELUDE), 0)
     rows = []
     for name, document in entries:
         counts = document.counts()
@@ -237,7 +268,7 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
         worst = next((s for s in STATUSES if counts[s] and s != NOT_RUN), NOT_RUN)
         if document.error is not None:
             worst = "failed"
-        cells = "".join(f'<td class="count">{counts[s] or ""}</td>' for s in STATUSES)
+        cells = "".join(f'<td class="count">{counts[s] or ""}</td>' for s in totals)
         error = (
             '<div class="collect-error"><p>not collected:</p>'
             f'<pre class="message">{escape(short_error(document.error))}</pre></div>'
@@ -248,8 +279,12 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
             f'<tr class="status-{worst.replace(" ", "-")}">'
             f'<td><a href="{escape(href(name))}.html">{escape(name)}</a>{error}</td>{cells}</tr>'
         )
-    head = "".join(f"<th>{escape(status)}</th>" for status in STATUSES)
-    total_cells = "".join(f'<td class="count">{totals[s]}</td>' for s in STATUSES)
+    head = "".join(f"<th>{escape(status)}</th>" for status in totals)
+    total_cells = "".join(f'<td class="count">{totals[s]}</td>' for s in totals)
+    # Interrupted under -n before the workers sent what they collected, the
+    # controller knows of no document: how many examples did not run is unknown.
+    unfinished = sum(document.unfinished() for _, document in entries) if entries else None
+    notice = _interruption(facts.interruption, unfinished)
     versions = "".join(
         f"<tr><th>{escape(name)}</th><td>{escape(version)}</td></tr>"
         for name, version in facts.versions
@@ -257,7 +292,11 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
     return _page(
         title="spec report",
         up="",
-        header=f"<h1>Spec report</h1>{_counts_line(totals)}{_crashes(facts.crashed)}",
+        header=(
+            f"<h1>Spec report</h1>{notice}{_pytest_line(facts)}{_counts_line(totals)}"
+            f'<p class="explained">per example: {escape(COUNTS_EXPLAINED)}</p>'
+            f"{_no_documents(entries, facts)}{_crashes(facts.crashed)}"
+        ),
         body=(
             '<table class="documents"><thead><tr><th>document</th>'
             f"{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
@@ -268,6 +307,41 @@ def index_page(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
             f"<tr><th>root directory</th><td><code>{escape(facts.root)}</code></td></tr>"
             f"{versions}</table>"
         ),
+    )
+
+
+def _interruption(interruption: str | None, unfinished: int | None) -> str:
+    """The notice that the run did not run all it selected, and why; *unfinished* is
+    how many examples did not run, None when that is not known."""
+    if interruption is None:
+        return ""
+    if unfinished is None:
+        told = "the examples it collected are not known (the workers did not say)"
+    else:
+        told = f"{unfinished} {'example' if unfinished == 1 else 'examples'} did not run"
+    return (
+        f'<p class="interrupted"><strong>Partial report:</strong> {escape(interruption)}'
+        f" — {told}.</p>"
+    )
+
+
+def _pytest_line(facts: RunFacts) -> str:
+    """pytest's own totals of the spec items: what its summary line says of them."""
+    if not facts.totals:
+        return ""
+    said = ", ".join(f"{count} {category}" for category, count in facts.totals)
+    return f'<p class="pytest-totals">pytest, of the spec items: {escape(said)}</p>'
+
+
+def _no_documents(entries: list[tuple[str, Document]], facts: RunFacts) -> str:
+    """The hint, when no spec document was collected, of why there may be none."""
+    if entries or facts.interruption:
+        return ""
+    tests = "test" if facts.other_tests == 1 else "tests"
+    return (
+        '<p class="hint">no spec documents were collected by runnerkit\'s collector'
+        " (<code>collect_specs</code>/<code>make_sybil</code> patterns in"
+        f" <code>conftest.py</code>); {facts.other_tests} other {tests} ran</p>"
     )
 
 
@@ -307,7 +381,7 @@ def short_error(report: str) -> str:
 def _counts_line(counts: dict[str, int]) -> str:
     shown = [
         f'<span class="count status-{status.replace(" ", "-")}">{counts[status]} {status}</span>'
-        for status in STATUSES
+        for status in counts
         if counts[status]
     ]
     return f'<p class="counts">{" ".join(shown) or "no examples"}</p>'
@@ -422,6 +496,9 @@ pre.diff .head, pre.diff .hunk { color: var(--skipped); }
 pre.diff .same { color: var(--ink); }
 pre.message { color: var(--failed); }
 pre.raw-html { background: var(--code); padding: .5rem 1rem; }
+.interrupted { border-left: 6px solid var(--accepted); padding-left: .75rem; }
+.count.status-ran-as-prelude { background: var(--skipped); }
+.explained, .hint { font-size: 90%; color: var(--skipped); }
 .crashed { border-left: 6px solid var(--failed); padding-left: .75rem; }
 .collect-error { border-left: 6px solid var(--failed); padding-left: .75rem; }
 .admonition { border-left: 4px solid #0969da; padding: 0 1rem; margin: 1rem 0;
