@@ -366,7 +366,8 @@ def test_examples_left_out_of_the_run_are_marked_not_run(pytester: pytest.Pytest
     assert '<tr class="status-not-run"><td><a href="other.rst.html">' in index
 
 
-def test_each_run_of_a_parametrized_document_is_shown(pytester: pytest.Pytester) -> None:
+def languages_project(pytester: pytest.Pytester) -> None:
+    """A spec run once per language, ``en`` and ``fr``, whose last example fails for ``fr``."""
     conftest = SPECS_CONFTEST + textwrap.dedent(
         """
         import pytest
@@ -388,6 +389,10 @@ def test_each_run_of_a_parametrized_document_is_shown(pytester: pytest.Pytester)
     'en'
     """
     project(pytester, conftest, spec_rst=spec)
+
+
+def test_each_run_of_a_parametrized_document_is_shown(pytester: pytest.Pytester) -> None:
+    languages_project(pytester)
 
     pytester.runpytest("--spec-report", "report").assert_outcomes(passed=3, failed=1)
 
@@ -1181,27 +1186,7 @@ def test_the_index_gives_pytests_totals_and_counts_preludes_apart(
 def test_the_index_gives_pytests_totals_of_each_run_of_a_parametrized_document(
     pytester: pytest.Pytester,
 ) -> None:
-    conftest = SPECS_CONFTEST + textwrap.dedent(
-        """
-        import pytest
-
-        @pytest.fixture(params=["en", "fr"])
-        def language(request):
-            return request.param
-        """
-    )
-    spec = """\
-    Languages
-    =========
-
-    .. runnerkit-fixtures: language
-
-    >>> language in ("en", "fr")
-    True
-    >>> language
-    'en'
-    """
-    project(pytester, conftest, spec_rst=spec)
+    languages_project(pytester)
 
     pytester.runpytest("--spec-report", "report").assert_outcomes(passed=3, failed=1)
 
