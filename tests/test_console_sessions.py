@@ -478,15 +478,77 @@ def test_a_command_left_in_the_background_does_not_hold_up_the_session(
         ```console
         $ sleep 30 & echo $! > {pid_file}; echo started
         started
+        $ kill -0 "$(cat {pid_file})" && echo still running
+        still running
         ```
         """,
     )
     started = time.monotonic()
 
-    pytester.runpytest().assert_outcomes(passed=1)
+    result = pytester.runpytest("-W", "always::runnerkit.testing.isolation.IsolationWarning")
 
+    result.assert_outcomes(passed=2)
     assert time.monotonic() - started < 20
-    os.kill(int(pid_file.read_text()), 9)
+    # Left running by the document, it is stopped at its end, and named.
+    child = int(pid_file.read_text())
+    assert _gone(child)
+    result.stdout.fnmatch_lines(
+        [
+            "*IsolationWarning: doc.md left changes behind, which runnerkit undid when it ended:",
+            f"*- process {child}, left running by '$ sleep 30 & echo $! > *; echo started'"
+            " (line 2), killed",
+        ]
+    )
+
+
+def test_what_a_command_leaves_in_its_session_is_stopped_even_in_a_group_of_its_own(
+    pytester: pytest.Pytester,
+) -> None:
+    # A process may leave the command's process group (a shell with job control does),
+    # but not its session, unless it makes one of its own.
+    pid_file = pytester.path / "child.pid"
+    grandchild = (
+        "import os, time, sys; os.setpgid(0, 0); "
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    )
+    write(
+        pytester,
+        "doc.rst",
+        f"""\
+        .. code-block:: console
+
+            $ python -c "{grandchild}" >/dev/null 2>&1 &
+            $ while [ ! -s {pid_file} ]; do sleep 0.05; done
+        """,
+    )
+
+    result = pytester.runpytest("-W", "always::runnerkit.testing.isolation.IsolationWarning")
+
+    result.assert_outcomes(passed=2)
+    child = int(pid_file.read_text())
+    assert _gone(child)
+    result.stdout.fnmatch_lines(
+        [f"*- process {child}, left running by '$ python -c *' (line 3), killed"]
+    )
+
+
+def test_a_process_the_document_stopped_itself_is_not_warned_about(
+    pytester: pytest.Pytester,
+) -> None:
+    write(
+        pytester,
+        "doc.md",
+        """\
+        ```console
+        $ sleep 30 >/dev/null 2>&1 & echo $! > sleeper.pid
+        $ kill "$(cat sleeper.pid)"
+        ```
+        """,
+    )
+
+    result = pytester.runpytest("-W", "error::runnerkit.testing.isolation.IsolationWarning")
+
+    result.assert_outcomes(passed=2)
 
 
 def test_commands_run_in_the_documents_world(pytester: pytest.Pytester) -> None:

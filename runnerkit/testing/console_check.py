@@ -25,6 +25,7 @@ from runnerkit.testing.console_session import (
     Command,
     is_command,
 )
+from runnerkit.testing.isolation import document_isolation
 from runnerkit.testing.normalize import output_checker
 from runnerkit.testing.world import World
 
@@ -95,6 +96,12 @@ class ConsoleEvaluator:
         result = run_shell(
             command.source, cwd=world.work_dir, env=session_environment(world), timeout=timeout
         )
+        isolation = document_isolation(example.namespace)
+        if isolation is not None:
+            # What it left running in the background is stopped at the document's end.
+            isolation.watch_session(
+                result.session, f"'{shown.splitlines()[0]}' (line {example.line})"
+            )
         got = _without_trailing_whitespace(result.output, flags)
         if got and not got.endswith("\n"):
             got += "\n"

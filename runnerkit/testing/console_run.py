@@ -51,6 +51,9 @@ class Completed:
     #: Its exit status as the shell's ``$?`` gives it (128 + N for signal N), or None
     #: when it ran out of time.
     status: int | None
+    #: The id of the session it ran in (its shell's pid), where what it left in the
+    #: background stays (see :meth:`runnerkit.testing.isolation.Isolation.watch_session`).
+    session: int = 0
 
     @property
     def timed_out(self) -> bool:
@@ -89,13 +92,13 @@ def run_shell(command: str, *, cwd: Path, env: Mapping[str, str], timeout: float
             open_ = _read_until_exit(process, selector, fd, chunks, deadline)
             if process.poll() is None:
                 kill_process_group(process)
-                return Completed(chunks.text(), None)
+                return Completed(chunks.text(), None, process.pid)
             if open_:
                 _read_ready(selector, fd, chunks)
         finally:
             if exited is not None:
                 os.close(exited)
-    return Completed(chunks.text(), _shell_status(process.wait()))
+    return Completed(chunks.text(), _shell_status(process.wait()), process.pid)
 
 
 def _read_until_exit(

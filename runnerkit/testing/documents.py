@@ -22,7 +22,7 @@ from runnerkit.errors import HarnessError
 from runnerkit.testing.console_session import DEFAULT_TIMEOUT
 from runnerkit.testing.eventloop import EVENT_LOOP, DocumentLoop
 from runnerkit.testing.fences import directive_text, is_markdown
-from runnerkit.testing.isolation import Isolation, warn_restored
+from runnerkit.testing.isolation import ISOLATION, Isolation, warn_restored
 from runnerkit.testing.namespace import world_namespace
 from runnerkit.testing.normalize import UserNormalizers, expand_all, user_normalizers
 from runnerkit.testing.parsers import SpecParser, remember_base_namespace
@@ -44,7 +44,6 @@ ExtraNamespace: TypeAlias = Mapping[str, Any] | Callable[[World], Mapping[str, A
 
 #: The namespace key of a document's :class:`World`.
 DOCUMENT_WORLD = "__runnerkit_world__"
-_ISOLATION = "__runnerkit_isolation__"
 _NAME = "__runnerkit_document__"
 
 #: How a document avoids needing :class:`Isolation`: what follows its warning.
@@ -86,7 +85,7 @@ def setup_document(namespace: dict[str, Any], extra: ExtraNamespace | None = Non
     keep_pytest_timing_real()
     world = World(prefix=world_prefix(), backend=backend).open()
     namespace[DOCUMENT_WORLD] = world
-    isolation = namespace[_ISOLATION] = Isolation()
+    isolation = namespace[ISOLATION] = Isolation()
     isolation.watch(world.config)
     namespace[_NAME] = name
     namespace[EVENT_LOOP] = DocumentLoop(name)
@@ -110,7 +109,7 @@ def teardown_document(namespace: dict[str, Any]) -> None:
     the world is gone.
     """
     world: World | None = namespace.pop(DOCUMENT_WORLD, None)
-    isolation: Isolation | None = namespace.pop(_ISOLATION, None)
+    isolation: Isolation | None = namespace.pop(ISOLATION, None)
     loop: DocumentLoop | None = namespace.pop(EVENT_LOOP, None)
     restored: list[str] = []
     try:

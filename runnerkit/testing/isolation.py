@@ -16,6 +16,7 @@ This module only runs on Linux: it finds processes through ``/proc``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -50,6 +51,17 @@ _EXITED = frozenset({"Z", "X"})
 _VOLATILE_ENVIRON = frozenset({"PYTEST_CURRENT_TEST"})
 
 
+#: The key of a document's :class:`Isolation` in its namespace.
+ISOLATION = "__runnerkit_isolation__"
+
+
+def document_isolation(namespace: dict[str, Any]) -> Isolation | None:
+    """The :class:`Isolation` of the document whose namespace is *namespace*, or None
+    outside a document (:func:`runnerkit.testing.documents.setup_document` sets it)."""
+    isolation: Isolation | None = namespace.get(ISOLATION)
+    return isolation
+
+
 class IsolationWarning(pytest.PytestWarning):
     """A document or test left process state behind, which runnerkit had to restore."""
 
@@ -71,7 +83,8 @@ class Isolation:
     It records the environment, the working directory, ``sys.path``, the umask, the
     Python signal handlers, the loggers, the freezegun freezes, the current
     configuration and the running child processes.  Var dirs given to :meth:`watch`
-    have their masters and runner processes stopped too.
+    have their masters and runner processes stopped too, and the sessions given to
+    :meth:`watch_session` the processes still in them.
     """
 
     def __init__(self) -> None:
@@ -86,11 +99,23 @@ class Isolation:
         self._config = _current_config()
         self._children = _running_children()
         self._watched: list[Configuration] = []
+        self._sessions: dict[int, str] = {}
         self._restored = False
 
     def watch(self, config: Configuration) -> None:
         """Stop the masters and runner processes of *config*'s var dir on :meth:`restore`."""
         self._watched.append(config)
+
+    def watch_session(self, sid: int, label: str) -> None:
+        """Stop, on :meth:`restore`, the processes still in session *sid*.
+
+        A console command runs in a session of its own, whose id is its shell's pid;
+        what it leaves in the background (``server &``) stays in it after the shell
+        exits, no child of this process any more.
+
+        :param label: what started the session, as the warning names it.
+        """
+        self._sessions[sid] = label
 
     def restore(self) -> list[str]:
         """Put back everything that is still changed, and stop what was started.
@@ -106,6 +131,7 @@ class Isolation:
         steps: list[Callable[[], Iterable[str]]] = [
             self._restore_freezes,
             self._stop_var_dir_processes,
+            self._stop_sessions,
             self._stop_children,
             self._restore_environ,
             self._restore_cwd,
@@ -128,6 +154,16 @@ class Isolation:
     def _stop_var_dir_processes(self) -> Iterator[str]:
         for config in self._watched:
             yield from stop_var_dir_processes(config)
+
+    def _stop_sessions(self) -> Iterator[str]:
+        for sid, label in self._sessions.items():
+            left = session_members(sid)
+            if left:
+                terminate_all(functools.partial(session_members, sid))
+                yield (
+                    f"process{'es' if len(left) > 1 else ''} {_pids(left)}, left running by"
+                    f" {label}, killed"
+                )
 
     def _stop_children(self) -> Iterator[str]:
         # The Redis server the harness starts for the whole process, on first use, is
@@ -311,6 +347,47 @@ def terminate(pids: Collection[int], timeout: float = KILL_SECONDS) -> None:
             time.sleep(POLL_SECONDS)
         else:
             return
+
+
+def terminate_all(members: Callable[[], set[int]], timeout: float = KILL_SECONDS) -> None:
+    """Stop every process *members* gives, asked again and again, so that what they fork
+    meanwhile is stopped too: SIGTERM, then SIGKILL to those still running after
+    *timeout* seconds.  Each process is sent each signal once."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        sent: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while pids := members():
+            for pid in pids - sent:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+            sent |= pids
+            if time.monotonic() > deadline:
+                break
+            time.sleep(POLL_SECONDS)
+        else:
+            return
+
+
+def session_members(sid: int) -> set[int]:
+    """The processes of session *sid* that have not exited, this one excepted.
+
+    Read from ``/proc/PID/stat``; a process that made a session of its own (a daemon,
+    the runnerkit master) is no member any more.
+    """
+    me = os.getpid()
+    found = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            text = Path(f"/proc/{entry.name}/stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2 :].split()
+        # state, ppid, pgrp, session: fields 3 to 6 of proc(5).
+        if int(fields[3]) == sid and not _exited(int(entry.name), fields[0]):
+            found.add(int(entry.name))
+    return found
 
 
 def _alive(pid: int) -> bool:
