@@ -296,6 +296,8 @@ def test_a_task_left_pending_is_cancelled_and_named_with_its_document(
         [
             "*IsolationWarning: docs/pending.rst left changes behind*",
             "*- asyncio task 'forgotten' (forever()) still pending: cancelled",
+            "*A task is ended in an awaiting example: task.cancel(), then"
+            " 'await asyncio.gather(task, return_exceptions=True)'.",
         ]
     )
     # Named once: the task the document stopped itself is not reported.

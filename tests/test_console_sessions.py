@@ -497,6 +497,7 @@ def test_a_command_left_in_the_background_does_not_hold_up_the_session(
             "*IsolationWarning: doc.md left changes behind, which runnerkit undid when it ended:",
             f"*- process {child}, left running by '$ sleep 30 & echo $! > *; echo started'"
             " (line 2), killed",
+            "*A process a console command left running is stopped by a later command*",
         ]
     )
 

@@ -52,6 +52,28 @@ _REMEDY = (
     " however the document ends, even when the example that undoes them fails or is not"
     " selected."
 )
+#: What to add to :data:`_REMEDY` when an asyncio task was left pending, or a console
+#: command left a process running: the ends of those undoings' descriptions.
+_REMEDIES_BY_KIND = {
+    "still pending: cancelled": (
+        "A task is ended in an awaiting example: task.cancel(), then"
+        " 'await asyncio.gather(task, return_exceptions=True)'."
+    ),
+    ", killed": (
+        "A process a console command left running is stopped by a later command"
+        " ('$ kill \"$(cat server.pid)\"'), or on 'cleanups'."
+    ),
+}
+
+
+def _remedy(restored: list[str]) -> str:
+    """:data:`_REMEDY`, and what fits the kinds of undoing in *restored*."""
+    extra = [
+        advice
+        for ending, advice in _REMEDIES_BY_KIND.items()
+        if any(each.endswith(ending) for each in restored)
+    ]
+    return " ".join([_REMEDY, *extra])
 
 
 def world_prefix() -> str:
@@ -125,7 +147,7 @@ def teardown_document(namespace: dict[str, Any]) -> None:
         finally:
             if world is not None:
                 world.close()
-    warn_restored(namespace.pop(_NAME, "a document"), restored, _REMEDY)
+    warn_restored(namespace.pop(_NAME, "a document"), restored, _remedy(restored))
 
 
 def document_backend(document: Document) -> str | None:

@@ -16,6 +16,10 @@ asynchronous generators and the default executor, stops the thread and closes th
 loop, and says which tasks it had to cancel, and what asyncio reported meanwhile (a
 task's exception nobody retrieved), for the document's
 :class:`~runnerkit.testing.isolation.IsolationWarning`.
+
+The loop keeps the real clock while freezegun freezes time, as freezegun's own
+``real_asyncio=True`` gives every loop: a frozen loop clock would make
+``asyncio.sleep``, ``asyncio.timeout`` and every ``call_later`` wait for ever.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar, cast
+
+from freezegun.api import real_monotonic
 
 from runnerkit.errors import HarnessError
 
@@ -171,6 +177,10 @@ class DocumentLoop:
             )
         if self._loop is None:
             loop = asyncio.new_event_loop()
+            with contextlib.suppress(AttributeError):
+                # A loop whose class is written in C (uvloop) keeps its own clock, which
+                # freezegun cannot freeze.
+                loop.time = real_monotonic  # type: ignore[method-assign]
             loop.set_exception_handler(self._report)
             thread = threading.Thread(
                 target=self._serve,
