@@ -384,6 +384,21 @@ def test_runs_stay_whole_on_two_workers(pytester: pytest.Pytester, mode: str) ->
     assert all(len(dirs) == 2 for dirs in by_run.values()), by_run
 
 
+@pytest.mark.slow
+def test_every_worker_runs_every_run_under_dist_each(pytester: pytest.Pytester) -> None:
+    write(pytester, {"conftest.py": CONFTEST, "docs/param.rst": PARAMETRIZED})
+    result = pytester.runpytest_subprocess(*QUIET, "-n", "2", "--dist", "each", "-rA")
+    result.assert_outcomes(passed=20)
+    passed = [line.split()[1] for line in result.outlines if line.startswith("PASSED")]
+    assert sorted(passed) == sorted(PARAMETRIZED_IDS * 2)
+    by_run: dict[str, set[str]] = {}
+    for line in events(pytester):
+        if " example in " in line or " again in " in line:
+            by_run.setdefault(line.partition(" ")[0], set()).add(line.split(" in ")[1])
+    # Each worker runs each run in a fresh world of its own.
+    assert sorted(len(dirs) for dirs in by_run.values()) == [2, 2], by_run
+
+
 # -- Failures ----------------------------------------------------------------------------
 
 
