@@ -22,6 +22,7 @@ from runnerkit.testing.console_check import written_want
 from runnerkit.testing.console_session import (
     Command,
     parse_directives,
+    shell_comments,
     split_session,
 )
 
@@ -83,8 +84,6 @@ def test_a_session_is_split_into_commands_with_their_output() -> None:
     ]
     assert parts[0].want == "one\n\ntwo\n"
     assert parts[2].want == ""
-    assert parts[1].shell_lines == ("printf 'a b' \\", "    'c'")
-    assert parts[2].shell_lines == ("cat <<EOF",)
 
 
 def test_text_before_the_first_command_is_refused() -> None:
@@ -113,6 +112,33 @@ def test_directives_set_flags_and_a_timeout() -> None:
     assert options == {doctest.ELLIPSIS: False, doctest.REPORT_UDIFF: True}
     assert timeout == 2.5
     assert parse_directives(["echo '# a plain comment'  # not: a directive"]) == ({}, None)
+
+
+@pytest.mark.parametrize(
+    ("source", "comments"),
+    [
+        ("echo hi  # doctest: +ELLIPSIS", ["# doctest: +ELLIPSIS"]),
+        ("echo a;# after a semicolon", ["# after a semicolon"]),
+        ("# alone", ["# alone"]),
+        # Quoted, escaped or inside a word: no comment.
+        ("echo 'a # doctest: +SKIP'", []),
+        ('echo "wait # timeout: 5"', []),
+        ("echo \\# x", []),
+        ("echo a#b", []),
+        ("x=$((16#ff)); echo ${#x}", []),
+        # Quotes that span lines, as a '> ' line goes on with them.
+        ("printf '%s\\n' 'a # doctest: +SKIP\nb'; exit 3", []),
+        ("echo \"$(echo 'a # b') # c\"  # d", ["# d"]),
+        # A here-document's lines are data; the shell goes on after its delimiter.
+        ("cat <<EOF\n# timeout: 1\nEOF\necho x # timeout: 2", ["# timeout: 2"]),
+        ("cat <<-'EOF'\n\t# data\n\tEOF\necho # code", ["# code"]),
+        ('cat << "END" # code\n# data\nEND', ["# code"]),
+        ("cat <<< '# a here-string' # code", ["# code"]),
+        ("cat <<EOF\n# data, and no delimiter", []),
+    ],
+)
+def test_comments_are_read_as_the_shell_reads_them(source: str, comments: list[str]) -> None:
+    assert shell_comments(source) == comments
 
 
 def test_a_registered_flag_can_be_named() -> None:
@@ -381,6 +407,34 @@ def test_an_unknown_flag_is_a_collection_error_naming_the_command(
     result.stdout.fnmatch_lines(
         ["*doc.rst, command at line 6, column 5: unknown doctest option '+ELIPSIS'*"]
     )
+
+
+def test_a_directive_in_quotes_is_text_of_the_command(pytester: pytest.Pytester) -> None:
+    # Were these read as directives, the first command would be skipped and pass, the
+    # second refused as unknown, the third killed after 0.2 s.
+    write(
+        pytester,
+        "doc.rst",
+        """\
+        .. code-block:: console
+
+            $ printf '%s\\n' 'a # doctest: +SKIP
+            > b'; exit 3
+            wrong
+            $ echo 'a # doctest: +SKIP'
+            a # doctest: +SKIP
+            $ printf '%s\\n' 'c # timeout: 0.2
+            > d'; sleep 1; echo done
+            c # timeout: 0.2
+            d
+            done
+        """,
+    )
+
+    result = pytester.runpytest("-rA")
+
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["exit status 3, expected 0*", "FAILED doc.rst::line:3,*"])
 
 
 def test_text_before_the_first_command_is_a_collection_error(pytester: pytest.Pytester) -> None:

@@ -102,7 +102,7 @@ class ConsoleParser:
             line_text = text[line_start : ends[part.line]].rstrip("\n")
             indent = line_text[: len(line_text) - len(block_lines[part.line])]
             try:
-                options, timeout = parse_directives(part.shell_lines)
+                options, timeout = parse_directives(part.source.split("\n"))
             except ConsoleSyntaxError as error:
                 raise ConsoleSyntaxError(
                     f"{document.path}, command at"

@@ -27,8 +27,12 @@ MORE = "> "
 #: The last expected line that expects a non-zero exit status.
 EXIT_LINE = re.compile(r"\[exit (\d+)\]")
 
-#: A comment holding directives, at the end of a command line.
+#: Directives, at the end of a shell comment.
 _DIRECTIVES = re.compile(r"(?:^|\s)#\s*((?:doctest|timeout)\s*:[^#]*?)\s*$")
+#: A here-document's operator and delimiter word: ``<<EOF``, ``<<-'EOF'``, ``<< "EOF"``.
+_HERE_DOCUMENT = re.compile(r"<<(-?)[ \t]*(?:'([^'\n]*)'|\"([^\"\n]*)\"|\\?([^\s;&|<>()'\"]+))")
+#: Characters after which a ``#`` starts a word, so a comment (POSIX sh, 2.3 and 2.10).
+_WORD_BREAKS = frozenset(" \t\n;&|()<>")
 _DIRECTIVE = re.compile(r"\s*(doctest|timeout)\s*:\s*(.*?)\s*")
 _TIMEOUT = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*s?")
 
@@ -88,9 +92,6 @@ class SessionPart:
     output_lines: int
     source: str
     want: str
-    #: The lines of the command that the shell reads as command lines, not a
-    #: here-document's: directives are read from these.
-    shell_lines: tuple[str, ...]
 
 
 def split_session(lines: Sequence[str]) -> list[SessionPart]:
@@ -121,7 +122,6 @@ def split_session(lines: Sequence[str]) -> list[SessionPart]:
     while index < len(lines):
         start = index
         source_lines = [lines[index][len(PROMPT) :] if lines[index] != "$" else ""]
-        shell_lines = [source_lines[0]]
         index += 1
         while index < len(lines):
             line = lines[index]
@@ -132,8 +132,6 @@ def split_session(lines: Sequence[str]) -> list[SessionPart]:
                 source_lines.append(line)
             else:
                 break
-            if continued:
-                shell_lines.append(source_lines[-1])
             index += 1
         if not "".join(source_lines).strip():
             raise ConsoleSyntaxError(
@@ -152,7 +150,6 @@ def split_session(lines: Sequence[str]) -> list[SessionPart]:
                 output_lines=len(output),
                 source="\n".join(source_lines),
                 want="".join(line + "\n" for line in output),
-                shell_lines=tuple(shell_lines),
             )
         )
     return parts
@@ -164,20 +161,23 @@ def is_command(line: str) -> bool:
 
 
 def parse_directives(lines: Iterable[str]) -> tuple[dict[int, bool], float | None]:
-    """The option flags and the timeout the directives on *lines* ask for.
+    """The option flags and the timeout the directives of a command ask for.
 
-    A directive is in a comment at the end of a line: ``# doctest: +ELLIPSIS``, flags
-    named as :data:`doctest.OPTIONFLAGS_BY_NAME` names them, each turned on by ``+``
-    or off by ``-``, separated by commas or spaces; ``# timeout: 5`` (or ``5s``, or
-    ``0.5``), seconds.  One comment may hold both, separated by ``;``.
+    *lines* are the command's lines, without prompts.  A directive is at the end of a
+    shell comment, ``# doctest: +ELLIPSIS``, flags named as
+    :data:`doctest.OPTIONFLAGS_BY_NAME` names them, each turned on by ``+`` or off by
+    ``-``, separated by commas or spaces; ``# timeout: 5`` (or ``5s``, or ``0.5``),
+    seconds.  One comment may hold both, separated by ``;``.  A ``#`` in quotes, inside
+    a word, or in a here-document starts no comment (:func:`shell_comments`), so
+    ``echo 'a # doctest: +SKIP'`` is run as written.
 
     :raises ConsoleSyntaxError: an option is unknown or lacks its sign, or a timeout is
         not a positive number of seconds.
     """
     options: dict[int, bool] = {}
     timeout: float | None = None
-    for line in lines:
-        match = _DIRECTIVES.search(line)
+    for comment in shell_comments("\n".join(lines)):
+        match = _DIRECTIVES.search(comment)
         if match is None:
             continue
         for item in match.group(1).split(";"):
@@ -193,6 +193,101 @@ def parse_directives(lines: Iterable[str]) -> tuple[dict[int, bool], float | Non
             else:
                 options.update(_flags(value))
     return options, timeout
+
+
+def shell_comments(source: str) -> list[str]:
+    """The comments of the shell text *source*, each from its ``#`` to its line's end.
+
+    As POSIX sh reads them (Shell Command Language, 2.2 Quoting, 2.3 Token Recognition,
+    2.7.4 Here-Document): a ``#`` starts a comment where it starts a word, outside
+    single and double quotes and not escaped by a backslash; the lines of a
+    here-document (after ``<<WORD`` up to the line ``WORD``) are data.  Command
+    substitutions (``$(...)``, backquotes), in double quotes too, are read as shell
+    text.  Arithmetic and parameter expansions are not parsed: a ``#`` in them never
+    starts a word.
+    """
+    comments: list[str] = []
+    contexts: list[str] = []  # the open quotes and substitutions, innermost last
+    here_documents: list[tuple[str, bool]] = []  # delimiters waiting for the line's end
+    index, end = 0, len(source)
+    word_start = True
+    while index < end:
+        char = source[index]
+        inner = contexts[-1] if contexts else ""
+        if inner == "'":
+            if char == "'":
+                contexts.pop()
+            index += 1
+            continue
+        if char == "\\":
+            index += 2
+            word_start = False
+            continue
+        if inner == '"':
+            if char == '"':
+                contexts.pop()
+            elif source.startswith("$(", index):
+                contexts.append("$(")
+                index += 1
+                word_start = True
+            elif char == "`":
+                contexts.append("`")
+                word_start = True
+            index += 1
+            continue
+        if char == "#" and word_start:
+            stop = source.find("\n", index)
+            stop = end if stop < 0 else stop
+            comments.append(source[index:stop])
+            index = stop
+            continue
+        if char == "\n" and here_documents:
+            index = _after_here_documents(source, index + 1, here_documents)
+            here_documents.clear()
+            word_start = True
+            continue
+        here = _HERE_DOCUMENT.match(source, index) if char == "<" else None
+        if here is not None and not source.startswith("<<<", index):
+            delimiter = next(word for word in here.groups()[1:] if word is not None)
+            here_documents.append((delimiter, here.group(1) == "-"))
+            index = here.end()
+            word_start = False
+            continue
+        if char in "'\"":
+            contexts.append(char)
+        elif source.startswith("$(", index):
+            contexts.append("$(")
+            index += 2
+            word_start = True
+            continue
+        elif char == "`":
+            if inner == "`":
+                contexts.pop()
+            else:
+                contexts.append("`")
+                index += 1
+                word_start = True
+                continue
+        elif char == ")" and inner == "$(":
+            contexts.pop()
+        word_start = char in _WORD_BREAKS
+        index += 1
+    return comments
+
+
+def _after_here_documents(source: str, index: int, delimiters: list[tuple[str, bool]]) -> int:
+    """Where the shell text goes on after the bodies of *delimiters*' here-documents,
+    which start at *index*: after each one's delimiter line (tabs before it dropped for
+    ``<<-``), or at the end of *source*."""
+    for delimiter, strip_tabs in delimiters:
+        while index < len(source):
+            stop = source.find("\n", index)
+            stop = len(source) if stop < 0 else stop
+            line = source[index:stop]
+            index = stop + 1
+            if (line.lstrip("\t") if strip_tabs else line) == delimiter:
+                break
+    return min(index, len(source))
 
 
 def _seconds(value: str) -> float:
