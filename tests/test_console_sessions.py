@@ -295,6 +295,27 @@ def test_markdown_console_fences_are_sessions(pytester: pytest.Pytester) -> None
     pytester.runpytest().assert_outcomes(passed=2)
 
 
+def test_shell_session_is_another_name_of_a_console_block(pytester: pytest.Pytester) -> None:
+    write(
+        pytester,
+        "doc.md",
+        """\
+        ```shell-session
+        $ echo hi
+        ho
+        ```
+        """,
+    )
+    (pytester.path / "doc.rst").write_text(
+        ".. code-block:: shell-session\n\n    $ echo hi\n    hi\n", encoding="utf-8"
+    )
+
+    result = pytester.runpytest()
+
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED doc.md::line:2,column:1"])
+
+
 def test_a_different_output_fails_with_what_was_expected_and_what_came(
     pytester: pytest.Pytester,
 ) -> None:

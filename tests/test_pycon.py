@@ -290,14 +290,26 @@ def test_words_after_the_language_are_the_renderers(pytester: pytest.Pytester) -
     result.stdout.fnmatch_lines(["*Expected:*", "*3", "*Got:*", "*2"])
 
 
-def test_a_python_fence_with_words_after_its_language_is_reported_with_the_fix(
+def test_a_python_fence_is_known_by_the_first_word_of_its_info_string(
     pytester: pytest.Pytester,
 ) -> None:
-    project(pytester, {"titled.md": '```python title="y.py"\n>>> 1\n1\n```\n'})
-    result = pytester.runpytest_subprocess(*QUIET)
-    result.assert_outcomes(warnings=1)
-    result.stdout.fnmatch_lines(
-        ["*a ```python fence runs only with nothing after its language; open it with ```pycon*"]
+    """```python title="y.py", and ```python with a space after it, run: sessions and
+    code alike (Sybil compares the whole info string with the language)."""
+    project(
+        pytester,
+        {
+            "titled.md": (
+                '```python title="y.py"\n>>> 1\n2\n```\n\n'
+                '```python {.x}\nassert False, "the code block ran"\n```\n\n'
+                "```python \nassert False, 'the spaced block ran'\n```\n\n"
+                "```python\n>>> 3\n3\n```\n"
+            )
+        },
+    )
+    result = pytester.runpytest_subprocess(*QUIET, "-W", "error::UserWarning")
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines_random(
+        ["*the code block ran*", "*the spaced block ran*", "*Expected:*"]
     )
 
 

@@ -1,7 +1,8 @@
 """Console sessions: ``console`` code blocks whose commands run, checked against their output.
 
-A ``.. code-block:: console`` (or ``.. code::``, ``.. sourcecode::``) in
-reStructuredText, or a fenced ```` ```console ```` block in Markdown, is a session::
+A ``.. code-block:: console`` (or ``.. code::``, ``.. sourcecode::``; or the language
+``shell-session``, Pygments' other name for it) in reStructuredText, or a fenced
+```` ```console ```` (```` ```shell-session ````) block in Markdown, is a session::
 
     $ runnerkit lists create ant@example.com
     created ant@example.com (list id ant.example.com)
@@ -39,7 +40,7 @@ from runnerkit.errors import ConsoleSyntaxError, HarnessError
 from runnerkit.testing.console_check import ConsoleEvaluator
 from runnerkit.testing.console_session import (
     DEFAULT_TIMEOUT,
-    LANGUAGE,
+    LANGUAGES,
     Command,
     parse_directives,
     split_session,
@@ -74,7 +75,7 @@ class ConsoleParser:
         for lexer in self.lexers:
             for lexed in lexer(document):
                 language = lexed.lexemes.get("arguments") or lexed.lexemes.get("language")
-                if (language or "").strip() == LANGUAGE:
+                if (language or "").strip() in LANGUAGES:
                     yield from self._regions(document, lexed)
 
     def _regions(self, document: Document, lexed: Region) -> Iterator[Region]:
@@ -131,5 +132,6 @@ def rest_lexers() -> list[Lexer]:
 
 
 def markdown_lexers() -> list[Lexer]:
-    """The lexer of Markdown's fenced ```` ```console ```` blocks."""
-    return [fence_lexer([LANGUAGE])]
+    """The lexer of Markdown's fenced ```` ```console ```` (and ```` ```shell-session ````)
+    blocks."""
+    return [fence_lexer(LANGUAGES)]

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from runnerkit.errors import ConsoleSyntaxError
 
-#: The language of the code blocks that are sessions.
-LANGUAGE = "console"
+#: The languages of the code blocks that are sessions: Pygments' names of its shell
+#: session lexer (``BashSessionLexer``), which renderers colour as one.
+LANGUAGES = ("console", "shell-session")
 
 #: Seconds a command may run unless told otherwise.
 DEFAULT_TIMEOUT = 60.0

@@ -135,6 +135,29 @@ def real_blocks(lexer: Lexer) -> Lexer:
     return lex
 
 
+def language_first_word(lexer: Lexer) -> Lexer:
+    """*lexer*, its regions' ``arguments`` lexeme (a fence's info string, as Sybil's
+    Markdown ``CodeBlockParser`` reads it) cut to its first word: the language, as
+    CommonMark has it (4.5, Fenced code blocks).  Sybil compares the whole info string
+    with the language, so ```` ```python title="x.py" ```` or a ```` ```python ```` with
+    a space after it would not run."""
+
+    def lex(document: Document) -> Iterator[Region]:
+        for region in lexer(document):
+            arguments = region.lexemes.get("arguments")
+            if isinstance(arguments, str) and arguments.split():
+                region.lexemes["arguments"] = arguments.split()[0]
+            yield region
+
+    return lex
+
+
+def fences_by_language(parser: Any) -> None:
+    """Wrap each of the Sybil code block *parser*'s ``lexers`` in
+    :func:`language_first_word`, in place."""
+    parser.lexers = LexerCollection(language_first_word(lexer) for lexer in parser.lexers)
+
+
 def only_real_blocks(parser: Any) -> None:
     """Wrap each of the Sybil *parser*'s ``lexers`` in :func:`real_blocks`, in place."""
     parser.lexers = LexerCollection(real_blocks(lexer) for lexer in parser.lexers)

@@ -41,6 +41,9 @@ from runnerkit.testing.redis import shared_server_pids
 STOP_SECONDS = 10.0
 #: Seconds a process sent SIGTERM gets before SIGKILL, and a killed one to be gone.
 KILL_SECONDS = 5.0
+#: Seconds the processes left in a console command's session get to finish exiting,
+#: before they count as left running.
+SESSION_GRACE_SECONDS = 1.0
 #: How often a wait for processes looks again.
 POLL_SECONDS = 0.02
 
@@ -157,7 +160,7 @@ class Isolation:
 
     def _stop_sessions(self) -> Iterator[str]:
         for sid, label in self._sessions.items():
-            left = session_members(sid)
+            left = _settled_members(sid)
             if left:
                 terminate_all(functools.partial(session_members, sid))
                 yield (
@@ -366,6 +369,16 @@ def terminate_all(members: Callable[[], set[int]], timeout: float = KILL_SECONDS
             time.sleep(POLL_SECONDS)
         else:
             return
+
+
+def _settled_members(sid: int, grace: float = SESSION_GRACE_SECONDS) -> set[int]:
+    """The members of session *sid*, once those on their way out are gone: a process
+    the document stopped in its last command (``$ kill PID`` returns at once) may still
+    be exiting.  Waits *grace* seconds at most, and only while some are left."""
+    deadline = time.monotonic() + grace
+    while (left := session_members(sid)) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+    return left
 
 
 def session_members(sid: int) -> set[int]:

@@ -24,7 +24,7 @@ from runnerkit.errors import UnknownParserError
 from runnerkit.testing.awaiting import AwaitEvaluators
 from runnerkit.testing.console import ConsoleParser, markdown_lexers, rest_lexers
 from runnerkit.testing.console_session import DEFAULT_TIMEOUT
-from runnerkit.testing.fences import is_markdown, only_real_blocks, real_blocks
+from runnerkit.testing.fences import fences_by_language, is_markdown, only_real_blocks, real_blocks
 from runnerkit.testing.normalize import (
     BUILTIN_FLAGS,
     Normalizer,
@@ -123,6 +123,7 @@ def markdown_parsers(
     # Sybil's lexers take a fence shown inside another fence (or a comment shown in
     # one) for a real one: keep only what CommonMark reads as a block.
     only_real_blocks(python.codeblock_parser)
+    fences_by_language(python.codeblock_parser)
     only_real_blocks(skip)
     made: dict[str, Parser] = {
         "skip": skip,

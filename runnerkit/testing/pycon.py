@@ -110,12 +110,6 @@ def describe(path: str, session: UncollectedSession) -> str:
     """What is wrong with *session* in the document at *path*, and how to fix it."""
     kind = f"a {session.language!r} fence" if session.language else "a fence with no language"
     fix = "open it with ```pycon (or ```python) to run it as a doctest"
-    if session.language == "python" and session.opening.lstrip("`~").strip().lower() != "python":
-        # Sybil reads a python fence only when nothing follows the language.
-        fix = (
-            "a ```python fence runs only with nothing after its language; open it with"
-            " ```pycon, which may keep the words after it, to run it as a doctest"
-        )
     return (
         f"{path}, line {session.line}: {kind} ({session.opening}) holds a Python session"
         f" (it starts with >>>) that is not collected, so its expected output is never"
