@@ -608,6 +608,39 @@ def test_what_a_command_leaves_in_its_session_is_stopped_even_in_a_group_of_its_
     )
 
 
+def test_a_daemon_a_command_started_is_stopped_by_the_var_dir_in_its_environment(
+    pytester: pytest.Pytester,
+) -> None:
+    # In a session of its own, it is found by the RUNNERKIT_VAR_DIR it was given.
+    daemon = (
+        "import os, sys, time; os.fork() and sys.exit(0); os.setsid();"
+        " os.fork() and os._exit(0); print(os.getpid(), flush=True); time.sleep(60)"
+    )
+    write(
+        pytester,
+        "doc.md",
+        f"""\
+        ```console
+        $ python -c "{daemon}" > daemon.pid; while [ ! -s daemon.pid ]; do sleep 0.05; done
+        $ cp daemon.pid {pytester.path}/daemon.pid; echo "$RUNNERKIT_VAR_DIR" > {pytester.path}/var
+        ```
+        """,
+    )
+
+    result = pytester.runpytest("-W", "always::runnerkit.testing.isolation.IsolationWarning")
+
+    result.assert_outcomes(passed=2)
+    daemon_pid = int((pytester.path / "daemon.pid").read_text())
+    assert _gone(daemon_pid)
+    var_dir = (pytester.path / "var").read_text().strip()
+    result.stdout.fnmatch_lines(
+        [
+            f"*- process {daemon_pid} (*python -c*), with RUNNERKIT_VAR_DIR={var_dir} in its"
+            " environment, killed"
+        ]
+    )
+
+
 def test_a_process_the_document_stopped_itself_is_not_warned_about(
     pytester: pytest.Pytester,
 ) -> None:

@@ -106,7 +106,9 @@ class Isolation:
         self._restored = False
 
     def watch(self, config: Configuration) -> None:
-        """Stop the masters and runner processes of *config*'s var dir on :meth:`restore`."""
+        """Stop the masters and runner processes of *config*'s var dir on :meth:`restore`;
+        after console commands (:meth:`watch_session`), also every process that has the
+        var dir as ``RUNNERKIT_VAR_DIR`` in its environment."""
         self._watched.append(config)
 
     def watch_session(self, sid: int, label: str) -> None:
@@ -133,8 +135,8 @@ class Isolation:
         self._restored = True
         steps: list[Callable[[], Iterable[str]]] = [
             self._restore_freezes,
-            self._stop_var_dir_processes,
             self._stop_sessions,
+            self._stop_var_dir_processes,
             self._stop_children,
             self._restore_environ,
             self._restore_cwd,
@@ -157,10 +159,25 @@ class Isolation:
     def _stop_var_dir_processes(self) -> Iterator[str]:
         for config in self._watched:
             yield from stop_var_dir_processes(config)
+            if not self._sessions:
+                continue
+            # What runs on with the var dir in its environment, in a session of its own
+            # (a daemon a console command started), is out of every other reach.  Only
+            # looked for after console commands: it reads every process's environment.
+            var_dir = str(config.paths.var_dir)
+            left = _settled(functools.partial(var_dir_processes, var_dir))
+            if left:
+                names = {pid: _command_line(pid) for pid in left}
+                terminate_all(functools.partial(var_dir_processes, var_dir))
+                for pid in sorted(names):
+                    yield (
+                        f"process {pid} ({names[pid]}), with RUNNERKIT_VAR_DIR={var_dir} in"
+                        " its environment, killed"
+                    )
 
     def _stop_sessions(self) -> Iterator[str]:
         for sid, label in self._sessions.items():
-            left = _settled_members(sid)
+            left = _settled(functools.partial(session_members, sid))
             if left:
                 terminate_all(functools.partial(session_members, sid))
                 yield (
@@ -371,14 +388,56 @@ def terminate_all(members: Callable[[], set[int]], timeout: float = KILL_SECONDS
             return
 
 
-def _settled_members(sid: int, grace: float = SESSION_GRACE_SECONDS) -> set[int]:
-    """The members of session *sid*, once those on their way out are gone: a process
-    the document stopped in its last command (``$ kill PID`` returns at once) may still
-    be exiting.  Waits *grace* seconds at most, and only while some are left."""
+def _settled(found: Callable[[], set[int]], grace: float = SESSION_GRACE_SECONDS) -> set[int]:
+    """The processes *found* gives, once those on their way out are gone: a process the
+    document stopped in its last command (``$ kill PID`` returns at once) may still be
+    exiting.  Waits *grace* seconds at most, and only while some are left."""
     deadline = time.monotonic() + grace
-    while (left := session_members(sid)) and time.monotonic() < deadline:
+    while (left := found()) and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
     return left
+
+
+def var_dir_processes(var_dir: str) -> set[int]:
+    """The processes, but this one and its ancestors, that have not exited and whose
+    environment, as they were started with it, sets ``RUNNERKIT_VAR_DIR`` to *var_dir*
+    (read from ``/proc/PID/environ``, which only their user may read)."""
+    wanted = b"RUNNERKIT_VAR_DIR=" + os.fsencode(var_dir)
+    spared = _ancestors()
+    found = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) in spared:
+            continue
+        try:
+            environ = Path(f"/proc/{entry.name}/environ").read_bytes()
+        except OSError:
+            continue
+        if wanted in environ.split(b"\0"):
+            stat = _proc_stat(int(entry.name))
+            if stat is not None and not _exited(int(entry.name), stat[0]):
+                found.add(int(entry.name))
+    return found
+
+
+def _ancestors() -> set[int]:
+    """This process and its ancestors, up to the first process."""
+    found, pid = set(), os.getpid()
+    while pid > 0 and pid not in found:
+        found.add(pid)
+        stat = _proc_stat(pid)
+        pid = stat[1] if stat is not None else 0
+    return found
+
+
+def _command_line(pid: int, limit: int = 60) -> str:
+    """Process *pid*'s command line, its words joined by spaces, cut at *limit*
+    characters; its name when it has none (a kernel thread, a zombie)."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return "?"
+    text = " ".join(os.fsdecode(word) for word in words if word)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def session_members(sid: int) -> set[int]:
