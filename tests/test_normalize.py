@@ -26,6 +26,7 @@ from runnerkit.testing.normalize import (
     NORMALIZE_PIDS,
     NORMALIZE_TIMESTAMPS,
     NORMALIZE_VAR_DIR,
+    NORMALIZE_WORK_DIR,
     expand_all,
     flag_name,
     normalize_filebases,
@@ -78,6 +79,9 @@ def test_filebases_leave_near_misses_alone() -> None:
         "Mon, 30 Nov 2026 08:30:53 +0000",
         "30 Nov 2026 08:30 -0000",
         "Mon, 30 Nov 2026 08:30:53 GMT",
+        "20261130T083053Z",
+        "20261130T083053,5+0100",
+        "30/Nov/2026:08:30:53 +0000",
     ],
 )
 def test_timestamps(stamp: str) -> None:
@@ -85,7 +89,17 @@ def test_timestamps(stamp: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["2026-11-30", "08:30:53", "1764491453.123456789", "30 Nov 2026", "v2026-11-30T08"]
+    "text",
+    [
+        "2026-11-30",
+        "08:30:53",
+        "1764491453.123456789",
+        "30 Nov 2026",
+        "v2026-11-30T08",
+        "20261130",
+        "x20261130T083053Z",
+        "30/Nov/2026",
+    ],
 )
 def test_timestamps_leave_dates_times_and_seconds_alone(text: str) -> None:
     assert normalize_timestamps(text) == text
@@ -221,6 +235,20 @@ def test_the_var_dir_is_the_current_worlds_and_none_without_one() -> None:
         assert checker.normalize(f"{world.var_dir}/x", NORMALIZE_VAR_DIR) == "$VAR_DIR/x"
         path = str(world.var_dir)
     assert checker.normalize(f"{path}/x", NORMALIZE_VAR_DIR) == f"{path}/x"
+
+
+def test_the_work_dir_is_the_current_worlds_once_made() -> None:
+    checker = NormalizingOutputChecker()
+    with World() as world:
+        outside = world.var_dir.parent / "x"
+        # Not made yet: nothing to replace, and nothing is made by looking.
+        assert checker.normalize(f"{outside}", NORMALIZE_WORK_DIR) == f"{outside}"
+        work_dir = world.work_dir
+        text = f"{work_dir}/t.py {os.path.realpath(work_dir)} {work_dir}-old {world.var_dir}"
+        assert checker.normalize(text, NORMALIZE_WORK_DIR) == (
+            f"$WORK_DIR/t.py $WORK_DIR {work_dir}-old {world.var_dir}"
+        )
+    assert checker.normalize(f"{work_dir}/x", NORMALIZE_WORK_DIR) == f"{work_dir}/x"
 
 
 def test_user_normalizers_apply_after_the_builtin_ones_in_their_order() -> None:
@@ -433,7 +461,7 @@ def test_an_unknown_name_in_a_document_line_is_a_collection_error(
         [
             "*HarnessError: *doc.rst, line 3: unknown normalizer 'filebase' in"
             " runnerkit-normalize: known ones are all, filebases, message-ids, pids,"
-            " ticket, timestamps, var-dir"
+            " ticket, timestamps, var-dir, work-dir"
         ]
     )
 

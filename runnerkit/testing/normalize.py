@@ -15,6 +15,10 @@ or a document's ``runnerkit-normalize`` line for each of its examples
     The current configuration's var dir (in a spec, the world's), as given and as its
     real path, becomes ``$VAR_DIR`` where no name character follows it.  Without a
     current configuration it does nothing.
+``work-dir`` (``NORMALIZE_WORK_DIR``)
+    The work dir of the world whose configuration is current, where its console
+    commands run (:attr:`~runnerkit.testing.World.work_dir`), becomes ``$WORK_DIR`` in
+    the same way.  Before the world has made one, it does nothing.
 ``message-ids`` (``NORMALIZE_MESSAGE_IDS``)
     Each msg-id ``<left@right>`` that follows the label ``Message-ID``,
     ``Resent-Message-ID``, ``In-Reply-To`` or ``References`` (any case, ``-`` or ``_``)
@@ -26,10 +30,11 @@ or a document's ``runnerkit-normalize`` line for each of its examples
     ``<FILEBASE>``; what follows it (``.pck``) stays.
 ``timestamps`` (``NORMALIZE_TIMESTAMPS``)
     An ISO 8601 date and time (``T`` or a space between them, minutes or seconds,
-    a fraction after ``.`` or ``,``, a zone ``Z`` or ``+hh:mm``), and an RFC 5322 date
-    (``Mon, 30 Nov 2026 08:30:53 +0000``, zone ``+hhmm``, ``GMT``, ``UT`` or ``UTC``),
-    becomes ``<TIMESTAMP>``.  A date alone, a time alone, and a number of seconds
-    (such as a file base's) are left alone.
+    a fraction after ``.`` or ``,``, a zone ``Z`` or ``+hh:mm``; or in the basic
+    format, ``20261130T083053Z``), an RFC 5322 date (``Mon, 30 Nov 2026 08:30:53
+    +0000``, zone ``+hhmm``, ``GMT``, ``UT`` or ``UTC``), and a Common Log Format date
+    (``30/Nov/2026:08:30:53 +0000``) becomes ``<TIMESTAMP>``.  A date alone, a time
+    alone, and a number of seconds (such as a file base's) are left alone.
 ``pids`` (``NORMALIZE_PIDS``)
     A decimal number becomes ``<PID>`` after the word ``pid`` or a name ending in
     ``_pid`` (any case), followed by blanks, or by an optional quote and ``:`` or
@@ -61,8 +66,10 @@ from sybil.typing import Parser
 from runnerkit.config import current_config
 from runnerkit.errors import HarnessError, NoConfigurationError
 from runnerkit.testing.fences import directive_text, is_markdown
+from runnerkit.testing.world import work_dir_of
 
 NORMALIZE_VAR_DIR = doctest.register_optionflag("NORMALIZE_VAR_DIR")
+NORMALIZE_WORK_DIR = doctest.register_optionflag("NORMALIZE_WORK_DIR")
 NORMALIZE_MESSAGE_IDS = doctest.register_optionflag("NORMALIZE_MESSAGE_IDS")
 NORMALIZE_FILEBASES = doctest.register_optionflag("NORMALIZE_FILEBASES")
 NORMALIZE_TIMESTAMPS = doctest.register_optionflag("NORMALIZE_TIMESTAMPS")
@@ -74,6 +81,7 @@ NORMALIZE_ALL = doctest.register_optionflag("NORMALIZE_ALL")
 #: in the order they are applied.
 BUILTIN_FLAGS: Mapping[str, int] = {
     "var-dir": NORMALIZE_VAR_DIR,
+    "work-dir": NORMALIZE_WORK_DIR,
     "message-ids": NORMALIZE_MESSAGE_IDS,
     "filebases": NORMALIZE_FILEBASES,
     "timestamps": NORMALIZE_TIMESTAMPS,
@@ -84,6 +92,7 @@ ALL = "all"
 
 #: What each built-in normaliser writes instead of what it found.
 VAR_DIR_PLACEHOLDER = "$VAR_DIR"
+WORK_DIR_PLACEHOLDER = "$WORK_DIR"
 MESSAGE_ID_PLACEHOLDER = "<MESSAGE-ID>"
 FILEBASE_PLACEHOLDER = "<FILEBASE>"
 TIMESTAMP_PLACEHOLDER = "<TIMESTAMP>"
@@ -115,7 +124,14 @@ _RFC5322 = (
     r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[ \t]+\d{4}[ \t]+"
     r"\d{2}:\d{2}(?::\d{2})?[ \t]+(?:[+-]\d{4}|GMT|UTC|UT)"
 )
-_TIMESTAMPS = re.compile(rf"(?<![\w.:+-])(?:{_ISO}|{_RFC5322})(?!\w)")
+#: ISO 8601's basic format: ``20261130T151534Z``.
+_ISO_BASIC = r"\d{8}T\d{6}(?:[.,]\d+)?(?:Z|[+-]\d{2}(?:\d{2})?)?"
+#: The Common Log Format's (web servers' access logs): ``30/Nov/2026:15:15:34 +0000``.
+_CLF = (
+    r"\d{2}/(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/\d{4}"
+    r":\d{2}:\d{2}:\d{2}[ \t]+[+-]\d{4}"
+)
+_TIMESTAMPS = re.compile(rf"(?<![\w.:+-])(?:{_ISO}|{_ISO_BASIC}|{_RFC5322}|{_CLF})(?!\w)")
 _PIDS = re.compile(
     r"""(?P<label>(?<![\w])(?:\w+_)?pid["']?(?:[ \t]+|[ \t]*[:=][ \t]*))(?P<pid>\d+)\b""",
     re.IGNORECASE,
@@ -152,14 +168,30 @@ def current_var_dir() -> Path | None:
 
 def normalize_var_dir(text: str, var_dir: Path | None) -> str:
     """*text* with *var_dir*, as given and as its real path, written ``$VAR_DIR``."""
-    if var_dir is None:
+    return _normalize_directory(text, var_dir, VAR_DIR_PLACEHOLDER)
+
+
+def current_work_dir() -> Path | None:
+    """The work dir of the world whose configuration is current (where its console
+    commands run), or None when there is none, or it made none."""
+    var_dir = current_var_dir()
+    return None if var_dir is None else work_dir_of(var_dir)
+
+
+def normalize_work_dir(text: str, work_dir: Path | None) -> str:
+    """*text* with *work_dir*, as given and as its real path, written ``$WORK_DIR``."""
+    return _normalize_directory(text, work_dir, WORK_DIR_PLACEHOLDER)
+
+
+def _normalize_directory(text: str, directory: Path | None, placeholder: str) -> str:
+    if directory is None:
         return text
-    spellings = {str(var_dir), os.path.realpath(var_dir)}
+    spellings = {str(directory), os.path.realpath(directory)}
     # The longest first, so that one spelling inside another is not half replaced.
     for spelling in sorted(spellings, key=len, reverse=True):
         if spelling in ("", os.sep):
             continue
-        text = re.sub(re.escape(spelling) + r"(?![\w.-])", lambda _: VAR_DIR_PLACEHOLDER, text)
+        text = re.sub(re.escape(spelling) + r"(?![\w.-])", lambda _: placeholder, text)
     return text
 
 
@@ -196,6 +228,11 @@ def builtin_normalizers(var_dir: VarDirSource = current_var_dir) -> list[Normali
     """
     return [
         Normalizer("var-dir", NORMALIZE_VAR_DIR, lambda text: normalize_var_dir(text, var_dir())),
+        Normalizer(
+            "work-dir",
+            NORMALIZE_WORK_DIR,
+            lambda text: normalize_work_dir(text, current_work_dir()),
+        ),
         Normalizer("message-ids", NORMALIZE_MESSAGE_IDS, normalize_message_ids),
         Normalizer("filebases", NORMALIZE_FILEBASES, normalize_filebases),
         Normalizer("timestamps", NORMALIZE_TIMESTAMPS, normalize_timestamps),

@@ -28,6 +28,15 @@ from runnerkit.testing.redis import (
 )
 from runnerkit.typing import StrPath
 
+#: The work dir of each open world that made one, by the world's var dir.
+_WORK_DIRS: dict[str, Path] = {}
+
+
+def work_dir_of(var_dir: Path) -> Path | None:
+    """The :attr:`World.work_dir` of the open world whose var dir is *var_dir*, or None
+    when there is no such world, or it has made no work dir yet."""
+    return _WORK_DIRS.get(str(var_dir))
+
 
 class World:
     """An isolated var dir and configuration, current from :meth:`open` to :meth:`close`.
@@ -128,11 +137,12 @@ class World:
 
     def _outside_dir(self) -> Path:
         """The directory of :attr:`work_dir` and the layer files, made on first use."""
-        self.config  # noqa: B018 - raises WorldError when closed
+        config = self.config
         if self._outside is None:
             outside = Path(tempfile.mkdtemp(prefix=f"{self._prefix}outside-"))
             (outside / "work").mkdir()
             self._outside = outside
+            _WORK_DIRS[str(config.paths.var_dir)] = outside / "work"
         return self._outside
 
     def open(self) -> World:
@@ -166,6 +176,10 @@ class World:
         return self
 
     def _remove_temporary(self) -> None:
+        if self._outside is not None:
+            for var_dir, work_dir in list(_WORK_DIRS.items()):
+                if work_dir.parent == self._outside:
+                    del _WORK_DIRS[var_dir]
         for temporary in (self._temporary, self._outside):
             if temporary is not None:
                 shutil.rmtree(temporary, ignore_errors=True)
