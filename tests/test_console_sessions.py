@@ -524,6 +524,32 @@ def test_a_hung_command_fails_and_its_process_group_is_killed(
     assert _gone(child)
 
 
+def test_a_command_interrupted_by_a_time_limit_has_its_process_group_killed(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest-timeout raises in the test's thread while the command runs: the command is
+    # stopped then, not left running after pytest exits.
+    pid_file = pytester.path / "child.pid"
+    write(
+        pytester,
+        "doc.rst",
+        f"""\
+        .. code-block:: console
+
+            $ sleep 60 & echo $! > {pid_file}; wait
+            $ echo next
+            next
+        """,
+    )
+
+    result = pytester.runpytest_subprocess("--timeout", "2")
+
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*Failed: Timeout*"])
+    assert "IsolationWarning" not in result.stdout.str()
+    assert _gone(int(pid_file.read_text()))
+
+
 def test_the_timeout_is_an_option_of_the_sybil(pytester: pytest.Pytester) -> None:
     write(
         pytester,

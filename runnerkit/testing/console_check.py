@@ -93,15 +93,16 @@ class ConsoleEvaluator:
             )
         timeout = self.timeout if command.timeout is None else command.timeout
         shown = _shown(command.source)
-        result = run_shell(
-            command.source, cwd=world.work_dir, env=session_environment(world), timeout=timeout
-        )
         isolation = document_isolation(example.namespace)
-        if isolation is not None:
-            # What it left running in the background is stopped at the document's end.
-            isolation.watch_session(
-                result.session, f"'{shown.splitlines()[0]}' (line {example.line})"
-            )
+        label = f"'{shown.splitlines()[0]}' (line {example.line})"
+        result = run_shell(
+            command.source,
+            cwd=world.work_dir,
+            env=session_environment(world),
+            timeout=timeout,
+            # What it leaves running in the background is stopped at the document's end.
+            started=None if isolation is None else lambda sid: isolation.watch_session(sid, label),
+        )
         got = _without_trailing_whitespace(result.output, flags)
         if got and not got.endswith("\n"):
             got += "\n"

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +51,6 @@ class Completed:
     #: Its exit status as the shell's ``$?`` gives it (128 + N for signal N), or None
     #: when it ran out of time.
     status: int | None
-    #: The id of the session it ran in (its shell's pid), where what it left in the
-    #: background stays (see :meth:`runnerkit.testing.isolation.Isolation.watch_session`).
-    session: int = 0
 
     @property
     def timed_out(self) -> bool:
@@ -61,14 +58,25 @@ class Completed:
         return self.status is None
 
 
-def run_shell(command: str, *, cwd: Path, env: Mapping[str, str], timeout: float) -> Completed:
+def run_shell(
+    command: str,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    started: Callable[[int], object] | None = None,
+) -> Completed:
     """Run *command* with ``/bin/sh -c`` and wait for it, *timeout* seconds at most.
 
     Output written after the shell exits, by processes it left in the background, is
     not the command's: it is read as long as it is already there, then the pipe is
     closed.  A command that runs out of time has its process group killed, and what it
-    wrote until then is returned, with no status.
+    wrote until then is returned, with no status; so has one whose wait is interrupted
+    by an exception (``KeyboardInterrupt``, a time limit's), which is raised again.
 
+    :param started: called with the shell's pid, the id of the command's session
+        (where what it leaves in the background stays; see
+        :meth:`runnerkit.testing.isolation.Isolation.watch_session`), as soon as it runs.
     :raises OSError: the shell cannot be started.
     """
     process = subprocess.Popen(
@@ -81,6 +89,8 @@ def run_shell(command: str, *, cwd: Path, env: Mapping[str, str], timeout: float
         start_new_session=True,
     )
     assert process.stdout is not None  # for mypy: stdout=PIPE
+    if started is not None:
+        started(process.pid)
     deadline = time.monotonic() + timeout
     chunks = _Output()
     with process.stdout, selectors.DefaultSelector() as selector:
@@ -92,13 +102,18 @@ def run_shell(command: str, *, cwd: Path, env: Mapping[str, str], timeout: float
             open_ = _read_until_exit(process, selector, fd, chunks, deadline)
             if process.poll() is None:
                 kill_process_group(process)
-                return Completed(chunks.text(), None, process.pid)
+                return Completed(chunks.text(), None)
             if open_:
                 _read_ready(selector, fd, chunks)
+        except BaseException:
+            # Interrupted (Ctrl-C, pytest-timeout's signal): the command is stopped as a
+            # timed-out one is, not left running after the test.
+            kill_process_group(process)
+            raise
         finally:
             if exited is not None:
                 os.close(exited)
-    return Completed(chunks.text(), _shell_status(process.wait()), process.pid)
+    return Completed(chunks.text(), _shell_status(process.wait()))
 
 
 def _read_until_exit(
