@@ -800,6 +800,33 @@ def test_accept_rewrites_a_commands_output_and_exit_status(pytester: pytest.Pyte
     pytester.runpytest().assert_outcomes(passed=2)
 
 
+def test_control_characters_are_output_as_text_that_accept_writes_and_reads_back(
+    pytester: pytest.Pytester,
+) -> None:
+    # A progress line, a colour, a NUL byte, a form feed: escaped as Python writes
+    # them, so the failure shows them, and the accepted document is text.
+    path = write(
+        pytester,
+        "doc.md",
+        """\
+        ```console
+        $ printf '50%%\\r100%%\\n\\033[31mred\\033[0m\\n\\000\\014\\n'
+        wrong
+        $ printf 'a\\r\\n'
+        a
+        ```
+        """,
+    )
+
+    result = pytester.runpytest("--spec-accept")
+
+    result.assert_outcomes(passed=1, failed=1)
+    written = path.read_bytes()
+    assert b"\n50%\\r100%\n\\x1b[31mred\\x1b[0m\n\\x00\\x0c\n$ printf" in written
+    assert not any(byte < 0x20 and byte not in b"\n" for byte in written)
+    pytester.runpytest().assert_outcomes(passed=2)
+
+
 def test_accept_rewrites_markdown_fences_under_xdist(pytester: pytest.Pytester) -> None:
     text = """\
     # Broken
@@ -944,11 +971,24 @@ def test_accept_writes_an_exit_line_looking_output_with_its_status_after_it(
 
             $ echo "[exit 3]"
             wrong
+            $ echo "[exit three]"
+            wrong
         """,
     )
-    pytester.runpytest("--spec-accept").assert_outcomes(failed=1)
-    assert "    [exit 3]\n    [exit 0]\n" in path.read_text(encoding="utf-8")
-    pytester.runpytest().assert_outcomes(passed=1)
+    pytester.runpytest("--spec-accept").assert_outcomes(failed=2)
+    text = path.read_text(encoding="utf-8")
+    assert "    [exit 3]\n    [exit 0]\n" in text
+    assert "    [exit three]\n    [exit 0]\n" in text
+    pytester.runpytest().assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("line", ["[exit one]", "[exit  1]", "[exit 256]", "[exit]"])
+def test_an_exit_line_that_is_not_one_is_refused(line: str) -> None:
+    with pytest.raises(ConsoleSyntaxError, match=r"line 3 of the block, .* is not an exit"):
+        split_session(["$ false", "output", line])
+    # Inside the output, or with more on its line, it is output.
+    assert split_session(["$ x", line, "end"])[0].want == f"{line}\nend\n"
+    assert split_session(["$ x", f"{line} done"])[0].want == f"{line} done\n"
 
 
 def test_doctest_lines_inside_a_console_block_are_a_clear_collection_error(

@@ -19,7 +19,7 @@ from runnerkit.errors import HarnessError
 from runnerkit.testing.console_run import run_shell, session_environment
 from runnerkit.testing.console_session import (
     DEFAULT_TIMEOUT,
-    EXIT_LINE,
+    EXIT_LIKE,
     MORE,
     PROMPT,
     Command,
@@ -114,9 +114,9 @@ class ConsoleEvaluator:
                 "the command timed out",
             )
         last_line = got.rstrip("\n").rpartition("\n")[2]
-        # An output that itself ends with an "[exit N]" line is written with the status
-        # after it, "[exit 0]" too, or it would read as the status.
-        shows_status = result.status or EXIT_LINE.fullmatch(last_line.strip())
+        # An output that itself ends with an "[exit N]" line (or one like it) is written
+        # with the status after it, "[exit 0]" too, or it would read as the status.
+        shows_status = result.status or EXIT_LIKE.fullmatch(last_line.strip())
         exit_line = f"[exit {result.status}]\n" if shows_status else ""
         checker = self.checker
         want = _without_trailing_whitespace(command.output, flags)
@@ -170,7 +170,10 @@ def written_want(got: str, optionflags: int) -> tuple[str | None, str | None]:
         return None, "its output ends with a blank line and DONT_ACCEPT_BLANKLINE is set"
     lines[end:] = [doctest.BLANKLINE_MARKER] * (len(lines) - end)
     if lines and (lines[0].startswith(MORE) or lines[0] == MORE.strip()):
-        return None, f"its output starts with {MORE!r}, which would read as more command"
+        return None, (
+            f"its first line starts with {MORE!r} or is {MORE.strip()!r} alone, which would"
+            " read as more of the command"
+        )
     return "".join(line + "\n" for line in lines), None
 
 

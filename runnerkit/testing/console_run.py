@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -46,7 +47,8 @@ class Completed:
     """How a command ended."""
 
     #: What it wrote, standard output and standard error as they came, decoded as
-    #: UTF-8 (other bytes as ``\\xNN``), with ``\\r\\n`` read as ``\\n``.
+    #: UTF-8 (other bytes as ``\\xNN``), with ``\\r\\n`` read as ``\\n`` and other
+    #: control characters escaped (:func:`escape_controls`).
     output: str
     #: Its exit status as the shell's ``$?`` gives it (128 + N for signal N), or None
     #: when it ran out of time.
@@ -173,8 +175,11 @@ class _Output:
 
     def text(self) -> str:
         """The output decoded as UTF-8 (other bytes as ``\\xNN``), ``\\r\\n`` read as
-        ``\\n``, and a last line saying how much was dropped, if anything was."""
-        text = b"".join(self.chunks).decode("utf-8", "backslashreplace").replace("\r\n", "\n")
+        ``\\n``, other control characters escaped (:func:`escape_controls`), and a last
+        line saying how much was dropped, if anything was."""
+        text = escape_controls(
+            b"".join(self.chunks).decode("utf-8", "backslashreplace").replace("\r\n", "\n")
+        )
         if self.dropped:
             if not text.endswith("\n"):
                 text += "\n"
@@ -183,6 +188,31 @@ class _Output:
                 f" {self.dropped} more bytes dropped]\n"
             )
         return text
+
+
+#: Control characters but tab and newline, and the characters that Python reads as
+#: line breaks (:meth:`str.splitlines`) besides newline.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """*text* with its control characters but tab and newline written as Python writes
+    them in a string: ``\\r``, ``\\x1b``, ``\\u2028``.
+
+    So a command's output is plain text: a progress line's carriage returns, a colour's
+    escape sequences or a NUL byte can be expected, and accept mode writes them into
+    the document as text that reads back the same, never as bytes an editor or
+    ``diff`` takes for binary.  A line break other than a newline (a form feed,
+    ``\\x85``) no longer splits a line.
+    """
+    return _CONTROLS.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\r":
+        return "\\r"
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
 def _read_chunk(fd: int, chunks: _Output) -> bool:

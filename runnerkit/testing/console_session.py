@@ -27,6 +27,8 @@ MORE = "> "
 
 #: The last expected line that expects a non-zero exit status.
 EXIT_LINE = re.compile(r"\[exit (\d+)\]")
+#: A line meant as one, rightly or not: ``[exit one]``, ``[exit  1]``, ``[exit]``.
+EXIT_LIKE = re.compile(r"\[exit\b[^\]]*\]")
 
 #: Directives, at the end of a shell comment.
 _DIRECTIVES = re.compile(r"(?:^|\s)#\s*((?:doctest|timeout)\s*:[^#]*?)\s*$")
@@ -144,6 +146,8 @@ def split_session(lines: Sequence[str]) -> list[SessionPart]:
         output = list(lines[output_start:index])
         while output and not output[-1].strip():
             output.pop()
+        if output:
+            _check_exit_line(output[-1], output_start + len(output))
         parts.append(
             SessionPart(
                 line=start,
@@ -154,6 +158,24 @@ def split_session(lines: Sequence[str]) -> list[SessionPart]:
             )
         )
     return parts
+
+
+def _check_exit_line(line: str, number: int) -> None:
+    """Refuse a last output *line* (the block's line *number*, from 1) that is meant as
+    an ``[exit N]`` line but is not one: it would be read as output, never as a status.
+
+    :raises ConsoleSyntaxError: it is ``[exit ...]`` alone, but not ``[exit N]`` with N
+        from 0 to 255, the statuses a process can exit with.
+    """
+    text = line.strip()
+    if not EXIT_LIKE.fullmatch(text):
+        return
+    match = EXIT_LINE.fullmatch(text)
+    if match is None or int(match.group(1)) > 255:
+        raise ConsoleSyntaxError(
+            f"line {number} of the block, {line!r}, is not an exit status line: write"
+            " '[exit N]', N a number from 0 to 255, as the last line of a command's output"
+        )
 
 
 def is_command(line: str) -> bool:
