@@ -326,6 +326,11 @@ def test_skipped_examples_say_why(pytester: pytest.Pytester) -> None:
 
     >>> 3
     3
+
+    .. code-block:: console
+
+        $ false  # doctest: +SKIP
+        $ true
     """
     offline = """\
     Offline
@@ -345,6 +350,9 @@ def test_skipped_examples_say_why(pytester: pytest.Pytester) -> None:
         4: ("skipped", False),
         8: ("skipped", False),
         10: ("passed", False),
+        # A console command skipped by its directive is not run either.
+        15: ("skipped", False),
+        16: ("passed", False),
         # The skip directive, a comment, is no example: it has no outcome.
     }
     assert "+SKIP" in examples[4].outcome

@@ -23,6 +23,9 @@ from sybil.example import Example as SybilExample
 from sybil.example import SybilFailure
 from sybil.integration.pytest import SybilItem
 
+from runnerkit.testing.console_check import ConsoleEvaluator
+from runnerkit.testing.console_session import Command
+
 #: The statuses an example can have, worst first: the order :attr:`Example.status` uses.
 FAILED = "failed"
 ACCEPTED = "accepted"
@@ -375,8 +378,12 @@ def failure_facts(item: SybilItem, error: BaseException) -> dict[str, Any]:
 
 
 def doctest_skipped(item: SybilItem) -> bool:
-    """Whether *item* is a doctest example that ``+SKIP`` tells doctest not to run."""
+    """Whether *item* is a doctest example, or a console command, that ``+SKIP`` tells
+    doctest (or the console evaluator) not to run."""
     parsed = item.example.parsed
+    evaluator = item.example.region.evaluator
+    if isinstance(parsed, Command) and isinstance(evaluator, ConsoleEvaluator):
+        return bool(evaluator.flags_for(parsed) & doctest.SKIP)
     if not isinstance(parsed, doctest.Example):
         return False
     option = parsed.options.get(doctest.SKIP)
