@@ -30,6 +30,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -45,6 +46,10 @@ EVENT_LOOP = "__runnerkit_event_loop__"
 #: Seconds each step of :meth:`DocumentLoop.close` may take: the cancelled tasks to
 #: finish, the default executor's threads to end, the loop's thread to stop.
 CLOSE_SECONDS = 10.0
+
+#: Seconds a step of :meth:`DocumentLoop.close` that did not end in time gets to end
+#: once cancelled.
+_CANCEL_SECONDS = 1.0
 
 T = TypeVar("T")
 
@@ -62,6 +67,9 @@ class DocumentLoop:
         self.owner = owner
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        #: The loop's default executor (``asyncio.to_thread``, ``run_in_executor``),
+        #: the document's own, so that :meth:`close` can wait for it without the loop.
+        self._executor: ThreadPoolExecutor | None = None
         self._closed = False
         #: Set, before the loop is stopped, to tell its thread not to run it again.
         self._stopping = False
@@ -142,10 +150,11 @@ class DocumentLoop:
             )
         elif not self._settled(loop, loop.shutdown_asyncgens(), timeout):
             undone.append(f"event loop: asynchronous generators not closed {timeout:g} s later")
-        elif not self._settled(loop, loop.shutdown_default_executor(), timeout):
+        elif not self._executor_shut_down(timeout):
             undone.append(
                 "event loop: the default executor's threads (asyncio.to_thread,"
-                f" run_in_executor) still running {timeout:g} s later"
+                f" run_in_executor) still running {timeout:g} s later; Python waits for"
+                " them when the process exits"
             )
         self._stopping = True
         with contextlib.suppress(RuntimeError):
@@ -182,6 +191,8 @@ class DocumentLoop:
                 # freezegun cannot freeze.
                 loop.time = real_monotonic  # type: ignore[method-assign]
             loop.set_exception_handler(self._report)
+            self._executor = ThreadPoolExecutor(thread_name_prefix="runnerkit executor")
+            loop.set_default_executor(self._executor)
             thread = threading.Thread(
                 target=self._serve,
                 args=(loop,),
@@ -231,8 +242,37 @@ class DocumentLoop:
         """Whether *coroutine*, run on *loop*, ended within *timeout* seconds.
 
         The wait is on the real clock, which freezegun leaves alone, not on the loop's.
+        A coroutine that did not end in time is cancelled, and given a moment to end
+        cancelled, so that its task is not left pending when the loop closes (asyncio
+        would report it destroyed while pending).
         """
-        return self._submit(loop, coroutine).done.wait(timeout)
+        outcome = self._submit(loop, coroutine)
+        if outcome.done.wait(timeout):
+            return True
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(outcome.cancel)
+        outcome.done.wait(min(timeout, _CANCEL_SECONDS))
+        return False
+
+    def _executor_shut_down(self, timeout: float) -> bool:
+        """Whether the default executor's threads ended within *timeout* seconds, once
+        it was shut down.
+
+        The wait is in a thread of its own, not on the loop: asyncio's
+        ``shutdown_default_executor`` joins the threads in the loop's thread once it
+        is cancelled (Python 3.11), which would block the loop as long as they run.
+        """
+        executor = self._executor
+        if executor is None:
+            return True
+        ended = threading.Event()
+
+        def shut_down() -> None:
+            executor.shutdown(wait=True)
+            ended.set()
+
+        threading.Thread(target=shut_down, name="runnerkit executor shutdown", daemon=True).start()
+        return ended.wait(timeout)
 
     def _submit(
         self, loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Any]
