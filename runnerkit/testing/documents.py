@@ -332,9 +332,22 @@ class _SpecSybil(Sybil):
         return _SpecSybils((self, other))
 
     def parse(self, path: Path) -> Document:
+        return self.parse_reporting(path, warn=True)
+
+    def parse_reporting(self, path: Path, *, warn: bool) -> Document:
+        """The document at *path*, its uncollected sessions reported as
+        :attr:`uncollected_sessions` says, but not warned about unless *warn*: each
+        xdist worker collects every document, and only the first warns.
+
+        :raises UncollectedSessionError: ``uncollected_sessions`` is ``fail`` and the
+            document has one (on every worker, whose collections must agree).
+        """
         document = self._parse(path)
+        mode = self.uncollected_sessions
         if is_markdown(str(path)):
-            check_sessions(document, self.uncollected_sessions, _name_of(document))
+            check_sessions(
+                document, mode if warn or mode != "warn" else "ignore", _name_of(document)
+            )
         return document
 
     def parse_again(self, path: Path) -> Document:

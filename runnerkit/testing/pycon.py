@@ -15,7 +15,6 @@ there goes uncollected.
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -122,8 +121,7 @@ def check_sessions(document: Document, mode: str, name: str) -> None:
     """Report the uncollected sessions of the parsed Markdown *document*.
 
     :param mode: ``warn`` (an :class:`UncollectedSessionWarning` each, at the
-        document's path and line; under xdist from the first worker, ``gw0``, alone:
-        each collects every document, and would repeat it), ``fail`` or ``ignore``.
+        document's path and line), ``fail`` or ``ignore``.
     :param name: the document's name in messages.
     :raises UncollectedSessionError: *mode* is ``fail`` and the document has one.
     """
@@ -135,8 +133,6 @@ def check_sessions(document: Document, mode: str, name: str) -> None:
             "\n".join(describe(name, session) for session in sessions)
             + "\n(collect_specs(uncollected_sessions='warn') makes this a warning)"
         )
-    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
-        return
     for session in sessions:
         warnings.warn_explicit(
             describe(name, session),

@@ -84,8 +84,12 @@ class SpecFile(SybilFile):
     """
 
     def collect(self) -> Iterator[SpecItem]:
+        # Each xdist worker collects every file: only the first warns of what it finds.
+        workerinput = getattr(self.config, "workerinput", None)
+        warn = workerinput is None or workerinput.get("workerid") == "gw0"
         for sybil in self.sybils:
-            first = sybil.parse(self.path)
+            parse = getattr(sybil, "parse_reporting", None)
+            first = sybil.parse(self.path) if parse is None else parse(self.path, warn=warn)
             fixtures = document_fixtures(first, _display(self, first))
             probe = SpecDocument.from_parent(self, sybil=sybil, document=first, fixtures=fixtures)
             runs = parametrize(probe.info.names_closure, probe.info.name2fixturedefs)
