@@ -164,11 +164,12 @@ class Isolation:
             # What runs on with the var dir in its environment, in a session of its own
             # (a daemon a console command started), is out of every other reach.  Only
             # looked for after console commands: it reads every process's environment.
-            var_dir = str(config.paths.var_dir)
-            left = _settled(functools.partial(var_dir_processes, var_dir))
+            strays = functools.partial(_strays, str(config.paths.var_dir))
+            left = _settled(strays)
             if left:
+                var_dir = config.paths.var_dir
                 names = {pid: _command_line(pid) for pid in left}
-                terminate_all(functools.partial(var_dir_processes, var_dir))
+                terminate_all(strays)
                 for pid in sorted(names):
                     yield (
                         f"process {pid} ({names[pid]}), with RUNNERKIT_VAR_DIR={var_dir} in"
@@ -396,6 +397,12 @@ def _settled(found: Callable[[], set[int]], grace: float = SESSION_GRACE_SECONDS
     while (left := found()) and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
     return left
+
+
+def _strays(var_dir: str) -> set[int]:
+    """:func:`var_dir_processes`, but the Redis server the harness keeps for the whole
+    process, which a spec may have started with the variable set."""
+    return var_dir_processes(var_dir) - shared_server_pids()
 
 
 def var_dir_processes(var_dir: str) -> set[int]:
