@@ -126,6 +126,8 @@ def test_directives_set_flags_and_a_timeout() -> None:
         ("echo \\# x", []),
         ("echo a#b", []),
         ("x=$((16#ff)); echo ${#x}", []),
+        ("echo ${x:-a #b} # c", ["# c"]),
+        ('echo "${x#*/}" ${y##* } # c', ["# c"]),
         # Quotes that span lines, as a '> ' line goes on with them.
         ("printf '%s\\n' 'a # doctest: +SKIP\nb'; exit 3", []),
         ("echo \"$(echo 'a # b') # c\"  # d", ["# d"]),

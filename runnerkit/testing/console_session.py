@@ -226,8 +226,8 @@ def shell_comments(source: str) -> list[str]:
     single and double quotes and not escaped by a backslash; the lines of a
     here-document (after ``<<WORD`` up to the line ``WORD``) are data.  Command
     substitutions (``$(...)``, backquotes), in double quotes too, are read as shell
-    text.  Arithmetic and parameter expansions are not parsed: a ``#`` in them never
-    starts a word.
+    text; a ``#`` in a parameter expansion (``${x:-a #b}``) starts no comment.
+    Arithmetic expansions are not parsed: a ``#`` in them never starts a word.
     """
     comments: list[str] = []
     contexts: list[str] = []  # the open quotes and substitutions, innermost last
@@ -258,7 +258,7 @@ def shell_comments(source: str) -> list[str]:
                 word_start = True
             index += 1
             continue
-        if char == "#" and word_start:
+        if char == "#" and word_start and inner != "${":
             stop = source.find("\n", index)
             stop = end if stop < 0 else stop
             comments.append(source[index:stop])
@@ -278,6 +278,13 @@ def shell_comments(source: str) -> list[str]:
             continue
         if char in "'\"":
             contexts.append(char)
+        elif source.startswith("${", index):
+            contexts.append("${")
+            index += 2
+            word_start = False
+            continue
+        elif char == "}" and inner == "${":
+            contexts.pop()
         elif source.startswith("$(", index):
             contexts.append("$(")
             index += 2
