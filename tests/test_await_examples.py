@@ -475,3 +475,30 @@ def test_a_document_in_a_subdirectory_of_a_downstream_project(
     (deep / "await.md").write_text(AWAITING_MD)
     result = pytester.runpytest(*STRICT, "project")
     result.assert_outcomes(passed=examples(AWAITING_MD))
+
+
+FROZEN_FIRST = """\
+Frozen first
+============
+
+The loop is made while the clock is frozen: it still keeps the real clock.
+
+    >>> import asyncio, datetime
+    >>> frozen = freeze_time('2020-01-01 00:00')
+    >>> _ = frozen.start()
+    >>> await asyncio.sleep(0.05)
+    >>> async with asyncio.timeout(0.05):
+    ...     await asyncio.sleep(30)
+    Traceback (most recent call last):
+      ...
+    TimeoutError
+    >>> print(datetime.datetime.now())
+    2020-01-01 00:00:00
+    >>> frozen.stop()
+"""
+
+
+def test_a_loop_made_during_a_freeze_keeps_the_real_clock(pytester: pytest.Pytester) -> None:
+    write(pytester, {"docs/frozen.rst": FROZEN_FIRST})
+    result = pytester.runpytest(*STRICT, "-p", "timeout", "--timeout", "20")
+    result.assert_outcomes(passed=examples(FROZEN_FIRST))
