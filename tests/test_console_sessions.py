@@ -552,6 +552,38 @@ def test_a_command_interrupted_by_a_time_limit_has_its_process_group_killed(
     assert _gone(int(pid_file.read_text()))
 
 
+def test_a_frozen_clock_does_not_stop_the_time_limit(pytester: pytest.Pytester) -> None:
+    # freezegun replaces the clock subprocess keeps: the limit is on the real clock, and
+    # so is the grace before SIGKILL, for a command that ignores SIGTERM.
+    write(
+        pytester,
+        "doc.rst",
+        """\
+        >>> frozen = freeze_time('2020-01-01 00:00')
+        >>> _ = frozen.start()
+
+        Then:
+
+        .. code-block:: console
+
+            $ trap '' TERM; sleep 30  # timeout: 0.5
+            $ echo next
+            next
+
+        And:
+
+        >>> frozen.stop()
+        """,
+    )
+    started = time.monotonic()
+
+    result = pytester.runpytest_subprocess("--timeout", "60")
+
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(["timed out after 0.5 s; its process group was killed.*"])
+    assert time.monotonic() - started < 30
+
+
 def test_the_timeout_is_an_option_of_the_sybil(pytester: pytest.Pytester) -> None:
     write(
         pytester,

@@ -3,7 +3,8 @@
 A command runs as ``/bin/sh -c COMMAND`` in a session of its own (so in a process
 group of its own), with standard input from ``/dev/null`` and standard output and
 standard error on one pipe, so that its output and its errors arrive in the order a
-terminal would show them.  When it runs out of time, its whole process group is
+terminal would show them.  When it runs out of time (on the real clock, whatever a
+spec freezes), its whole process group is
 stopped: ``SIGTERM``, a short grace, then ``SIGKILL``.
 """
 
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from runnerkit.testing.timecontrol import real_monotonic
 from runnerkit.testing.world import World
 
 #: The shell every command runs in.
@@ -93,7 +95,7 @@ def run_shell(
     assert process.stdout is not None  # for mypy: stdout=PIPE
     if started is not None:
         started(process.pid)
-    deadline = time.monotonic() + timeout
+    deadline = real_monotonic() + timeout
     chunks = _Output()
     with process.stdout, selectors.DefaultSelector() as selector:
         fd = process.stdout.fileno()
@@ -130,7 +132,7 @@ def _read_until_exit(
     :returns: whether the pipe is still open.
     """
     while process.poll() is None:
-        remaining = deadline - time.monotonic()
+        remaining = deadline - real_monotonic()
         if remaining <= 0:
             return True
         if len(selector.get_map()) < 2:
@@ -142,8 +144,7 @@ def _read_until_exit(
                 continue
             if not _read_chunk(fd, chunks):
                 selector.unregister(fd)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(max(deadline - time.monotonic(), 0))
+                _wait_until(lambda: process.poll() is not None, deadline)
                 return False
     return True
 
@@ -152,8 +153,8 @@ def _read_ready(selector: selectors.BaseSelector, fd: int, chunks: _Output) -> N
     """Read what is in the pipe now, without waiting for more, and for
     :data:`_AFTER_EXIT` seconds at most: a process left in the background may keep it
     full."""
-    deadline = time.monotonic() + _AFTER_EXIT
-    while time.monotonic() < deadline and any(key.fd == fd for key, _ in selector.select(0)):
+    deadline = real_monotonic() + _AFTER_EXIT
+    while real_monotonic() < deadline and any(key.fd == fd for key, _ in selector.select(0)):
         if not _read_chunk(fd, chunks):
             return
 
@@ -249,13 +250,24 @@ def kill_process_group(process: subprocess.Popen[bytes], grace: float = KILL_GRA
     """
     pgid = process.pid
     _signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(grace)
-    while time.monotonic() < deadline and _group_has_members(pgid):
-        time.sleep(0.02)
+    deadline = real_monotonic() + grace
+    _wait_until(lambda: process.poll() is not None, deadline)
+    _wait_until(lambda: not _group_has_members(pgid), deadline)
     _signal_group(pgid, signal.SIGKILL)
     process.wait()
+
+
+def _wait_until(done: Callable[[], bool], deadline: float) -> None:
+    """Wait until *done* says so, or the real clock reaches *deadline*.
+
+    Not ``Popen.wait(timeout)``: :mod:`subprocess` keeps its own reference to the
+    clock, which a spec's freeze would stop, and the wait would never time out.
+    """
+    delay = 0.0005
+    while not done() and real_monotonic() < deadline:
+        # As Popen.wait does: at once first, then less and less often.
+        time.sleep(delay)
+        delay = min(delay * 2, _POLL)
 
 
 def _signal_group(pgid: int, signum: int) -> None:

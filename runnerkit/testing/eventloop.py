@@ -34,9 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import freezegun.api
-
 from runnerkit.errors import HarnessError
+from runnerkit.testing.timecontrol import real_monotonic
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +54,6 @@ T = TypeVar("T")
 
 #: What a context variable holds when it holds nothing (no value, no default).
 _UNSET: Any = object()
-
-
-def _real_clock() -> float:
-    """The real monotonic clock, in seconds, whatever freezegun freezes.
-
-    Read from ``freezegun.api`` at each call: a freeze replaces, in every module it
-    does not ignore, each attribute that holds a clock function, so a reference kept
-    in this module would be the frozen clock for a loop made during a freeze.
-    """
-    return freezegun.api.real_monotonic()
 
 
 class DocumentLoop:
@@ -199,7 +188,7 @@ class DocumentLoop:
             with contextlib.suppress(AttributeError):
                 # A loop whose class is written in C (uvloop) keeps its own clock, which
                 # freezegun cannot freeze.
-                loop.time = _real_clock  # type: ignore[method-assign]
+                loop.time = real_monotonic  # type: ignore[method-assign]
             loop.set_exception_handler(self._report)
             self._executor = ThreadPoolExecutor(thread_name_prefix="runnerkit executor")
             loop.set_default_executor(self._executor)

@@ -27,6 +27,17 @@ PYTEST_CLOCKS = ("_pytest.timing", "xdist.remote")
 TimeFactory = FrozenDateTimeFactory | StepTickTimeFactory | TickingDateTimeFactory
 
 
+def real_monotonic() -> float:
+    """The real monotonic clock, in seconds, whatever freezegun freezes: for the
+    harness's own time limits and waits, which a spec's frozen clock must not stop.
+
+    Read from ``freezegun.api`` at each call: a freeze replaces, in every module it does
+    not ignore, each attribute that holds a clock function, so a reference kept in
+    another module would be the frozen clock while a freeze holds.
+    """
+    return freezegun.api.real_monotonic()
+
+
 def keep_pytest_timing_real() -> None:
     """Add :data:`PYTEST_CLOCKS` to freezegun's ignore list; calling it again is harmless.
 
