@@ -637,6 +637,34 @@ def test_a_command_left_in_the_background_does_not_hold_up_the_session(
     )
 
 
+def test_what_several_commands_left_is_stopped_together_and_named_by_command(
+    pytester: pytest.Pytester,
+) -> None:
+    write(
+        pytester,
+        "doc.md",
+        f"""\
+        ```console
+        $ sleep 61 >/dev/null 2>&1 & echo $! > {pytester.path}/one.pid
+        $ sleep 62 >/dev/null 2>&1 & echo $! > {pytester.path}/two.pid
+        $ sleep 63 >/dev/null 2>&1 & echo $! > {pytester.path}/three.pid
+        ```
+        """,
+    )
+
+    result = pytester.runpytest("-W", "always::runnerkit.testing.isolation.IsolationWarning")
+
+    result.assert_outcomes(passed=3)
+    pids = [int((pytester.path / f"{n}.pid").read_text()) for n in ("one", "two", "three")]
+    assert all(_gone(pid) for pid in pids)
+    result.stdout.fnmatch_lines(
+        [
+            f"*- process {pid}, left running by '$ sleep {61 + n} *' (line {2 + n}), killed"
+            for n, pid in enumerate(pids)
+        ]
+    )
+
+
 def test_what_a_command_leaves_in_its_session_is_stopped_even_in_a_group_of_its_own(
     pytester: pytest.Pytester,
 ) -> None:

@@ -165,24 +165,33 @@ class Isolation:
             # (a daemon a console command started), is out of every other reach.  Only
             # looked for after console commands: it reads every process's environment.
             strays = functools.partial(_strays, str(config.paths.var_dir))
-            left = _settled(strays)
-            if left:
-                var_dir = config.paths.var_dir
+            with _killed_if_interrupted(strays):
+                left = _settled(strays)
                 names = {pid: _command_line(pid) for pid in left}
-                terminate_all(strays)
-                for pid in sorted(names):
-                    yield (
-                        f"process {pid} ({names[pid]}), with RUNNERKIT_VAR_DIR={var_dir} in"
-                        " its environment, killed"
-                    )
+                if left:
+                    terminate_all(strays)
+            for pid in sorted(names):
+                yield (
+                    f"process {pid} ({names[pid]}), with"
+                    f" RUNNERKIT_VAR_DIR={config.paths.var_dir} in its environment, killed"
+                )
 
     def _stop_sessions(self) -> Iterator[str]:
+        if not self._sessions:
+            return
+        sessions = frozenset(self._sessions)
+        members = functools.partial(sessions_members, sessions)
+        with _killed_if_interrupted(members):
+            left = _settled(lambda: set(members()))
+            if not left:
+                return
+            by_session = members()
+            terminate_all(lambda: set(members()))
         for sid, label in self._sessions.items():
-            left = _settled(functools.partial(session_members, sid))
-            if left:
-                terminate_all(functools.partial(session_members, sid))
+            pids = {pid for pid, session in by_session.items() if session == sid}
+            if pids:
                 yield (
-                    f"process{'es' if len(left) > 1 else ''} {_pids(left)}, left running by"
+                    f"process{'es' if len(pids) > 1 else ''} {_pids(pids)}, left running by"
                     f" {label}, killed"
                 )
 
@@ -443,7 +452,8 @@ def _command_line(pid: int, limit: int = 60) -> str:
         words = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     except OSError:
         return "?"
-    text = " ".join(os.fsdecode(word) for word in words if word)
+    # Its words on one line: a word may hold line breaks (python -c "...").
+    text = " ".join(" ".join(os.fsdecode(word).split()) for word in words if word)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -453,8 +463,14 @@ def session_members(sid: int) -> set[int]:
     Read from ``/proc/PID/stat``; a process that made a session of its own (a daemon,
     the runnerkit master) is no member any more.
     """
+    return set(sessions_members({sid}))
+
+
+def sessions_members(sessions: Collection[int]) -> dict[int, int]:
+    """The processes of the *sessions* that have not exited, this one excepted, each
+    with its session id: one look at ``/proc``, however many sessions."""
     me = os.getpid()
-    found = set()
+    found = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
@@ -464,9 +480,24 @@ def session_members(sid: int) -> set[int]:
             continue
         fields = text[text.rfind(")") + 2 :].split()
         # state, ppid, pgrp, session: fields 3 to 6 of proc(5).
-        if int(fields[3]) == sid and not _exited(int(entry.name), fields[0]):
-            found.add(int(entry.name))
+        sid = int(fields[3])
+        if sid in sessions and not _exited(int(entry.name), fields[0]):
+            found[int(entry.name)] = sid
     return found
+
+
+@contextlib.contextmanager
+def _killed_if_interrupted(members: Callable[[], Collection[int]]) -> Iterator[None]:
+    """Kill what *members* gives with SIGKILL at once, should the block be interrupted
+    (Ctrl-C, a time limit's exception): stopping what a document left running must not
+    itself leave it running."""
+    try:
+        yield
+    except BaseException:
+        for pid in members():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        raise
 
 
 def _alive(pid: int) -> bool:
