@@ -323,3 +323,18 @@ def test_accept_rewrites_beside_a_session_doctest_cannot_read(pytester: pytest.P
     result = pytester.runpytest_subprocess(*QUIET, "--spec-accept")
     result.assert_outcomes(failed=1, warnings=1)
     assert (pytester.path / "doc.md").read_text() == text.replace("\n3\n", "\n2\n")
+
+
+@pytest.mark.slow
+def test_warnings_made_errors_fail_every_workers_collection_alike(
+    pytester: pytest.Pytester,
+) -> None:
+    """Only the first worker shows the warning, but each raises it when the filters make
+    it an error: the workers' collections must agree, or xdist stops the run."""
+    project(pytester, {"other.md": UNCOLLECTED})
+    result = pytester.runpytest_subprocess(
+        *QUIET, "-n", "2", "-W", "error::runnerkit.testing.UncollectedSessionWarning"
+    )
+    result.assert_outcomes(errors=2)
+    assert "Different tests were collected" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["ERROR other.md - *UncollectedSessionWarning: other.md, line 3*"])

@@ -9,6 +9,7 @@ import fnmatch
 import inspect
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, TypeAlias
@@ -343,11 +344,15 @@ class _SpecSybil(Sybil):
             document has one (on every worker, whose collections must agree).
         """
         document = self._parse(path)
-        mode = self.uncollected_sessions
-        if is_markdown(str(path)):
-            check_sessions(
-                document, mode if warn or mode != "warn" else "ignore", _name_of(document)
-            )
+        if not is_markdown(str(path)):
+            return document
+        if warn or self.uncollected_sessions != "warn":
+            check_sessions(document, self.uncollected_sessions, _name_of(document))
+        else:
+            # Not shown again; but what the warning filters make an error (-W error::...)
+            # is raised here too, since the workers' collections must agree.
+            with warnings.catch_warnings(record=True):
+                check_sessions(document, self.uncollected_sessions, _name_of(document))
         return document
 
     def parse_again(self, path: Path) -> Document:
