@@ -337,4 +337,4 @@ def test_warnings_made_errors_fail_every_workers_collection_alike(
     )
     result.assert_outcomes(errors=2)
     assert "Different tests were collected" not in result.stdout.str()
-    result.stdout.fnmatch_lines(["ERROR other.md - *UncollectedSessionWarning: other.md, line 3*"])
+    result.stdout.fnmatch_lines(["E   *UncollectedSessionWarning: other.md, line 3: *"])
