@@ -171,9 +171,9 @@ def test_var_dir_as_written_and_as_its_real_path(tmp_path: Path) -> None:
     real.mkdir()
     link = tmp_path / "link"
     link.symlink_to(real)
-    text = f"{link}/queue {real}/logs {link}-old {link}.bak {link}"
+    text = f"{link}/queue {real}/logs {link}-old {link}.bak {link}. ({link}), {link}"
     assert normalize_var_dir(text, link) == (
-        f"$VAR_DIR/queue $VAR_DIR/logs {link}-old {link}.bak $VAR_DIR"
+        f"$VAR_DIR/queue $VAR_DIR/logs {link}-old {link}.bak $VAR_DIR. ($VAR_DIR), $VAR_DIR"
     )
     assert normalize_var_dir(text, None) == text
 

@@ -13,8 +13,9 @@ or a document's ``runnerkit-normalize`` line for each of its examples
 
 ``var-dir`` (``NORMALIZE_VAR_DIR``)
     The current configuration's var dir (in a spec, the world's), as given and as its
-    real path, becomes ``$VAR_DIR`` where no name character follows it.  Without a
-    current configuration it does nothing.
+    real path, becomes ``$VAR_DIR`` where no name character follows it (a full stop
+    counts only when a name character follows it).  Without a current configuration
+    it does nothing.
 ``work-dir`` (``NORMALIZE_WORK_DIR``)
     The work dir of the world whose configuration is current, where its console
     commands run (:attr:`~runnerkit.testing.World.work_dir`), becomes ``$WORK_DIR`` in
@@ -191,7 +192,9 @@ def _normalize_directory(text: str, directory: Path | None, placeholder: str) ->
     for spelling in sorted(spellings, key=len, reverse=True):
         if spelling in ("", os.sep):
             continue
-        text = re.sub(re.escape(spelling) + r"(?![\w.-])", lambda _: placeholder, text)
+        # Not the start of a longer name (``var-old``, ``var.bak``); a full stop that
+        # ends a sentence is not a name's.
+        text = re.sub(re.escape(spelling) + r"(?![\w-]|\.[\w-])", lambda _: placeholder, text)
     return text
 
 
