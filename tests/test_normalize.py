@@ -81,11 +81,20 @@ def test_filebases_leave_near_misses_alone() -> None:
         "Mon, 30 Nov 2026 08:30:53 GMT",
         "20261130T083053Z",
         "20261130T083053,5+0100",
+        "20261130T0830Z",
+        "2026-11-30t08:30:53z",
         "30/Nov/2026:08:30:53 +0000",
     ],
 )
 def test_timestamps(stamp: str) -> None:
     assert normalize_timestamps(f'"time": "{stamp}".') == '"time": "<TIMESTAMP>".'
+
+
+def test_timestamps_in_file_names_and_after_labels() -> None:
+    text = "backup-20261130T151534Z.tar app_20261130T151534Z.log ts:2026-11-30T08:30:53Z"
+    assert normalize_timestamps(text) == (
+        "backup-<TIMESTAMP>.tar app_<TIMESTAMP>.log ts:<TIMESTAMP>"
+    )
 
 
 @pytest.mark.parametrize(
@@ -99,6 +108,9 @@ def test_timestamps(stamp: str) -> None:
         "20261130",
         "x20261130T083053Z",
         "30/Nov/2026",
+        "12345678T123456",
+        "20261330T083053Z",
+        "20261130T253053Z",
     ],
 )
 def test_timestamps_leave_dates_times_and_seconds_alone(text: str) -> None:

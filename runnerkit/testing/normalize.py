@@ -31,8 +31,9 @@ or a document's ``runnerkit-normalize`` line for each of its examples
     ``<FILEBASE>``; what follows it (``.pck``) stays.
 ``timestamps`` (``NORMALIZE_TIMESTAMPS``)
     An ISO 8601 date and time (``T`` or a space between them, minutes or seconds,
-    a fraction after ``.`` or ``,``, a zone ``Z`` or ``+hh:mm``; or in the basic
-    format, ``20261130T083053Z``), an RFC 5322 date (``Mon, 30 Nov 2026 08:30:53
+    a fraction after ``.`` or ``,``, a zone ``Z`` or ``+hh:mm``, ``t`` and ``z`` in
+    lower case too, as RFC 3339 allows; or in the basic format, ``20261130T083053Z``,
+    with a month, day, hour and minute that can be), an RFC 5322 date (``Mon, 30 Nov 2026 08:30:53
     +0000``, zone ``+hhmm``, ``GMT``, ``UT`` or ``UTC``), and a Common Log Format date
     (``30/Nov/2026:08:30:53 +0000``) becomes ``<TIMESTAMP>``.  A date alone, a time
     alone, and a number of seconds (such as a file base's) are left alone.
@@ -117,8 +118,8 @@ _MESSAGE_IDS = re.compile(
 _ONE_MSG_ID = re.compile(_MSG_ID)
 _FILEBASES = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\+[0-9a-f]{40}(?![0-9A-Za-z])")
 _ISO = (
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
-    r"(?:Z|[+-]\d{2}(?::?\d{2})?)?"
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+    r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?"
 )
 _RFC5322 = (
     r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),[ \t]+)?\d{1,2}[ \t]+"
@@ -126,13 +127,20 @@ _RFC5322 = (
     r"\d{2}:\d{2}(?::\d{2})?[ \t]+(?:[+-]\d{4}|GMT|UTC|UT)"
 )
 #: ISO 8601's basic format: ``20261130T151534Z``.
-_ISO_BASIC = r"\d{8}T\d{6}(?:[.,]\d+)?(?:Z|[+-]\d{2}(?:\d{2})?)?"
+_ISO_BASIC = (
+    r"\d{4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[Tt](?:[01]\d|2[0-3])[0-5]\d"
+    r"(?:[0-5]\d(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?:\d{2})?)?"
+)
 #: The Common Log Format's (web servers' access logs): ``30/Nov/2026:15:15:34 +0000``.
 _CLF = (
     r"\d{2}/(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/\d{4}"
     r":\d{2}:\d{2}:\d{2}[ \t]+[+-]\d{4}"
 )
-_TIMESTAMPS = re.compile(rf"(?<![\w.:+-])(?:{_ISO}|{_ISO_BASIC}|{_RFC5322}|{_CLF})(?!\w)")
+#: Not inside a longer number or word; after ``-``, ``_`` or ``:`` it may be, as in a
+#: file name (``backup-20261130T083053Z.tar``) or a label (``ts:2026-11-30T08:30Z``).
+_TIMESTAMPS = re.compile(
+    rf"(?<![0-9A-Za-z.+])(?:{_ISO}|{_ISO_BASIC}|{_RFC5322}|{_CLF})(?![0-9A-Za-z])"
+)
 _PIDS = re.compile(
     r"""(?P<label>(?<![\w])(?:\w+_)?pid["']?(?:[ \t]+|[ \t]*[:=][ \t]*))(?P<pid>\d+)\b""",
     re.IGNORECASE,
