@@ -33,9 +33,10 @@ or a document's ``runnerkit-normalize`` line for each of its examples
     An ISO 8601 date and time (``T`` or a space between them, minutes or seconds,
     a fraction after ``.`` or ``,``, a zone ``Z`` or ``+hh:mm``, ``t`` and ``z`` in
     lower case too, as RFC 3339 allows; or in the basic format, ``20261130T083053Z``,
-    with a month, day, hour and minute that can be), an RFC 5322 date (``Mon, 30 Nov 2026 08:30:53
-    +0000``, zone ``+hhmm``, ``GMT``, ``UT`` or ``UTC``), and a Common Log Format date
-    (``30/Nov/2026:08:30:53 +0000``) becomes ``<TIMESTAMP>``.  A date alone, a time
+    with a month, day, hour and minute that can be), an RFC 5322 date (``Mon, 30 Nov
+    2026 08:30:53 +0000``, zone ``+hhmm``, ``GMT``, ``UT`` or ``UTC``), and a Common
+    Log Format date (``30/Nov/2026:08:30:53 +0000``) becomes ``<TIMESTAMP>``, also
+    after ``-``, ``_`` or ``:`` (in a file name, after a label).  A date alone, a time
     alone, and a number of seconds (such as a file base's) are left alone.
 ``pids`` (``NORMALIZE_PIDS``)
     A decimal number becomes ``<PID>`` after the word ``pid`` or a name ending in
