@@ -296,7 +296,8 @@ def test_a_python_fence_is_known_by_the_first_word_of_its_info_string(
     pytester: pytest.Pytester,
 ) -> None:
     """```python title="y.py", and ```python with a space after it, run: sessions and
-    code alike (Sybil compares the whole info string with the language)."""
+    code alike (Sybil compares the whole info string with the language); so do fences
+    with blanks before their language."""
     project(
         pytester,
         {
@@ -304,14 +305,16 @@ def test_a_python_fence_is_known_by_the_first_word_of_its_info_string(
                 '```python title="y.py"\n>>> 1\n2\n```\n\n'
                 '```python {.x}\nassert False, "the code block ran"\n```\n\n'
                 "```python \nassert False, 'the spaced block ran'\n```\n\n"
+                "``` pycon\n>>> 'blank before'\n'not'\n```\n\n"
+                "``` console\n$ echo blank before\nnot\n```\n\n"
                 "```python\n>>> 3\n3\n```\n"
             )
         },
     )
     result = pytester.runpytest_subprocess(*QUIET, "-W", "error::UserWarning")
-    result.assert_outcomes(passed=1, failed=3)
+    result.assert_outcomes(passed=1, failed=5)
     result.stdout.fnmatch_lines_random(
-        ["*the code block ran*", "*the spaced block ran*", "*Expected:*"]
+        ["*the code block ran*", "*the spaced block ran*", "*Expected:*", "*blank before*"]
     )
 
 

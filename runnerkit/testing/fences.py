@@ -24,12 +24,15 @@ def fence_lexer(languages: Sequence[str]) -> Lexer:
     words after it (```` ```pycon title="x.py" ````, ```` ```console linenums="1" ````,
     as MkDocs and other renderers take them) are the renderer's, and are left alone.
     Sybil's own ``FencedCodeBlockLexer`` wants the language alone on its line, and
-    passes such fences over.
+    passes such fences over.  Blanks before the language (```` ``` pycon ````) are
+    allowed too, as CommonMark trims the info string.
     """
     names = "|".join(re.escape(language) for language in languages)
     return real_blocks(
         RawFencedCodeBlockLexer(
-            info_pattern=re.compile(f"(?P<language>{names})(?:[ \t][^\n]*)?$\n", re.MULTILINE),
+            info_pattern=re.compile(
+                f"[ \t]*(?P<language>{names})(?:[ \t][^\n]*)?$\n", re.MULTILINE
+            ),
         )
     )
 
