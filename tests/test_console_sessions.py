@@ -115,6 +115,26 @@ def test_directives_set_flags_and_a_timeout() -> None:
 
 
 @pytest.mark.parametrize(
+    ("line", "goes_on"),
+    [
+        ("echo a \\", True),
+        ('echo "a \\', True),
+        ("echo C:\\\\", False),
+        ("echo hi  # a note that ends in a backslash \\", False),
+        ("echo 'a \\", False),
+    ],
+)
+def test_a_backslash_goes_on_to_the_next_line_only_where_the_shell_says(
+    line: str, goes_on: bool
+) -> None:
+    parts = split_session([f"$ {line}", "next", "$ echo done", "done"])
+    if goes_on:
+        assert [p.source for p in parts] == [f"{line}\nnext", "echo done"]
+    else:
+        assert [(p.source, p.want) for p in parts] == [(line, "next\n"), ("echo done", "done\n")]
+
+
+@pytest.mark.parametrize(
     ("source", "comments"),
     [
         ("echo hi  # doctest: +ELLIPSIS", ["# doctest: +ELLIPSIS"]),
@@ -137,6 +157,10 @@ def test_directives_set_flags_and_a_timeout() -> None:
         ('cat << "END" # code\n# data\nEND', ["# code"]),
         ("cat <<< '# a here-string' # code", ["# code"]),
         ("cat <<EOF\n# data, and no delimiter", []),
+        ('cat <<E"OF"\nE\n# data\nEOF\necho # code', ["# code"]),
+        ("echo $((1<<2))\nsleep 3 # timeout: 1", ["# timeout: 1"]),
+        ('echo "$( (sleep 2); echo " # text\n" )"', []),
+        ("echo $(echo a) # code", ["# code"]),
     ],
 )
 def test_comments_are_read_as_the_shell_reads_them(source: str, comments: list[str]) -> None:

@@ -33,7 +33,9 @@ EXIT_LIKE = re.compile(r"\[exit\b[^\]]*\]")
 #: Directives, at the end of a shell comment.
 _DIRECTIVES = re.compile(r"(?:^|\s)#\s*((?:doctest|timeout)\s*:[^#]*?)\s*$")
 #: A here-document's operator and delimiter word: ``<<EOF``, ``<<-'EOF'``, ``<< "EOF"``.
-_HERE_DOCUMENT = re.compile(r"<<(-?)[ \t]*(?:'([^'\n]*)'|\"([^\"\n]*)\"|\\?([^\s;&|<>()'\"]+))")
+_HERE_DOCUMENT = re.compile(r"""<<(-?)[ \t]*((?:[^\s;&|<>()'"\\]|\\.|'[^'\n]*'|"[^"\n]*")+)""")
+#: A backslash and what it escapes, or a quoted string, in a here-document's delimiter.
+_QUOTED = re.compile(r"\\(.)|'([^']*)'" + r'|"([^"]*)"')
 #: Characters after which a ``#`` starts a word, so a comment (POSIX sh, 2.3 and 2.10).
 _WORD_BREAKS = frozenset(" \t\n;&|()<>")
 _DIRECTIVE = re.compile(r"\s*(doctest|timeout)\s*:\s*(.*?)\s*")
@@ -128,7 +130,7 @@ def split_session(lines: Sequence[str]) -> list[SessionPart]:
         index += 1
         while index < len(lines):
             line = lines[index]
-            continued = source_lines[-1].endswith("\\")
+            continued = continues("\n".join(source_lines))
             if line.startswith(MORE) or line == MORE.strip():
                 source_lines.append(line[len(MORE) :])
             elif continued:
@@ -222,87 +224,128 @@ def shell_comments(source: str) -> list[str]:
     """The comments of the shell text *source*, each from its ``#`` to its line's end.
 
     As POSIX sh reads them (Shell Command Language, 2.2 Quoting, 2.3 Token Recognition,
-    2.7.4 Here-Document): a ``#`` starts a comment where it starts a word, outside
-    single and double quotes and not escaped by a backslash; the lines of a
-    here-document (after ``<<WORD`` up to the line ``WORD``) are data.  Command
-    substitutions (``$(...)``, backquotes), in double quotes too, are read as shell
-    text; a ``#`` in a parameter expansion (``${x:-a #b}``) starts no comment.
-    Arithmetic expansions are not parsed: a ``#`` in them never starts a word.
+    2.6 Word Expansions, 2.7.4 Here-Document): a ``#`` starts a comment where it starts
+    a word, outside single and double quotes and not escaped by a backslash; the lines
+    of a here-document (after ``<<WORD`` up to the line ``WORD``, quotes removed) are
+    data.  Command substitutions (``$(...)``, with their parentheses counted, and
+    backquotes), in double quotes too, are read as shell text; a ``#`` in a parameter
+    expansion (``${x:-a #b}``) or an arithmetic one (``$((1 << 2))``) starts nothing.
+    A ``case`` pattern's ``)`` inside ``$(...)`` is not told from the end of it.
     """
-    comments: list[str] = []
-    contexts: list[str] = []  # the open quotes and substitutions, innermost last
-    here_documents: list[tuple[str, bool]] = []  # delimiters waiting for the line's end
-    index, end = 0, len(source)
-    word_start = True
-    while index < end:
-        char = source[index]
-        inner = contexts[-1] if contexts else ""
-        if inner == "'":
-            if char == "'":
-                contexts.pop()
-            index += 1
-            continue
-        if char == "\\":
-            index += 2
-            word_start = False
-            continue
-        if inner == '"':
-            if char == '"':
-                contexts.pop()
-            elif source.startswith("$(", index):
-                contexts.append("$(")
+    return _ShellText(source).comments
+
+
+def continues(source: str) -> bool:
+    """Whether the shell text *source* ends with a backslash that goes on to the next
+    line: not escaped itself (``C:\\``), not in single quotes, not in a comment."""
+    return _ShellText(source).continued
+
+
+class _ShellText:
+    """One reading of shell text, as :func:`shell_comments` describes it: its comments,
+    and whether its last character is a line continuation."""
+
+    def __init__(self, source: str) -> None:
+        self.comments: list[str] = []
+        self.continued = False
+        self._source = source
+        self._contexts: list[str] = []  # open quotes and expansions, innermost last
+        self._here_documents: list[tuple[str, bool]] = []  # read at the line's end
+        self._read()
+
+    def _read(self) -> None:
+        source, contexts = self._source, self._contexts
+        index, end = 0, len(source)
+        word_start = True
+        while index < end:
+            char = source[index]
+            inner = contexts[-1] if contexts else ""
+            if inner == "'":
+                if char == "'":
+                    contexts.pop()
+                index += 1
+                continue
+            if char == "\\":
+                self.continued = index == end - 1
+                index += 2
+                word_start = False
+                continue
+            if source.startswith("$((", index):
+                index = _after_arithmetic(source, index + 1)
+                word_start = False
+                continue
+            if inner == '"':
+                if char == '"':
+                    contexts.pop()
+                elif source.startswith("$(", index):
+                    contexts.append("$(")
+                    index += 1
+                elif char == "`":
+                    contexts.append("`")
                 index += 1
                 word_start = True
-            elif char == "`":
-                contexts.append("`")
+                continue
+            if char == "#" and word_start and inner != "${":
+                stop = source.find("\n", index)
+                stop = end if stop < 0 else stop
+                self.comments.append(source[index:stop])
+                index = stop
+                continue
+            if char == "\n" and self._here_documents:
+                index = _after_here_documents(source, index + 1, self._here_documents)
+                self._here_documents.clear()
                 word_start = True
-            index += 1
-            continue
-        if char == "#" and word_start and inner != "${":
-            stop = source.find("\n", index)
-            stop = end if stop < 0 else stop
-            comments.append(source[index:stop])
-            index = stop
-            continue
-        if char == "\n" and here_documents:
-            index = _after_here_documents(source, index + 1, here_documents)
-            here_documents.clear()
-            word_start = True
-            continue
-        here = _HERE_DOCUMENT.match(source, index) if char == "<" else None
-        if here is not None and not source.startswith("<<<", index):
-            delimiter = next(word for word in here.groups()[1:] if word is not None)
-            here_documents.append((delimiter, here.group(1) == "-"))
-            index = here.end()
-            word_start = False
-            continue
+                continue
+            here = _HERE_DOCUMENT.match(source, index) if char == "<" else None
+            if here is not None and not source.startswith("<<<", index):
+                self._here_documents.append((_unquoted(here.group(2)), here.group(1) == "-"))
+                index = here.end()
+                word_start = False
+                continue
+            index, word_start = self._step(index, char, inner)
+
+    def _step(self, index: int, char: str, inner: str) -> tuple[int, bool]:
+        """Read *char*, unquoted, at *index*: where reading goes on, and whether a word
+        starts there."""
+        source, contexts = self._source, self._contexts
         if char in "'\"":
             contexts.append(char)
         elif source.startswith("${", index):
             contexts.append("${")
-            index += 2
-            word_start = False
-            continue
+            return index + 2, False
         elif char == "}" and inner == "${":
             contexts.pop()
         elif source.startswith("$(", index):
             contexts.append("$(")
-            index += 2
-            word_start = True
-            continue
-        elif char == "`":
-            if inner == "`":
-                contexts.pop()
-            else:
-                contexts.append("`")
-                index += 1
-                word_start = True
-                continue
-        elif char == ")" and inner == "$(":
+            return index + 2, True
+        elif char == "`" and inner != "`":
+            contexts.append("`")
+            return index + 1, True
+        elif char == "`" or (char == ")" and inner in ("$(", "(")):
             contexts.pop()
-        word_start = char in _WORD_BREAKS
-        index += 1
-    return comments
+        elif char == "(" and inner in ("$(", "("):
+            contexts.append("(")
+        return index + 1, char in _WORD_BREAKS
+
+
+def _after_arithmetic(source: str, index: int) -> int:
+    """Where the shell text goes on after the arithmetic expansion whose ``((`` starts
+    at *index*: after the ``)`` that closes its first ``(``, or at the end."""
+    depth = 0
+    for position in range(index, len(source)):
+        if source[position] == "(":
+            depth += 1
+        elif source[position] == ")":
+            depth -= 1
+            if depth == 0:
+                return position + 1
+    return len(source)
+
+
+def _unquoted(word: str) -> str:
+    """A here-document's delimiter *word* as the shell compares it: quotes and
+    backslashes removed (``E"OF"`` is ``EOF``)."""
+    return _QUOTED.sub(lambda m: "".join(g or "" for g in m.groups()), word)
 
 
 def _after_here_documents(source: str, index: int, delimiters: list[tuple[str, bool]]) -> int:
