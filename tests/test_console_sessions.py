@@ -122,6 +122,7 @@ def test_directives_set_flags_and_a_timeout() -> None:
         ("echo C:\\\\", False),
         ("echo hi  # a note that ends in a backslash \\", False),
         ("echo 'a \\", False),
+        ('echo "a"#b \\', True),
     ],
 )
 def test_a_backslash_goes_on_to_the_next_line_only_where_the_shell_says(
@@ -161,6 +162,12 @@ def test_a_backslash_goes_on_to_the_next_line_only_where_the_shell_says(
         ("echo $((1<<2))\nsleep 3 # timeout: 1", ["# timeout: 1"]),
         ('echo "$( (sleep 2); echo " # text\n" )"', []),
         ("echo $(echo a) # code", ["# code"]),
+        # Right after a closing quote or substitution, # goes on with the word.
+        ('echo "a"# x', []),
+        ("echo $(echo a)# x", []),
+        ('echo "${x}"#y "$(echo a)"#z', []),
+        ('x=; echo "${x:-"a # b"}"', []),
+        ("(echo a)# code", ["# code"]),
     ],
 )
 def test_comments_are_read_as_the_shell_reads_them(source: str, comments: list[str]) -> None:

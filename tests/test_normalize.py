@@ -83,6 +83,8 @@ def test_filebases_leave_near_misses_alone() -> None:
         "20261130T083053,5+0100",
         "20261130T0830Z",
         "2026-11-30t08:30:53z",
+        "2026-11-30 08:30:53 +0000",
+        "2026-11-30T08:30:53-05:00",
         "30/Nov/2026:08:30:53 +0000",
     ],
 )
@@ -91,10 +93,19 @@ def test_timestamps(stamp: str) -> None:
 
 
 def test_timestamps_in_file_names_and_after_labels() -> None:
-    text = "backup-20261130T151534Z.tar app_20261130T151534Z.log ts:2026-11-30T08:30:53Z"
-    assert normalize_timestamps(text) == (
-        "backup-<TIMESTAMP>.tar app_<TIMESTAMP>.log ts:<TIMESTAMP>"
+    text = (
+        "backup-20261130T151534Z.tar app_20261130T151534Z.log ts:2026-11-30T08:30:53Z"
+        " app.log.20261130T162731Z"
     )
+    assert normalize_timestamps(text) == (
+        "backup-<TIMESTAMP>.tar app_<TIMESTAMP>.log ts:<TIMESTAMP> app.log.<TIMESTAMP>"
+    )
+
+
+def test_what_follows_a_timestamp_is_its_zone_only_when_it_can_be_one() -> None:
+    # A range's end, or a number after a basic-format time, is not a zone offset.
+    assert normalize_timestamps("2026-11-30 15:15-17:45") == "<TIMESTAMP>-17:45"
+    assert normalize_timestamps("run-20261130T151534-12.log") == "run-<TIMESTAMP>-12.log"
 
 
 @pytest.mark.parametrize(
@@ -111,6 +122,8 @@ def test_timestamps_in_file_names_and_after_labels() -> None:
         "12345678T123456",
         "20261330T083053Z",
         "20261130T253053Z",
+        "1234-56-78 90:12",
+        "1.2026-11-30T08:30",
     ],
 )
 def test_timestamps_leave_dates_times_and_seconds_alone(text: str) -> None:

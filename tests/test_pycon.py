@@ -297,7 +297,7 @@ def test_a_python_fence_is_known_by_the_first_word_of_its_info_string(
 ) -> None:
     """```python title="y.py", and ```python with a space after it, run: sessions and
     code alike (Sybil compares the whole info string with the language); so do fences
-    with blanks before their language."""
+    with blanks before their language, or capitals in it."""
     project(
         pytester,
         {
@@ -307,14 +307,22 @@ def test_a_python_fence_is_known_by_the_first_word_of_its_info_string(
                 "```python \nassert False, 'the spaced block ran'\n```\n\n"
                 "``` pycon\n>>> 'blank before'\n'not'\n```\n\n"
                 "``` console\n$ echo blank before\nnot\n```\n\n"
+                "```PyCon\n>>> 'capitals'\n'not'\n```\n\n"
+                "```Console\n$ echo capitals\nnot\n```\n\n"
                 "```python\n>>> 3\n3\n```\n"
             )
         },
     )
     result = pytester.runpytest_subprocess(*QUIET, "-W", "error::UserWarning")
-    result.assert_outcomes(passed=1, failed=5)
+    result.assert_outcomes(passed=1, failed=7)
     result.stdout.fnmatch_lines_random(
-        ["*the code block ran*", "*the spaced block ran*", "*Expected:*", "*blank before*"]
+        [
+            "*the code block ran*",
+            "*the spaced block ran*",
+            "*Expected:*",
+            "*blank before*",
+            "*capitals*",
+        ]
     )
 
 

@@ -75,7 +75,7 @@ class ConsoleParser:
         for lexer in self.lexers:
             for lexed in lexer(document):
                 language = lexed.lexemes.get("arguments") or lexed.lexemes.get("language")
-                if (language or "").strip() in LANGUAGES:
+                if (language or "").strip().lower() in LANGUAGES:
                     yield from self._regions(document, lexed)
 
     def _regions(self, document: Document, lexed: Region) -> Iterator[Region]:

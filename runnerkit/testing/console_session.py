@@ -275,15 +275,21 @@ class _ShellText:
                 word_start = False
                 continue
             if inner == '"':
+                # What follows the closing quote goes on with the same word ("a"#b).
+                word_start = False
                 if char == '"':
                     contexts.pop()
+                elif source.startswith("${", index):
+                    contexts.append("${")
+                    index += 1
                 elif source.startswith("$(", index):
                     contexts.append("$(")
                     index += 1
+                    word_start = True
                 elif char == "`":
                     contexts.append("`")
+                    word_start = True
                 index += 1
-                word_start = True
                 continue
             if char == "#" and word_start and inner != "${":
                 stop = source.find("\n", index)
@@ -323,6 +329,8 @@ class _ShellText:
             return index + 1, True
         elif char == "`" or (char == ")" and inner in ("$(", "(")):
             contexts.pop()
+            # A substitution is part of a word ($(echo a)#b); a subshell's ")" ends one.
+            return index + 1, inner == "("
         elif char == "(" and inner in ("$(", "("):
             contexts.append("(")
         return index + 1, char in _WORD_BREAKS

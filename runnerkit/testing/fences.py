@@ -25,13 +25,14 @@ def fence_lexer(languages: Sequence[str]) -> Lexer:
     as MkDocs and other renderers take them) are the renderer's, and are left alone.
     Sybil's own ``FencedCodeBlockLexer`` wants the language alone on its line, and
     passes such fences over.  Blanks before the language (```` ``` pycon ````) are
-    allowed too, as CommonMark trims the info string.
+    allowed too, as CommonMark trims the info string, and the language's case does not
+    matter (```` ```Console ````), as to Pygments, which colours it.
     """
     names = "|".join(re.escape(language) for language in languages)
     return real_blocks(
         RawFencedCodeBlockLexer(
             info_pattern=re.compile(
-                f"[ \t]*(?P<language>{names})(?:[ \t][^\n]*)?$\n", re.MULTILINE
+                f"[ \t]*(?P<language>{names})(?:[ \t][^\n]*)?$\n", re.MULTILINE | re.IGNORECASE
             ),
         )
     )
@@ -143,13 +144,14 @@ def language_first_word(lexer: Lexer) -> Lexer:
     Markdown ``CodeBlockParser`` reads it) cut to its first word: the language, as
     CommonMark has it (4.5, Fenced code blocks).  Sybil compares the whole info string
     with the language, so ```` ```python title="x.py" ```` or a ```` ```python ```` with
-    a space after it would not run."""
+    a space after it would not run.  The language is read in lower case
+    (```` ```Python ````), as Pygments reads it."""
 
     def lex(document: Document) -> Iterator[Region]:
         for region in lexer(document):
             arguments = region.lexemes.get("arguments")
             if isinstance(arguments, str) and arguments.split():
-                region.lexemes["arguments"] = arguments.split()[0]
+                region.lexemes["arguments"] = arguments.split()[0].lower()
             yield region
 
     return lex

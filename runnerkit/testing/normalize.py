@@ -118,29 +118,37 @@ _MESSAGE_IDS = re.compile(
 )
 _ONE_MSG_ID = re.compile(_MSG_ID)
 _FILEBASES = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\+[0-9a-f]{40}(?![0-9A-Za-z])")
+#: The parts of a date and a time that can be: month, day, hour, minute, second.
+_MONTH, _DAY = r"(?:0[1-9]|1[0-2])", r"(?:0[1-9]|[12]\d|3[01])"
+_HOUR, _MINUTE = r"(?:[01]\d|2[0-3])", r"[0-5]\d"
+_SECOND = r"(?:[0-5]\d|60)"
+#: A zone offset that can be (-12:00 to +14:00), so that a range (15:15-17:45) is not
+#: read as a time and its zone.
+_OFFSET_HOUR = r"[+-](?:0\d|1[0-4])"
 _ISO = (
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
-    r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?"
+    rf"\d{{4}}-{_MONTH}-{_DAY}[Tt ]{_HOUR}:{_MINUTE}(?::{_SECOND}(?:[.,]\d+)?)?"
+    rf"(?:[Zz]| ?{_OFFSET_HOUR}(?::?{_MINUTE})?)?"
 )
 _RFC5322 = (
     r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),[ \t]+)?\d{1,2}[ \t]+"
     r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[ \t]+\d{4}[ \t]+"
     r"\d{2}:\d{2}(?::\d{2})?[ \t]+(?:[+-]\d{4}|GMT|UTC|UT)"
 )
-#: ISO 8601's basic format: ``20261130T151534Z``.
+#: ISO 8601's basic format: ``20261130T151534Z``; a zone offset in four digits.
 _ISO_BASIC = (
-    r"\d{4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[Tt](?:[01]\d|2[0-3])[0-5]\d"
-    r"(?:[0-5]\d(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?:\d{2})?)?"
+    rf"\d{{4}}{_MONTH}{_DAY}[Tt]{_HOUR}{_MINUTE}(?:{_SECOND}(?:[.,]\d+)?)?"
+    rf"(?:[Zz]|{_OFFSET_HOUR}{_MINUTE})?"
 )
 #: The Common Log Format's (web servers' access logs): ``30/Nov/2026:15:15:34 +0000``.
 _CLF = (
     r"\d{2}/(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/\d{4}"
     r":\d{2}:\d{2}:\d{2}[ \t]+[+-]\d{4}"
 )
-#: Not inside a longer number or word; after ``-``, ``_`` or ``:`` it may be, as in a
-#: file name (``backup-20261130T083053Z.tar``) or a label (``ts:2026-11-30T08:30Z``).
+#: Not inside a longer number or word; after ``-``, ``_``, ``:`` or a word's ``.`` it
+#: may be, as in a file name (``backup-20261130T083053Z.tar``, ``app.log.2026...``) or
+#: after a label (``ts:2026-11-30T08:30Z``).
 _TIMESTAMPS = re.compile(
-    rf"(?<![0-9A-Za-z.+])(?:{_ISO}|{_ISO_BASIC}|{_RFC5322}|{_CLF})(?![0-9A-Za-z])"
+    rf"(?<![0-9A-Za-z+])(?<!\d\.)(?:{_ISO}|{_ISO_BASIC}|{_RFC5322}|{_CLF})(?![0-9A-Za-z])"
 )
 _PIDS = re.compile(
     r"""(?P<label>(?<![\w])(?:\w+_)?pid["']?(?:[ \t]+|[ \t]*[:=][ \t]*))(?P<pid>\d+)\b""",
