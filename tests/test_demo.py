@@ -403,7 +403,9 @@ def interrupt_while_delivering(tmp_dir: Path, signum: int, *args: str) -> tuple[
     stderr = (tmp_dir.parent / "stderr").read_text()
     with Site(var_dir) as config:
         assert running_master_pid(config) is None
-    assert pids_using(tmp_dir) == []  # the master and every runner stopped
+    # The master and every runner stopped: the master frees its lock as it exits, and
+    # may take a moment more to be gone.
+    wait_for(lambda: pids_using(tmp_dir) == [], "the master and its runners to be gone")
     return status, stdout, stderr
 
 
