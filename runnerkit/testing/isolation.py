@@ -366,17 +366,7 @@ def stop_var_dir_processes(config: Configuration, timeout: float = STOP_SECONDS)
 
 def terminate(pids: Collection[int], timeout: float = KILL_SECONDS) -> None:
     """Send *pids* SIGTERM, and SIGKILL to those still running after *timeout* seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while any(_alive(pid) for pid in pids):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(POLL_SECONDS)
-        else:
-            return
+    terminate_all(lambda: {pid for pid in pids if _alive(pid)}, timeout)
 
 
 def terminate_all(members: Callable[[], set[int]], timeout: float = KILL_SECONDS) -> None:
@@ -457,15 +447,6 @@ def _command_line(pid: int, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def session_members(sid: int) -> set[int]:
-    """The processes of session *sid* that have not exited, this one excepted.
-
-    Read from ``/proc/PID/stat``; a process that made a session of its own (a daemon,
-    the runnerkit master) is no member any more.
-    """
-    return set(sessions_members({sid}))
-
-
 def sessions_members(sessions: Collection[int]) -> dict[int, int]:
     """The processes of the *sessions* that have not exited, this one excepted, each
     with its session id: one look at ``/proc``, however many sessions."""
@@ -474,11 +455,9 @@ def sessions_members(sessions: Collection[int]) -> dict[int, int]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
-        try:
-            text = Path(f"/proc/{entry.name}/stat").read_text(encoding="ascii", errors="replace")
-        except OSError:
+        fields = _stat_fields(entry.name)
+        if fields is None:
             continue
-        fields = text[text.rfind(")") + 2 :].split()
         # state, ppid, pgrp, session: fields 3 to 6 of proc(5).
         sid = int(fields[3])
         if sid in sessions and not _exited(int(entry.name), fields[0]):
@@ -540,13 +519,19 @@ def _proc_stat(pid: int | str) -> tuple[str, int] | None:
 
     *pid* may also be ``PID/task/TID``: the state is then that of one thread.
     """
+    fields = _stat_fields(pid)
+    return None if fields is None else (fields[0], int(fields[1]))
+
+
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name, from the state on, or
+    None if the process is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
     except OSError:
         return None
     # The command name, in parentheses, may hold spaces and parentheses itself.
-    fields = text[text.rfind(")") + 2 :].split()
-    return fields[0], int(fields[1])
+    return text[text.rfind(")") + 2 :].split()
 
 
 def _children_by_state() -> Iterator[tuple[int, str]]:
